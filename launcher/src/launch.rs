@@ -1,0 +1,293 @@
+//! The launch loop: read the config, pick a runnable version, run it, act on how it ended.
+//!
+//! Steps, repeated until the child ends for good (see `docs/launcher.md`):
+//! 1. Read `appstart.toml` beside the launcher (again on every restart).
+//! 2. If the current version's executable is missing or not executable and a usable
+//!    `previous` exists, fall back to it (record the version as bad, log why).
+//! 3. Run the executable with the same arguments and `APPSTART_*` variables; forward signals.
+//! 4. Exit 0 or the restart code ends probation. The restart code goes back to step 1, within
+//!    the restart bound. A crash during probation counts against the new version; enough of
+//!    them fall back to `previous` and go back to step 1. Otherwise exit with the child's code.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, history};
+
+use crate::platform::{self, Outcome};
+
+/// Exit code of the launcher's own failures (bad config, nothing runnable, restart loop).
+pub const LAUNCHER_FAILURE: u8 = 127;
+
+/// What stops the launcher from running anything.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The launcher's own location could not be found.
+    #[error("cannot find the launcher's own path: {0}")]
+    OwnPath(std::io::Error),
+    /// Reading or writing an install file failed (names the file, line and column).
+    #[error(transparent)]
+    Layout(#[from] appstart_layout::Error),
+    /// Neither the current version nor a previous one can be started.
+    #[error(
+        "cannot run version {version}: {reason} ({path}); no usable previous version to fall back to"
+    )]
+    NotRunnable {
+        /// The version that was to run.
+        version: VersionName,
+        /// The missing or unusable path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Starting the child failed.
+    #[error("cannot start {path}: {source}")]
+    Spawn {
+        /// The executable.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The app asked to be restarted too often.
+    #[error(
+        "the app asked to restart {count} times within {window_secs} s; giving up (see [restart] in {config})"
+    )]
+    RestartLoop {
+        /// Restarts seen in the window.
+        count: usize,
+        /// The window.
+        window_secs: u64,
+        /// The config file, where the bound is set.
+        config: PathBuf,
+    },
+}
+
+/// Runs the app until it ends for good; returns the exit code to end with.
+pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
+    let launcher = std::env::current_exe().map_err(LaunchError::OwnPath)?;
+    let install = InstallDir::new(fsutil::parent_of(&launcher));
+    platform::forward_signals();
+    let mut restarts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        // Step 1.
+        let mut config = LauncherConfig::load(&install.config_path())?;
+        // Step 2.
+        let version = runnable_version(&install, &mut config)?;
+        let executable = config.executable_path(&install, &version);
+        let probation =
+            Probation::load(&install.probation_path())?.filter(|p| p.version == version);
+        log_event(&install, "launch", &[("version", version.as_str())]);
+        log::info!("starting {} ({})", version, executable.display());
+
+        // Step 3.
+        let started = Instant::now();
+        let environment = child_environment(&install, &launcher, &version, &config);
+        let outcome = platform::run_child(&executable, &args, &environment).map_err(|source| {
+            LaunchError::Spawn {
+                path: executable.clone(),
+                source,
+            }
+        })?;
+        let ran_for = started.elapsed();
+
+        // Step 4.
+        let asked_restart =
+            outcome == Outcome::Exited(config.restart_code) && !platform::termination_requested();
+        if outcome == Outcome::Exited(0) || asked_restart {
+            accept(&install, probation.as_ref());
+        }
+        if asked_restart {
+            bound_restarts(&mut restarts, &config, &install)?;
+            log_event(&install, "restart", &[("version", version.as_str())]);
+            continue;
+        }
+        if let Some(mut probation) = probation.filter(|_| outcome != Outcome::Exited(0)) {
+            let within = ran_for < Duration::from_secs(config.probation.secs);
+            if !within {
+                accept(&install, Some(&probation));
+            } else {
+                probation.failures += 1;
+                let reason = format!(
+                    "{} after {:.1} s, crash {} of {} allowed during probation",
+                    outcome.describe(),
+                    ran_for.as_secs_f64(),
+                    probation.failures,
+                    config.probation.failures
+                );
+                if probation.failures >= config.probation.failures
+                    && usable_previous(&install, &config).is_some()
+                {
+                    fall_back(&install, &mut config, &reason)?;
+                    bound_restarts(&mut restarts, &config, &install)?;
+                    continue;
+                }
+                probation.save(&install.probation_path())?;
+            }
+        }
+        return Ok(match outcome {
+            Outcome::Exited(code) => u8::try_from(code).unwrap_or(LAUNCHER_FAILURE),
+            Outcome::Signaled(signal) => {
+                eprintln!("appstart: version {version} was killed by signal {signal}");
+                log_event(
+                    &install,
+                    "killed",
+                    &[
+                        ("version", version.as_str()),
+                        ("signal", &signal.to_string()),
+                    ],
+                );
+                u8::try_from(128 + signal).unwrap_or(LAUNCHER_FAILURE)
+            }
+        });
+    }
+}
+
+/// Step 2: the current version if it can run, else a fallback to `previous`.
+fn runnable_version(
+    install: &InstallDir,
+    config: &mut LauncherConfig,
+) -> Result<VersionName, LaunchError> {
+    let current = config.current.clone();
+    let executable = config.executable_path(install, &current);
+    let Some(reason) = unusable_reason(install, &current, &executable) else {
+        return Ok(current);
+    };
+    if usable_previous(install, config).is_none() {
+        let folder = install.version_dir(&current);
+        let path = if folder.is_dir() { executable } else { folder };
+        return Err(LaunchError::NotRunnable {
+            version: current,
+            path,
+            reason,
+        });
+    }
+    let why = format!("{reason}: {}", executable.display());
+    fall_back(install, config, &why)?;
+    Ok(config.current.clone())
+}
+
+/// Why `version` cannot run, or `None` when it can.
+fn unusable_reason(
+    install: &InstallDir,
+    version: &VersionName,
+    exe: &Path,
+) -> Option<&'static str> {
+    if !install.version_dir(version).is_dir() {
+        Some("its version folder is missing")
+    } else if !exe.exists() {
+        Some("its executable is missing")
+    } else if !fsutil::is_executable_file(exe) {
+        Some("its executable is not an executable file")
+    } else {
+        None
+    }
+}
+
+/// `previous`, when it names a version whose executable can run.
+fn usable_previous(install: &InstallDir, config: &LauncherConfig) -> Option<VersionName> {
+    let previous = config.previous.clone()?;
+    let exe = config.executable_path(install, &previous);
+    unusable_reason(install, &previous, &exe)
+        .is_none()
+        .then_some(previous)
+}
+
+/// Switches `appstart.toml` back to `previous` and records the current version as bad.
+fn fall_back(
+    install: &InstallDir,
+    config: &mut LauncherConfig,
+    reason: &str,
+) -> Result<(), LaunchError> {
+    let bad = config.current.clone();
+    // Bad first: if we crash right after, the updater must not reinstall this version.
+    BadVersions::record(&install.bad_versions_path(), &bad, reason)?;
+    config.fall_back();
+    config.save(&install.config_path())?;
+    Probation::clear(&install.probation_path())?;
+    eprintln!(
+        "appstart: version {bad} failed ({reason}); falling back to {}",
+        config.current
+    );
+    log_event(
+        install,
+        "fallback",
+        &[
+            ("from", bad.as_str()),
+            ("to", config.current.as_str()),
+            ("reason", reason),
+        ],
+    );
+    Ok(())
+}
+
+/// Ends probation: the version proved itself.
+fn accept(install: &InstallDir, probation: Option<&Probation>) {
+    if let Some(probation) = probation {
+        match Probation::clear(&install.probation_path()) {
+            Ok(()) => log_event(
+                install,
+                "accepted",
+                &[("version", probation.version.as_str())],
+            ),
+            Err(err) => log::warn!("{err}"),
+        }
+    }
+}
+
+/// Refuses one more restart when `restart.max` already happened within the window.
+fn bound_restarts(
+    restarts: &mut VecDeque<Instant>,
+    config: &LauncherConfig,
+    install: &InstallDir,
+) -> Result<(), LaunchError> {
+    let now = Instant::now();
+    let window = Duration::from_secs(config.restart.window_secs);
+    while restarts
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > window)
+    {
+        restarts.pop_front();
+    }
+    if restarts.len() >= config.restart.max as usize {
+        log_event(
+            install,
+            "restart-loop",
+            &[("current", config.current.as_str())],
+        );
+        return Err(LaunchError::RestartLoop {
+            count: restarts.len() + 1,
+            window_secs: config.restart.window_secs,
+            config: install.config_path(),
+        });
+    }
+    restarts.push_back(now);
+    Ok(())
+}
+
+/// The variables the app uses to find its install and its updater.
+fn child_environment(
+    install: &InstallDir,
+    launcher: &Path,
+    version: &VersionName,
+    config: &LauncherConfig,
+) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("APPSTART_DIR", install.root().as_os_str().to_owned()),
+        ("APPSTART_VERSION", version.as_str().into()),
+        ("APPSTART_LAUNCHER", launcher.as_os_str().to_owned()),
+        (
+            "APPSTART_RESTART_CODE",
+            config.restart_code.to_string().into(),
+        ),
+    ]
+}
+
+/// History is diagnostic: failing to write it must not stop the app from starting.
+fn log_event(install: &InstallDir, event: &str, fields: &[(&str, &str)]) {
+    if let Err(err) = history::append(&install.history_path(), event, fields) {
+        log::warn!("{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! File-system helpers that name their path in every error and make writes durable.
+//!
+//! The durable-write recipe (after uv's `write_atomic`):
+//! 1. write the bytes to a temporary file in the target's folder (same file system, so the
+//!    rename below is atomic),
+//! 2. `fsync` the temporary file, so its data is on disk before its name is,
+//! 3. rename it over the target (retried briefly: antivirus scanners on Windows hold files),
+//! 4. `fsync` the folder, so the rename itself survives a power cut.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// Prefix of every temporary file this project creates; leftovers are safe to delete.
+pub const TEMP_PREFIX: &str = ".appstart-tmp-";
+
+/// A file name for a temporary file, unique within this process and very likely across
+/// processes (pid and clock are part of it).
+pub fn temp_name(hint: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{TEMP_PREFIX}{hint}-{}-{nanos}-{count}", std::process::id())
+}
+
+/// Writes `bytes` to `path` atomically and durably (see the module docs).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let folder = parent_of(path);
+    let hint = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = folder.join(temp_name(&hint));
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io("writing", &temp, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("syncing", &temp, e))?;
+        drop(file);
+        rename(&temp, path)?;
+        sync_dir(&folder)
+    })();
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Renames `from` to `to`, retrying a few times on errors that can be transient.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    let mut delay = Duration::from_millis(5);
+    let mut attempt = 0;
+    loop {
+        match fs::rename(from, to) {
+            Ok(()) => return Ok(()),
+            Err(err)
+                if attempt < 5
+                    && matches!(
+                        err.kind(),
+                        std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::ResourceBusy
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(err) => {
+                return Err(Error::io(
+                    "renaming",
+                    format!("{} to {}", from.display(), to.display()),
+                    err,
+                ));
+            }
+        }
+    }
+}
+
+/// `fsync`s a folder so that renames and new entries in it are durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = File::open(path).map_err(|e| Error::io("opening folder", path, e))?;
+        dir.sync_all()
+            .map_err(|e| Error::io("syncing folder", path, e))
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a folder as a file; NTFS journals its metadata.
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Reads a whole file as UTF-8, naming the path on error.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
+}
+
+/// Reads a whole file, naming the path on error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io("reading", path, e))
+}
+
+/// Creates a folder and its parents, naming the path on error.
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| Error::io("creating folder", path, e))
+}
+
+/// Removes a file if it exists.
+pub fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", path, e)),
+    }
+}
+
+/// Removes a folder tree if it exists, making read-only entries writable first when needed.
+pub fn remove_dir_all_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing folder", path, e)),
+    }
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `path` is a regular file the current user may execute.
+pub fn is_executable_file(path: &Path) -> bool {
+    let Ok(metadata) = fs::metadata(path) else {
+        return false;
+    };
+    if !metadata.is_file() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        metadata.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// The current time as RFC 3339 UTC with seconds, for logs and state files.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(temp_name("fsutil-test"));
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("file.txt");
+        write_atomic(&target, b"one").unwrap();
+        write_atomic(&target, b"two").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_names_missing_folder() {
+        let err = write_atomic(Path::new("/nonexistent-appstart/x.toml"), b"x").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-appstart"), "{err}");
+    }
+}

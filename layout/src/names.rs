@@ -1,0 +1,244 @@
+//! Untrusted names parsed into types.
+//!
+//! A version name becomes a folder name and a manifest path becomes a file path under the
+//! install folder. Both arrive from files a user or a server controls, so they are parsed once
+//! into types that cannot hold anything dangerous: the type is the proof (after tough's
+//! `TargetName`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// Longest accepted version name, in bytes.
+pub const MAX_VERSION_NAME_LEN: usize = 128;
+/// Longest accepted relative path, in bytes.
+pub const MAX_RELATIVE_PATH_LEN: usize = 4096;
+
+/// A version's name, safe to use as a single folder name on every platform.
+///
+/// Allowed: 1 to 128 characters from `A-Z a-z 0-9 . _ + -`, not starting with `.` or `-`.
+/// This covers SemVer (`1.2.3-beta.1+build.5`) and date versions (`2026.11.23`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VersionName(String);
+
+impl VersionName {
+    /// Parses `value`, refusing anything that is not a plain folder name.
+    pub fn parse(value: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidName {
+            kind: "version name",
+            value: value.to_string(),
+            reason,
+        };
+        if value.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if value.len() > MAX_VERSION_NAME_LEN {
+            return Err(invalid("it is longer than 128 bytes"));
+        }
+        if value.starts_with('.') || value.starts_with('-') {
+            return Err(invalid("it starts with '.' or '-'"));
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+        {
+            return Err(invalid("only A-Z a-z 0-9 . _ + - are allowed"));
+        }
+        Ok(VersionName(value.to_string()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VersionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for VersionName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        VersionName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A relative path that stays inside the folder it is joined to.
+///
+/// Stored with `/` separators. Refused: empty paths, absolute paths, drive letters and
+/// backslashes, `.` and `..` components, empty components (`a//b`), NUL and other control
+/// characters, and names Windows cannot create (`CON`, trailing dots or spaces are refused on
+/// every platform so that a release is portable).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelativePath(String);
+
+impl RelativePath {
+    /// Parses `value` as a relative, contained path.
+    pub fn parse(value: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidName {
+            kind: "relative path",
+            value: value.to_string(),
+            reason,
+        };
+        if value.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if value.len() > MAX_RELATIVE_PATH_LEN {
+            return Err(invalid("it is longer than 4096 bytes"));
+        }
+        if value.starts_with('/') {
+            return Err(invalid("it is absolute"));
+        }
+        if value.contains('\\') {
+            return Err(invalid("it contains a backslash"));
+        }
+        if value.chars().any(|c| c.is_control()) {
+            return Err(invalid("it contains a NUL or control character"));
+        }
+        let bytes = value.as_bytes();
+        if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+            return Err(invalid("it starts with a drive letter"));
+        }
+        for component in value.split('/') {
+            match component {
+                "" => return Err(invalid("it has an empty component")),
+                "." | ".." => return Err(invalid("it has a '.' or '..' component")),
+                _ => {}
+            }
+            if component.ends_with('.') || component.ends_with(' ') {
+                return Err(invalid("a component ends with '.' or a space"));
+            }
+            if component.contains(':') {
+                return Err(invalid("it contains ':'"));
+            }
+        }
+        Ok(RelativePath(value.to_string()))
+    }
+
+    /// Builds a relative path from a path found on disk below some root.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                std::path::Component::Normal(part) => match part.to_str() {
+                    Some(part) => parts.push(part),
+                    None => {
+                        return Err(Error::InvalidName {
+                            kind: "relative path",
+                            value: path.to_string_lossy().into_owned(),
+                            reason: "it is not valid UTF-8",
+                        });
+                    }
+                },
+                _ => {
+                    return Err(Error::InvalidName {
+                        kind: "relative path",
+                        value: path.to_string_lossy().into_owned(),
+                        reason: "it is not a plain relative path",
+                    });
+                }
+            }
+        }
+        RelativePath::parse(&parts.join("/"))
+    }
+
+    /// The path as `/`-separated text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path joined below `root`, using the platform's separators.
+    pub fn join_to(&self, root: &Path) -> PathBuf {
+        let mut path = root.to_path_buf();
+        path.extend(self.0.split('/'));
+        path
+    }
+
+    /// The parent folders of this path, outermost first (`a/b/c` gives `a`, `a/b`).
+    pub fn parents(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .match_indices('/')
+            .map(move |(index, _)| &self.0[..index])
+    }
+}
+
+impl fmt::Display for RelativePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for RelativePath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RelativePath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RelativePath::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names() {
+        for ok in ["1.0.0", "2.0.0-beta.1+build.5", "2026.11.23", "v3_x"] {
+            assert!(VersionName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\\b", "-rf", ".hidden", "a b", "é",
+        ] {
+            assert!(VersionName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(VersionName::parse(&"1".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn relative_paths() {
+        for ok in ["a", "bin/app", "lib/x.so.1", "a b/c"] {
+            assert!(RelativePath::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "C:/x",
+            "c:x",
+            "a\\b",
+            "a\0b",
+            "a/",
+            "x.",
+            "x ",
+            "a:b",
+        ] {
+            assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parents_and_join() {
+        let path = RelativePath::parse("a/b/c").unwrap();
+        assert_eq!(path.parents().collect::<Vec<_>>(), ["a", "a/b"]);
+        assert_eq!(path.join_to(Path::new("/r")), Path::new("/r/a/b/c"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Where each file of an install folder lives. Nothing else in the project builds these paths.
+
+use std::path::{Path, PathBuf};
+
+use crate::names::VersionName;
+
+/// File name of the launcher config, beside the launcher.
+pub const CONFIG_FILE: &str = "appstart.toml";
+/// Folder holding one subfolder per installed version.
+pub const VERSIONS_DIR: &str = "versions";
+/// Folder holding updater and launcher state.
+pub const STATE_DIR: &str = "state";
+/// Prefix of a version folder being built; never run, removed or resumed by the updater.
+pub const STAGING_PREFIX: &str = ".staging-";
+
+/// An install folder: the launcher, its config, the versions and the state.
+#[derive(Debug, Clone)]
+pub struct InstallDir {
+    root: PathBuf,
+}
+
+impl InstallDir {
+    /// Wraps the folder `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        InstallDir { root: root.into() }
+    }
+
+    /// The install folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DIR/appstart.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+
+    /// `DIR/appstart` (`appstart.exe` on Windows).
+    pub fn launcher_path(&self) -> PathBuf {
+        self.root
+            .join(format!("appstart{}", std::env::consts::EXE_SUFFIX))
+    }
+
+    /// `DIR/versions`.
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join(VERSIONS_DIR)
+    }
+
+    /// `DIR/versions/<version>`.
+    pub fn version_dir(&self, version: &VersionName) -> PathBuf {
+        self.versions_dir().join(version.as_str())
+    }
+
+    /// `DIR/versions/.staging-<version>`: where a version is built before it is renamed in.
+    pub fn staging_dir(&self, version: &VersionName) -> PathBuf {
+        self.versions_dir()
+            .join(format!("{STAGING_PREFIX}{}", version.as_str()))
+    }
+
+    /// `DIR/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    /// `DIR/state/history.log`: one line per launch, restart, fallback, check, update, rollback.
+    pub fn history_path(&self) -> PathBuf {
+        self.state_dir().join("history.log")
+    }
+
+    /// `DIR/state/bad-versions.toml`: versions the launcher rolled back from.
+    pub fn bad_versions_path(&self) -> PathBuf {
+        self.state_dir().join("bad-versions.toml")
+    }
+
+    /// `DIR/state/probation.toml`: the newly switched-to version and its crash count.
+    pub fn probation_path(&self) -> PathBuf {
+        self.state_dir().join("probation.toml")
+    }
+
+    /// `DIR/state/install.toml`: the updater's settings (repository URL, app, channel).
+    pub fn install_settings_path(&self) -> PathBuf {
+        self.state_dir().join("install.toml")
+    }
+
+    /// `DIR/state/metadata`: trusted TUF metadata.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.state_dir().join("metadata")
+    }
+
+    /// `DIR/state/manifests`: the release manifest of every installed version.
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.state_dir().join("manifests")
+    }
+
+    /// `DIR/state/cache`: downloads, kept across runs so an interrupted one resumes.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_dir().join("cache")
+    }
+
+    /// `DIR/state/lock`: held by whoever changes the install.
+    pub fn lock_path(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
+}
