@@ -1,0 +1,191 @@
+//! The command-line definition. Names and flags are an interface: add, never rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Publish signed application releases to a static repository, and install, check, update
+/// and roll back installations.
+#[derive(Debug, Parser)]
+#[command(name = "appupdate", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create or maintain a repository.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Publish a folder as a signed release.
+    Publish(PublishArgs),
+    /// Serve a repository over HTTP, for development and tests.
+    Serve(ServeArgs),
+    /// Install the newest eligible release of an app into a new folder.
+    Install(InstallArgs),
+    /// Look for a newer release (refreshes the trusted metadata).
+    Check(DirArgs),
+    /// Download, verify and switch to the newest eligible release.
+    Update(DirArgs),
+    /// Show what is installed.
+    Status(DirArgs),
+    /// Switch back to the previous version, or to any installed one.
+    Rollback(RollbackArgs),
+    /// Run the whole path end to end in a temporary folder: keys, publish, serve, install,
+    /// run through appstart, publish v2, update in the background, relaunch.
+    Demo(DemoArgs),
+}
+
+/// `appupdate keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate signing keys: one `default.key` for all roles, or one per role.
+    Generate {
+        /// Folder to write the keys to (created; existing keys are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// One key per role (root, targets, snapshot, timestamp) instead of one for all.
+        #[arg(long)]
+        per_role: bool,
+    },
+}
+
+/// `appupdate repo ...`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create an empty repository signed with the keys.
+    Init {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder.
+        #[arg(long)]
+        keys: PathBuf,
+    },
+    /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
+    Refresh {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder (needs the snapshot and timestamp keys only).
+        #[arg(long)]
+        keys: PathBuf,
+    },
+}
+
+/// `appupdate publish ...`
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Repository folder.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Key folder (needs the targets, snapshot and timestamp keys).
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// App name (a-z 0-9 . _ -).
+    #[arg(long)]
+    pub app: String,
+    /// Release version (SemVer, e.g. 1.2.3).
+    #[arg(long)]
+    pub version: String,
+    /// The executable, relative to SOURCE_DIR.
+    #[arg(long)]
+    pub exe: String,
+    /// Channel.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Platform the release is for (`any` for every platform). Default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// A launcher inside SOURCE_DIR to install as DIR/appstart on clients.
+    #[arg(long)]
+    pub launcher: Option<String>,
+    /// zstd compression level for new blobs (1-22).
+    #[arg(long, default_value_t = 12)]
+    pub level: i32,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The folder to publish.
+    pub source_dir: PathBuf,
+}
+
+/// `appupdate serve ...`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Repository folder.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+}
+
+/// `appupdate install ...`
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Repository base URL (http://, https:// or file://).
+    #[arg(long)]
+    pub url: String,
+    /// The repository's root metadata (1.root.json), obtained from the publisher.
+    #[arg(long)]
+    pub trusted_root: PathBuf,
+    /// App to install.
+    #[arg(long)]
+    pub app: String,
+    /// Install folder (new or empty).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Channel to follow.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Platform to install for. Default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Launcher binary to install when the release ships none. Default: `appstart` beside
+    /// this program.
+    #[arg(long)]
+    pub launcher: Option<PathBuf>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--dir DIR [--json]`
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Install folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `appupdate rollback ...`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Install folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Version to switch to (default: the previous one).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `appupdate demo ...`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work in this folder instead of a temporary one (kept afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,202 @@
+//! One function per command: call the library, print the result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use updater_core::publish::{Expiry, PublishRequest, Repository};
+use updater_core::release::current_platform;
+use updater_core::serve::RepoServer;
+use updater_core::tuf::keys::KeyDir;
+use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
+
+use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Keys(KeysCommand::Generate { out, per_role }) => {
+            let written = KeyDir::new(&out).generate(per_role)?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            println!("keep these files secret; the root key can stay offline after `repo init`");
+        }
+        Command::Repo(RepoCommand::Init { repo, keys }) => {
+            Repository::new(&repo).init(&KeyDir::new(keys), &Expiry::default())?;
+            println!(
+                "created repository {}; give clients {}",
+                repo.display(),
+                repo.join("metadata/1.root.json").display()
+            );
+        }
+        Command::Repo(RepoCommand::Refresh { repo, keys }) => {
+            let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
+            println!("re-signed snapshot and timestamp (timestamp version {version})");
+        }
+        Command::Publish(args) => {
+            let request = PublishRequest {
+                app: args.app,
+                version: VersionName::parse(&args.version).context("--version")?,
+                executable: RelativePath::parse(&args.exe).context("--exe")?,
+                channel: args.channel,
+                platform: args.platform.unwrap_or_else(current_platform),
+                launcher: args
+                    .launcher
+                    .as_deref()
+                    .map(RelativePath::parse)
+                    .transpose()
+                    .context("--launcher")?,
+                source: args.source_dir,
+                level: args.level,
+            };
+            let report = Repository::new(&args.repo).publish(
+                &KeyDir::new(args.keys),
+                &Expiry::default(),
+                &request,
+            )?;
+            if args.json {
+                print_json(&serde_json::json!({
+                    "target": report.target_name,
+                    "files": report.files,
+                    "new_blobs": report.new_blobs,
+                    "new_blob_bytes": report.new_blob_bytes,
+                    "targets_version": report.targets_version,
+                }))?;
+            } else {
+                println!(
+                    "published {} ({} files, {} new blobs, {} bytes)",
+                    report.target_name, report.files, report.new_blobs, report.new_blob_bytes
+                );
+            }
+        }
+        Command::Serve(args) => {
+            let server = RepoServer::bind(&args.repo, &args.listen)?;
+            println!("serving {} at {}/", args.repo.display(), server.url());
+            server.run(8, std::io::stdout());
+        }
+        Command::Install(args) => {
+            let launcher = match args.launcher {
+                Some(path) => path,
+                None => beside_this_program("appstart")?,
+            };
+            let options = InstallOptions {
+                url: args.url,
+                trusted_root: args.trusted_root,
+                app: args.app,
+                dir: args.dir.clone(),
+                channel: args.channel,
+                platform: args.platform.unwrap_or_else(current_platform),
+                launcher,
+            };
+            let report = updater_core::install(&options)?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                let version = report.to.as_ref().map_or("?".into(), ToString::to_string);
+                println!(
+                    "installed {} {version} into {} ({} bytes downloaded); run {}",
+                    options.app,
+                    args.dir.display(),
+                    report.bytes_downloaded,
+                    args.dir.join("appstart").display()
+                );
+            }
+        }
+        Command::Check(args) => {
+            let updater = Updater::open(&args.dir)?;
+            let check = updater.check()?;
+            let available = check.available.as_ref().map(|r| r.version().clone());
+            if args.json {
+                print_json(
+                    &serde_json::json!({ "current": check.current, "available": available }),
+                )?;
+            } else {
+                match available {
+                    Some(version) => {
+                        println!("{} is available (current: {})", version, check.current)
+                    }
+                    None => println!("{} is up to date", check.current),
+                }
+            }
+        }
+        Command::Update(args) => {
+            let updater = Updater::open(&args.dir)?;
+            let report = updater.update()?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                match &report.to {
+                    Some(to) => println!(
+                        "updated {} -> {to}: {} bytes downloaded, {} files downloaded, {} reused; it runs at the next start",
+                        report.from,
+                        report.bytes_downloaded,
+                        report.files_downloaded,
+                        report.files_reused
+                    ),
+                    None => println!("{} is up to date", report.from),
+                }
+            }
+        }
+        Command::Status(args) => {
+            let status = Updater::open(&args.dir)?.status()?;
+            if args.json {
+                print_json(&status)?;
+            } else {
+                println!("app:       {}", status.app);
+                println!("current:   {}", status.current);
+                println!(
+                    "previous:  {}",
+                    status
+                        .previous
+                        .as_ref()
+                        .map_or("-".into(), ToString::to_string)
+                );
+                println!("installed: {}", join(&status.installed));
+                println!("channel:   {}", status.channel);
+                println!("platform:  {}", status.platform);
+                println!("url:       {}", status.url);
+                if !status.bad_versions.is_empty() {
+                    println!("skipped:   {}", join(&status.bad_versions));
+                }
+            }
+        }
+        Command::Rollback(args) => {
+            let to = args
+                .to
+                .as_deref()
+                .map(VersionName::parse)
+                .transpose()
+                .context("--to")?;
+            let (from, to) = Updater::open(&args.dir)?.rollback(to.as_ref())?;
+            if args.json {
+                print_json(&serde_json::json!({ "from": from, "to": to }))?;
+            } else {
+                println!("rolled back {from} -> {to}; it runs at the next start");
+            }
+        }
+        Command::Demo(args) => crate::demo::run(args.dir)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn join(versions: &[VersionName]) -> String {
+    versions
+        .iter()
+        .map(VersionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `name` in the folder of the running `appupdate` (where cargo puts all workspace binaries).
+pub fn beside_this_program(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let dir = exe.parent().context("this program's folder")?;
+    Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+}

@@ -1,0 +1,168 @@
+//! The updater's errors. Each variant carries what a user needs to act: the file, URL or
+//! field at fault, and expected against actual values.
+
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a check, update, install, rollback or publish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing the install folder's own files failed.
+    #[error(transparent)]
+    Layout(#[from] appstart_layout::Error),
+
+    /// An I/O operation failed on `path`.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+
+    /// A network request failed (after retries, where retrying made sense).
+    #[error("fetching {url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
+        /// Seconds the server asked us to wait (`Retry-After`).
+        retry_after: Option<u64>,
+    },
+
+    /// The server answered 404 for `url`.
+    #[error("fetching {url}: not found (404)")]
+    NotFound {
+        /// The URL.
+        url: String,
+    },
+
+    /// A download was larger than its declared or capped size.
+    #[error("{url}: more than {limit} bytes; refusing the rest (declared or maximum size)")]
+    TooLarge {
+        /// The URL or file.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+
+    /// Downloaded or local content does not match its signed length or hash.
+    #[error("{what}: {kind} mismatch: expected {expected}, got {actual}")]
+    Mismatch {
+        /// The file, URL or blob.
+        what: String,
+        /// "length", "sha256", "blake3", ...
+        kind: &'static str,
+        /// The signed value.
+        expected: String,
+        /// What we found.
+        actual: String,
+    },
+
+    /// A metadata or manifest file is not the JSON we expect.
+    #[error("{what}: {message}")]
+    Format {
+        /// The file or URL.
+        what: String,
+        /// What is wrong (names the field).
+        message: String,
+    },
+
+    /// TUF: a role's metadata lacks enough valid signatures.
+    #[error(
+        "{role} metadata ({what}): {valid} valid signature(s) from distinct trusted keys, threshold is {threshold}"
+    )]
+    Threshold {
+        /// Role name.
+        role: String,
+        /// File or URL.
+        what: String,
+        /// Valid signatures counted (each key once).
+        valid: usize,
+        /// Signatures required.
+        threshold: u64,
+    },
+
+    /// TUF: a role's version went backwards or is not the one referenced.
+    #[error(
+        "{role} metadata ({what}): version {actual}, expected {expected} (rollback or mix-and-match attack?)"
+    )]
+    Version {
+        /// Role name.
+        role: String,
+        /// File or URL.
+        what: String,
+        /// The version required.
+        expected: String,
+        /// The version found.
+        actual: u64,
+    },
+
+    /// TUF: a role's metadata has expired (freeze attack, or the publisher must re-sign).
+    #[error(
+        "{role} metadata expired at {expires} (checked at {now}); the publisher must re-sign it (appupdate repo refresh)"
+    )]
+    Expired {
+        /// Role name.
+        role: String,
+        /// Its expiry.
+        expires: String,
+        /// The update's start time.
+        now: String,
+    },
+
+    /// No trusted metadata or no configured install where one is needed.
+    #[error("{0}")]
+    NotInstalled(String),
+
+    /// The install is locked by another process.
+    #[error("{path} is held by another updater ({holder}); try again when it has finished")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+
+    /// A request that makes no sense for this install or repository.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the action and path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A format error about `what`.
+    pub fn format(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Format {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}

@@ -1,0 +1,50 @@
+//! `updater-core`: keeps an installed application up to date from a static repository.
+//!
+//! The repository is plain files any web server or CDN can serve, with trust metadata in The
+//! Update Framework's (TUF 1.0) form. An update:
+//! 1. refreshes the trusted metadata by the TUF client workflow ([`tuf::client`]);
+//! 2. picks the highest release above the running one for this app, channel and platform
+//!    ([`release`]);
+//! 3. downloads its signed manifest, then builds the new version in a staging folder beside
+//!    the running one, taking unchanged files from disk and downloading only the rest,
+//!    verifying everything while streaming ([`stage`]);
+//! 4. moves it into place and switches `appstart.toml` atomically ([`switch`]); the
+//!    `appstart` launcher runs it at the next start.
+//!
+//! Use it from an app with [`Updater`] and [`Poller`], or from the command line with
+//! `appupdate`. Publishing lives in [`publish`].
+//!
+//! ```no_run
+//! # fn main() -> Result<(), updater_core::Error> {
+//! let updater = updater_core::Updater::from_launcher_environment()?;
+//! let report = updater.update()?;
+//! if report.to.is_some() {
+//!     updater_core::request_restart();
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod blob;
+pub mod download;
+pub mod error;
+pub mod events;
+pub mod lock;
+pub mod manifest;
+pub mod poller;
+pub mod publish;
+pub mod release;
+#[cfg(feature = "server")]
+pub mod serve;
+pub mod settings;
+pub mod stage;
+pub mod switch;
+pub mod transport;
+pub mod tuf;
+pub mod updater;
+
+pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
+pub use error::{Error, Result};
+pub use events::Event;
+pub use poller::{Poller, PollerOptions, request_restart, restart_code};
+pub use updater::{Check, InstallOptions, Staged, Status, UpdateReport, Updater, install};

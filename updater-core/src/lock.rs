@@ -1,0 +1,70 @@
+//! The single-writer lock of an install folder (`state/lock`).
+//!
+//! Whoever changes an install (check, update, rollback, the background poller) holds an
+//! exclusive `flock` on `state/lock` for the duration. The kernel drops the lock when its
+//! holder exits, however it exits, so a killed updater never leaves a stale lock. The file
+//! records who holds it, for the message the next one prints.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use appstart_layout::InstallDir;
+
+use crate::error::{Error, Result};
+
+/// A held install lock; released on drop.
+#[derive(Debug)]
+pub struct InstallLock {
+    _file: File,
+}
+
+impl InstallLock {
+    /// Takes the lock of `install`, waiting up to `wait` for a current holder. `purpose` says
+    /// what we are doing, for whoever waits on us.
+    pub fn acquire(install: &InstallDir, purpose: &str, wait: Duration) -> Result<Self> {
+        let path = install.lock_path();
+        appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= wait {
+                        return Err(Error::Locked {
+                            holder: holder(&path),
+                            path,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+            }
+        }
+        let note = format!(
+            "pid {} ({purpose}) since {}",
+            std::process::id(),
+            appstart_layout::fsutil::now_rfc3339()
+        );
+        // The note is informational; the lock is the flock, so a failed write is harmless.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.write_all(note.as_bytes()));
+        Ok(InstallLock { _file: file })
+    }
+}
+
+fn holder(path: &PathBuf) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "unknown holder".into())
+}

@@ -1,0 +1,240 @@
+//! The release manifest: every file of one release, with size, executable bit and BLAKE3.
+//!
+//! A manifest is the content of a release's TUF target, so it is covered by the signed
+//! targets metadata (length and sha256). File contents are not TUF targets: they are
+//! content-addressed blobs (see [`crate::blob`]) verified against the BLAKE3 and size listed
+//! here. Parsing refuses anything that could write outside a version folder: every path is a
+//! [`RelativePath`], no path may be listed twice, and no file may sit "inside" another file.
+
+use std::collections::BTreeSet;
+
+use appstart_layout::{RelativePath, VersionName};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The manifest format this code reads and writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+/// Most files one release may list.
+pub const MAX_FILES: usize = 1_000_000;
+
+/// One release's file list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The app's name.
+    pub app: String,
+    /// The release's version.
+    pub version: VersionName,
+    /// The channel it was published to.
+    pub channel: String,
+    /// The platform it is for (`linux-x86_64`, or `any`).
+    pub platform: String,
+    /// The executable the launcher runs.
+    pub executable: RelativePath,
+    /// A launcher shipped in the release, installed as `DIR/appstart` when switching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<RelativePath>,
+    /// Every regular file, sorted by path.
+    pub files: Vec<FileEntry>,
+    /// Folders that must exist even when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<RelativePath>,
+}
+
+/// One file of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Where it goes in the version folder.
+    pub path: RelativePath,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it is executable.
+    pub executable: bool,
+    /// BLAKE3 of its content, lowercase hex.
+    pub blake3: String,
+    /// Size of its compressed blob in the repository.
+    pub blob_size: u64,
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes; `what` names the source in errors.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| Error::format(what, format!("release manifest: {e}")))?;
+        manifest.validate(what)?;
+        Ok(manifest)
+    }
+
+    /// The manifest as pretty JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Checks the rules that types alone cannot express.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let invalid = |message: String| Err(Error::format(what, message));
+        if self.format != MANIFEST_FORMAT {
+            return invalid(format!(
+                "field `format` is {}, this client reads format {MANIFEST_FORMAT}",
+                self.format
+            ));
+        }
+        for (field, value) in [
+            ("app", &self.app),
+            ("channel", &self.channel),
+            ("platform", &self.platform),
+        ] {
+            check_label(field, value).or_else(|e| invalid(e.to_string()))?;
+        }
+        if self.files.len() > MAX_FILES {
+            return invalid(format!("field `files`: more than {MAX_FILES} files"));
+        }
+        let mut paths = BTreeSet::new();
+        for file in &self.files {
+            if !is_blake3_hex(&file.blake3) {
+                return invalid(format!(
+                    "files[{}].blake3: not 64 lowercase hex digits",
+                    file.path
+                ));
+            }
+            if !paths.insert(file.path.as_str()) {
+                return invalid(format!("files: {} is listed twice", file.path));
+            }
+        }
+        // A file may not be a folder of another file ("a" and "a/b").
+        for file in &self.files {
+            for parent in file.path.parents() {
+                if paths.contains(parent) {
+                    return invalid(format!("files: {} is inside the file {parent}", file.path));
+                }
+            }
+        }
+        for dir in &self.directories {
+            if paths.contains(dir.as_str()) {
+                return invalid(format!("directories: {dir} is also a file"));
+            }
+        }
+        let executable = self.files.iter().find(|f| f.path == self.executable);
+        match executable {
+            Some(f) if f.executable => {}
+            Some(_) => {
+                return invalid(format!(
+                    "field `executable`: {} is not marked executable",
+                    self.executable
+                ));
+            }
+            None => {
+                return invalid(format!(
+                    "field `executable`: {} is not among the files",
+                    self.executable
+                ));
+            }
+        }
+        if let Some(launcher) = &self.launcher
+            && !self
+                .files
+                .iter()
+                .any(|f| &f.path == launcher && f.executable)
+        {
+            return invalid(format!(
+                "field `launcher`: {launcher} is not an executable file of the release"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Total size of all files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Whether `text` is a lowercase hex BLAKE3 digest.
+pub fn is_blake3_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Validates an app, channel or platform name: 1 to 64 of `a-z 0-9 . _ -`, starting with a
+/// letter or digit. These become parts of target names and URLs.
+pub fn check_label(field: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{field} {value:?}: use 1 to 64 characters from a-z 0-9 . _ - starting with a letter or digit"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(files: &str, exe: &str) -> String {
+        format!(
+            r#"{{"format":1,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"{exe}","files":[{files}]}}"#
+        )
+    }
+
+    fn file(path: &str, exe: bool) -> String {
+        format!(
+            r#"{{"path":"{path}","size":1,"executable":{exe},"blake3":"{}","blob_size":1}}"#,
+            "a".repeat(64)
+        )
+    }
+
+    #[test]
+    fn accepts_a_good_manifest() {
+        let json = manifest_json(
+            &[file("bin/app", true), file("data/x", false)].join(","),
+            "bin/app",
+        );
+        Manifest::parse(json.as_bytes(), "m").unwrap();
+    }
+
+    #[test]
+    fn refuses_escaping_or_conflicting_paths() {
+        for files in [
+            file("../evil", false),
+            file("/etc/passwd", false),
+            file("a/../../b", false),
+            file("C:/x", false),
+            format!("{},{}", file("bin/app", true), file("bin/app", true)),
+            format!("{},{}", file("bin/app", true), file("bin/app/x", false)),
+        ] {
+            let json = manifest_json(&format!("{},{files}", file("bin/app", true)), "bin/app");
+            assert!(Manifest::parse(json.as_bytes(), "m").is_err(), "{files}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_missing_or_non_executable_executable() {
+        let json = manifest_json(&file("bin/app", false), "bin/app");
+        assert!(Manifest::parse(json.as_bytes(), "m").is_err());
+        let json = manifest_json(&file("bin/app", true), "bin/other");
+        assert!(Manifest::parse(json.as_bytes(), "m").is_err());
+    }
+
+    #[test]
+    fn labels() {
+        assert!(check_label("app", "my-app.2").is_ok());
+        for bad in ["", "-x", "A", "a/b", "a b", &"a".repeat(65)] {
+            assert!(check_label("app", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! Writing a repository: `repo init`, `publish` and `repo refresh`.
+//!
+//! A repository is plain static files (see `docs/repository-format.md`):
+//!
+//! ```text
+//! REPO/metadata/N.root.json, root.json, timestamp.json, N.snapshot.json, N.targets.json
+//! REPO/targets/<app>/<channel>/<platform>/<version>/<sha256>.manifest.json
+//! REPO/blobs/<xx>/<blake3>.zst
+//! ```
+//!
+//! Publishing is atomic for readers because of the write order and consistent snapshots:
+//! 1. blobs, then the manifest target (new files, nothing refers to them yet);
+//! 2. `N+1.targets.json`, then `M+1.snapshot.json` (new versioned names);
+//! 3. `timestamp.json` last, by atomic rename: the single switch that makes the new release
+//!    visible. A client reading before step 3 sees the old, complete set; after, the new one.
+//!
+//! Two publishers at once: the second waits for `REPO/.publish.lock`, up to a timeout, then
+//! fails naming the lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use appstart_layout::{RelativePath, VersionName, fsutil};
+use serde_json::Map;
+use sha2::Digest;
+
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
+use crate::release::{ReleaseCustom, target_name};
+use crate::tuf::SPEC_VERSION;
+use crate::tuf::keys::{KeyDir, TOP_LEVEL_ROLES, key_id};
+use crate::tuf::metadata::{
+    MetaFile, Role, RoleKeys, Root, Snapshot, TargetFile, Targets, Timestamp, expires_in_days,
+};
+use crate::tuf::sign::{Envelope, sign_metadata};
+
+/// Default lifetimes, in days, of each role's signatures. Clients refuse expired metadata
+/// (freeze attacks), so a repository that publishes rarely must run `repo refresh` more
+/// often than the timestamp lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiry {
+    /// Root.
+    pub root_days: u64,
+    /// Targets.
+    pub targets_days: u64,
+    /// Snapshot.
+    pub snapshot_days: u64,
+    /// Timestamp.
+    pub timestamp_days: u64,
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Expiry {
+            root_days: 365,
+            targets_days: 90,
+            snapshot_days: 30,
+            timestamp_days: 7,
+        }
+    }
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// App name.
+    pub app: String,
+    /// Version.
+    pub version: VersionName,
+    /// Executable inside the folder.
+    pub executable: RelativePath,
+    /// Channel.
+    pub channel: String,
+    /// Platform or `any`.
+    pub platform: String,
+    /// A launcher inside the folder to install as `DIR/appstart`.
+    pub launcher: Option<RelativePath>,
+    /// The folder to publish.
+    pub source: PathBuf,
+    /// zstd level for new blobs.
+    pub level: i32,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone)]
+pub struct PublishReport {
+    /// The release's target name.
+    pub target_name: String,
+    /// Files in the release.
+    pub files: usize,
+    /// Blobs newly written (the rest were already in the repository).
+    pub new_blobs: usize,
+    /// Bytes of newly written blobs.
+    pub new_blob_bytes: u64,
+    /// The new targets version.
+    pub targets_version: u64,
+}
+
+/// A repository folder on the publisher's disk.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    root: PathBuf,
+}
+
+impl Repository {
+    /// Wraps `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Repository { root: root.into() }
+    }
+
+    fn metadata_dir(&self) -> PathBuf {
+        self.root.join("metadata")
+    }
+
+    /// Creates a new repository signed with `keys`: root v1, empty targets, snapshot and
+    /// timestamp. Refuses a folder that already has metadata.
+    pub fn init(&self, keys: &KeyDir, expiry: &Expiry) -> Result<()> {
+        let metadata = self.metadata_dir();
+        if metadata.join("1.root.json").exists() {
+            return Err(Error::Invalid(format!(
+                "{} already holds a repository",
+                self.root.display()
+            )));
+        }
+        fsutil::create_dir_all(&metadata)?;
+        fsutil::create_dir_all(&self.root.join("targets"))?;
+        fsutil::create_dir_all(&self.root.join("blobs"))?;
+        let _lock = self.lock()?;
+        let now = SystemTime::now();
+        let mut root_keys = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        for role in TOP_LEVEL_ROLES {
+            let key = keys.role_key(role)?.public_key();
+            let id = key_id(&key);
+            root_keys.insert(id.clone(), key);
+            roles.insert(
+                role.to_string(),
+                RoleKeys {
+                    keyids: vec![id],
+                    threshold: 1,
+                },
+            );
+        }
+        let root = Root {
+            type_: "root".into(),
+            spec_version: SPEC_VERSION.into(),
+            consistent_snapshot: true,
+            version: 1,
+            expires: expires_in_days(now, expiry.root_days),
+            keys: root_keys,
+            roles,
+            extra: Map::new(),
+        };
+        let root_key = keys.role_key("root")?;
+        let bytes = sign_metadata(&root, &[&root_key])?;
+        fsutil::write_atomic(&metadata.join("1.root.json"), &bytes)?;
+        fsutil::write_atomic(&metadata.join("root.json"), &bytes)?;
+        let targets = Targets {
+            type_: "targets".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: 1,
+            expires: expires_in_days(now, expiry.targets_days),
+            targets: BTreeMap::new(),
+            delegations: None,
+            extra: Map::new(),
+        };
+        self.write_targets_snapshot_timestamp(keys, expiry, &targets, None)
+    }
+
+    /// Publishes `request.source` as a release.
+    pub fn publish(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        request: &PublishRequest,
+    ) -> Result<PublishReport> {
+        for (field, value) in [
+            ("app", &request.app),
+            ("channel", &request.channel),
+            ("platform", &request.platform),
+        ] {
+            check_label(field, value)?;
+        }
+        semver::Version::parse(request.version.as_str()).map_err(|e| {
+            Error::Invalid(format!(
+                "version {}: not a SemVer version (like 1.2.3): {e}",
+                request.version
+            ))
+        })?;
+        let _lock = self.lock()?;
+        let (mut targets, snapshot) = self.current_targets()?;
+        let name = target_name(
+            &request.app,
+            &request.channel,
+            &request.platform,
+            &request.version,
+        );
+        if targets.targets.contains_key(&name) {
+            return Err(Error::Invalid(format!(
+                "{} {} is already published for channel {} and platform {}; versions are immutable, publish a new one",
+                request.app, request.version, request.channel, request.platform
+            )));
+        }
+        // Step 1: blobs, then the manifest target.
+        let (files, directories) = scan_source(&request.source)?;
+        let mut entries = Vec::with_capacity(files.len());
+        let mut new_blobs = 0;
+        let mut new_blob_bytes = 0;
+        for (path, executable) in files {
+            let source = path.join_to(&request.source);
+            let (entry, written) = self.store_blob(&source, path, executable, request.level)?;
+            if written {
+                new_blobs += 1;
+                new_blob_bytes += entry.blob_size;
+            }
+            entries.push(entry);
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            app: request.app.clone(),
+            version: request.version.clone(),
+            channel: request.channel.clone(),
+            platform: request.platform.clone(),
+            executable: request.executable.clone(),
+            launcher: request.launcher.clone(),
+            files: entries,
+            directories,
+        };
+        manifest
+            .validate(&request.source.display().to_string())
+            .map_err(|e| {
+                Error::Invalid(format!("{e} (check --exe, --launcher and the file modes)"))
+            })?;
+        let bytes = manifest.to_bytes();
+        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        let (dir, base) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
+        let target_path = self
+            .root
+            .join("targets")
+            .join(dir)
+            .join(format!("{sha256}.{base}"));
+        fsutil::create_dir_all(&fsutil::parent_of(&target_path))?;
+        fsutil::write_atomic(&target_path, &bytes)?;
+
+        // Step 2 and 3: targets, snapshot, timestamp.
+        let custom = ReleaseCustom {
+            app: request.app.clone(),
+            version: request.version.clone(),
+            channel: request.channel.clone(),
+            platform: request.platform.clone(),
+            executable: request.executable.clone(),
+        };
+        let mut hashes = BTreeMap::new();
+        hashes.insert("sha256".to_string(), sha256);
+        targets.targets.insert(
+            name.clone(),
+            TargetFile {
+                length: bytes.len() as u64,
+                hashes,
+                custom: Some(
+                    serde_json::to_value(&custom).map_err(|e| Error::Invalid(e.to_string()))?,
+                ),
+                extra: Map::new(),
+            },
+        );
+        targets.version += 1;
+        targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+        self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))?;
+        Ok(PublishReport {
+            target_name: name,
+            files: manifest.files.len(),
+            new_blobs,
+            new_blob_bytes,
+            targets_version: targets.version,
+        })
+    }
+
+    /// Re-signs the snapshot and timestamp with fresh expiry dates (for a cron job), without
+    /// changing any release.
+    pub fn refresh(&self, keys: &KeyDir, expiry: &Expiry) -> Result<u64> {
+        let _lock = self.lock()?;
+        let (_, snapshot) = self.current_targets()?;
+        let mut snapshot = snapshot;
+        snapshot.version += 1;
+        snapshot.expires = expires_in_days(SystemTime::now(), expiry.snapshot_days);
+        self.write_snapshot_timestamp(keys, expiry, &snapshot)
+    }
+
+    /// Compresses `source` into the blob store unless its blob already exists.
+    fn store_blob(
+        &self,
+        source: &Path,
+        path: RelativePath,
+        executable: bool,
+        level: i32,
+    ) -> Result<(FileEntry, bool)> {
+        let blobs = self.root.join("blobs");
+        let temp_path = blobs.join(fsutil::temp_name("blob"));
+        let mut temp =
+            File::create(&temp_path).map_err(|e| Error::io("creating", &temp_path, e))?;
+        let result = blob::compress(source, &mut temp, level);
+        drop(temp);
+        let (blake3, size) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp_path);
+                return Err(e);
+            }
+        };
+        let final_path = self.root.join(blob::blob_path(&blake3));
+        let written = if final_path.exists() {
+            fsutil::remove_file_if_exists(&temp_path)?;
+            false
+        } else {
+            let folder = fsutil::parent_of(&final_path);
+            fsutil::create_dir_all(&folder)?;
+            fsutil::rename(&temp_path, &final_path)?;
+            fsutil::sync_dir(&folder)?;
+            true
+        };
+        let blob_size = std::fs::metadata(&final_path)
+            .map_err(|e| Error::io("reading metadata of", &final_path, e))?
+            .len();
+        Ok((
+            FileEntry {
+                path,
+                size,
+                executable,
+                blake3,
+                blob_size,
+            },
+            written,
+        ))
+    }
+
+    /// The current targets and snapshot, read through the timestamp as a client would.
+    fn current_targets(&self) -> Result<(Targets, Snapshot)> {
+        let metadata = self.metadata_dir();
+        let timestamp: Timestamp = read_role(&metadata.join("timestamp.json"))?;
+        let snapshot_version = timestamp
+            .meta
+            .get("snapshot.json")
+            .map(|m| m.version)
+            .ok_or_else(|| {
+                Error::format("timestamp.json", "field `meta` has no `snapshot.json`")
+            })?;
+        let snapshot: Snapshot =
+            read_role(&metadata.join(format!("{snapshot_version}.snapshot.json")))?;
+        let targets_version = snapshot
+            .meta
+            .get("targets.json")
+            .map(|m| m.version)
+            .ok_or_else(|| Error::format("snapshot.json", "field `meta` has no `targets.json`"))?;
+        let targets: Targets =
+            read_role(&metadata.join(format!("{targets_version}.targets.json")))?;
+        Ok((targets, snapshot))
+    }
+
+    fn write_targets_snapshot_timestamp(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        targets: &Targets,
+        previous_snapshot: Option<&Snapshot>,
+    ) -> Result<()> {
+        let metadata = self.metadata_dir();
+        let targets_key = keys.role_key("targets")?;
+        let targets_bytes = sign_metadata(targets, &[&targets_key])?;
+        fsutil::write_atomic(
+            &metadata.join(format!("{}.targets.json", targets.version)),
+            &targets_bytes,
+        )?;
+        let mut meta = previous_snapshot
+            .map(|s| s.meta.clone())
+            .unwrap_or_default();
+        meta.insert(
+            "targets.json".into(),
+            meta_file(targets.version, &targets_bytes),
+        );
+        let snapshot = Snapshot {
+            type_: "snapshot".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: previous_snapshot.map_or(1, |s| s.version + 1),
+            expires: expires_in_days(SystemTime::now(), expiry.snapshot_days),
+            meta,
+            extra: Map::new(),
+        };
+        self.write_snapshot_timestamp(keys, expiry, &snapshot)?;
+        Ok(())
+    }
+
+    fn write_snapshot_timestamp(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        snapshot: &Snapshot,
+    ) -> Result<u64> {
+        let metadata = self.metadata_dir();
+        let snapshot_key = keys.role_key("snapshot")?;
+        let snapshot_bytes = sign_metadata(snapshot, &[&snapshot_key])?;
+        fsutil::write_atomic(
+            &metadata.join(format!("{}.snapshot.json", snapshot.version)),
+            &snapshot_bytes,
+        )?;
+        let previous_version = read_role::<Timestamp>(&metadata.join("timestamp.json"))
+            .map(|t| t.version)
+            .unwrap_or(0);
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            "snapshot.json".into(),
+            meta_file(snapshot.version, &snapshot_bytes),
+        );
+        let timestamp = Timestamp {
+            type_: "timestamp".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: previous_version + 1,
+            expires: expires_in_days(SystemTime::now(), expiry.timestamp_days),
+            meta,
+            extra: Map::new(),
+        };
+        let timestamp_key = keys.role_key("timestamp")?;
+        let timestamp_bytes = sign_metadata(&timestamp, &[&timestamp_key])?;
+        // The one switch that makes everything above visible.
+        fsutil::write_atomic(&metadata.join("timestamp.json"), &timestamp_bytes)?;
+        Ok(timestamp.version)
+    }
+
+    /// Takes `REPO/.publish.lock`, waiting up to a minute for another publisher.
+    fn lock(&self) -> Result<File> {
+        let path = self.root.join(".publish.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if start.elapsed() < Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked {
+                        path,
+                        holder: "another publish has held it for over 60 s".into(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+            }
+        }
+    }
+}
+
+fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {
+    let mut hashes = BTreeMap::new();
+    hashes.insert(
+        "sha256".to_string(),
+        hex::encode(sha2::Sha256::digest(bytes)),
+    );
+    MetaFile {
+        version,
+        length: Some(bytes.len() as u64),
+        hashes: Some(hashes),
+        extra: Map::new(),
+    }
+}
+
+/// Reads a role from the publisher's own disk (it is ours, so only its shape is checked).
+fn read_role<T: Role>(path: &Path) -> Result<T> {
+    let bytes = fsutil::read(path)?;
+    Envelope::parse(&bytes, &path.display().to_string())?.decode(&path.display().to_string())
+}
+
+/// Regular files (with their executable bit) and empty folders of a source folder.
+type SourceTree = (Vec<(RelativePath, bool)>, Vec<RelativePath>);
+
+/// Lists the regular files (with executable bit) and empty folders below `source`, sorted.
+/// Symlinks and special files are refused: a release is plain files, so it installs the same
+/// everywhere and cannot point outside its folder.
+fn scan_source(source: &Path) -> Result<SourceTree> {
+    let meta = std::fs::metadata(source).map_err(|e| Error::io("reading", source, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is not a folder",
+            source.display()
+        )));
+    }
+    let mut files = Vec::new();
+    let mut empty_dirs = Vec::new();
+    let mut stack = vec![source.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut count = 0;
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("listing", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+            count += 1;
+            let path = entry.path();
+            let file_type = entry
+                .file_type()
+                .map_err(|e| Error::io("reading", &path, e))?;
+            let relative = path.strip_prefix(source).unwrap_or(&path);
+            if file_type.is_symlink() {
+                return Err(Error::Invalid(format!(
+                    "{} is a symbolic link; releases hold regular files only (copy the target in instead)",
+                    path.display()
+                )));
+            } else if file_type.is_dir() {
+                stack.push(path);
+            } else if file_type.is_file() {
+                let relative = RelativePath::from_path(relative)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+                files.push((relative, is_executable(&path)?));
+            } else {
+                return Err(Error::Invalid(format!(
+                    "{} is not a regular file or folder",
+                    path.display()
+                )));
+            }
+        }
+        if count == 0 && dir != source {
+            let relative = dir.strip_prefix(source).unwrap_or(&dir);
+            empty_dirs.push(
+                RelativePath::from_path(relative)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?,
+            );
+        }
+    }
+    files.sort();
+    empty_dirs.sort();
+    Ok((files, empty_dirs))
+}
+
+fn is_executable(path: &Path) -> Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Error::io("reading", path, e))?
+            .permissions()
+            .mode();
+        Ok(mode & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}

@@ -1,0 +1,218 @@
+//! Releases as TUF targets, and picking the one this machine may have.
+//!
+//! A release is the target `<app>/<channel>/<platform>/<version>/manifest.json` whose signed
+//! `custom` object repeats those four fields and names the executable. Both must agree: a
+//! target whose name and custom fields differ is ignored, so a release cannot be relabelled
+//! for another app or platform.
+
+use appstart_layout::{RelativePath, VersionName};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::check_label;
+use crate::tuf::metadata::{TargetFile, Targets};
+
+/// Platform name of releases that run anywhere.
+pub const ANY_PLATFORM: &str = "any";
+/// Default channel.
+pub const DEFAULT_CHANNEL: &str = "stable";
+
+/// This machine's platform, e.g. `linux-x86_64`.
+pub fn current_platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// The target name of a release.
+pub fn target_name(app: &str, channel: &str, platform: &str, version: &VersionName) -> String {
+    format!("{app}/{channel}/{platform}/{version}/manifest.json")
+}
+
+/// The signed `custom` fields of a release target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCustom {
+    /// App name.
+    pub app: String,
+    /// Version.
+    pub version: VersionName,
+    /// Channel.
+    pub channel: String,
+    /// Platform or `any`.
+    pub platform: String,
+    /// Executable inside the version folder.
+    pub executable: RelativePath,
+}
+
+/// A release found in trusted targets metadata.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Its target name.
+    pub target_name: String,
+    /// Its target entry (length and hashes of the manifest).
+    pub target: TargetFile,
+    /// Its custom fields.
+    pub custom: ReleaseCustom,
+    /// Its version, parsed as SemVer for ordering.
+    pub semver: semver::Version,
+}
+
+impl Release {
+    /// The version.
+    pub fn version(&self) -> &VersionName {
+        &self.custom.version
+    }
+}
+
+/// Every well-formed release in `targets`. Targets that are not releases are skipped.
+pub fn releases(targets: &Targets) -> Vec<Release> {
+    targets
+        .targets
+        .iter()
+        .filter_map(|(name, target)| parse_release(name, target))
+        .collect()
+}
+
+fn parse_release(name: &str, target: &TargetFile) -> Option<Release> {
+    let custom: ReleaseCustom = serde_json::from_value(target.custom.clone()?).ok()?;
+    for (field, value) in [
+        ("app", &custom.app),
+        ("channel", &custom.channel),
+        ("platform", &custom.platform),
+    ] {
+        check_label(field, value).ok()?;
+    }
+    if name
+        != target_name(
+            &custom.app,
+            &custom.channel,
+            &custom.platform,
+            &custom.version,
+        )
+    {
+        log::warn!("ignoring target {name}: its name does not match its custom fields");
+        return None;
+    }
+    let semver = match semver::Version::parse(custom.version.as_str()) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!("ignoring target {name}: version is not SemVer: {e}");
+            return None;
+        }
+    };
+    Some(Release {
+        target_name: name.to_string(),
+        target: target.clone(),
+        custom,
+        semver,
+    })
+}
+
+/// What a machine may install.
+#[derive(Debug, Clone)]
+pub struct Eligibility<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// The channel.
+    pub channel: &'a str,
+    /// The machine's platform.
+    pub platform: &'a str,
+}
+
+impl Eligibility<'_> {
+    /// Whether `release` is for this app, channel and platform (or any platform).
+    pub fn allows(&self, release: &Release) -> bool {
+        release.custom.app == self.app
+            && release.custom.channel == self.channel
+            && (release.custom.platform == self.platform || release.custom.platform == ANY_PLATFORM)
+    }
+}
+
+/// The highest eligible release above `current` (any, when `None`), skipping `excluded`
+/// versions. A platform-specific release wins over an `any` release of the same version.
+pub fn choose<'r>(
+    releases: &'r [Release],
+    eligibility: &Eligibility<'_>,
+    current: Option<&semver::Version>,
+    excluded: impl Fn(&VersionName) -> bool,
+) -> Option<&'r Release> {
+    releases
+        .iter()
+        .filter(|r| eligibility.allows(r))
+        .filter(|r| current.is_none_or(|c| r.semver > *c))
+        .filter(|r| !excluded(r.version()))
+        .max_by(|a, b| {
+            a.semver.cmp(&b.semver).then_with(|| {
+                (a.custom.platform != ANY_PLATFORM).cmp(&(b.custom.platform != ANY_PLATFORM))
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn release(app: &str, channel: &str, platform: &str, version: &str) -> (String, TargetFile) {
+        let version_name = VersionName::parse(version).unwrap();
+        let custom = serde_json::json!({
+            "app": app, "version": version, "channel": channel, "platform": platform, "executable": "bin/app"
+        });
+        (
+            target_name(app, channel, platform, &version_name),
+            TargetFile {
+                length: 1,
+                hashes: BTreeMap::new(),
+                custom: Some(custom),
+                extra: Default::default(),
+            },
+        )
+    }
+
+    fn targets(entries: Vec<(String, TargetFile)>) -> Targets {
+        Targets {
+            type_: "targets".into(),
+            spec_version: "1.0.31".into(),
+            version: 1,
+            expires: "2100-01-01T00:00:00Z".into(),
+            targets: entries.into_iter().collect(),
+            delegations: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn picks_the_highest_eligible_version() {
+        let all = releases(&targets(vec![
+            release("demo", "stable", "any", "1.0.0"),
+            release("demo", "stable", "linux-x86_64", "1.2.0"),
+            release("demo", "beta", "any", "2.0.0"),
+            release("other", "stable", "any", "9.0.0"),
+            release("demo", "stable", "windows-x86_64", "3.0.0"),
+            release("demo", "stable", "any", "1.10.0"),
+        ]));
+        let eligible = Eligibility {
+            app: "demo",
+            channel: "stable",
+            platform: "linux-x86_64",
+        };
+        let chosen = choose(&all, &eligible, None, |_| false).unwrap();
+        assert_eq!(
+            chosen.version().as_str(),
+            "1.10.0",
+            "SemVer order, not text order"
+        );
+        let excluded = VersionName::parse("1.10.0").unwrap();
+        let chosen = choose(&all, &eligible, None, |v| *v == excluded).unwrap();
+        assert_eq!(chosen.version().as_str(), "1.2.0");
+        let current = semver::Version::parse("1.10.0").unwrap();
+        assert!(choose(&all, &eligible, Some(&current), |_| false).is_none());
+    }
+
+    #[test]
+    fn a_target_whose_name_disagrees_with_its_custom_fields_is_ignored() {
+        let (_, target) = release("demo", "stable", "any", "1.0.0");
+        let all = releases(&targets(vec![(
+            "other/stable/any/1.0.0/manifest.json".into(),
+            target,
+        )]));
+        assert!(all.is_empty());
+    }
+}

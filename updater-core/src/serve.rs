@@ -1,0 +1,343 @@
+//! A development HTTP server for a repository folder (`appupdate serve`).
+//!
+//! Production repositories are served by any static web server or CDN; this one exists so a
+//! publisher can try a repository locally, and so the tests talk to a real HTTP server. It
+//! supports exactly what the client relies on: GET and HEAD, a single `Range` (answered with
+//! 206, or 416 when unsatisfiable), `ETag` and `If-None-Match` (304), and an exact
+//! `Content-Length`. It never serves a path outside the repository folder: the request path
+//! is decoded and parsed into plain components (no `..`, no absolute parts), and the
+//! resolved file must still lie inside the canonical repository folder, so a symlink cannot
+//! lead out of it either.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::error::{Error, Result};
+use crate::transport::percent_decode;
+
+/// A running server.
+pub struct RepoServer {
+    server: Arc<Server>,
+    root: PathBuf,
+    address: SocketAddr,
+}
+
+impl std::fmt::Debug for RepoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoServer")
+            .field("root", &self.root)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl RepoServer {
+    /// Binds `listen` (e.g. `127.0.0.1:0` for any free port) to serve `root`.
+    pub fn bind(root: &Path, listen: &str) -> Result<Self> {
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::io("opening repository", root, e))?;
+        let server = Server::http(listen)
+            .map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
+        let address = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::Invalid(format!("{listen} is not an IP address")))?;
+        Ok(RepoServer {
+            server: Arc::new(server),
+            root,
+            address,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Serves requests on `threads` threads until the process ends, writing one access-log
+    /// line per request to `log` (method, path, status, bytes).
+    pub fn run(self, threads: usize, log: impl Write + Send + 'static) {
+        let log = Arc::new(std::sync::Mutex::new(log));
+        let mut handles = Vec::new();
+        for _ in 0..threads.max(1) {
+            let server = Arc::clone(&self.server);
+            let root = self.root.clone();
+            let log = Arc::clone(&log);
+            handles.push(std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let method = request.method().to_string();
+                    let url = request.url().to_string();
+                    let (status, length) = respond(&root, request);
+                    if let Ok(mut log) = log.lock() {
+                        let _ = writeln!(log, "{method} {url} {status} {length}");
+                        let _ = log.flush();
+                    }
+                }
+            }));
+        }
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+
+    /// Serves on background threads; stops when the returned handle is dropped.
+    pub fn spawn(self, threads: usize) -> ServerHandle {
+        let server = Arc::clone(&self.server);
+        let url = self.url();
+        let thread = std::thread::spawn(move || self.run(threads, std::io::sink()));
+        ServerHandle {
+            server,
+            url,
+            threads,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A server running on background threads.
+pub struct ServerHandle {
+    server: Arc<Server>,
+    url: String,
+    threads: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        for _ in 0..self.threads.max(1) {
+            self.server.unblock();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one request; returns the status and body length for the log.
+fn respond(root: &Path, request: Request) -> (u16, u64) {
+    let result = match request.method() {
+        Method::Get | Method::Head => answer(root, &request),
+        _ => Answer::Status(405),
+    };
+    match result {
+        Answer::Status(code) => {
+            let _ = request.respond(Response::empty(code));
+            (code, 0)
+        }
+        Answer::NotModified(etag) => {
+            let _ = request.respond(Response::empty(304).with_header(header("ETag", &etag)));
+            (304, 0)
+        }
+        Answer::File {
+            file,
+            start,
+            length,
+            total,
+            etag,
+            partial,
+        } => {
+            let status = if partial { 206 } else { 200 };
+            let mut response =
+                Response::new(status.into(), vec![], file, Some(length as usize), None)
+                    .with_header(header("ETag", &etag))
+                    .with_header(header("Accept-Ranges", "bytes"))
+                    .with_header(header("Content-Type", "application/octet-stream"));
+            if partial {
+                let end = start + length - 1;
+                response = response.with_header(header(
+                    "Content-Range",
+                    &format!("bytes {start}-{end}/{total}"),
+                ));
+            }
+            let _ = request.respond(response);
+            (status, length)
+        }
+    }
+}
+
+enum Answer {
+    Status(u16),
+    NotModified(String),
+    File {
+        file: File,
+        start: u64,
+        length: u64,
+        total: u64,
+        etag: String,
+        partial: bool,
+    },
+}
+
+fn answer(root: &Path, request: &Request) -> Answer {
+    let Some(path) = resolve(root, request.url()) else {
+        return Answer::Status(404);
+    };
+    let Ok(mut file) = File::open(&path) else {
+        return Answer::Status(404);
+    };
+    let Ok(meta) = file.metadata() else {
+        return Answer::Status(500);
+    };
+    if !meta.is_file() {
+        return Answer::Status(404);
+    }
+    let total = meta.len();
+    let etag = etag_of(&meta);
+    let header_value = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    if let Some(tags) = header_value("If-None-Match")
+        && tags.split(',').any(|t| t.trim() == etag || t.trim() == "*")
+    {
+        return Answer::NotModified(etag);
+    }
+    let (start, length, partial) = match header_value("Range") {
+        None => (0, total, false),
+        Some(range) => match parse_range(&range, total) {
+            Some((start, end)) => (start, end - start + 1, true),
+            None if total == 0 => (0, 0, false),
+            None => return Answer::Status(416),
+        },
+    };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return Answer::Status(500);
+    }
+    Answer::File {
+        file,
+        start,
+        length,
+        total,
+        etag,
+        partial,
+    }
+}
+
+/// Maps a request path to a file inside `root`, or `None`.
+fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_decode(path);
+    let mut resolved = root.to_path_buf();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return None,
+            part if part.contains('\\') || part.contains('\0') || part.contains(':') => {
+                return None;
+            }
+            part => resolved.push(part),
+        }
+    }
+    let canonical = resolved.canonicalize().ok()?;
+    canonical.starts_with(root).then_some(canonical)
+}
+
+/// A strong ETag from size, modification time and inode: repository files are replaced by
+/// rename, never rewritten in place, so these change whenever the content does.
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    format!("\"{:x}-{:x}-{:x}\"", meta.len(), mtime, inode)
+}
+
+/// Parses a single `bytes=` range against `total`; `None` when unsatisfiable or malformed.
+fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || total == 0 {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        if suffix == 0 {
+            return None;
+        }
+        return Some((total.saturating_sub(suffix), total - 1));
+    }
+    let start: u64 = first.parse().ok()?;
+    if start >= total {
+        return None;
+    }
+    let end = if last.is_empty() {
+        total - 1
+    } else {
+        last.parse::<u64>().ok()?.min(total - 1)
+    };
+    (end >= start).then_some((start, end))
+}
+
+fn header(name: &str, value: &str) -> Header {
+    // Names and values here are ASCII we built ourselves, which tiny_http always accepts.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
+        Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).unwrap_or_else(|()| unreachable!())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn never_resolves_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("metadata")).unwrap();
+        std::fs::write(root.join("metadata/timestamp.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("secret"), "x").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
+        let root = root.canonicalize().unwrap();
+        assert!(resolve(&root, "/metadata/timestamp.json").is_some());
+        assert!(resolve(&root, "/metadata/%2e%2e/../secret").is_none());
+        assert!(resolve(&root, "/../secret").is_none());
+        assert!(resolve(&root, "/%2E%2E/secret").is_none());
+        assert!(
+            resolve(&root, "/link").is_none(),
+            "symlink out of the repository"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! `state/install.toml`: where an install gets its updates from.
+
+use std::path::Path;
+
+use appstart_layout::fsutil;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::check_label;
+
+/// The updater's settings for one install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallSettings {
+    /// Repository base URL (holding `metadata/`, `targets/`, `blobs/`).
+    pub url: String,
+    /// The app to follow.
+    pub app: String,
+    /// The channel to follow.
+    pub channel: String,
+    /// This machine's platform.
+    pub platform: String,
+    /// Versions to keep installed (at least 2: current and previous).
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Download tries before giving up.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Seconds without a byte before a download counts as stalled.
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
+}
+
+fn default_keep() -> usize {
+    2
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_stall_secs() -> u64 {
+    30
+}
+
+impl InstallSettings {
+    /// Settings with defaults for everything but the repository and what to follow.
+    pub fn new(url: String, app: String, channel: String, platform: String) -> Self {
+        InstallSettings {
+            url,
+            app,
+            channel,
+            platform,
+            keep: default_keep(),
+            attempts: default_attempts(),
+            stall_secs: default_stall_secs(),
+        }
+    }
+
+    /// Reads and checks the settings file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInstalled(format!(
+                    "{} is missing: this folder was not installed by appupdate install",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        let settings: InstallSettings = toml::from_str(&text)
+            .map_err(|e| appstart_layout::Error::from_toml(path, &text, &e))?;
+        settings.check(path)?;
+        Ok(settings)
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        for (field, value) in [
+            ("app", &self.app),
+            ("channel", &self.channel),
+            ("platform", &self.platform),
+        ] {
+            check_label(field, value)
+                .map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+        }
+        if self.keep < 2 {
+            return Err(Error::format(
+                path.display().to_string(),
+                "field `keep` must be at least 2",
+            ));
+        }
+        if self.attempts == 0 {
+            return Err(Error::format(
+                path.display().to_string(),
+                "field `attempts` must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the settings atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        fsutil::write_atomic(path, text.as_bytes())?;
+        Ok(())
+    }
+}

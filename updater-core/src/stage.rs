@@ -1,0 +1,416 @@
+//! Building a version folder from a manifest, beside the running one.
+//!
+//! Steps (see `docs/crash-safety.md` for what is on disk after each):
+//! 1. Start from an empty `versions/.staging-<version>` (a leftover from an interrupted run is
+//!    removed; downloaded blobs survive in `state/cache`, so nothing is fetched twice).
+//! 2. For each file, cheapest source first (every written file is `fsync`ed and made
+//!    read-only):
+//!    - a file of an installed version with the same BLAKE3: hard-linked when its recorded
+//!      inode, size and mtime show it untouched since we wrote it and its mode matches, else
+//!      copied and verified while copying (why linking is safe: `docs/layout.md`);
+//!    - otherwise its blob: downloaded to `state/cache/<blake3>.zst.partial` (resumable,
+//!      capped at the signed blob size), then decompressed and verified while streaming.
+//! 3. `fsync` every folder, deepest first.
+//! 4. Verify the tree against the manifest: exactly the listed files and folders, right
+//!    sizes and modes, nothing else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use appstart_layout::{InstallDir, VersionName, fsutil};
+use serde::{Deserialize, Serialize};
+
+use crate::blob;
+use crate::download::{RetryPolicy, fetch_to_partial};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink};
+use crate::manifest::{FileEntry, Manifest};
+use crate::transport::{Transport, join_url};
+
+/// What identifies a file's on-disk state cheaply: if all three are unchanged, the content is
+/// the one we wrote (mtime changes on every write through the file system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// Inode number (0 where unknown: never trusted).
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileStat {
+    /// The stat of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileStat {
+                ino: meta.ino(),
+                size: meta.size(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            FileStat {
+                ino: 0,
+                size: meta.len(),
+                mtime_ns: 0,
+            }
+        }
+    }
+}
+
+/// What we keep about an installed version: its manifest and its files' stats.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstalledRecord {
+    /// The release manifest.
+    pub manifest: Manifest,
+    /// Stat of each file right after it was written.
+    pub stats: BTreeMap<String, FileStat>,
+}
+
+impl InstalledRecord {
+    /// `state/manifests/<version>.json`.
+    pub fn path(install: &InstallDir, version: &VersionName) -> PathBuf {
+        install.manifests_dir().join(format!("{version}.json"))
+    }
+
+    /// Reads the record of `version`, if any.
+    pub fn load(install: &InstallDir, version: &VersionName) -> Option<Self> {
+        let bytes = std::fs::read(Self::path(install, version)).ok()?;
+        let record: InstalledRecord = serde_json::from_slice(&bytes).ok()?;
+        (record.manifest.version == *version).then_some(record)
+    }
+
+    /// Writes it atomically.
+    pub fn save(&self, install: &InstallDir) -> Result<()> {
+        let path = Self::path(install, &self.manifest.version);
+        fsutil::create_dir_all(&install.manifests_dir())?;
+        let bytes = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        fsutil::write_atomic(&path, &bytes)?;
+        Ok(())
+    }
+
+    /// Whether `dir` still holds exactly this version, judged by stats (no reading).
+    pub fn matches_by_stat(&self, dir: &Path) -> bool {
+        self.manifest.files.iter().all(|entry| {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path.join_to(dir)) else {
+                return false;
+            };
+            meta.is_file()
+                && self.stats.get(entry.path.as_str()) == Some(&FileStat::of(&meta))
+                && FileStat::of(&meta).ino != 0
+        })
+    }
+}
+
+/// Files already on disk, by BLAKE3.
+#[derive(Debug, Default)]
+pub struct LocalFiles {
+    by_hash: HashMap<String, Vec<LocalFile>>,
+}
+
+#[derive(Debug)]
+struct LocalFile {
+    path: PathBuf,
+    size: u64,
+    executable: bool,
+    stat: Option<FileStat>,
+}
+
+impl LocalFiles {
+    /// Indexes the files of every installed version in `versions` that has a record.
+    pub fn index(install: &InstallDir, versions: &[VersionName]) -> Self {
+        let mut local = LocalFiles::default();
+        for version in versions {
+            let Some(record) = InstalledRecord::load(install, version) else {
+                continue;
+            };
+            let dir = install.version_dir(version);
+            for entry in &record.manifest.files {
+                local
+                    .by_hash
+                    .entry(entry.blake3.clone())
+                    .or_default()
+                    .push(LocalFile {
+                        path: entry.path.join_to(&dir),
+                        size: entry.size,
+                        executable: entry.executable,
+                        stat: record.stats.get(entry.path.as_str()).copied(),
+                    });
+            }
+        }
+        local
+    }
+}
+
+/// What staging did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageReport {
+    /// Bytes received over the network.
+    pub bytes_downloaded: u64,
+    /// Files taken from installed versions.
+    pub files_reused: usize,
+    /// Files that came from blobs.
+    pub files_downloaded: usize,
+}
+
+/// Everything staging needs.
+pub struct Stager<'a> {
+    /// The install.
+    pub install: &'a InstallDir,
+    /// The network.
+    pub transport: &'a dyn Transport,
+    /// Repository base URL.
+    pub repo_url: &'a str,
+    /// Retry policy for blob downloads.
+    pub retry: RetryPolicy,
+    /// Progress receiver.
+    pub events: Option<&'a EventSink>,
+}
+
+impl std::fmt::Debug for Stager<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stager")
+            .field("install", &self.install)
+            .field("repo_url", &self.repo_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stager<'_> {
+    /// Builds `manifest` in its staging folder (steps 1 to 4). Returns the folder, what it
+    /// cost, and the stats of the written files.
+    pub fn stage(
+        &self,
+        manifest: &Manifest,
+        local: &LocalFiles,
+    ) -> Result<(PathBuf, StageReport, BTreeMap<String, FileStat>)> {
+        // Step 1.
+        let staging = self.install.staging_dir(&manifest.version);
+        fsutil::remove_dir_all_if_exists(&staging)?;
+        fsutil::create_dir_all(&staging)?;
+        let mut folders: BTreeSet<PathBuf> = BTreeSet::new();
+        folders.insert(staging.clone());
+        for dir in &manifest.directories {
+            create_folder(&staging, dir.as_str(), &mut folders)?;
+        }
+        for entry in &manifest.files {
+            for parent in entry.path.parents() {
+                create_folder(&staging, parent, &mut folders)?;
+            }
+        }
+        // Step 2.
+        let mut report = StageReport::default();
+        let total = manifest.files.len();
+        for (index, entry) in manifest.files.iter().enumerate() {
+            let dest = entry.path.join_to(&staging);
+            if self.reuse(entry, &dest, local)? {
+                report.files_reused += 1;
+            } else {
+                report.bytes_downloaded += self.fetch_blob(entry, &dest)?;
+                set_read_only(&dest, entry.executable)?;
+                report.files_downloaded += 1;
+            }
+            if let Some(events) = self.events
+                && (index + 1 == total || index % 64 == 0)
+            {
+                events(&Event::Progress {
+                    files_done: index + 1,
+                    files_total: total,
+                    bytes_downloaded: report.bytes_downloaded,
+                });
+            }
+        }
+        // Step 3: deepest folders first, so each folder's entries are durable before it is.
+        for folder in folders.iter().rev() {
+            fsutil::sync_dir(folder)?;
+        }
+        // Step 4.
+        let stats = verify_tree(&staging, manifest)?;
+        Ok((staging, report, stats))
+    }
+
+    /// Takes `entry` from an installed version if one has it. Returns whether it did.
+    fn reuse(&self, entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<bool> {
+        let Some(candidates) = local.by_hash.get(&entry.blake3) else {
+            return Ok(false);
+        };
+        for candidate in candidates.iter().filter(|c| c.size == entry.size) {
+            let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let untouched = candidate
+                .stat
+                .is_some_and(|s| s.ino != 0 && s == FileStat::of(&meta));
+            if untouched
+                && candidate.executable == entry.executable
+                && std::fs::hard_link(&candidate.path, dest).is_ok()
+            {
+                return Ok(true);
+            }
+            // Changed since we wrote it, another mode, or another file system: copy, verifying.
+            match copy_file_verified(&candidate.path, dest, entry) {
+                Ok(()) => {
+                    set_read_only(dest, entry.executable)?;
+                    return Ok(true);
+                }
+                Err(err) => {
+                    log::warn!("not reusing {}: {err}", candidate.path.display());
+                    fsutil::remove_file_if_exists(dest)?;
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Downloads (or finds in the cache) the blob of `entry` and decompresses it to `dest`.
+    /// Returns the bytes received over the network.
+    fn fetch_blob(&self, entry: &FileEntry, dest: &Path) -> Result<u64> {
+        let cache = self.install.cache_dir();
+        fsutil::create_dir_all(&cache)?;
+        let blob_file = cache.join(format!("{}.zst", entry.blake3));
+        let url = join_url(self.repo_url, &blob::blob_path(&entry.blake3));
+        let mut received = 0;
+        let cached = std::fs::metadata(&blob_file).is_ok_and(|m| m.len() == entry.blob_size);
+        if !cached {
+            let partial = cache.join(format!("{}.zst.partial", entry.blake3));
+            received =
+                fetch_to_partial(self.transport, &url, &partial, entry.blob_size, &self.retry)?;
+            fsutil::rename(&partial, &blob_file)?;
+        }
+        if let Err(err) = blob::decompress_verified(&blob_file, dest, entry) {
+            // Bad content is never kept: the next try downloads it afresh.
+            fsutil::remove_file_if_exists(&blob_file)?;
+            return Err(match err {
+                Error::Mismatch {
+                    kind,
+                    expected,
+                    actual,
+                    ..
+                } => Error::Mismatch {
+                    what: url,
+                    kind,
+                    expected,
+                    actual,
+                },
+                other => other,
+            });
+        }
+        Ok(received)
+    }
+}
+
+/// Creates `relative` (and its parents) below `root`, remembering each folder created.
+fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -> Result<()> {
+    let mut path = root.to_path_buf();
+    for part in relative.split('/') {
+        path.push(part);
+        if folders.insert(path.clone()) {
+            match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                Err(e) => return Err(Error::io("creating folder", &path, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying.
+fn copy_file_verified(source: &Path, dest: &Path, entry: &FileEntry) -> Result<()> {
+    let input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
+    let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
+    blob::copy_verified(input, &mut output, entry, &source.display().to_string())?;
+    output.sync_all().map_err(|e| Error::io("syncing", dest, e))
+}
+
+/// Installed files are read-only: a version folder is immutable, and files may be shared
+/// with other versions through hard links.
+fn set_read_only(path: &Path, executable: bool) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if executable { 0o555 } else { 0o444 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting permissions of", path, e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = executable;
+        let mut permissions = std::fs::metadata(path)
+            .map_err(|e| Error::io("reading", path, e))?
+            .permissions();
+        permissions.set_readonly(true);
+        std::fs::set_permissions(path, permissions)
+            .map_err(|e| Error::io("setting permissions of", path, e))
+    }
+}
+
+/// Step 4: the folder holds exactly the manifest's files and folders, with the right sizes
+/// and modes. Returns each file's stat.
+pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, FileStat>> {
+    let mut expected_dirs: BTreeSet<String> =
+        manifest.directories.iter().map(|d| d.to_string()).collect();
+    for entry in &manifest.files {
+        expected_dirs.extend(entry.path.parents().map(str::to_string));
+    }
+    let expected: HashMap<&str, &FileEntry> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut stats = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let problem = |message: String| Err(Error::format(dir.display().to_string(), message));
+    while let Some(folder) = stack.pop() {
+        for item in std::fs::read_dir(&folder).map_err(|e| Error::io("listing", &folder, e))? {
+            let item = item.map_err(|e| Error::io("listing", &folder, e))?;
+            let path = item.path();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let meta =
+                std::fs::symlink_metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
+            if meta.is_dir() {
+                if !expected_dirs.contains(&relative) {
+                    return problem(format!("unexpected folder {relative}"));
+                }
+                stack.push(path);
+            } else if let (true, Some(entry)) = (meta.is_file(), expected.get(relative.as_str())) {
+                if meta.len() != entry.size {
+                    return problem(format!(
+                        "{relative}: size {} instead of {}",
+                        meta.len(),
+                        entry.size
+                    ));
+                }
+                if fsutil::is_executable_file(&path) != entry.executable && cfg!(unix) {
+                    return problem(format!(
+                        "{relative}: executable bit is not {}",
+                        entry.executable
+                    ));
+                }
+                stats.insert(relative, FileStat::of(&meta));
+            } else {
+                return problem(format!("unexpected entry {relative}"));
+            }
+        }
+    }
+    if stats.len() != manifest.files.len() {
+        return problem(format!(
+            "{} of {} files present",
+            stats.len(),
+            manifest.files.len()
+        ));
+    }
+    Ok(stats)
+}

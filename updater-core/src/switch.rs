@@ -1,0 +1,226 @@
+//! Making a staged version current, rolling back, and removing old versions.
+//!
+//! Steps after staging (see `docs/crash-safety.md`):
+//! 5. Record the manifest and file stats in `state/manifests/<version>.json`.
+//! 6. Rename `versions/.staging-<version>` to `versions/<version>`; `fsync` `versions/`.
+//! 7. If the release ships a launcher, replace `DIR/appstart` atomically.
+//! 8. Write `state/probation.toml` for the new version, then switch `appstart.toml`
+//!    atomically (`current` = new, `previous` = old). This rename is the commit point.
+//! 9. Remove versions beyond `keep` (never current or previous), stale staging folders and
+//!    cached blobs.
+
+use std::path::Path;
+
+use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, paths::STAGING_PREFIX};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::stage::InstalledRecord;
+
+/// Steps 5 and 6: moves the staged folder into place.
+pub fn commit_version(
+    install: &InstallDir,
+    staging: &Path,
+    record: &InstalledRecord,
+) -> Result<()> {
+    record.save(install)?;
+    let target = install.version_dir(&record.manifest.version);
+    if target.exists() {
+        // Only a version that is neither current nor previous gets here (checked by the
+        // caller), e.g. one renamed into place by a run that died before switching.
+        fsutil::remove_dir_all_if_exists(&target)?;
+    }
+    fsutil::rename(staging, &target)?;
+    fsutil::sync_dir(&install.versions_dir())?;
+    Ok(())
+}
+
+/// Steps 7 and 8: makes `manifest`'s version current. Returns the version that was current.
+pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionName> {
+    if let Some(launcher) = &manifest.launcher {
+        replace_launcher(
+            install,
+            &launcher.join_to(&install.version_dir(&manifest.version)),
+        )?;
+    }
+    let config_path = install.config_path();
+    let mut config = LauncherConfig::load(&config_path)?;
+    let old = config.current.clone();
+    Probation::start(manifest.version.clone()).save(&install.probation_path())?;
+    config.switch_to(manifest.version.clone(), manifest.executable.clone());
+    config.save(&config_path)?;
+    Ok(old)
+}
+
+/// Replaces `DIR/appstart` with `source`: copy beside it, `fsync`, rename over, `fsync`.
+pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
+    let target = install.launcher_path();
+    let bytes = fsutil::read(source)?;
+    let temp = install.root().join(fsutil::temp_name("appstart"));
+    let result = (|| {
+        fsutil::write_atomic(&temp, &bytes)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("setting permissions of", &temp, e))?;
+        }
+        fsutil::rename(&temp, &target)?;
+        fsutil::sync_dir(install.root())?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Switches back to `to` (default: `previous`). A version rolled back from (to an older one)
+/// is recorded in `state/bad-versions.toml` so that the updater does not bring it straight
+/// back; a newer release still installs. Returns (from, to).
+pub fn rollback(
+    install: &InstallDir,
+    to: Option<&VersionName>,
+) -> Result<(VersionName, VersionName)> {
+    let config_path = install.config_path();
+    let mut config = LauncherConfig::load(&config_path)?;
+    let from = config.current.clone();
+    let target = match to.or(config.previous.as_ref()) {
+        Some(v) => v.clone(),
+        None => {
+            return Err(Error::Invalid(format!(
+                "no previous version to roll back to (installed: {}); name one with --to",
+                list(&installed_versions(install)?)
+            )));
+        }
+    };
+    if target == from {
+        return Err(Error::Invalid(format!(
+            "{target} is already the current version"
+        )));
+    }
+    let executable = match InstalledRecord::load(install, &target) {
+        Some(record) => record.manifest.executable,
+        None => config.executable_for(&target).clone(),
+    };
+    let exe_path = executable.join_to(&install.version_dir(&target));
+    if !fsutil::is_executable_file(&exe_path) {
+        return Err(Error::Invalid(format!(
+            "cannot roll back to {target}: {} is missing or not executable (installed: {})",
+            exe_path.display(),
+            list(&installed_versions(install)?)
+        )));
+    }
+    if is_older(&target, &from) {
+        BadVersions::record(&install.bad_versions_path(), &from, "rolled back by hand")?;
+    }
+    Probation::clear(&install.probation_path())?;
+    config.switch_to(target.clone(), executable);
+    config.save(&config_path)?;
+    Ok((from, target))
+}
+
+fn is_older(a: &VersionName, b: &VersionName) -> bool {
+    match (
+        semver::Version::parse(a.as_str()),
+        semver::Version::parse(b.as_str()),
+    ) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
+
+fn list(versions: &[VersionName]) -> String {
+    if versions.is_empty() {
+        return "none".into();
+    }
+    versions
+        .iter()
+        .map(VersionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Installed version folders, newest first (SemVer order; other names last).
+pub fn installed_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
+    let dir = install.versions_dir();
+    let mut versions = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(versions),
+        Err(e) => return Err(Error::io("listing", &dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str()
+            && let Ok(version) = VersionName::parse(name)
+        {
+            versions.push(version);
+        }
+    }
+    versions.sort_by(|a, b| {
+        match (
+            semver::Version::parse(a.as_str()),
+            semver::Version::parse(b.as_str()),
+        ) {
+            (Ok(x), Ok(y)) => y.cmp(&x),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            _ => b.cmp(a),
+        }
+    });
+    Ok(versions)
+}
+
+/// Step 9: removes versions beyond `keep` (never current or previous), staging leftovers,
+/// temporary files and cached blobs. Returns the versions removed.
+pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
+    let config = LauncherConfig::load(&install.config_path())?;
+    let mut kept = vec![config.current.clone()];
+    kept.extend(config.previous.clone());
+    let mut removed = Vec::new();
+    for version in installed_versions(install)? {
+        if kept.contains(&version) {
+            continue;
+        }
+        if kept.len() < keep {
+            kept.push(version);
+            continue;
+        }
+        fsutil::remove_dir_all_if_exists(&install.version_dir(&version))?;
+        fsutil::remove_file_if_exists(&InstalledRecord::path(install, &version))?;
+        removed.push(version);
+    }
+    let versions_dir = install.versions_dir();
+    if let Ok(entries) = std::fs::read_dir(&versions_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(STAGING_PREFIX) {
+                fsutil::remove_dir_all_if_exists(&entry.path())?;
+            }
+        }
+    }
+    remove_temp_files(install.root())?;
+    remove_temp_files(&install.state_dir())?;
+    fsutil::remove_dir_all_if_exists(&install.cache_dir())?;
+    Ok(removed)
+}
+
+fn remove_temp_files(dir: &Path) -> Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TEMP_PREFIX)
+            {
+                fsutil::remove_file_if_exists(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}

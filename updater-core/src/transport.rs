@@ -1,0 +1,274 @@
+//! The network seam: a [`Transport`] fetches a URL, with HTTP and file implementations.
+//!
+//! Everything above this module sees the same small interface, so the download logic (caps,
+//! hashes, resume, retries) is written once, and tests or embedders can plug in their own
+//! transport (after tough's `Transport`).
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// What to ask for beyond a plain GET.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Ask for the bytes from this offset on (`Range: bytes=N-`).
+    pub range_start: Option<u64>,
+    /// Answer 304 if the resource still has this ETag (`If-None-Match`).
+    pub if_none_match: Option<String>,
+}
+
+/// How the server answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 200: the whole resource.
+    Full,
+    /// 206: the requested range.
+    Partial,
+    /// 304: unchanged since the ETag we sent.
+    NotModified,
+}
+
+/// A successful answer.
+pub struct Response {
+    /// Which kind of answer.
+    pub status: Status,
+    /// `Content-Length`, when the server sent one.
+    pub content_length: Option<u64>,
+    /// For 206: the first byte's offset from `Content-Range`.
+    pub range_start: Option<u64>,
+    /// `ETag`, when the server sent one.
+    pub etag: Option<String>,
+    /// The body. Unbounded: callers cap it.
+    pub body: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("content_length", &self.content_length)
+            .field("range_start", &self.range_start)
+            .field("etag", &self.etag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fetches URLs. 404 is [`Error::NotFound`]; 429, 5xx and connection failures are retryable
+/// [`Error::Transport`] errors; other statuses are final ones.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// GETs `url`.
+    fn get(&self, url: &str, request: &Request) -> Result<Response>;
+}
+
+/// Timeouts of the HTTP transport.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTimeouts {
+    /// Connecting (DNS and TCP/TLS).
+    pub connect: Duration,
+    /// Longest wait for any single read: a stalled server fails after this.
+    pub stall: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HTTP(S) through `ureq`, keeping connections alive between requests.
+#[derive(Debug)]
+pub struct HttpTransport {
+    agent: ureq::Agent,
+}
+
+impl HttpTransport {
+    /// A transport with the given timeouts.
+    pub fn new(timeouts: HttpTimeouts) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.stall))
+            .timeout_per_read(Some(timeouts.stall))
+            .max_redirects(5)
+            .user_agent(concat!("appstart/", env!("CARGO_PKG_VERSION")))
+            .build();
+        HttpTransport {
+            agent: config.new_agent(),
+        }
+    }
+}
+
+impl Default for HttpTransport {
+    fn default() -> Self {
+        HttpTransport::new(HttpTimeouts::default())
+    }
+}
+
+impl Transport for HttpTransport {
+    fn get(&self, url: &str, request: &Request) -> Result<Response> {
+        let mut builder = self.agent.get(url);
+        if let Some(start) = request.range_start {
+            builder = builder.header("Range", format!("bytes={start}-"));
+        }
+        if let Some(etag) = &request.if_none_match {
+            builder = builder.header("If-None-Match", etag);
+        }
+        let response = builder.call().map_err(|e| Error::Transport {
+            url: url.to_string(),
+            message: e.to_string(),
+            retryable: true,
+            retry_after: None,
+        })?;
+        let (parts, body) = response.into_parts();
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = match parts.status.as_u16() {
+            200 => Status::Full,
+            206 => Status::Partial,
+            304 => Status::NotModified,
+            404 | 410 => {
+                return Err(Error::NotFound {
+                    url: url.to_string(),
+                });
+            }
+            code => {
+                let retryable = code == 408 || code == 429 || code >= 500;
+                let retry_after = header("Retry-After").and_then(|v| v.trim().parse().ok());
+                return Err(Error::Transport {
+                    url: url.to_string(),
+                    message: format!("the server answered {code}"),
+                    retryable,
+                    retry_after,
+                });
+            }
+        };
+        let content_length = header("Content-Length").and_then(|v| v.trim().parse().ok());
+        let range_start = header("Content-Range").and_then(|v| parse_content_range_start(&v));
+        Ok(Response {
+            status,
+            content_length,
+            range_start,
+            etag: header("ETag"),
+            body: Box::new(body.into_reader()),
+        })
+    }
+}
+
+/// The first offset of `Content-Range: bytes START-END/TOTAL`.
+fn parse_content_range_start(value: &str) -> Option<u64> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+/// `file://` URLs: a repository on a local or network file system.
+#[derive(Debug, Default)]
+pub struct FileTransport;
+
+impl Transport for FileTransport {
+    fn get(&self, url: &str, request: &Request) -> Result<Response> {
+        let path = url
+            .strip_prefix("file://")
+            .ok_or_else(|| Error::Invalid(format!("{url}: not a file:// URL")))?;
+        let path = percent_decode(path);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    url: url.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::io("opening", path, e)),
+        };
+        let length = file
+            .metadata()
+            .map_err(|e| Error::io("reading metadata of", &path, e))?
+            .len();
+        let (status, start) = match request.range_start {
+            Some(start) if start <= length => {
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))
+                    .map_err(|e| Error::io("seeking in", &path, e))?;
+                (Status::Partial, start)
+            }
+            _ => (Status::Full, 0),
+        };
+        Ok(Response {
+            status,
+            content_length: Some(length - start),
+            range_start: (status == Status::Partial).then_some(start),
+            etag: None,
+            body: Box::new(file),
+        })
+    }
+}
+
+/// Decodes `%XX` escapes in a URL path.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
+        {
+            out.push(high * 16 + low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// The transport for `url`'s scheme.
+pub fn for_url(url: &str, timeouts: HttpTimeouts) -> Result<Box<dyn Transport>> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(Box::new(HttpTransport::new(timeouts)))
+    } else if url.starts_with("file://") {
+        Ok(Box::new(FileTransport))
+    } else {
+        Err(Error::Invalid(format!(
+            "{url}: unsupported URL scheme (use http://, https:// or file://)"
+        )))
+    }
+}
+
+/// Joins a base URL and a relative path with exactly one `/` between them.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(percent_decode("a%20b%2Fc%zz"), "a b/c%zz");
+        assert_eq!(
+            join_url("http://h/r/", "/metadata/x"),
+            "http://h/r/metadata/x"
+        );
+    }
+}

@@ -1,0 +1,683 @@
+//! The TUF client workflow (specification 1.0, section 5), for the top-level roles.
+//!
+//! The steps, as numbered in `docs/security.md` and cited below:
+//! - 5.1 Record the start time; every expiry is checked against it.
+//! - 5.2 Load the trusted root (and the other trusted roles, dropping any that no longer
+//!   verify against it).
+//! - 5.3 Update the root: fetch `N+1.root.json` until 404, at most `max_root_rotations`;
+//!   each must be signed by a threshold of the old root's and of its own root keys and have
+//!   version exactly N+1. Then check the final root's expiry, and drop trusted timestamp
+//!   and snapshot if their keys changed (fast-forward attack recovery).
+//! - 5.4 Timestamp: fetch (capped; conditional on the ETag), verify, refuse a lower version,
+//!   keep the trusted one if the version is equal, refuse a snapshot version lower than the
+//!   trusted one, check expiry.
+//! - 5.5 Snapshot: the version the timestamp names; fetch `N.snapshot.json` (capped by the
+//!   listed length), check listed hashes, verify, version must match the timestamp's, no
+//!   targets file may go backwards or disappear, check expiry.
+//! - 5.6 Targets: the version the snapshot names; fetch `N.targets.json`, check listed
+//!   length and hashes, verify, version must match, check expiry.
+//!
+//! Every verified file is stored under its unversioned name (`root.json`, ...) byte for
+//! byte as downloaded, with an atomic write.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::Digest;
+
+use crate::download::{RetryPolicy, fetch_bytes, read_capped};
+use crate::error::{Error, Result};
+use crate::transport::{Request, Status, Transport, join_url};
+use crate::tuf::metadata::{
+    MetaFile, Role, Root, Snapshot, TargetFile, Targets, Timestamp, parse_expires,
+};
+use crate::tuf::sign::Envelope;
+
+/// Size caps on metadata downloads (endless-data attack).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Root files.
+    pub max_root_size: u64,
+    /// The timestamp file.
+    pub max_timestamp_size: u64,
+    /// Snapshot when the timestamp lists no length.
+    pub max_snapshot_size: u64,
+    /// Targets when the snapshot lists no length.
+    pub max_targets_size: u64,
+    /// New root versions fetched in one refresh.
+    pub max_root_rotations: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_root_size: 512 * 1024,
+            max_timestamp_size: 16 * 1024,
+            max_snapshot_size: 4 * 1024 * 1024,
+            max_targets_size: 32 * 1024 * 1024,
+            max_root_rotations: 32,
+        }
+    }
+}
+
+/// A role's parsed content together with the exact bytes it came from.
+#[derive(Debug, Clone)]
+struct Trusted<T> {
+    value: T,
+    bytes: Vec<u8>,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Whether a new timestamp was accepted (and so maybe new targets).
+    pub timestamp_changed: bool,
+    /// HTTP requests made.
+    pub requests: u32,
+}
+
+/// The client's trusted metadata, kept in a folder.
+#[derive(Debug)]
+pub struct TrustedMetadata {
+    dir: PathBuf,
+    root: Trusted<Root>,
+    timestamp: Option<Trusted<Timestamp>>,
+    snapshot: Option<Trusted<Snapshot>>,
+    targets: Option<Trusted<Targets>>,
+    limits: Limits,
+    timestamp_first: bool,
+}
+
+const ETAG_FILE: &str = "timestamp.etag";
+
+impl TrustedMetadata {
+    /// Stores `root_bytes` as the trusted root in `dir` after checking it is a root signed by
+    /// a threshold of its own keys. No network access.
+    pub fn init(dir: &Path, root_bytes: &[u8], what: &str) -> Result<()> {
+        let envelope = Envelope::parse(root_bytes, what)?;
+        let root: Root = envelope.decode(what)?;
+        check_root_self_signed(&envelope, &root, what)?;
+        appstart_layout::fsutil::create_dir_all(dir)?;
+        appstart_layout::fsutil::write_atomic(&dir.join("root.json"), root_bytes)?;
+        Ok(())
+    }
+
+    /// Loads the trusted metadata in `dir` (step 5.2). Stored non-root roles that no longer
+    /// verify against the trusted root are dropped, not trusted.
+    pub fn load(dir: &Path, limits: Limits) -> Result<Self> {
+        let root_path = dir.join("root.json");
+        let bytes = appstart_layout::fsutil::read(&root_path)?;
+        let what = root_path.display().to_string();
+        let envelope = Envelope::parse(&bytes, &what)?;
+        let root: Root = envelope.decode(&what)?;
+        check_root_self_signed(&envelope, &root, &what)?;
+        let mut trusted = TrustedMetadata {
+            dir: dir.to_path_buf(),
+            root: Trusted { value: root, bytes },
+            timestamp: None,
+            snapshot: None,
+            targets: None,
+            limits,
+            timestamp_first: true,
+        };
+        trusted.timestamp = trusted.load_local("timestamp");
+        trusted.snapshot = trusted.load_local("snapshot");
+        trusted.targets = trusted.load_local("targets");
+        Ok(trusted)
+    }
+
+    fn load_local<T: Role>(&self, role: &str) -> Option<Trusted<T>> {
+        let path = self.dir.join(format!("{role}.json"));
+        let bytes = std::fs::read(&path).ok()?;
+        match self.verify::<T>(&bytes, role, &path.display().to_string()) {
+            Ok(value) => Some(Trusted { value, bytes }),
+            Err(err) => {
+                log::info!("not trusting stored {}: {err}", path.display());
+                None
+            }
+        }
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &Root {
+        &self.root.value
+    }
+
+    /// The trusted top-level targets, after a successful refresh.
+    pub fn targets(&self) -> Option<&Targets> {
+        self.targets.as_ref().map(|t| &t.value)
+    }
+
+    /// The trusted timestamp's version, if any.
+    pub fn timestamp_version(&self) -> Option<u64> {
+        self.timestamp.as_ref().map(|t| t.value.version)
+    }
+
+    /// Runs the workflow against `metadata_url` (the folder holding `timestamp.json`).
+    ///
+    /// Off-spec (documented in `docs/security.md`): when the client already trusts a complete
+    /// set of metadata, the timestamp is fetched *first*; if it is unchanged (304, or the same
+    /// version), the refresh ends there after checking every trusted role's expiry, so an
+    /// up-to-date client costs one small request. Only when the timestamp changed does the
+    /// root chain (5.3) run before the timestamp is processed (5.4). A publisher that rotates
+    /// keys therefore publishes a new timestamp with the new root, as `appupdate` does.
+    pub fn refresh(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+    ) -> Result<RefreshReport> {
+        // 5.1: one start time for every expiry check of this refresh.
+        let start = SystemTime::now();
+        let mut requests = 0;
+        let complete =
+            self.timestamp.is_some() && self.snapshot.is_some() && self.targets.is_some();
+        let mut prefetched = None;
+        if self.timestamp_first && complete {
+            requests += 1;
+            let fetched = self.fetch_timestamp(transport, metadata_url, retry)?;
+            let unchanged = match &fetched {
+                None => true,
+                Some((bytes, _)) => match (
+                    self.verify::<Timestamp>(bytes, "timestamp", "timestamp.json"),
+                    &self.timestamp,
+                ) {
+                    (Ok(new), Some(trusted)) => new.version == trusted.value.version,
+                    _ => false,
+                },
+            };
+            if unchanged {
+                self.check_all_expiry(start)?;
+                return Ok(RefreshReport {
+                    timestamp_changed: false,
+                    requests,
+                });
+            }
+            prefetched = fetched;
+        }
+        self.update_root(transport, metadata_url, retry, start, &mut requests)?;
+        let fetched = match prefetched {
+            Some(fetched) => Some(fetched),
+            None => {
+                requests += 1;
+                self.fetch_timestamp(transport, metadata_url, retry)?
+            }
+        };
+        let timestamp_changed = self.update_timestamp(fetched, metadata_url, start)?;
+        self.update_snapshot(transport, metadata_url, retry, start, &mut requests)?;
+        self.update_targets(transport, metadata_url, retry, start, &mut requests)?;
+        Ok(RefreshReport {
+            timestamp_changed,
+            requests,
+        })
+    }
+
+    /// Follows the specification's order exactly (root chain before the timestamp, on every
+    /// refresh), for conformance testing.
+    pub fn set_strict_order(&mut self, strict: bool) {
+        self.timestamp_first = !strict;
+    }
+
+    fn check_all_expiry(&self, start: SystemTime) -> Result<()> {
+        check_expiry(&self.root.value, start)?;
+        if let Some(t) = &self.timestamp {
+            check_expiry(&t.value, start)?;
+        }
+        if let Some(s) = &self.snapshot {
+            check_expiry(&s.value, start)?;
+        }
+        if let Some(t) = &self.targets {
+            check_expiry(&t.value, start)?;
+        }
+        Ok(())
+    }
+
+    /// Fetches `timestamp.json`, conditional on the stored ETag. `None` means 304.
+    fn fetch_timestamp(
+        &self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        let url = join_url(metadata_url, "timestamp.json");
+        let etag = match &self.timestamp {
+            Some(_) => std::fs::read_to_string(self.dir.join(ETAG_FILE)).ok(),
+            None => None,
+        };
+        let limit = self.limits.max_timestamp_size;
+        retry.run(|_| {
+            let response = transport.get(
+                &url,
+                &Request {
+                    range_start: None,
+                    if_none_match: etag.clone(),
+                },
+            )?;
+            match response.status {
+                Status::NotModified => Ok(None),
+                Status::Full => {
+                    if let Some(length) = response.content_length
+                        && length > limit
+                    {
+                        return Err(Error::TooLarge {
+                            url: url.clone(),
+                            limit,
+                        });
+                    }
+                    let mut bytes = Vec::new();
+                    read_capped(response.body, &mut bytes, limit, &url)?;
+                    Ok(Some((bytes, response.etag)))
+                }
+                Status::Partial => Err(Error::Transport {
+                    url: url.clone(),
+                    message: "unexpected 206 to a plain GET".into(),
+                    retryable: false,
+                    retry_after: None,
+                }),
+            }
+        })
+    }
+
+    /// 5.3: follow the root chain.
+    fn update_root(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+        start: SystemTime,
+        requests: &mut u32,
+    ) -> Result<()> {
+        let original = self.root.value.clone();
+        for _ in 0..self.limits.max_root_rotations {
+            let next = self.root.value.version + 1;
+            let url = join_url(metadata_url, &format!("{next}.root.json"));
+            *requests += 1;
+            let bytes = match fetch_bytes(transport, &url, self.limits.max_root_size, retry) {
+                Ok(bytes) => bytes,
+                Err(Error::NotFound { .. }) => break,
+                Err(err) => return Err(err),
+            };
+            let envelope = Envelope::parse(&bytes, &url)?;
+            // 5.3.4: signed by a threshold of the *trusted* root's root keys ...
+            let old_role = role_keys(&self.root.value, "root", &url)?;
+            envelope.check_threshold(&url, "root", &self.root.value.keys, old_role)?;
+            let new_root: Root = envelope.decode(&url)?;
+            // ... and of the *new* root's own root keys.
+            check_root_self_signed(&envelope, &new_root, &url)?;
+            // 5.3.5: exactly N+1.
+            if new_root.version != next {
+                return Err(Error::Version {
+                    role: "root".into(),
+                    what: url,
+                    expected: next.to_string(),
+                    actual: new_root.version,
+                });
+            }
+            // 5.3.8: persist, then 5.3.9: repeat.
+            self.persist("root", &bytes)?;
+            self.root = Trusted {
+                value: new_root,
+                bytes,
+            };
+        }
+        // 5.3.10: the final root must not be expired.
+        check_expiry(&self.root.value, start)?;
+        // 5.3.11: fast-forward attack recovery when the timestamp or snapshot keys rotated.
+        let rotated = |role: &str| original.roles.get(role) != self.root.value.roles.get(role);
+        if rotated("timestamp") || rotated("snapshot") {
+            self.forget("timestamp")?;
+            self.timestamp = None;
+            self.forget("snapshot")?;
+            self.snapshot = None;
+        }
+        if rotated("targets") {
+            self.forget("targets")?;
+            self.targets = None;
+        }
+        // Stored roles must still verify under a rotated root.
+        if self.root.value.version != original.version {
+            self.timestamp = self.load_local("timestamp");
+            self.snapshot = self.load_local("snapshot");
+            self.targets = self.load_local("targets");
+        }
+        Ok(())
+    }
+
+    /// 5.4: the timestamp (already fetched; `None` = 304). Returns whether a newer one was
+    /// accepted.
+    fn update_timestamp(
+        &mut self,
+        fetched: Option<(Vec<u8>, Option<String>)>,
+        metadata_url: &str,
+        start: SystemTime,
+    ) -> Result<bool> {
+        let url = join_url(metadata_url, "timestamp.json");
+        let etag_path = self.dir.join(ETAG_FILE);
+        let Some((bytes, new_etag)) = fetched else {
+            // 304: the trusted timestamp is still the newest; it must not have expired.
+            match &self.timestamp {
+                Some(trusted) => check_expiry(&trusted.value, start)?,
+                None => {
+                    return Err(Error::format(
+                        &url,
+                        "the server answered 304 to an unconditional request",
+                    ));
+                }
+            }
+            return Ok(false);
+        };
+        // 5.4.2: signatures.
+        let new: Timestamp = self.verify(&bytes, "timestamp", &url)?;
+        let mut changed = true;
+        if let Some(trusted) = &self.timestamp {
+            // 5.4.3.1: no rollback; an equal version means nothing new.
+            if new.version < trusted.value.version {
+                return Err(Error::Version {
+                    role: "timestamp".into(),
+                    what: url,
+                    expected: format!(">= {}", trusted.value.version),
+                    actual: new.version,
+                });
+            }
+            changed = new.version > trusted.value.version;
+            // 5.4.3.2: the snapshot it names must not go back.
+            let old_snapshot = snapshot_meta(&trusted.value, &url)?.version;
+            let new_snapshot = snapshot_meta(&new, &url)?.version;
+            if new_snapshot < old_snapshot {
+                return Err(Error::Version {
+                    role: "snapshot".into(),
+                    what: format!("{url} (meta snapshot.json)"),
+                    expected: format!(">= {old_snapshot}"),
+                    actual: new_snapshot,
+                });
+            }
+        }
+        snapshot_meta(&new, &url)?;
+        if changed {
+            // 5.4.4: expiry, then persist.
+            check_expiry(&new, start)?;
+            self.persist("timestamp", &bytes)?;
+            self.timestamp = Some(Trusted { value: new, bytes });
+        } else if let Some(trusted) = &self.timestamp {
+            check_expiry(&trusted.value, start)?;
+        }
+        match new_etag {
+            Some(tag) => appstart_layout::fsutil::write_atomic(&etag_path, tag.as_bytes())?,
+            None => appstart_layout::fsutil::remove_file_if_exists(&etag_path)?,
+        }
+        Ok(changed)
+    }
+
+    /// 5.5: the snapshot named by the timestamp.
+    fn update_snapshot(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+        start: SystemTime,
+        requests: &mut u32,
+    ) -> Result<()> {
+        let timestamp = self
+            .timestamp
+            .as_ref()
+            .ok_or_else(|| Error::NotInstalled("no trusted timestamp".into()))?;
+        let meta = snapshot_meta(&timestamp.value, "timestamp.json")?.clone();
+        // A stored snapshot that matches what the timestamp names needs no download.
+        if let Some(trusted) = &self.snapshot
+            && trusted.value.version == meta.version
+            && check_meta_file(&meta, &trusted.bytes, "snapshot.json").is_ok()
+        {
+            return check_expiry(&trusted.value, start);
+        }
+        let name = if self.root.value.consistent_snapshot {
+            format!("{}.snapshot.json", meta.version)
+        } else {
+            "snapshot.json".to_string()
+        };
+        let url = join_url(metadata_url, &name);
+        let limit = meta.length.unwrap_or(self.limits.max_snapshot_size);
+        *requests += 1;
+        let bytes = fetch_bytes(transport, &url, limit, retry)?;
+        // 5.5.2: hashes and length as listed by the timestamp.
+        check_meta_file(&meta, &bytes, &url)?;
+        // 5.5.3: signatures.
+        let new: Snapshot = self.verify(&bytes, "snapshot", &url)?;
+        // 5.5.4: the version the timestamp names (mix-and-match).
+        if new.version != meta.version {
+            return Err(Error::Version {
+                role: "snapshot".into(),
+                what: url,
+                expected: meta.version.to_string(),
+                actual: new.version,
+            });
+        }
+        // 5.5.5: no targets file goes backwards or disappears.
+        if let Some(trusted) = &self.snapshot {
+            for (file, old) in &trusted.value.meta {
+                match new.meta.get(file) {
+                    None => {
+                        return Err(Error::format(
+                            &url,
+                            format!("field `meta`: {file} was listed before and is missing now"),
+                        ));
+                    }
+                    Some(current) if current.version < old.version => {
+                        return Err(Error::Version {
+                            role: file.trim_end_matches(".json").to_string(),
+                            what: format!("{url} (meta {file})"),
+                            expected: format!(">= {}", old.version),
+                            actual: current.version,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        // 5.5.6: expiry, then persist.
+        check_expiry(&new, start)?;
+        self.persist("snapshot", &bytes)?;
+        self.snapshot = Some(Trusted { value: new, bytes });
+        Ok(())
+    }
+
+    /// 5.6: the top-level targets named by the snapshot.
+    fn update_targets(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+        start: SystemTime,
+        requests: &mut u32,
+    ) -> Result<()> {
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| Error::NotInstalled("no trusted snapshot".into()))?;
+        let meta = snapshot
+            .value
+            .meta
+            .get("targets.json")
+            .cloned()
+            .ok_or_else(|| Error::format("snapshot.json", "field `meta` has no `targets.json`"))?;
+        if let Some(trusted) = &self.targets
+            && trusted.value.version == meta.version
+            && check_meta_file(&meta, &trusted.bytes, "targets.json").is_ok()
+        {
+            return check_expiry(&trusted.value, start);
+        }
+        let name = if self.root.value.consistent_snapshot {
+            format!("{}.targets.json", meta.version)
+        } else {
+            "targets.json".to_string()
+        };
+        let url = join_url(metadata_url, &name);
+        let limit = meta.length.unwrap_or(self.limits.max_targets_size);
+        *requests += 1;
+        let bytes = fetch_bytes(transport, &url, limit, retry)?;
+        // 5.6.2: hashes and length as listed by the snapshot.
+        check_meta_file(&meta, &bytes, &url)?;
+        // 5.6.3: signatures.
+        let new: Targets = self.verify(&bytes, "targets", &url)?;
+        // 5.6.4: the version the snapshot names.
+        if new.version != meta.version {
+            return Err(Error::Version {
+                role: "targets".into(),
+                what: url,
+                expected: meta.version.to_string(),
+                actual: new.version,
+            });
+        }
+        // 5.6.5: expiry, then persist.
+        check_expiry(&new, start)?;
+        self.persist("targets", &bytes)?;
+        self.targets = Some(Trusted { value: new, bytes });
+        Ok(())
+    }
+
+    /// Verifies `bytes` as top-level role `role` against the trusted root.
+    fn verify<T: Role>(&self, bytes: &[u8], role: &str, what: &str) -> Result<T> {
+        let envelope = Envelope::parse(bytes, what)?;
+        let keys = role_keys(&self.root.value, role, what)?;
+        envelope.check_threshold(what, role, &self.root.value.keys, keys)?;
+        envelope.decode(what)
+    }
+
+    fn persist(&self, role: &str, bytes: &[u8]) -> Result<()> {
+        appstart_layout::fsutil::write_atomic(&self.dir.join(format!("{role}.json")), bytes)?;
+        Ok(())
+    }
+
+    fn forget(&self, role: &str) -> Result<()> {
+        appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(format!("{role}.json")))?;
+        if role == "timestamp" {
+            appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(ETAG_FILE))?;
+        }
+        Ok(())
+    }
+
+    /// The URL of target `name` under `targets_url`, with the hash prefix consistent
+    /// snapshots use.
+    pub fn target_url(&self, targets_url: &str, name: &str, target: &TargetFile) -> String {
+        if !self.root.value.consistent_snapshot {
+            return join_url(targets_url, name);
+        }
+        let hash = target
+            .hashes
+            .get("sha256")
+            .or_else(|| target.hashes.values().next())
+            .cloned()
+            .unwrap_or_default();
+        match name.rsplit_once('/') {
+            Some((dir, base)) => join_url(targets_url, &format!("{dir}/{hash}.{base}")),
+            None => join_url(targets_url, &format!("{hash}.{name}")),
+        }
+    }
+}
+
+fn role_keys<'a>(
+    root: &'a Root,
+    role: &str,
+    what: &str,
+) -> Result<&'a crate::tuf::metadata::RoleKeys> {
+    root.roles
+        .get(role)
+        .ok_or_else(|| Error::format(what, format!("root has no `roles.{role}`")))
+}
+
+fn check_root_self_signed(envelope: &Envelope, root: &Root, what: &str) -> Result<()> {
+    let role = role_keys(root, "root", what)?;
+    for required in ["root", "timestamp", "snapshot", "targets"] {
+        role_keys(root, required, what)?;
+    }
+    envelope.check_threshold(what, "root", &root.keys, role)
+}
+
+fn snapshot_meta<'a>(timestamp: &'a Timestamp, what: &str) -> Result<&'a MetaFile> {
+    timestamp
+        .meta
+        .get("snapshot.json")
+        .ok_or_else(|| Error::format(what, "field `meta` has no `snapshot.json`"))
+}
+
+/// Checks `expires` of `role` against the refresh's start time.
+fn check_expiry<T: Role>(role: &T, start: SystemTime) -> Result<()> {
+    let expires = parse_expires(T::TYPE, role.expires())?;
+    if expires <= start {
+        return Err(Error::Expired {
+            role: T::TYPE.to_string(),
+            expires: role.expires().to_string(),
+            now: humantime::format_rfc3339_seconds(start).to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks `bytes` against the length and hashes listed in `meta`, where listed.
+fn check_meta_file(meta: &MetaFile, bytes: &[u8], what: &str) -> Result<()> {
+    if let Some(length) = meta.length
+        && length != bytes.len() as u64
+    {
+        return Err(Error::Mismatch {
+            what: what.to_string(),
+            kind: "length",
+            expected: length.to_string(),
+            actual: bytes.len().to_string(),
+        });
+    }
+    if let Some(hashes) = &meta.hashes {
+        check_hashes(hashes, bytes, what, false)?;
+    }
+    Ok(())
+}
+
+/// Checks `bytes` against every known algorithm in `hashes`. With `require_known`, a list
+/// with no algorithm we know is refused (a target must be verifiable).
+pub fn check_hashes(
+    hashes: &BTreeMap<String, String>,
+    bytes: &[u8],
+    what: &str,
+    require_known: bool,
+) -> Result<()> {
+    let mut checked = 0;
+    for (algorithm, expected) in hashes {
+        let actual = match algorithm.as_str() {
+            "sha256" => hex::encode(sha2::Sha256::digest(bytes)),
+            "sha512" => hex::encode(sha2::Sha512::digest(bytes)),
+            _ => continue,
+        };
+        checked += 1;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(Error::Mismatch {
+                what: what.to_string(),
+                kind: if algorithm == "sha256" {
+                    "sha256"
+                } else {
+                    "sha512"
+                },
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    if require_known && checked == 0 {
+        return Err(Error::format(
+            what,
+            "field `hashes` lists no supported algorithm (sha256, sha512)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a downloaded target against its signed length and hashes.
+pub fn check_target(target: &TargetFile, bytes: &[u8], what: &str) -> Result<()> {
+    if target.length != bytes.len() as u64 {
+        return Err(Error::Mismatch {
+            what: what.to_string(),
+            kind: "length",
+            expected: target.length.to_string(),
+            actual: bytes.len().to_string(),
+        });
+    }
+    check_hashes(&target.hashes, bytes, what, true)
+}

@@ -1,0 +1,279 @@
+//! Keys: ids, ed25519 signing keys on disk, and signature verification.
+//!
+//! A key id is the SHA-256 of the canonical JSON of the public key object, as in the TUF
+//! specification and python-tuf. Publisher keys live in a key folder as `<role>.key` files,
+//! with `default.key` used for every role that has no file of its own (one key for all roles
+//! is the simple default).
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, Verifier};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::tuf::metadata::{Key, KeyValue, Signature};
+use crate::tuf::sign::canonical_json;
+
+/// The four top-level roles.
+pub const TOP_LEVEL_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
+/// The TUF key id of `key`.
+pub fn key_id(key: &Key) -> String {
+    let value = serde_json::to_value(key).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(canonical_json(&value)))
+}
+
+/// Whether `signature` (hex) by `key` over `message` is valid. Unknown key types and
+/// malformed keys or signatures are simply invalid: they never count towards a threshold.
+pub fn verify_signature(key: &Key, message: &[u8], signature_hex: &str) -> bool {
+    let Ok(signature) = hex::decode(signature_hex) else {
+        return false;
+    };
+    match (key.keytype.as_str(), key.scheme.as_str()) {
+        ("ed25519", "ed25519") => verify_ed25519(&key.keyval.public, message, &signature),
+        _ => false,
+    }
+}
+
+fn verify_ed25519(public_hex: &str, message: &[u8], signature: &[u8]) -> bool {
+    let Ok(public) = hex::decode(public_hex) else {
+        return false;
+    };
+    let Ok(public) = <[u8; 32]>::try_from(public.as_slice()) else {
+        return false;
+    };
+    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
+        return false;
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
+    verifying.verify(message, &signature).is_ok()
+}
+
+/// A private ed25519 key that signs metadata.
+#[derive(Clone)]
+pub struct SigningKey {
+    inner: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.key_id())
+    }
+}
+
+/// The on-disk form of a private key (securesystemslib-like, hex values).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    keytype: String,
+    scheme: String,
+    keyval: KeyFileValue,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFileValue {
+    public: String,
+    private: String,
+}
+
+impl SigningKey {
+    /// A new random key from the operating system's generator.
+    pub fn generate() -> Result<Self> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Error::Invalid(format!("the system random generator failed: {e}")))?;
+        Ok(SigningKey {
+            inner: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// The public half, as published in root.
+    pub fn public_key(&self) -> Key {
+        Key {
+            keytype: "ed25519".into(),
+            scheme: "ed25519".into(),
+            keyval: KeyValue {
+                public: hex::encode(self.inner.verifying_key().as_bytes()),
+                extra: Map::new(),
+            },
+            extra: Map::new(),
+        }
+    }
+
+    /// The key id of the public half.
+    pub fn key_id(&self) -> String {
+        key_id(&self.public_key())
+    }
+
+    /// Signs `message` (canonical JSON of a `signed` object).
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature {
+            keyid: self.key_id(),
+            sig: hex::encode(self.inner.sign(message).to_bytes()),
+        }
+    }
+
+    /// Writes the key to `path` (mode 0600 on Unix), refusing to overwrite an existing key.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = KeyFile {
+            keytype: "ed25519".into(),
+            scheme: "ed25519".into(),
+            keyval: KeyFileValue {
+                public: hex::encode(self.inner.verifying_key().as_bytes()),
+                private: hex::encode(self.inner.to_bytes()),
+            },
+        };
+        let text = serde_json::to_string_pretty(&file)
+            .map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut handle = options
+            .open(path)
+            .map_err(|e| Error::io("creating key file", path, e))?;
+        std::io::Write::write_all(&mut handle, text.as_bytes())
+            .map_err(|e| Error::io("writing", path, e))?;
+        handle.sync_all().map_err(|e| Error::io("syncing", path, e))
+    }
+
+    /// Reads a key written by [`SigningKey::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("reading key file", path, e))?;
+        let what = path.display().to_string();
+        let file: KeyFile =
+            serde_json::from_str(&text).map_err(|e| Error::format(&what, e.to_string()))?;
+        if file.keytype != "ed25519" || file.scheme != "ed25519" {
+            return Err(Error::format(
+                what,
+                "field `keytype`/`scheme`: only ed25519 signing keys are supported",
+            ));
+        }
+        let private = hex::decode(&file.keyval.private)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| {
+                Error::format(&what, "field `keyval.private`: not 32 hex-encoded bytes")
+            })?;
+        let key = SigningKey {
+            inner: ed25519_dalek::SigningKey::from_bytes(&private),
+        };
+        if hex::encode(key.inner.verifying_key().as_bytes()) != file.keyval.public {
+            return Err(Error::format(
+                what,
+                "field `keyval.public` does not match the private key",
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// A publisher's key folder.
+#[derive(Debug, Clone)]
+pub struct KeyDir {
+    dir: PathBuf,
+}
+
+impl KeyDir {
+    /// Wraps the folder `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        KeyDir { dir: dir.into() }
+    }
+
+    /// `KEYDIR/<name>.key`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
+    }
+
+    /// Generates keys: one `default.key`, or with `per_role` one key per top-level role.
+    /// Refuses to overwrite existing keys. Returns the files written.
+    pub fn generate(&self, per_role: bool) -> Result<Vec<PathBuf>> {
+        appstart_layout::fsutil::create_dir_all(&self.dir)?;
+        let names: Vec<&str> = if per_role {
+            TOP_LEVEL_ROLES.to_vec()
+        } else {
+            vec!["default"]
+        };
+        let mut written = Vec::new();
+        for name in names {
+            let path = self.path(name);
+            SigningKey::generate()?.save(&path)?;
+            written.push(path);
+        }
+        appstart_layout::fsutil::sync_dir(&self.dir)?;
+        Ok(written)
+    }
+
+    /// The key that signs `role`: `<role>.key`, else `default.key`.
+    pub fn role_key(&self, role: &str) -> Result<SigningKey> {
+        let own = self.path(role);
+        if own.exists() {
+            return SigningKey::load(&own);
+        }
+        let default = self.path("default");
+        if default.exists() {
+            return SigningKey::load(&default);
+        }
+        Err(Error::Invalid(format!(
+            "no key for the {role} role: neither {} nor {} exists (appupdate keys generate --out {})",
+            own.display(),
+            default.display(),
+            self.dir.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_for_their_message_and_key() {
+        let key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let signature = key.sign(b"message");
+        assert!(verify_signature(
+            &key.public_key(),
+            b"message",
+            &signature.sig
+        ));
+        assert!(!verify_signature(
+            &key.public_key(),
+            b"messagE",
+            &signature.sig
+        ));
+        assert!(!verify_signature(
+            &other.public_key(),
+            b"message",
+            &signature.sig
+        ));
+        assert!(!verify_signature(&key.public_key(), b"message", "zz"));
+        assert_eq!(signature.keyid, key_id(&key.public_key()));
+    }
+
+    #[test]
+    fn key_files_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDir::new(dir.path());
+        keys.generate(false).unwrap();
+        let a = keys.role_key("targets").unwrap();
+        let b = keys.role_key("root").unwrap();
+        assert_eq!(a.key_id(), b.key_id(), "default.key serves every role");
+        assert!(keys.generate(false).is_err(), "never overwrites a key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(keys.path("default"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

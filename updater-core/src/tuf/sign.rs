@@ -1,0 +1,195 @@
+//! Canonical JSON, and signing and verifying whole metadata files.
+//!
+//! Signatures cover the canonical JSON (OLPC) of the `signed` object *as received*: the
+//! bytes are parsed into a generic JSON value, never through our structs, so fields we do not
+//! know are still covered by the check (spec: "unknown fields kept when checking
+//! signatures").
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::tuf::keys::{SigningKey, verify_signature};
+use crate::tuf::metadata::{Key, Role, RoleKeys, Signature};
+
+/// The canonical JSON encoding of `value`.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
+    // Serializing a serde_json::Value into a Vec cannot fail.
+    let _ = value.serialize(&mut serializer);
+    out
+}
+
+/// Signs `signed` with `keys` and returns the file's bytes (pretty JSON, as python-tuf writes).
+pub fn sign_metadata<T: Serialize>(signed: &T, keys: &[&SigningKey]) -> Result<Vec<u8>> {
+    let value =
+        serde_json::to_value(signed).map_err(|e| Error::format("metadata", e.to_string()))?;
+    let message = canonical_json(&value);
+    let mut seen = HashSet::new();
+    let signatures: Vec<Signature> = keys
+        .iter()
+        .filter(|k| seen.insert(k.key_id()))
+        .map(|k| k.sign(&message))
+        .collect();
+    let file = serde_json::json!({ "signatures": signatures, "signed": value });
+    let mut bytes =
+        serde_json::to_vec_pretty(&file).map_err(|e| Error::format("metadata", e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// A metadata file parsed but not yet trusted: its signatures and the raw `signed` value.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Signatures as listed.
+    pub signatures: Vec<Signature>,
+    /// The `signed` object exactly as received.
+    pub signed: Value,
+    /// Its canonical bytes (what the signatures cover).
+    pub message: Vec<u8>,
+}
+
+impl Envelope {
+    /// Parses `bytes` into signatures and the `signed` object. `what` names the file or URL.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::format(what, format!("not valid JSON: {e}")))?;
+        let Value::Object(mut object) = value else {
+            return Err(Error::format(what, "not a JSON object"));
+        };
+        let signed = object
+            .remove("signed")
+            .ok_or_else(|| Error::format(what, "missing field `signed`"))?;
+        if !signed.is_object() {
+            return Err(Error::format(what, "field `signed` is not an object"));
+        }
+        let signatures = object
+            .remove("signatures")
+            .ok_or_else(|| Error::format(what, "missing field `signatures`"))?;
+        let signatures: Vec<Signature> = serde_json::from_value(signatures)
+            .map_err(|e| Error::format(what, format!("field `signatures`: {e}")))?;
+        let message = canonical_json(&signed);
+        Ok(Envelope {
+            signatures,
+            signed,
+            message,
+        })
+    }
+
+    /// The number of distinct keys in `role` with a valid signature. Each key counts once,
+    /// however many times it signed; keys not listed for the role never count.
+    pub fn valid_signatures(&self, keys: &BTreeMap<String, Key>, role: &RoleKeys) -> usize {
+        let allowed: HashSet<&str> = role.keyids.iter().map(String::as_str).collect();
+        let mut counted = HashSet::new();
+        for signature in &self.signatures {
+            if !allowed.contains(signature.keyid.as_str()) || counted.contains(&signature.keyid) {
+                continue;
+            }
+            let Some(key) = keys.get(&signature.keyid) else {
+                continue;
+            };
+            if verify_signature(key, &self.message, &signature.sig) {
+                counted.insert(signature.keyid.clone());
+            }
+        }
+        counted.len()
+    }
+
+    /// Checks the threshold of `role_name` against `keys`/`role`.
+    pub fn check_threshold(
+        &self,
+        what: &str,
+        role_name: &str,
+        keys: &BTreeMap<String, Key>,
+        role: &RoleKeys,
+    ) -> Result<()> {
+        let valid = self.valid_signatures(keys, role);
+        if role.threshold == 0 || (valid as u64) < role.threshold {
+            return Err(Error::Threshold {
+                role: role_name.to_string(),
+                what: what.to_string(),
+                valid,
+                threshold: role.threshold,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deserializes the `signed` object as role `T`, checking `_type` and the spec's major
+    /// version.
+    pub fn decode<T: Role>(&self, what: &str) -> Result<T> {
+        let decoded: T = serde_json::from_value(self.signed.clone())
+            .map_err(|e| Error::format(what, format!("{} metadata: {e}", T::TYPE)))?;
+        if decoded.type_field() != T::TYPE {
+            return Err(Error::format(
+                what,
+                format!(
+                    "field `_type` is {:?}, expected {:?}",
+                    decoded.type_field(),
+                    T::TYPE
+                ),
+            ));
+        }
+        let major = decoded.spec_version().split('.').next().unwrap_or("");
+        if major != "1" {
+            return Err(Error::format(
+                what,
+                format!(
+                    "field `spec_version` is {:?}; this client supports TUF 1.x",
+                    decoded.spec_version()
+                ),
+            ));
+        }
+        Ok(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuf::keys::SigningKey;
+
+    fn role_for(key: &SigningKey, threshold: u64) -> (BTreeMap<String, Key>, RoleKeys) {
+        let mut keys = BTreeMap::new();
+        keys.insert(key.key_id(), key.public_key());
+        (
+            keys,
+            RoleKeys {
+                keyids: vec![key.key_id()],
+                threshold,
+            },
+        )
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_whitespace() {
+        let value: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, "x\"y"] }"#).unwrap();
+        assert_eq!(canonical_json(&value), br#"{"a":[true,"x\"y"],"b":1}"#);
+    }
+
+    #[test]
+    fn duplicate_signatures_by_one_key_count_once() {
+        let key = SigningKey::generate().unwrap();
+        let bytes = sign_metadata(&serde_json::json!({"_type": "x", "v": 1}), &[&key]).unwrap();
+        let mut envelope = Envelope::parse(&bytes, "x").unwrap();
+        let (keys, role) = role_for(&key, 2);
+        envelope.signatures.push(envelope.signatures[0].clone());
+        assert_eq!(envelope.valid_signatures(&keys, &role), 1);
+        assert!(envelope.check_threshold("x", "x", &keys, &role).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_covered_by_the_signature() {
+        let key = SigningKey::generate().unwrap();
+        let bytes =
+            sign_metadata(&serde_json::json!({"_type": "x", "extra": "a"}), &[&key]).unwrap();
+        let tampered = String::from_utf8(bytes).unwrap().replace("\"a\"", "\"b\"");
+        let envelope = Envelope::parse(tampered.as_bytes(), "x").unwrap();
+        let (keys, role) = role_for(&key, 1);
+        assert_eq!(envelope.valid_signatures(&keys, &role), 0);
+    }
+}

@@ -1,0 +1,633 @@
+//! The [`Updater`]: check, download, apply, rollback and status for one install folder.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), updater_core::Error> {
+//! let updater = updater_core::Updater::open("/opt/myapp")?;
+//! if let Some(staged) = updater.check()?.available.map(|release| updater.download(&release)).transpose()? {
+//!     let report = updater.apply(staged)?;
+//!     println!("switched {} -> {:?}", report.from, report.to);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every operation that changes the install holds the install lock ([`crate::lock`]) and
+//! leaves the install as it was when it fails: staging happens in a separate folder, and
+//! the only step that changes what runs is the atomic rewrite of `appstart.toml`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
+use serde::Serialize;
+
+use crate::download::{RetryPolicy, fetch_bytes};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink};
+use crate::lock::InstallLock;
+use crate::manifest::Manifest;
+use crate::release::{Eligibility, Release, choose, releases};
+use crate::settings::InstallSettings;
+use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
+use crate::switch;
+use crate::transport::{HttpTimeouts, Transport, for_url, join_url};
+use crate::tuf::client::{Limits, TrustedMetadata, check_target};
+
+/// The state of an install, as `appupdate status --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// App name.
+    pub app: String,
+    /// Version the launcher runs.
+    pub current: VersionName,
+    /// Version it falls back to.
+    pub previous: Option<VersionName>,
+    /// Installed versions, newest first.
+    pub installed: Vec<VersionName>,
+    /// Channel followed.
+    pub channel: String,
+    /// This install's platform.
+    pub platform: String,
+    /// Repository URL.
+    pub url: String,
+    /// Versions that will not be installed again.
+    pub bad_versions: Vec<VersionName>,
+    /// Version on probation, if any.
+    pub probation: Option<VersionName>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The running version.
+    pub current: VersionName,
+    /// A newer eligible release, if any.
+    pub available: Option<Release>,
+    /// Requests the metadata refresh made.
+    pub requests: u32,
+}
+
+/// A version built and in place, not yet current.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    manifest: Manifest,
+    report: StageReport,
+}
+
+impl Staged {
+    /// The staged version.
+    pub fn version(&self) -> &VersionName {
+        &self.manifest.version
+    }
+}
+
+/// What an update did, as `appupdate update --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateReport {
+    /// The version that was current.
+    pub from: VersionName,
+    /// The new current version; `None` when already up to date.
+    pub to: Option<VersionName>,
+    /// Bytes received for file contents.
+    pub bytes_downloaded: u64,
+    /// Files taken from installed versions.
+    pub files_reused: usize,
+    /// Files downloaded.
+    pub files_downloaded: usize,
+    /// Old versions removed.
+    pub removed: Vec<VersionName>,
+}
+
+/// Updates one install folder.
+pub struct Updater {
+    install: InstallDir,
+    settings: InstallSettings,
+    transport: Box<dyn Transport>,
+    retry: RetryPolicy,
+    events: Option<Arc<EventSink>>,
+    lock_wait: Duration,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater")
+            .field("install", &self.install)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Updater {
+    /// Opens the install at `dir` (made by [`install`]).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let install = InstallDir::new(dir);
+        let settings = InstallSettings::load(&install.install_settings_path())?;
+        let transport = for_url(
+            &settings.url,
+            HttpTimeouts {
+                stall: Duration::from_secs(settings.stall_secs),
+                ..HttpTimeouts::default()
+            },
+        )?;
+        let retry = RetryPolicy {
+            attempts: settings.attempts,
+            ..RetryPolicy::default()
+        };
+        Ok(Updater {
+            install,
+            settings,
+            transport,
+            retry,
+            events: None,
+            lock_wait: Duration::from_secs(30),
+        })
+    }
+
+    /// Opens the install of the running app, from `APPSTART_DIR` (set by the launcher).
+    pub fn from_launcher_environment() -> Result<Self> {
+        let dir = std::env::var_os("APPSTART_DIR").ok_or_else(|| {
+            Error::NotInstalled(
+                "APPSTART_DIR is not set: the app was not started by appstart".into(),
+            )
+        })?;
+        Updater::open(PathBuf::from(dir))
+    }
+
+    /// Sends events to `sink`.
+    pub fn on_event(&mut self, sink: impl Fn(&Event) + Send + Sync + 'static) {
+        self.events = Some(Arc::new(sink));
+    }
+
+    /// Uses `transport` instead of the one chosen by the URL scheme.
+    pub fn set_transport(&mut self, transport: Box<dyn Transport>) {
+        self.transport = transport;
+    }
+
+    /// How long to wait for another updater holding the install lock (default 30 s).
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// The install folder.
+    pub fn install_dir(&self) -> &InstallDir {
+        &self.install
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.events {
+            sink(&event);
+        }
+    }
+
+    fn history(&self, event: &str, fields: &[(&str, &str)]) {
+        if let Err(err) = history::append(&self.install.history_path(), event, fields) {
+            log::warn!("{err}");
+        }
+    }
+
+    /// The install's state.
+    pub fn status(&self) -> Result<Status> {
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        let bad = BadVersions::load(&self.install.bad_versions_path())?;
+        let probation = Probation::load(&self.install.probation_path())?
+            .filter(|p| p.version == config.current)
+            .map(|p| p.version);
+        Ok(Status {
+            app: self.settings.app.clone(),
+            current: config.current,
+            previous: config.previous,
+            installed: switch::installed_versions(&self.install)?,
+            channel: self.settings.channel.clone(),
+            platform: self.settings.platform.clone(),
+            url: self.settings.url.clone(),
+            bad_versions: bad.bad.into_iter().map(|b| b.version).collect(),
+            probation,
+        })
+    }
+
+    /// Refreshes the trusted metadata and looks for a newer eligible release.
+    pub fn check(&self) -> Result<Check> {
+        let _lock = InstallLock::acquire(&self.install, "check", self.lock_wait)?;
+        let result = self.check_locked();
+        match &result {
+            Ok(check) => {
+                let available = check
+                    .available
+                    .as_ref()
+                    .map_or("none".to_string(), |r| r.version().to_string());
+                self.history(
+                    "check",
+                    &[
+                        ("current", check.current.as_str()),
+                        ("available", &available),
+                    ],
+                );
+                if let Some(release) = &check.available {
+                    self.emit(Event::Found {
+                        current: check.current.clone(),
+                        available: release.version().clone(),
+                    });
+                }
+            }
+            Err(err) => self.failed("check", err),
+        }
+        result
+    }
+
+    fn check_locked(&self) -> Result<Check> {
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        let (available, requests) = find_release(
+            &self.install,
+            &self.settings,
+            self.transport.as_ref(),
+            &self.retry,
+            Some(&config.current),
+        )?;
+        Ok(Check {
+            current: config.current,
+            available,
+            requests,
+        })
+    }
+
+    /// Builds `release` beside the running version and moves it into place, without making
+    /// it current.
+    pub fn download(&self, release: &Release) -> Result<Staged> {
+        let _lock = InstallLock::acquire(&self.install, "download", self.lock_wait)?;
+        let result = self.download_locked(release);
+        if let Err(err) = &result {
+            self.failed("download", err);
+        }
+        result
+    }
+
+    fn download_locked(&self, release: &Release) -> Result<Staged> {
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        if release.version() == &config.current
+            || Some(release.version()) == config.previous.as_ref()
+        {
+            return Err(Error::Invalid(format!(
+                "{} is already installed as the current or previous version",
+                release.version()
+            )));
+        }
+        let manifest = fetch_manifest(
+            &self.install,
+            &self.settings,
+            self.transport.as_ref(),
+            &self.retry,
+            release,
+        )?;
+        let staged = stage_version(
+            &self.install,
+            &self.settings,
+            self.transport.as_ref(),
+            &self.retry,
+            self.events.as_deref(),
+            &manifest,
+        )?;
+        self.emit(Event::Staged {
+            version: manifest.version.clone(),
+        });
+        Ok(staged)
+    }
+
+    /// Makes a staged version current and removes versions beyond `keep`.
+    pub fn apply(&self, staged: Staged) -> Result<UpdateReport> {
+        let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
+        let result = self.apply_locked(staged);
+        if let Err(err) = &result {
+            self.failed("apply", err);
+        }
+        result
+    }
+
+    fn apply_locked(&self, staged: Staged) -> Result<UpdateReport> {
+        let record = InstalledRecord::load(&self.install, staged.version());
+        if record.is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version()))) {
+            return Err(Error::Invalid(format!(
+                "{} is not staged (or was changed since); download it again",
+                staged.version()
+            )));
+        }
+        let from = switch::switch_to(&self.install, &staged.manifest)?;
+        let removed = switch::prune(&self.install, self.settings.keep)?;
+        let report = UpdateReport {
+            from: from.clone(),
+            to: Some(staged.manifest.version.clone()),
+            bytes_downloaded: staged.report.bytes_downloaded,
+            files_reused: staged.report.files_reused,
+            files_downloaded: staged.report.files_downloaded,
+            removed,
+        };
+        self.history(
+            "update",
+            &[
+                ("from", from.as_str()),
+                ("to", staged.manifest.version.as_str()),
+                ("bytes_downloaded", &report.bytes_downloaded.to_string()),
+            ],
+        );
+        self.emit(Event::Switched {
+            from,
+            to: staged.manifest.version,
+        });
+        Ok(report)
+    }
+
+    /// Check, download and apply in one go, under one lock.
+    pub fn update(&self) -> Result<UpdateReport> {
+        let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
+        let result = (|| {
+            let check = self.check_locked()?;
+            let Some(release) = check.available else {
+                self.history(
+                    "check",
+                    &[("current", check.current.as_str()), ("available", "none")],
+                );
+                return Ok(UpdateReport {
+                    from: check.current,
+                    to: None,
+                    bytes_downloaded: 0,
+                    files_reused: 0,
+                    files_downloaded: 0,
+                    removed: Vec::new(),
+                });
+            };
+            self.emit(Event::Found {
+                current: check.current.clone(),
+                available: release.version().clone(),
+            });
+            let staged = self.download_locked(&release)?;
+            self.apply_locked(staged)
+        })();
+        if let Err(err) = &result {
+            self.failed("update", err);
+        }
+        result
+    }
+
+    /// Switches back to the previous version, or to `to`.
+    pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
+        let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
+        let result = switch::rollback(&self.install, to);
+        match &result {
+            Ok((from, to)) => {
+                self.history("rollback", &[("from", from.as_str()), ("to", to.as_str())])
+            }
+            Err(err) => self.failed("rollback", err),
+        }
+        result
+    }
+
+    fn failed(&self, what: &str, err: &Error) {
+        let message = err.to_string();
+        self.history("failed", &[("operation", what), ("error", &message)]);
+        self.emit(Event::Failed { message });
+    }
+}
+
+/// Refreshes the trusted metadata of `install` and picks the best release above `current`.
+fn find_release(
+    install: &InstallDir,
+    settings: &InstallSettings,
+    transport: &dyn Transport,
+    retry: &RetryPolicy,
+    current: Option<&VersionName>,
+) -> Result<(Option<Release>, u32)> {
+    let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
+    let report = trusted.refresh(transport, &join_url(&settings.url, "metadata"), retry)?;
+    let targets = trusted
+        .targets()
+        .ok_or_else(|| Error::NotInstalled("no trusted targets after refresh".into()))?;
+    let all = releases(targets);
+    let current = match current {
+        Some(v) => Some(semver::Version::parse(v.as_str()).map_err(|e| {
+            Error::Invalid(format!(
+                "current version {v} is not SemVer, so nothing can be newer: {e}"
+            ))
+        })?),
+        None => None,
+    };
+    let bad = BadVersions::load(&install.bad_versions_path())?;
+    let eligibility = Eligibility {
+        app: &settings.app,
+        channel: &settings.channel,
+        platform: &settings.platform,
+    };
+    let chosen = choose(&all, &eligibility, current.as_ref(), |v| bad.contains(v)).cloned();
+    Ok((chosen, report.requests))
+}
+
+/// Downloads and verifies the manifest of `release` against its signed target entry.
+fn fetch_manifest(
+    install: &InstallDir,
+    settings: &InstallSettings,
+    transport: &dyn Transport,
+    retry: &RetryPolicy,
+    release: &Release,
+) -> Result<Manifest> {
+    let trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
+    let url = trusted.target_url(
+        &join_url(&settings.url, "targets"),
+        &release.target_name,
+        &release.target,
+    );
+    let bytes = fetch_bytes(transport, &url, release.target.length, retry)?;
+    check_target(&release.target, &bytes, &url)?;
+    let manifest = Manifest::parse(&bytes, &url)?;
+    let custom = &release.custom;
+    if manifest.app != custom.app
+        || manifest.version != custom.version
+        || manifest.channel != custom.channel
+        || manifest.platform != custom.platform
+        || manifest.executable != custom.executable
+    {
+        return Err(Error::format(
+            &url,
+            "the manifest's app, version, channel, platform or executable differ from the signed target's custom fields",
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
+/// by an interrupted run.
+fn stage_version(
+    install: &InstallDir,
+    settings: &InstallSettings,
+    transport: &dyn Transport,
+    retry: &RetryPolicy,
+    events: Option<&EventSink>,
+    manifest: &Manifest,
+) -> Result<Staged> {
+    let target = install.version_dir(&manifest.version);
+    if let Some(record) = InstalledRecord::load(install, &manifest.version)
+        && record.manifest == *manifest
+        && record.matches_by_stat(&target)
+    {
+        return Ok(Staged {
+            manifest: manifest.clone(),
+            report: StageReport::default(),
+        });
+    }
+    let installed = switch::installed_versions(install)?;
+    let sources: Vec<VersionName> = installed
+        .into_iter()
+        .filter(|v| *v != manifest.version)
+        .collect();
+    let local = LocalFiles::index(install, &sources);
+    let stager = Stager {
+        install,
+        transport,
+        repo_url: &settings.url,
+        retry: *retry,
+        events,
+    };
+    let (staging, report, stats) = stager.stage(manifest, &local)?;
+    let record = InstalledRecord {
+        manifest: manifest.clone(),
+        stats,
+    };
+    switch::commit_version(install, &staging, &record)?;
+    Ok(Staged {
+        manifest: manifest.clone(),
+        report,
+    })
+}
+
+/// Options of a fresh install.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Repository base URL.
+    pub url: String,
+    /// The root metadata file to trust (distributed out of band by the publisher).
+    pub trusted_root: PathBuf,
+    /// App to install.
+    pub app: String,
+    /// Install folder (must not exist or be empty).
+    pub dir: PathBuf,
+    /// Channel.
+    pub channel: String,
+    /// Platform (default: this machine's).
+    pub platform: String,
+    /// The launcher binary to place as `DIR/appstart` when the release ships none.
+    pub launcher: PathBuf,
+}
+
+/// Installs the newest eligible release of an app into a new folder. On failure the folder
+/// is removed again (or emptied, if it existed and was empty).
+pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
+    let dir = &options.dir;
+    let existed = dir.exists();
+    if existed {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+        if entries.next().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} is not empty; install into a new folder (or use `appupdate update --dir` for an existing install)",
+                dir.display()
+            )));
+        }
+    }
+    let result = install_into(options);
+    if result.is_err() {
+        let cleanup = if existed {
+            empty_folder(dir)
+        } else {
+            appstart_layout::fsutil::remove_dir_all_if_exists(dir).map_err(Error::from)
+        };
+        if let Err(err) = cleanup {
+            log::warn!("could not clean up {}: {err}", dir.display());
+        }
+    }
+    result
+}
+
+fn empty_folder(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| Error::io("listing", dir, e))?
+        .flatten()
+    {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            appstart_layout::fsutil::remove_dir_all_if_exists(&path)?;
+        } else {
+            appstart_layout::fsutil::remove_file_if_exists(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
+    let install = InstallDir::new(&options.dir);
+    appstart_layout::fsutil::create_dir_all(&install.versions_dir())?;
+    appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
+    let _lock = InstallLock::acquire(&install, "install", Duration::from_secs(0))?;
+    let root_bytes = appstart_layout::fsutil::read(&options.trusted_root)?;
+    TrustedMetadata::init(
+        &install.metadata_dir(),
+        &root_bytes,
+        &options.trusted_root.display().to_string(),
+    )?;
+    let settings = InstallSettings::new(
+        options.url.clone(),
+        options.app.clone(),
+        options.channel.clone(),
+        options.platform.clone(),
+    );
+    let transport = for_url(&settings.url, HttpTimeouts::default())?;
+    let retry = RetryPolicy::default();
+    let (release, _) = find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    let release = release.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has no release of app {:?} for channel {:?} and platform {:?} (or \"any\")",
+            options.url, options.app, options.channel, options.platform
+        ))
+    })?;
+    let manifest = fetch_manifest(&install, &settings, transport.as_ref(), &retry, &release)?;
+    let staged = stage_version(
+        &install,
+        &settings,
+        transport.as_ref(),
+        &retry,
+        None,
+        &manifest,
+    )?;
+    match &manifest.launcher {
+        Some(launcher) => switch::replace_launcher(
+            &install,
+            &launcher.join_to(&install.version_dir(&manifest.version)),
+        )?,
+        None => {
+            if !options.launcher.is_file() {
+                return Err(Error::Invalid(format!(
+                    "launcher {} not found: build it (cargo build --release -p appstart-launcher) or pass --launcher",
+                    options.launcher.display()
+                )));
+            }
+            switch::replace_launcher(&install, &options.launcher)?;
+        }
+    }
+    settings.save(&install.install_settings_path())?;
+    // The config is written last: until it exists the folder is not an install.
+    let config = LauncherConfig::new(manifest.version.clone(), manifest.executable.clone());
+    config.save(&install.config_path())?;
+    switch::prune(&install, settings.keep)?;
+    let version = manifest.version.clone();
+    if let Err(err) = history::append(
+        &install.history_path(),
+        "install",
+        &[("version", version.as_str()), ("url", &settings.url)],
+    ) {
+        log::warn!("{err}");
+    }
+    Ok(UpdateReport {
+        from: version.clone(),
+        to: Some(version),
+        bytes_downloaded: staged.report.bytes_downloaded,
+        files_reused: staged.report.files_reused,
+        files_downloaded: staged.report.files_downloaded,
+        removed: Vec::new(),
+    })
+}
