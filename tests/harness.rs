@@ -128,3 +128,225 @@ pub fn wait_for_file(path: &Path) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Runs the real `appupdate` with `args`.
+pub fn appupdate(args: &[&str]) -> Output {
+    run(Command::new(bin("appupdate")).args(args))
+}
+
+/// Runs `appupdate` and panics with its output unless it succeeds; returns stdout.
+pub fn appupdate_ok(args: &[&str]) -> String {
+    let output = appupdate(args);
+    assert!(
+        output.status.success(),
+        "appupdate {args:?} failed: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Runs `appupdate ... --json` and parses its one JSON object.
+pub fn appupdate_json(args: &[&str]) -> serde_json::Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--json");
+    let stdout = appupdate_ok(&all);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+}
+
+/// A publisher's workspace: keys and a repository made by the real CLI.
+pub struct Publisher {
+    pub dir: tempfile::TempDir,
+}
+
+impl Publisher {
+    pub fn new() -> Self {
+        let dir = temp_dir();
+        let publisher = Publisher { dir };
+        appupdate_ok(&[
+            "keys",
+            "generate",
+            "--out",
+            publisher.keys().to_str().expect("utf-8"),
+        ]);
+        appupdate_ok(&[
+            "repo",
+            "init",
+            "--repo",
+            publisher.repo().to_str().expect("utf-8"),
+            "--keys",
+            publisher.keys().to_str().expect("utf-8"),
+        ]);
+        publisher
+    }
+
+    pub fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn root_json(&self) -> PathBuf {
+        self.repo().join("metadata/1.root.json")
+    }
+
+    /// Writes `files` (path, content, executable) into a fresh source folder and publishes
+    /// it with `extra` flags (e.g. `--channel beta`). The executable is `bin/app`.
+    pub fn publish(
+        &self,
+        app: &str,
+        version: &str,
+        files: &[(&str, &[u8], bool)],
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let source = self.dir.path().join(format!(
+            "src-{app}-{version}-{}",
+            extra.join("_").replace(['-', ' '], "")
+        ));
+        let _ = std::fs::remove_dir_all(&source);
+        for (path, content, executable) in files {
+            let full = source.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&full, content).expect("write");
+            set_mode(&full, if *executable { 0o755 } else { 0o644 });
+        }
+        let repo = self.repo();
+        let keys = self.keys();
+        let mut args = vec![
+            "publish",
+            "--repo",
+            repo.to_str().expect("utf-8"),
+            "--keys",
+            keys.to_str().expect("utf-8"),
+            "--app",
+            app,
+            "--version",
+            version,
+            "--exe",
+            "bin/app",
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--platform") {
+            args.extend_from_slice(&["--platform", "any"]);
+        }
+        args.push(source.to_str().expect("utf-8"));
+        appupdate_json(&args)
+    }
+
+    /// The manifest of a published release, read from the repository's files.
+    pub fn manifest(&self, target: &str) -> serde_json::Value {
+        let (dir, _) = target.rsplit_once('/').expect("target has folders");
+        let folder = self.repo().join("targets").join(dir);
+        let entry = std::fs::read_dir(&folder)
+            .expect("release folder")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.to_string_lossy().ends_with(".manifest.json"))
+            .expect("manifest file");
+        serde_json::from_slice(&std::fs::read(entry).expect("read")).expect("json")
+    }
+}
+
+/// A real `appupdate serve` process on 127.0.0.1, with its access log collected.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(repo: &Path) -> Self {
+        let mut child = Command::new(bin("appupdate"))
+            .args([
+                "serve",
+                "--repo",
+                repo.to_str().expect("utf-8"),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start appupdate serve");
+        let stdout = child.stdout.take().expect("piped");
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).expect("serve prints its URL");
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Server { child, url, log }
+    }
+
+    /// Access-log lines so far (`METHOD PATH STATUS BYTES`).
+    pub fn requests(&self) -> Vec<String> {
+        // The log is written right after each response; give a just-finished one a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file below `dir` with its mode and content hash, for "unchanged" assertions.
+pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<String, (u32, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("list") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            let relative = path
+                .strip_prefix(dir)
+                .expect("below")
+                .to_string_lossy()
+                .into_owned();
+            if meta.is_dir() {
+                out.insert(
+                    format!("{relative}/"),
+                    (meta.permissions().mode(), String::new()),
+                );
+                stack.push(path);
+            } else {
+                let content = std::fs::read(&path).expect("read");
+                out.insert(
+                    relative,
+                    (
+                        meta.permissions().mode(),
+                        format!("{:x}", content.len()) + &simple_hash(&content),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn simple_hash(bytes: &[u8]) -> String {
+    // FNV-1a: enough to tell contents apart in assertions.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("-{hash:016x}")
+}

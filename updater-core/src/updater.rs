@@ -485,7 +485,18 @@ fn stage_version(
         retry: *retry,
         events,
     };
-    let (staging, report, stats) = stager.stage(manifest, &local)?;
+    let (staging, report, stats) = match stager.stage(manifest, &local) {
+        Ok(staged) => staged,
+        Err(err) => {
+            // Leave the install as it was; verified downloads stay in the cache for next time.
+            if let Err(cleanup) = appstart_layout::fsutil::remove_dir_all_if_exists(
+                &install.staging_dir(&manifest.version),
+            ) {
+                log::warn!("{cleanup}");
+            }
+            return Err(err);
+        }
+    };
     let record = InstalledRecord {
         manifest: manifest.clone(),
         stats,

@@ -1,0 +1,635 @@
+//! The update path end to end: publish with the real CLI, serve over real HTTP on
+//! 127.0.0.1, install, update, roll back, and run the result through the real launcher.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{
+    Publisher, Server, appupdate, appupdate_json, appupdate_ok, run, text, tree_snapshot,
+};
+
+const APP_SCRIPT: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
+
+/// Content that compresses poorly, so blob sizes are meaningful.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn install(
+    publisher: &Publisher,
+    server: &Server,
+    app: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let root = publisher.root_json();
+    let mut args = vec![
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--app",
+        app,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    appupdate_json(&args)
+}
+
+fn dir_arg(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+fn run_app(dir: &Path) -> String {
+    let output = run(&mut Command::new(dir.join("appstart")));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+/// Hashes of every file in a manifest.
+fn blake3_set(manifest: &serde_json::Value) -> BTreeSet<String> {
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["blake3"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn update_jumps_to_the_newest_and_downloads_only_what_changed() {
+    let publisher = Publisher::new();
+    let a1 = noise(1, 200_000);
+    let b1 = noise(2, 150_000);
+    let c1 = noise(3, 100_000);
+    let v1 = publisher.publish(
+        "sample",
+        "1.0.0",
+        &[
+            ("bin/app", APP_SCRIPT, true),
+            ("data/a.bin", &a1, false),
+            ("data/b.bin", &b1, false),
+            ("lib/c.bin", &c1, false),
+            ("tool.sh", b"#!/bin/sh\n", true),
+        ],
+        &[],
+    );
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    let installed = install(&publisher, &server, "sample", &dir, &[]);
+    assert_eq!(installed["to"], "1.0.0");
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+
+    let a2 = noise(11, 200_000);
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[
+            ("bin/app", APP_SCRIPT, true),
+            ("data/a.bin", &a2, false),
+            ("data/b.bin", &b1, false),
+            ("lib/c.bin", &c1, false),
+            ("tool.sh", b"#!/bin/sh\n", true),
+        ],
+        &[],
+    );
+    let b3 = noise(12, 150_000);
+    let d3 = noise(13, 50_000);
+    let v3 = publisher.publish(
+        "sample",
+        "3.0.0",
+        &[
+            ("bin/app", APP_SCRIPT, true),
+            ("data/a.bin", &a1, false),
+            ("data/b.bin", &b3, false),
+            ("new/d.bin", &d3, false),
+            ("tool.sh", b"#!/bin/sh\n", true),
+        ],
+        &[],
+    );
+
+    let v1_folder = dir.join("versions/1.0.0");
+    let before = tree_snapshot(&v1_folder);
+    let requests_before = server.requests().len();
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["from"], "1.0.0");
+    assert_eq!(
+        report["to"], "3.0.0",
+        "straight to the newest, skipping 2.0.0"
+    );
+
+    // Only files whose content no installed version has are downloaded: b.bin and d.bin.
+    let manifest1 = publisher.manifest(v1["target"].as_str().unwrap());
+    let manifest3 = publisher.manifest(v3["target"].as_str().unwrap());
+    let have = blake3_set(&manifest1);
+    let files3 = manifest3["files"].as_array().unwrap();
+    let new_files: Vec<_> = files3
+        .iter()
+        .filter(|f| !have.contains(f["blake3"].as_str().unwrap()))
+        .collect();
+    assert_eq!(new_files.len(), 2);
+    let expected_bytes: u64 = new_files
+        .iter()
+        .map(|f| f["blob_size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["bytes_downloaded"].as_u64().unwrap(), expected_bytes);
+    assert_eq!(report["files_downloaded"], 2);
+    assert_eq!(report["files_reused"], 3);
+    let blob_requests = server.requests()[requests_before..]
+        .iter()
+        .filter(|l| l.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_requests, 2, "one request per missing blob");
+
+    // The new version is complete and right.
+    let v3_folder = dir.join("versions/3.0.0");
+    assert_eq!(std::fs::read(v3_folder.join("data/b.bin")).unwrap(), b3);
+    assert_eq!(std::fs::read(v3_folder.join("data/a.bin")).unwrap(), a1);
+    assert_eq!(std::fs::read(v3_folder.join("new/d.bin")).unwrap(), d3);
+    assert!(
+        !v3_folder.join("lib").exists(),
+        "a file removed in v3 is absent"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(v3_folder.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111
+    };
+    assert_ne!(mode("bin/app"), 0, "executable bit kept");
+    assert_ne!(mode("tool.sh"), 0);
+    assert_eq!(mode("data/a.bin"), 0);
+
+    // The running version's folder was not touched.
+    assert_eq!(tree_snapshot(&v1_folder), before);
+    assert_eq!(run_app(&dir), "app 3.0.0\n");
+
+    let status = appupdate_json(&["status", "--dir", dir_arg(&dir)]);
+    assert_eq!(status["app"], "sample");
+    assert_eq!(status["current"], "3.0.0");
+    assert_eq!(status["previous"], "1.0.0");
+    assert_eq!(status["installed"], serde_json::json!(["3.0.0", "1.0.0"]));
+    assert_eq!(status["channel"], "stable");
+
+    // No staging folder, partial download or temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    assert!(!dir.join("state/cache").exists());
+}
+
+#[test]
+fn rollback_switches_back_and_status_reports_it() {
+    let publisher = Publisher::new();
+    publisher.publish(
+        "sample",
+        "1.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"1", false)],
+        &[],
+    );
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    publisher.publish(
+        "sample",
+        "3.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"3", false)],
+        &[],
+    );
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+
+    let rolled = appupdate_json(&["rollback", "--dir", dir_arg(&dir)]);
+    assert_eq!(rolled, serde_json::json!({"from": "3.0.0", "to": "1.0.0"}));
+    let status = appupdate_json(&["status", "--dir", dir_arg(&dir)]);
+    assert_eq!(status["current"], "1.0.0");
+    assert_eq!(status["previous"], "3.0.0");
+    assert_eq!(status["bad_versions"], serde_json::json!(["3.0.0"]));
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+
+    // A version rolled back from is not offered again; an other newer one still is.
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(
+        check,
+        serde_json::json!({"current": "1.0.0", "available": "2.0.0"})
+    );
+
+    // Rolling forward by name works too; an unknown version is refused and changes nothing.
+    let config_before = std::fs::read(dir.join("appstart.toml")).unwrap();
+    let output = appupdate(&["rollback", "--dir", dir_arg(&dir), "--to", "9.9.9"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("versions/9.9.9"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("appstart.toml")).unwrap(),
+        config_before
+    );
+    appupdate_ok(&["rollback", "--dir", dir_arg(&dir), "--to", "3.0.0"]);
+    assert_eq!(run_app(&dir), "app 3.0.0\n");
+    let history = std::fs::read_to_string(dir.join("state/history.log")).unwrap();
+    assert!(
+        history.contains("rollback from=3.0.0 to=1.0.0"),
+        "{history}"
+    );
+    assert!(
+        history.contains("rollback from=1.0.0 to=3.0.0"),
+        "{history}"
+    );
+}
+
+#[test]
+fn check_when_current_costs_one_request() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    for command in ["check", "update"] {
+        let before = server.requests().len();
+        let output = appupdate_json(&[command, "--dir", dir_arg(&dir)]);
+        assert_eq!(
+            output["current"].as_str().or(output["from"].as_str()),
+            Some("1.0.0")
+        );
+        let made: Vec<String> = server.requests()[before..].to_vec();
+        assert_eq!(made.len(), 1, "{command}: {made:?}");
+        assert!(
+            made[0].starts_with("GET /metadata/timestamp.json 304"),
+            "{made:?}"
+        );
+    }
+}
+
+#[test]
+fn another_app_channel_or_platform_is_never_installed() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    publisher.publish(
+        "other",
+        "9.0.0",
+        &[("bin/app", b"#!/bin/sh\necho other\n", true)],
+        &[],
+    );
+    publisher.publish(
+        "sample",
+        "5.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("beta", b"", false)],
+        &["--channel", "beta"],
+    );
+    publisher.publish(
+        "sample",
+        "6.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("win", b"", false)],
+        &["--platform", "windows-x86_64"],
+    );
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("linux", b"", false)],
+        &["--platform", "linux-x86_64"],
+    );
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+
+    let stable = home.path().join("stable");
+    let report = install(
+        &publisher,
+        &server,
+        "sample",
+        &stable,
+        &["--platform", "linux-x86_64"],
+    );
+    assert_eq!(
+        report["to"], "2.0.0",
+        "highest stable release for linux-x86_64 or any"
+    );
+    assert_eq!(run_app(&stable), "app 2.0.0\n");
+    let check = appupdate_json(&["check", "--dir", dir_arg(&stable)]);
+    assert_eq!(check["available"], serde_json::Value::Null);
+
+    let beta = home.path().join("beta");
+    let report = install(
+        &publisher,
+        &server,
+        "sample",
+        &beta,
+        &["--channel", "beta", "--platform", "linux-x86_64"],
+    );
+    assert_eq!(report["to"], "5.0.0");
+
+    let windows = home.path().join("windows");
+    let report = install(
+        &publisher,
+        &server,
+        "sample",
+        &windows,
+        &["--platform", "windows-x86_64"],
+    );
+    assert_eq!(report["to"], "6.0.0");
+
+    let missing = home.path().join("missing");
+    let output = appupdate(&[
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        publisher.root_json().to_str().unwrap(),
+        "--app",
+        "nope",
+        "--dir",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("no release of app \"nope\""),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!missing.exists(), "a failed install leaves nothing behind");
+}
+
+#[test]
+fn failures_name_the_culprit_and_leave_the_install_as_it_was() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    let data = noise(7, 10_000);
+    let v2 = publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("data", &data, false)],
+        &[],
+    );
+    let before = tree_snapshot(&dir.join("versions"));
+
+    // A blob replaced on the server (same size, other content) is refused by its BLAKE3.
+    let manifest = publisher.manifest(v2["target"].as_str().unwrap());
+    let entry = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data")
+        .unwrap();
+    let hash = entry["blake3"].as_str().unwrap();
+    let blob = publisher
+        .repo()
+        .join(format!("blobs/{}/{hash}.zst", &hash[..2]));
+    let good = std::fs::read(&blob).unwrap();
+    let other = zstd_of_other_content(&publisher, good.len());
+    std::fs::write(&blob, &other).unwrap();
+    let output = appupdate(&["update", "--dir", dir_arg(&dir)]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("/blobs/{}/{hash}.zst", &hash[..2])),
+        "names the URL: {stderr}"
+    );
+    assert!(
+        stderr.contains("blake3") || stderr.contains("size"),
+        "{stderr}"
+    );
+    assert_eq!(
+        tree_snapshot(&dir.join("versions")),
+        before,
+        "no staging folder left behind"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("appstart.toml"))
+            .unwrap()
+            .contains("current = \"1.0.0\"")
+    );
+
+    // With the blob repaired the same update completes.
+    std::fs::write(&blob, &good).unwrap();
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], "2.0.0");
+
+    // An unreachable repository: a clear error naming the URL, install unchanged.
+    drop(server);
+    let before = std::fs::read(dir.join("appstart.toml")).unwrap();
+    let output = appupdate(&["check", "--dir", dir_arg(&dir)]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("/metadata/timestamp.json"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("appstart.toml")).unwrap(), before);
+
+    // Installing over an existing install is refused.
+    let output = appupdate(&[
+        "install",
+        "--url",
+        "http://127.0.0.1:9",
+        "--trusted-root",
+        publisher.root_json().to_str().unwrap(),
+        "--app",
+        "sample",
+        "--dir",
+        dir_arg(&dir),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("is not empty"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// A valid zstd stream of other content, padded to `len` bytes so only the hash can tell.
+fn zstd_of_other_content(publisher: &Publisher, len: usize) -> Vec<u8> {
+    // Publish other content under a throwaway app and take its blob; pad by appending a
+    // skippable zstd frame so the size matches the original blob exactly.
+    let other = noise(99, 10_000);
+    let report = publisher.publish(
+        "throwaway",
+        "1.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("data", &other, false)],
+        &[],
+    );
+    let manifest = publisher.manifest(report["target"].as_str().unwrap());
+    let entry = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data")
+        .unwrap();
+    let hash = entry["blake3"].as_str().unwrap();
+    let mut bytes = std::fs::read(
+        publisher
+            .repo()
+            .join(format!("blobs/{}/{hash}.zst", &hash[..2])),
+    )
+    .unwrap();
+    if bytes.len() + 8 <= len {
+        let pad = (len - bytes.len() - 8) as u32;
+        bytes.extend_from_slice(&0x184D2A50u32.to_le_bytes());
+        bytes.extend_from_slice(&pad.to_le_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, pad as usize));
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+#[test]
+fn publishing_refuses_bad_input() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    let base = [
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--app",
+        "sample",
+        "--exe",
+        "bin/app",
+    ];
+
+    let source = publisher.dir.path().join("bad-source");
+    std::fs::create_dir_all(source.join("bin")).unwrap();
+    std::fs::write(source.join("bin/app"), APP_SCRIPT).unwrap();
+    crate::harness::set_mode(&source.join("bin/app"), 0o755);
+    let publish = |version: &str, extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--version", version]);
+        args.extend_from_slice(extra);
+        args.push(source.to_str().unwrap());
+        appupdate(&args)
+    };
+
+    let output = publish("1.0.0", &["--platform", "any"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("already published"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = publish("banana", &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("SemVer"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    std::os::unix::fs::symlink("/etc/passwd", source.join("link")).unwrap();
+    let output = publish("2.0.0", &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("symbolic link"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::fs::remove_file(source.join("link")).unwrap();
+
+    crate::harness::set_mode(&source.join("bin/app"), 0o644);
+    let output = publish("2.0.0", &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("bin/app is not marked executable"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn the_sample_app_updates_itself_in_the_background_and_relaunches() {
+    let publisher = Publisher::new();
+    let binary = std::fs::read(crate::harness::bin("sample-app")).unwrap();
+    let release = |message: &str| {
+        vec![
+            ("bin/app", binary.clone(), true),
+            ("share/message.txt", message.as_bytes().to_vec(), false),
+        ]
+    };
+    let publish = |version: &str, message: &str| {
+        let files = release(message);
+        let borrowed: Vec<(&str, &[u8], bool)> = files
+            .iter()
+            .map(|(p, c, e)| (*p, c.as_slice(), *e))
+            .collect();
+        publisher.publish("sample-app", version, &borrowed, &[]);
+    };
+    publish("1.0.0", "first");
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample-app", &dir, &[]);
+
+    let mut child = Command::new(dir.join("appstart"))
+        .args([
+            "--poll-ms",
+            "200",
+            "--until-version",
+            "2.0.0",
+            "--max-secs",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until 1.0.0 runs, then publish 2.0.0 while it does.
+    crate::harness::wait_for_file(&dir.join("state/history.log"));
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(dir.join("state/history.log"))
+        .unwrap()
+        .contains("launch version=1.0.0")
+    {
+        assert!(start.elapsed() < crate::harness::DEADLINE);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    publish("2.0.0", "second");
+    let status = crate::harness::wait_with_deadline(&mut child, crate::harness::DEADLINE);
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("sample-app 1.0.0: first"), "{stdout}");
+    assert!(
+        stdout.contains("sample-app: staged 2.0.0 in the background"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sample-app 2.0.0: second"),
+        "relaunched as 2.0.0: {stdout}"
+    );
+    let history = std::fs::read_to_string(dir.join("state/history.log")).unwrap();
+    assert!(history.contains("restart version=1.0.0"), "{history}");
+    assert!(history.contains("accepted version=2.0.0"), "{history}");
+}
