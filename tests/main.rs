@@ -2,7 +2,10 @@
 //!
 //! Everything here is real: the workspace's binaries run as child processes, repositories are
 //! served over HTTP on 127.0.0.1, and installs are real folders.
-#![allow(clippy::unwrap_used, reason = "test code: a panic is a test failure with a backtrace")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is a test failure with a backtrace"
+)]
 
 mod harness;
 mod launcher;

@@ -633,3 +633,59 @@ fn the_sample_app_updates_itself_in_the_background_and_relaunches() {
     assert!(history.contains("restart version=1.0.0"), "{history}");
     assert!(history.contains("accepted version=2.0.0"), "{history}");
 }
+
+#[test]
+fn a_release_can_ship_a_new_launcher_and_old_versions_are_pruned() {
+    let publisher = Publisher::new();
+    publisher.publish(
+        "sample",
+        "1.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"1", false)],
+        &[],
+    );
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    assert_eq!(
+        appupdate_json(&["update", "--dir", dir_arg(&dir)])["to"],
+        "2.0.0"
+    );
+
+    // 3.0.0 ships a launcher: the real one with a marker appended (an ELF file runs the same).
+    let mut launcher = std::fs::read(crate::harness::bin("appstart")).unwrap();
+    launcher.extend_from_slice(b"\nlauncher shipped with 3.0.0\n");
+    let files: Vec<(&str, &[u8], bool)> = vec![
+        ("bin/app", APP_SCRIPT, true),
+        ("x", b"3", false),
+        ("bin/appstart", &launcher, true),
+    ];
+    publisher.publish("sample", "3.0.0", &files, &["--launcher", "bin/appstart"]);
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], "3.0.0");
+    assert_eq!(
+        report["removed"],
+        serde_json::json!(["1.0.0"]),
+        "keep = 2: current and previous"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("appstart")).unwrap(),
+        launcher,
+        "DIR/appstart replaced"
+    );
+    assert_eq!(
+        run_app(&dir),
+        "app 3.0.0\n",
+        "the new launcher runs the new version"
+    );
+    let status = appupdate_json(&["status", "--dir", dir_arg(&dir)]);
+    assert_eq!(status["installed"], serde_json::json!(["3.0.0", "2.0.0"]));
+    assert!(!dir.join("versions/1.0.0").exists());
+    assert!(!dir.join("state/manifests/1.0.0.json").exists());
+}
