@@ -350,3 +350,28 @@ fn simple_hash(bytes: &[u8]) -> String {
     }
     format!("-{hash:016x}")
 }
+
+/// `python3` with python-tuf importable, or `None` (with the reason printed) outside CI.
+/// In CI (`CI` set) a missing python-tuf fails the test: `.ci/run` installs it.
+pub fn python_with_tuf() -> Option<&'static str> {
+    let ok = Command::new("python3")
+        .args(["-c", "import tuf.ngclient, securesystemslib.signer"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some("python3");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "python-tuf is not installed; .ci/run installs it with pip install tuf"
+    );
+    eprintln!("SKIPPED: python-tuf is not installed (pip install tuf) - interop not checked");
+    None
+}
+
+/// The path of a file in `tests/` (e.g. `interop/make_repo.py`).
+pub fn test_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}

@@ -8,5 +8,6 @@
 )]
 
 mod harness;
+mod interop;
 mod launcher;
 mod update;

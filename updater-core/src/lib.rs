@@ -43,7 +43,7 @@ pub mod transport;
 pub mod tuf;
 pub mod updater;
 
-pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
+pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};

@@ -9,7 +9,7 @@ use appstart_layout::{RelativePath, VersionName};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::check_label;
-use crate::tuf::metadata::{TargetFile, Targets};
+use crate::tuf::metadata::TargetFile;
 
 /// Platform name of releases that run anywhere.
 pub const ANY_PLATFORM: &str = "any";
@@ -61,11 +61,12 @@ impl Release {
     }
 }
 
-/// Every well-formed release in `targets`. Targets that are not releases are skipped.
-pub fn releases(targets: &Targets) -> Vec<Release> {
+/// Every well-formed release among `targets` (name, entry). Other targets are skipped.
+pub fn releases<'a>(
+    targets: impl IntoIterator<Item = (&'a String, &'a TargetFile)>,
+) -> Vec<Release> {
     targets
-        .targets
-        .iter()
+        .into_iter()
         .filter_map(|(name, target)| parse_release(name, target))
         .collect()
 }
@@ -148,6 +149,7 @@ pub fn choose<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tuf::metadata::Targets;
     use std::collections::BTreeMap;
 
     fn release(app: &str, channel: &str, platform: &str, version: &str) -> (String, TargetFile) {
@@ -180,14 +182,15 @@ mod tests {
 
     #[test]
     fn picks_the_highest_eligible_version() {
-        let all = releases(&targets(vec![
+        let all_targets = targets(vec![
             release("demo", "stable", "any", "1.0.0"),
             release("demo", "stable", "linux-x86_64", "1.2.0"),
             release("demo", "beta", "any", "2.0.0"),
             release("other", "stable", "any", "9.0.0"),
             release("demo", "stable", "windows-x86_64", "3.0.0"),
             release("demo", "stable", "any", "1.10.0"),
-        ]));
+        ]);
+        let all = releases(&all_targets.targets);
         let eligible = Eligibility {
             app: "demo",
             channel: "stable",
@@ -209,10 +212,11 @@ mod tests {
     #[test]
     fn a_target_whose_name_disagrees_with_its_custom_fields_is_ignored() {
         let (_, target) = release("demo", "stable", "any", "1.0.0");
-        let all = releases(&targets(vec![(
+        let named = targets(vec![(
             "other/stable/any/1.0.0/manifest.json".into(),
             target,
-        )]));
+        )]);
+        let all = releases(&named.targets);
         assert!(all.is_empty());
     }
 }

@@ -32,7 +32,7 @@ use crate::settings::InstallSettings;
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
 use crate::switch;
 use crate::transport::{HttpTimeouts, Transport, for_url, join_url};
-use crate::tuf::client::{Limits, TrustedMetadata, check_target};
+use crate::tuf::client::{Fetch, Limits, TrustedMetadata, check_target};
 
 /// The state of an install, as `appupdate status --json` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -397,11 +397,15 @@ fn find_release(
     current: Option<&VersionName>,
 ) -> Result<(Option<Release>, u32)> {
     let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
-    let report = trusted.refresh(transport, &join_url(&settings.url, "metadata"), retry)?;
-    let targets = trusted
-        .targets()
-        .ok_or_else(|| Error::NotInstalled("no trusted targets after refresh".into()))?;
-    let all = releases(targets);
+    let metadata_url = join_url(&settings.url, "metadata");
+    let report = trusted.refresh(transport, &metadata_url, retry)?;
+    let fetch = Fetch {
+        transport,
+        metadata_url: &metadata_url,
+        retry,
+    };
+    let candidates = trusted.candidate_targets(fetch)?;
+    let mut all = releases(candidates.iter().map(|(name, target)| (name, target)));
     let current = match current {
         Some(v) => Some(semver::Version::parse(v.as_str()).map_err(|e| {
             Error::Invalid(format!(
@@ -416,7 +420,22 @@ fn find_release(
         channel: &settings.channel,
         platform: &settings.platform,
     };
-    let chosen = choose(&all, &eligibility, current.as_ref(), |v| bad.contains(v)).cloned();
+    // A candidate counts only if the delegation search resolves its name to the same entry
+    // (a delegated role may list targets it is not trusted for).
+    let chosen = loop {
+        let Some(best) = choose(&all, &eligibility, current.as_ref(), |v| bad.contains(v)).cloned()
+        else {
+            break None;
+        };
+        if trusted.target(fetch, &best.target_name)?.as_ref() == Some(&best.target) {
+            break Some(best);
+        }
+        log::warn!(
+            "ignoring {}: not trusted for that name by the delegations",
+            best.target_name
+        );
+        all.retain(|r| !(r.target_name == best.target_name && r.target == best.target));
+    };
     Ok((chosen, report.requests))
 }
 

@@ -47,6 +47,8 @@ pub struct Limits {
     pub max_targets_size: u64,
     /// New root versions fetched in one refresh.
     pub max_root_rotations: u64,
+    /// Targets roles visited in one delegation search.
+    pub max_delegations: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             max_snapshot_size: 4 * 1024 * 1024,
             max_targets_size: 32 * 1024 * 1024,
             max_root_rotations: 32,
+            max_delegations: 32,
         }
     }
 }
@@ -87,6 +90,21 @@ pub struct TrustedMetadata {
     targets: Option<Trusted<Targets>>,
     limits: Limits,
     timestamp_first: bool,
+    /// Delegated targets roles loaded so far (this refresh), by role name.
+    delegated: BTreeMap<String, Trusted<Targets>>,
+    /// Start time of the last refresh, for the expiry of roles loaded after it.
+    start: Option<SystemTime>,
+}
+
+/// Where to fetch delegated metadata from.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch<'a> {
+    /// The network.
+    pub transport: &'a dyn Transport,
+    /// The folder holding the metadata files.
+    pub metadata_url: &'a str,
+    /// Retry policy.
+    pub retry: &'a RetryPolicy,
 }
 
 const ETAG_FILE: &str = "timestamp.etag";
@@ -120,6 +138,8 @@ impl TrustedMetadata {
             targets: None,
             limits,
             timestamp_first: true,
+            delegated: BTreeMap::new(),
+            start: None,
         };
         trusted.timestamp = trusted.load_local("timestamp");
         trusted.snapshot = trusted.load_local("snapshot");
@@ -170,6 +190,8 @@ impl TrustedMetadata {
     ) -> Result<RefreshReport> {
         // 5.1: one start time for every expiry check of this refresh.
         let start = SystemTime::now();
+        self.start = Some(start);
+        self.delegated.clear();
         let mut requests = 0;
         let complete =
             self.timestamp.is_some() && self.snapshot.is_some() && self.targets.is_some();
@@ -535,6 +557,168 @@ impl TrustedMetadata {
         Ok(())
     }
 
+    /// 5.7: finds target `name` by the pre-order depth-first search of the targets role and
+    /// its delegations: a role is searched only when its delegator trusts it for `name`; a
+    /// terminating role that matches ends the search; at most `max_delegations` roles are
+    /// visited. Delegated roles are loaded (and verified) on the way.
+    pub fn target(&mut self, fetch: Fetch<'_>, name: &str) -> Result<Option<TargetFile>> {
+        let mut to_visit: Vec<(String, String)> = vec![("targets".into(), "root".into())];
+        let mut visited: Vec<String> = Vec::new();
+        while let Some((role, parent)) = to_visit.pop() {
+            if visited.len() >= self.limits.max_delegations {
+                break;
+            }
+            if visited.contains(&role) {
+                continue;
+            }
+            let targets = self.role_targets(fetch, &role, &parent)?.clone();
+            if let Some(target) = targets.targets.get(name) {
+                return Ok(Some(target.clone()));
+            }
+            visited.push(role.clone());
+            if let Some(delegations) = &targets.delegations {
+                let mut children = Vec::new();
+                for child in &delegations.roles {
+                    if child.is_for(name) {
+                        children.push((child.name.clone(), role.clone()));
+                        if child.terminating {
+                            to_visit.clear();
+                            break;
+                        }
+                    }
+                }
+                children.reverse();
+                to_visit.extend(children);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every target of every role reachable from `targets` (pre-order, at most
+    /// `max_delegations` roles), as candidates. A candidate from a delegated role is only
+    /// trustworthy for its name once [`TrustedMetadata::target`] resolves that name to it.
+    pub fn candidate_targets(&mut self, fetch: Fetch<'_>) -> Result<Vec<(String, TargetFile)>> {
+        let mut out = Vec::new();
+        let mut to_visit: Vec<(String, String)> = vec![("targets".into(), "root".into())];
+        let mut visited: Vec<String> = Vec::new();
+        while let Some((role, parent)) = to_visit.pop() {
+            if visited.len() >= self.limits.max_delegations || visited.contains(&role) {
+                continue;
+            }
+            let targets = self.role_targets(fetch, &role, &parent)?.clone();
+            visited.push(role.clone());
+            out.extend(targets.targets);
+            if let Some(delegations) = targets.delegations {
+                to_visit.extend(
+                    delegations
+                        .roles
+                        .into_iter()
+                        .rev()
+                        .map(|r| (r.name, role.clone())),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The trusted content of targets role `role`, delegated by `parent`.
+    fn role_targets(&mut self, fetch: Fetch<'_>, role: &str, parent: &str) -> Result<&Targets> {
+        if role == "targets" {
+            return self
+                .targets
+                .as_ref()
+                .map(|t| &t.value)
+                .ok_or_else(|| Error::NotInstalled("no trusted targets: refresh first".into()));
+        }
+        if !self.delegated.contains_key(role) {
+            let loaded = self.load_delegated(fetch, role, parent)?;
+            self.delegated.insert(role.to_string(), loaded);
+        }
+        self.delegated
+            .get(role)
+            .map(|t| &t.value)
+            .ok_or_else(|| Error::NotInstalled(format!("delegated role {role} not loaded")))
+    }
+
+    fn load_delegated(
+        &self,
+        fetch: Fetch<'_>,
+        role: &str,
+        parent: &str,
+    ) -> Result<Trusted<Targets>> {
+        let start = self.start.unwrap_or_else(SystemTime::now);
+        let parent_targets = match parent {
+            "targets" => self.targets.as_ref().map(|t| &t.value),
+            other => self.delegated.get(other).map(|t| &t.value),
+        }
+        .ok_or_else(|| Error::NotInstalled(format!("delegating role {parent} not loaded")))?;
+        let delegations = parent_targets
+            .delegations
+            .as_ref()
+            .ok_or_else(|| Error::format(parent, "has no delegations"))?;
+        let spec = delegations
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .ok_or_else(|| Error::format(parent, format!("does not delegate to {role}")))?;
+        let role_keys = crate::tuf::metadata::RoleKeys {
+            keyids: spec.keyids.clone(),
+            threshold: spec.threshold,
+        };
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| Error::NotInstalled("no trusted snapshot: refresh first".into()))?;
+        let meta = snapshot
+            .value
+            .meta
+            .get(&format!("{role}.json"))
+            .cloned()
+            .ok_or_else(|| {
+                Error::format(
+                    "snapshot.json",
+                    format!("field `meta` has no `{role}.json`"),
+                )
+            })?;
+        let encoded = quote(role);
+        let verify = |bytes: &[u8], what: &str| -> Result<Targets> {
+            let envelope = Envelope::parse(bytes, what)?;
+            envelope.check_threshold(what, role, &delegations.keys, &role_keys)?;
+            envelope.decode::<Targets>(what)
+        };
+        // A stored copy that matches what the snapshot names needs no download.
+        let local = self.dir.join(format!("{encoded}.json"));
+        if let Ok(bytes) = std::fs::read(&local)
+            && let Ok(value) = verify(&bytes, &local.display().to_string())
+            && value.version == meta.version
+            && check_meta_file(&meta, &bytes, &local.display().to_string()).is_ok()
+        {
+            check_expiry(&value, start)?;
+            return Ok(Trusted { value, bytes });
+        }
+        let name = if self.root.value.consistent_snapshot {
+            format!("{}.{encoded}.json", meta.version)
+        } else {
+            format!("{encoded}.json")
+        };
+        let url = join_url(fetch.metadata_url, &name);
+        let limit = meta.length.unwrap_or(self.limits.max_targets_size);
+        let bytes = fetch_bytes(fetch.transport, &url, limit, fetch.retry)?;
+        check_meta_file(&meta, &bytes, &url)?;
+        let value = verify(&bytes, &url)?;
+        if value.version != meta.version {
+            return Err(Error::Version {
+                role: role.to_string(),
+                what: url,
+                expected: meta.version.to_string(),
+                actual: value.version,
+            });
+        }
+        check_expiry(&value, start)?;
+        appstart_layout::fsutil::write_atomic(&local, &bytes)?;
+        Ok(Trusted { value, bytes })
+    }
+
     /// Verifies `bytes` as top-level role `role` against the trusted root.
     fn verify<T: Role>(&self, bytes: &[u8], role: &str, what: &str) -> Result<T> {
         let envelope = Envelope::parse(bytes, what)?;
@@ -573,6 +757,20 @@ impl TrustedMetadata {
             None => join_url(targets_url, &format!("{hash}.{name}")),
         }
     }
+}
+
+/// Percent-encodes every byte but `A-Z a-z 0-9 _ . - ~` (Python's `quote(name, safe="")`),
+/// as TUF clients do for role names in file names and URLs.
+pub fn quote(name: &str) -> String {
+    let mut out = String::new();
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn role_keys<'a>(

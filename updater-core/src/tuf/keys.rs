@@ -33,8 +33,43 @@ pub fn verify_signature(key: &Key, message: &[u8], signature_hex: &str) -> bool 
     };
     match (key.keytype.as_str(), key.scheme.as_str()) {
         ("ed25519", "ed25519") => verify_ed25519(&key.keyval.public, message, &signature),
+        ("ecdsa" | "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256") => {
+            verify_ecdsa_p256(&key.keyval.public, message, &signature)
+        }
+        ("rsa", "rsassa-pss-sha256") => {
+            verify_rsa_pss_sha256(&key.keyval.public, message, &signature)
+        }
         _ => false,
     }
+}
+
+/// ECDSA over P-256 with SHA-256; the key is a PEM SubjectPublicKeyInfo, the signature DER.
+fn verify_ecdsa_p256(public_pem: &str, message: &[u8], signature: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    use p256::pkcs8::DecodePublicKey as _;
+    let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_pem(public_pem.trim()) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(signature) else {
+        return false;
+    };
+    key.verify(message, &signature).is_ok()
+}
+
+/// RSA-PSS with SHA-256 and MGF1-SHA-256, any salt length; the key is a PEM
+/// SubjectPublicKeyInfo. Only verification: no private-key operation ever runs here.
+fn verify_rsa_pss_sha256(public_pem: &str, message: &[u8], signature: &[u8]) -> bool {
+    use rsa::pkcs8::DecodePublicKey as _;
+    use rsa::signature::Verifier as _;
+    let Ok(key) = rsa::RsaPublicKey::from_public_key_pem(public_pem.trim()) else {
+        return false;
+    };
+    let Ok(signature) = rsa::pss::Signature::try_from(signature) else {
+        return false;
+    };
+    rsa::pss::VerifyingKey::<sha2::Sha256>::new(key)
+        .verify(message, &signature)
+        .is_ok()
 }
 
 fn verify_ed25519(public_hex: &str, message: &[u8], signature: &[u8]) -> bool {

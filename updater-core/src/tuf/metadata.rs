@@ -169,12 +169,114 @@ pub struct Targets {
     pub expires: String,
     /// Target files by name.
     pub targets: BTreeMap<String, TargetFile>,
-    /// Delegations to other targets roles, kept as JSON (followed by the delegation walk).
+    /// Delegations to other targets roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegations: Option<Value>,
+    pub delegations: Option<Delegations>,
     /// Fields we do not interpret.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A targets role's delegations: keys, and the roles trusted for some target paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delegations {
+    /// Keys of the delegated roles, by key id.
+    pub keys: BTreeMap<String, Key>,
+    /// Delegated roles, in priority order.
+    pub roles: Vec<DelegatedRole>,
+    /// Fields we do not interpret.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One delegated role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DelegatedRole {
+    /// Role name (its metadata file is `<name>.json`).
+    pub name: String,
+    /// Key ids allowed to sign.
+    pub keyids: Vec<String>,
+    /// Distinct valid signatures required.
+    pub threshold: u64,
+    /// Whether a match here ends the search (no later sibling is consulted).
+    #[serde(default)]
+    pub terminating: bool,
+    /// Target path patterns (`*` and `?` never match `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// Prefixes of the hex SHA-256 of target paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hash_prefixes: Option<Vec<String>>,
+    /// Fields we do not interpret.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl DelegatedRole {
+    /// Whether this role is trusted for `target_path`.
+    pub fn is_for(&self, target_path: &str) -> bool {
+        if let Some(patterns) = &self.paths {
+            return patterns.iter().any(|p| path_matches(p, target_path));
+        }
+        if let Some(prefixes) = &self.path_hash_prefixes {
+            use sha2::Digest;
+            let hash = hex::encode(sha2::Sha256::digest(target_path.as_bytes()));
+            return prefixes.iter().any(|p| hash.starts_with(p.as_str()));
+        }
+        false
+    }
+}
+
+/// TUF path pattern matching: the pattern and the path must have the same number of
+/// `/`-separated parts, and each part matches shell-style (`*`, `?`, `[...]`, `[!...]`).
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let pattern_parts: Vec<&str> = pattern.split('/').collect();
+    let path_parts: Vec<&str> = path.split('/').collect();
+    pattern_parts.len() == path_parts.len()
+        && pattern_parts.iter().zip(&path_parts).all(|(p, n)| {
+            glob_part(
+                &p.chars().collect::<Vec<_>>(),
+                &n.chars().collect::<Vec<_>>(),
+            )
+        })
+}
+
+fn glob_part(pattern: &[char], name: &[char]) -> bool {
+    match pattern.first() {
+        None => name.is_empty(),
+        Some('*') => (0..=name.len()).any(|skip| glob_part(&pattern[1..], &name[skip..])),
+        Some('?') => !name.is_empty() && glob_part(&pattern[1..], &name[1..]),
+        Some('[') => {
+            let Some(close) = pattern
+                .iter()
+                .skip(2)
+                .position(|c| *c == ']')
+                .map(|i| i + 2)
+            else {
+                return name.first() == Some(&'[') && glob_part(&pattern[1..], &name[1..]);
+            };
+            let Some(first) = name.first() else {
+                return false;
+            };
+            let (negate, set) = match pattern[1] {
+                '!' => (true, &pattern[2..close]),
+                _ => (false, &pattern[1..close]),
+            };
+            let mut matched = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == '-' {
+                    matched |= set[i] <= *first && *first <= set[i + 2];
+                    i += 3;
+                } else {
+                    matched |= set[i] == *first;
+                    i += 1;
+                }
+            }
+            matched != negate && glob_part(&pattern[close + 1..], &name[1..])
+        }
+        Some(c) => name.first() == Some(c) && glob_part(&pattern[1..], &name[1..]),
+    }
 }
 
 /// Common accessors of the four roles.
@@ -234,6 +336,21 @@ pub fn expires_in_days(now: SystemTime, days: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_patterns() {
+        assert!(path_matches("apps/*", "apps/a.json"));
+        assert!(
+            !path_matches("apps/*", "apps/x/a.json"),
+            "* does not cross /"
+        );
+        assert!(path_matches("apps/*/*", "apps/x/a.json"));
+        assert!(path_matches("file?.txt", "file1.txt"));
+        assert!(path_matches("f[0-9].txt", "f7.txt"));
+        assert!(!path_matches("f[!0-9].txt", "f7.txt"));
+        assert!(path_matches("*", "anything"));
+        assert!(!path_matches("a", "b"));
+    }
 
     #[test]
     fn expiry_round_trips() {

@@ -1,0 +1,145 @@
+//! Interoperability with python-tuf, the reference TUF implementation, in both directions.
+
+use crate::harness::{Publisher, Server, python_with_tuf, run, test_file, text};
+use std::process::Command;
+
+/// (a) A repository built with python-tuf's Metadata API (ed25519, ECDSA and RSA-PSS keys, a
+/// terminating delegation, consistent snapshots) is refreshed by `tuf-client` and its
+/// targets, including the delegated one, are downloaded and verified.
+#[test]
+fn tuf_client_reads_a_python_tuf_repository() {
+    let Some(python) = python_with_tuf() else {
+        return;
+    };
+    let work = crate::harness::temp_dir();
+    let repo = work.path().join("repo");
+    let output = run(Command::new(python)
+        .arg(test_file("interop/make_repo.py"))
+        .arg(&repo));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let expected: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let server = Server::start(&repo);
+    let metadata_dir = work.path().join("client-metadata");
+    let target_dir = work.path().join("downloads");
+    let client = |args: &[&str]| {
+        let mut all = vec!["--metadata-dir", metadata_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(Command::new(crate::harness::bin("tuf-client")).args(&all))
+    };
+    let root = repo.join("metadata/1.root.json");
+    assert_eq!(
+        client(&["init", root.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    let metadata_url = format!("{}/metadata", server.url);
+    let targets_url = format!("{}/targets", server.url);
+    let refreshed = client(&["--metadata-url", &metadata_url, "refresh"]);
+    assert_eq!(
+        refreshed.status.code(),
+        Some(0),
+        "{}",
+        text(&refreshed.stderr)
+    );
+    let downloaded = client(&[
+        "--metadata-url",
+        &metadata_url,
+        "--target-name",
+        "files/hello.txt",
+        "--target-name",
+        "apps/app.bin",
+        "--target-base-url",
+        &targets_url,
+        "--target-dir",
+        target_dir.to_str().unwrap(),
+        "download",
+    ]);
+    assert_eq!(
+        downloaded.status.code(),
+        Some(0),
+        "{}",
+        text(&downloaded.stderr)
+    );
+    for (name, file) in [
+        ("files/hello.txt", "files%2Fhello.txt"),
+        ("apps/app.bin", "apps%2Fapp.bin"),
+    ] {
+        let bytes = std::fs::read(target_dir.join(file)).unwrap();
+        let sha = sha256_hex(&bytes);
+        assert_eq!(expected[name], sha, "{name}");
+    }
+    // Trusted metadata is kept under unversioned names, byte for byte as served.
+    for (kept, served) in [
+        ("root.json", "1.root.json"),
+        ("timestamp.json", "timestamp.json"),
+        ("snapshot.json", "1.snapshot.json"),
+        ("targets.json", "1.targets.json"),
+        ("apps.json", "1.apps.json"),
+    ] {
+        assert_eq!(
+            std::fs::read(metadata_dir.join(kept)).unwrap(),
+            std::fs::read(repo.join("metadata").join(served)).unwrap(),
+            "{kept}"
+        );
+    }
+    // A target not in the metadata fails with exit code exactly 1.
+    let missing = client(&[
+        "--metadata-url",
+        &metadata_url,
+        "--target-name",
+        "files/none.txt",
+        "--target-base-url",
+        &targets_url,
+        "--target-dir",
+        target_dir.to_str().unwrap(),
+        "download",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    // So do bad arguments.
+    assert_eq!(
+        client(&["--no-such-flag", "refresh"]).status.code(),
+        Some(1)
+    );
+}
+
+/// (b) A repository published by `appupdate publish` is refreshed by python-tuf's
+/// `ngclient.Updater`, which downloads and verifies a release target.
+#[test]
+fn python_tuf_reads_an_appupdate_repository() {
+    let Some(python) = python_with_tuf() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    publisher.publish("demo", "1.0.0", &[("bin/app", b"#!/bin/sh\n", true)], &[]);
+    publisher.publish(
+        "demo",
+        "1.1.0",
+        &[("bin/app", b"#!/bin/sh\necho 1.1\n", true)],
+        &[],
+    );
+    let server = Server::start(&publisher.repo());
+    let work = crate::harness::temp_dir();
+    let output = run(Command::new(python)
+        .arg(test_file("interop/ngclient_download.py"))
+        .args([
+            &format!("{}/metadata/", server.url),
+            &format!("{}/targets/", server.url),
+            publisher.root_json().to_str().unwrap(),
+            work.path().to_str().unwrap(),
+            "demo/stable/any/1.1.0/manifest.json",
+        ]));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["sha256"], result["downloaded_sha256"]);
+    assert_eq!(result["custom"]["version"], "1.1.0");
+    assert_eq!(result["custom"]["app"], "demo");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
