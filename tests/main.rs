@@ -7,6 +7,7 @@
     reason = "test code: a panic is a test failure with a backtrace"
 )]
 
+mod attacks;
 mod harness;
 mod interop;
 mod launcher;

@@ -53,6 +53,10 @@ pub enum KeysCommand {
         /// One key per role (root, targets, snapshot, timestamp) instead of one for all.
         #[arg(long)]
         per_role: bool,
+        /// Add one more key for this role (repeatable), for thresholds above 1: writes
+        /// `ROLE.key`, then `ROLE.2.key`, ...
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
     },
 }
 
@@ -67,6 +71,25 @@ pub enum RepoCommand {
         /// Key folder.
         #[arg(long)]
         keys: PathBuf,
+        /// Signatures required for a role, as ROLE=N (repeatable; default 1).
+        #[arg(long = "threshold", value_name = "ROLE=N", value_parser = parse_threshold)]
+        thresholds: Vec<(String, u64)>,
+    },
+    /// Rotate keys: publish a new root naming the keys in NEW_KEYS, signed by the old and the
+    /// new root keys, and re-sign the other roles if their keys changed.
+    Rotate {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The current key folder (its root keys sign the new root).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The key folder to trust from now on.
+        #[arg(long)]
+        new_keys: PathBuf,
+        /// Signatures required for a role, as ROLE=N (repeatable; default 1).
+        #[arg(long = "threshold", value_name = "ROLE=N", value_parser = parse_threshold)]
+        thresholds: Vec<(String, u64)>,
     },
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
@@ -188,4 +211,20 @@ pub struct DemoArgs {
     /// Work in this folder instead of a temporary one (kept afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// Parses `ROLE=N`.
+fn parse_threshold(text: &str) -> Result<(String, u64), String> {
+    let (role, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected ROLE=N, e.g. timestamp=2"))?;
+    if !["root", "targets", "snapshot", "timestamp"].contains(&role) {
+        return Err(format!(
+            "{role:?} is not a role (root, targets, snapshot, timestamp)"
+        ));
+    }
+    let count = count
+        .parse()
+        .map_err(|_| format!("{count:?} is not a number"))?;
+    Ok((role.to_string(), count))
 }

@@ -16,19 +16,55 @@ use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Keys(KeysCommand::Generate { out, per_role }) => {
-            let written = KeyDir::new(&out).generate(per_role)?;
+        Command::Keys(KeysCommand::Generate {
+            out,
+            per_role,
+            roles,
+        }) => {
+            let keys = KeyDir::new(&out);
+            let written = if roles.is_empty() {
+                keys.generate(per_role)?
+            } else {
+                roles
+                    .iter()
+                    .map(|role| keys.add_role_key(role))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             for path in written {
                 println!("wrote {}", path.display());
             }
             println!("keep these files secret; the root key can stay offline after `repo init`");
         }
-        Command::Repo(RepoCommand::Init { repo, keys }) => {
-            Repository::new(&repo).init(&KeyDir::new(keys), &Expiry::default())?;
+        Command::Repo(RepoCommand::Init {
+            repo,
+            keys,
+            thresholds,
+        }) => {
+            Repository::new(&repo).init(
+                &KeyDir::new(keys),
+                &Expiry::default(),
+                &thresholds.into_iter().collect(),
+            )?;
             println!(
                 "created repository {}; give clients {}",
                 repo.display(),
                 repo.join("metadata/1.root.json").display()
+            );
+        }
+        Command::Repo(RepoCommand::Rotate {
+            repo,
+            keys,
+            new_keys,
+            thresholds,
+        }) => {
+            let version = Repository::new(&repo).rotate_root(
+                &KeyDir::new(keys),
+                &KeyDir::new(new_keys),
+                &Expiry::default(),
+                &thresholds.into_iter().collect(),
+            )?;
+            println!(
+                "published root version {version}; clients follow the chain at their next check"
             );
         }
         Command::Repo(RepoCommand::Refresh { repo, keys }) => {

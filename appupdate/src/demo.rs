@@ -52,7 +52,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
 
     step(2, "creating a repository of static files");
     let repo = Repository::new(root.join("repo"));
-    repo.init(&keys, &Expiry::default())?;
+    repo.init(&keys, &Expiry::default(), &Default::default())?;
 
     step(3, "publishing sample-app 1.0.0");
     publish(

@@ -88,7 +88,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let keys = KeyDir::new(root.join("keys"));
     keys.generate(false)?;
     let repo = Repository::new(root.join("repo"));
-    repo.init(&keys, &Expiry::default())?;
+    repo.init(&keys, &Expiry::default(), &Default::default())?;
     let start = Instant::now();
     publish(&repo, &keys, &v1, "1.0.0")?;
     let publish_v1 = start.elapsed();
@@ -107,7 +107,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Install only v1: publish of v2 happened already, so install from a repository view
     // that has v1 only is simulated by installing first from a second repository.
     let repo1 = Repository::new(root.join("repo1"));
-    repo1.init(&keys, &Expiry::default())?;
+    repo1.init(&keys, &Expiry::default(), &Default::default())?;
     publish(&repo1, &keys, &v1, "1.0.0")?;
     let server1 = RepoServer::bind(&root.join("repo1"), "127.0.0.1:0")?.spawn(4);
     let start = Instant::now();

@@ -168,6 +168,8 @@ fn download(
         .target(fetch, name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("target {name} is not in the trusted targets metadata"))?;
+    // Delegated roles verified during the search become trusted.
+    trusted.commit().map_err(|e| e.to_string())?;
     let path = dir.join(quote(name));
     if let Ok(bytes) = std::fs::read(&path)
         && check_target(&target, &bytes, name).is_ok()

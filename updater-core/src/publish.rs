@@ -116,8 +116,14 @@ impl Repository {
     }
 
     /// Creates a new repository signed with `keys`: root v1, empty targets, snapshot and
-    /// timestamp. Refuses a folder that already has metadata.
-    pub fn init(&self, keys: &KeyDir, expiry: &Expiry) -> Result<()> {
+    /// timestamp. Each role gets every key `keys` has for it, with the threshold given in
+    /// `thresholds` (default 1). Refuses a folder that already has metadata.
+    pub fn init(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        thresholds: &BTreeMap<String, u64>,
+    ) -> Result<()> {
         let metadata = self.metadata_dir();
         if metadata.join("1.root.json").exists() {
             return Err(Error::Invalid(format!(
@@ -130,32 +136,8 @@ impl Repository {
         fsutil::create_dir_all(&self.root.join("blobs"))?;
         let _lock = self.lock()?;
         let now = SystemTime::now();
-        let mut root_keys = BTreeMap::new();
-        let mut roles = BTreeMap::new();
-        for role in TOP_LEVEL_ROLES {
-            let key = keys.role_key(role)?.public_key();
-            let id = key_id(&key);
-            root_keys.insert(id.clone(), key);
-            roles.insert(
-                role.to_string(),
-                RoleKeys {
-                    keyids: vec![id],
-                    threshold: 1,
-                },
-            );
-        }
-        let root = Root {
-            type_: "root".into(),
-            spec_version: SPEC_VERSION.into(),
-            consistent_snapshot: true,
-            version: 1,
-            expires: expires_in_days(now, expiry.root_days),
-            keys: root_keys,
-            roles,
-            extra: Map::new(),
-        };
-        let root_key = keys.role_key("root")?;
-        let bytes = sign_metadata(&root, &[&root_key])?;
+        let root = build_root(keys, thresholds, 1, expires_in_days(now, expiry.root_days))?;
+        let bytes = sign_role(keys, "root", &root)?;
         fsutil::write_atomic(&metadata.join("1.root.json"), &bytes)?;
         fsutil::write_atomic(&metadata.join("root.json"), &bytes)?;
         let targets = Targets {
@@ -289,6 +271,46 @@ impl Repository {
         self.write_snapshot_timestamp(keys, expiry, &snapshot)
     }
 
+    /// Rotates keys: writes root version N+1 naming the keys in `new_keys` (with
+    /// `thresholds`), signed by the current root keys (`old_keys`) and the new root keys, so
+    /// clients can follow the chain. When the timestamp, snapshot or targets keys changed,
+    /// those roles are re-signed with the new keys (targets content unchanged). Returns the
+    /// new root version.
+    pub fn rotate_root(
+        &self,
+        old_keys: &KeyDir,
+        new_keys: &KeyDir,
+        expiry: &Expiry,
+        thresholds: &BTreeMap<String, u64>,
+    ) -> Result<u64> {
+        let _lock = self.lock()?;
+        let metadata = self.metadata_dir();
+        let current: Root = read_role(&metadata.join("root.json"))?;
+        let version = current.version + 1;
+        let root = build_root(
+            new_keys,
+            thresholds,
+            version,
+            expires_in_days(SystemTime::now(), expiry.root_days),
+        )?;
+        let mut signers = old_keys.role_keys("root")?;
+        signers.extend(new_keys.role_keys("root")?);
+        let refs: Vec<&crate::tuf::keys::SigningKey> = signers.iter().collect();
+        let bytes = sign_metadata(&root, &refs)?;
+        fsutil::write_atomic(&metadata.join(format!("{version}.root.json")), &bytes)?;
+        fsutil::write_atomic(&metadata.join("root.json"), &bytes)?;
+        let changed = ["targets", "snapshot", "timestamp"]
+            .iter()
+            .any(|r| current.roles.get(*r) != root.roles.get(*r));
+        if changed {
+            let (mut targets, snapshot) = self.current_targets()?;
+            targets.version += 1;
+            targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+            self.write_targets_snapshot_timestamp(new_keys, expiry, &targets, Some(&snapshot))?;
+        }
+        Ok(version)
+    }
+
     /// Compresses `source` into the blob store unless its blob already exists.
     fn store_blob(
         &self,
@@ -367,8 +389,7 @@ impl Repository {
         previous_snapshot: Option<&Snapshot>,
     ) -> Result<()> {
         let metadata = self.metadata_dir();
-        let targets_key = keys.role_key("targets")?;
-        let targets_bytes = sign_metadata(targets, &[&targets_key])?;
+        let targets_bytes = sign_role(keys, "targets", targets)?;
         fsutil::write_atomic(
             &metadata.join(format!("{}.targets.json", targets.version)),
             &targets_bytes,
@@ -399,8 +420,7 @@ impl Repository {
         snapshot: &Snapshot,
     ) -> Result<u64> {
         let metadata = self.metadata_dir();
-        let snapshot_key = keys.role_key("snapshot")?;
-        let snapshot_bytes = sign_metadata(snapshot, &[&snapshot_key])?;
+        let snapshot_bytes = sign_role(keys, "snapshot", snapshot)?;
         fsutil::write_atomic(
             &metadata.join(format!("{}.snapshot.json", snapshot.version)),
             &snapshot_bytes,
@@ -421,8 +441,7 @@ impl Repository {
             meta,
             extra: Map::new(),
         };
-        let timestamp_key = keys.role_key("timestamp")?;
-        let timestamp_bytes = sign_metadata(&timestamp, &[&timestamp_key])?;
+        let timestamp_bytes = sign_role(keys, "timestamp", &timestamp)?;
         // The one switch that makes everything above visible.
         fsutil::write_atomic(&metadata.join("timestamp.json"), &timestamp_bytes)?;
         Ok(timestamp.version)
@@ -456,6 +475,53 @@ impl Repository {
             }
         }
     }
+}
+
+/// A root naming every key `keys` has for each top-level role, with `thresholds`.
+fn build_root(
+    keys: &KeyDir,
+    thresholds: &BTreeMap<String, u64>,
+    version: u64,
+    expires: String,
+) -> Result<Root> {
+    let mut root_keys = BTreeMap::new();
+    let mut roles = BTreeMap::new();
+    for role in TOP_LEVEL_ROLES {
+        let mut keyids = Vec::new();
+        for key in keys.role_keys(role)? {
+            let public = key.public_key();
+            let id = key_id(&public);
+            root_keys.insert(id.clone(), public);
+            if !keyids.contains(&id) {
+                keyids.push(id);
+            }
+        }
+        let threshold = thresholds.get(role).copied().unwrap_or(1);
+        if threshold == 0 || threshold > keyids.len() as u64 {
+            return Err(Error::Invalid(format!(
+                "threshold {threshold} for the {role} role needs at least that many {role} keys (found {}); add some with `appupdate keys generate --role {role}`",
+                keyids.len()
+            )));
+        }
+        roles.insert(role.to_string(), RoleKeys { keyids, threshold });
+    }
+    Ok(Root {
+        type_: "root".into(),
+        spec_version: SPEC_VERSION.into(),
+        consistent_snapshot: true,
+        version,
+        expires,
+        keys: root_keys,
+        roles,
+        extra: Map::new(),
+    })
+}
+
+/// Signs `value` with every key of `role`.
+fn sign_role<T: serde::Serialize>(keys: &KeyDir, role: &str, value: &T) -> Result<Vec<u8>> {
+    let signers = keys.role_keys(role)?;
+    let refs: Vec<&crate::tuf::keys::SigningKey> = signers.iter().collect();
+    sign_metadata(value, &refs)
 }
 
 fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {

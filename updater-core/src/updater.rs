@@ -237,13 +237,14 @@ impl Updater {
 
     fn check_locked(&self) -> Result<Check> {
         let config = LauncherConfig::load(&self.install.config_path())?;
-        let (available, requests) = find_release(
+        let (available, requests, mut trusted) = find_release(
             &self.install,
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
             Some(&config.current),
         )?;
+        trusted.commit()?;
         Ok(Check {
             current: config.current,
             available,
@@ -340,8 +341,23 @@ impl Updater {
     pub fn update(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
         let result = (|| {
-            let check = self.check_locked()?;
+            // The refreshed metadata becomes trusted only once the update succeeded: a refused
+            // release leaves the trusted state exactly as it was.
+            let config = LauncherConfig::load(&self.install.config_path())?;
+            let (available, _, mut trusted) = find_release(
+                &self.install,
+                &self.settings,
+                self.transport.as_ref(),
+                &self.retry,
+                Some(&config.current),
+            )?;
+            let check = Check {
+                current: config.current,
+                available,
+                requests: 0,
+            };
             let Some(release) = check.available else {
+                trusted.commit()?;
                 self.history(
                     "check",
                     &[("current", check.current.as_str()), ("available", "none")],
@@ -360,7 +376,9 @@ impl Updater {
                 available: release.version().clone(),
             });
             let staged = self.download_locked(&release)?;
-            self.apply_locked(staged)
+            let report = self.apply_locked(staged)?;
+            trusted.commit()?;
+            Ok(report)
         })();
         if let Err(err) = &result {
             self.failed("update", err);
@@ -395,10 +413,10 @@ fn find_release(
     transport: &dyn Transport,
     retry: &RetryPolicy,
     current: Option<&VersionName>,
-) -> Result<(Option<Release>, u32)> {
+) -> Result<(Option<Release>, u32, TrustedMetadata)> {
     let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
     let metadata_url = join_url(&settings.url, "metadata");
-    let report = trusted.refresh(transport, &metadata_url, retry)?;
+    let report = trusted.refresh_without_commit(transport, &metadata_url, retry)?;
     let fetch = Fetch {
         transport,
         metadata_url: &metadata_url,
@@ -436,7 +454,7 @@ fn find_release(
         );
         all.retain(|r| !(r.target_name == best.target_name && r.target == best.target));
     };
-    Ok((chosen, report.requests))
+    Ok((chosen, report.requests, trusted))
 }
 
 /// Downloads and verifies the manifest of `release` against its signed target entry.
@@ -608,7 +626,10 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     );
     let transport = for_url(&settings.url, HttpTimeouts::default())?;
     let retry = RetryPolicy::default();
-    let (release, _) = find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    let (release, _, mut trusted) =
+        find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    // An install keeps what it verified: the folder is removed anyway if anything fails.
+    trusted.commit()?;
     let release = release.ok_or_else(|| {
         Error::Invalid(format!(
             "{} has no release of app {:?} for channel {:?} and platform {:?} (or \"any\")",

@@ -94,6 +94,9 @@ pub struct TrustedMetadata {
     delegated: BTreeMap<String, Trusted<Targets>>,
     /// Start time of the last refresh, for the expiry of roles loaded after it.
     start: Option<SystemTime>,
+    /// File writes (`Some`) and removals (`None`) of the refresh in progress, committed only
+    /// when the whole refresh succeeds.
+    pending: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Where to fetch delegated metadata from.
@@ -140,6 +143,7 @@ impl TrustedMetadata {
             timestamp_first: true,
             delegated: BTreeMap::new(),
             start: None,
+            pending: Vec::new(),
         };
         trusted.timestamp = trusted.load_local("timestamp");
         trusted.snapshot = trusted.load_local("snapshot");
@@ -182,7 +186,62 @@ impl TrustedMetadata {
     /// up-to-date client costs one small request. Only when the timestamp changed does the
     /// root chain (5.3) run before the timestamp is processed (5.4). A publisher that rotates
     /// keys therefore publishes a new timestamp with the new root, as `appupdate` does.
+    ///
+    /// Off-spec (documented): the refresh is a transaction. Every role is verified in memory
+    /// and the trusted files are written only when the whole workflow succeeded, so a refused
+    /// update leaves the trusted state exactly as it was.
     pub fn refresh(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+    ) -> Result<RefreshReport> {
+        let report = self.refresh_without_commit(transport, metadata_url, retry)?;
+        self.commit()?;
+        Ok(report)
+    }
+
+    /// Runs the workflow but keeps the newly trusted files in memory until [`commit`]: an
+    /// updater commits only once the update they were fetched for has succeeded. On failure
+    /// the in-memory state is restored too.
+    ///
+    /// [`commit`]: TrustedMetadata::commit
+    pub fn refresh_without_commit(
+        &mut self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+    ) -> Result<RefreshReport> {
+        let saved = (
+            self.root.clone(),
+            self.timestamp.clone(),
+            self.snapshot.clone(),
+            self.targets.clone(),
+        );
+        self.pending.clear();
+        match self.refresh_uncommitted(transport, metadata_url, retry) {
+            Ok(report) => Ok(report),
+            Err(err) => {
+                (self.root, self.timestamp, self.snapshot, self.targets) = saved;
+                self.pending.clear();
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the last refresh's newly trusted files, in order, each atomically.
+    pub fn commit(&mut self) -> Result<()> {
+        for (name, content) in std::mem::take(&mut self.pending) {
+            let path = self.dir.join(name);
+            match content {
+                Some(bytes) => appstart_layout::fsutil::write_atomic(&path, &bytes)?,
+                None => appstart_layout::fsutil::remove_file_if_exists(&path)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_uncommitted(
         &mut self,
         transport: &dyn Transport,
         metadata_url: &str,
@@ -346,22 +405,25 @@ impl TrustedMetadata {
         // 5.3.10: the final root must not be expired.
         check_expiry(&self.root.value, start)?;
         // 5.3.11: fast-forward attack recovery when the timestamp or snapshot keys rotated.
-        let rotated = |role: &str| original.roles.get(role) != self.root.value.roles.get(role);
-        if rotated("timestamp") || rotated("snapshot") {
+        let roles = &self.root.value.roles;
+        let rotated = |role: &str| original.roles.get(role) != roles.get(role);
+        let (rotated_timestamp_or_snapshot, rotated_targets) = (
+            rotated("timestamp") || rotated("snapshot"),
+            rotated("targets"),
+        );
+        if rotated_timestamp_or_snapshot {
             self.forget("timestamp")?;
             self.timestamp = None;
             self.forget("snapshot")?;
             self.snapshot = None;
         }
-        if rotated("targets") {
+        if rotated_targets {
             self.forget("targets")?;
             self.targets = None;
         }
-        // Stored roles must still verify under a rotated root.
+        // Trusted roles must still verify under a rotated root.
         if self.root.value.version != original.version {
-            self.timestamp = self.load_local("timestamp");
-            self.snapshot = self.load_local("snapshot");
-            self.targets = self.load_local("targets");
+            self.reverify()?;
         }
         Ok(())
     }
@@ -375,7 +437,6 @@ impl TrustedMetadata {
         start: SystemTime,
     ) -> Result<bool> {
         let url = join_url(metadata_url, "timestamp.json");
-        let etag_path = self.dir.join(ETAG_FILE);
         let Some((bytes, new_etag)) = fetched else {
             // 304: the trusted timestamp is still the newest; it must not have expired.
             match &self.timestamp {
@@ -424,10 +485,8 @@ impl TrustedMetadata {
         } else if let Some(trusted) = &self.timestamp {
             check_expiry(&trusted.value, start)?;
         }
-        match new_etag {
-            Some(tag) => appstart_layout::fsutil::write_atomic(&etag_path, tag.as_bytes())?,
-            None => appstart_layout::fsutil::remove_file_if_exists(&etag_path)?,
-        }
+        self.pending
+            .push((ETAG_FILE.to_string(), new_etag.map(String::into_bytes)));
         Ok(changed)
     }
 
@@ -631,7 +690,11 @@ impl TrustedMetadata {
                 .ok_or_else(|| Error::NotInstalled("no trusted targets: refresh first".into()));
         }
         if !self.delegated.contains_key(role) {
-            let loaded = self.load_delegated(fetch, role, parent)?;
+            let (loaded, downloaded) = self.load_delegated(fetch, role, parent)?;
+            if downloaded {
+                self.pending
+                    .push((format!("{}.json", quote(role)), Some(loaded.bytes.clone())));
+            }
             self.delegated.insert(role.to_string(), loaded);
         }
         self.delegated
@@ -640,12 +703,13 @@ impl TrustedMetadata {
             .ok_or_else(|| Error::NotInstalled(format!("delegated role {role} not loaded")))
     }
 
+    /// Loads delegated role `role`; the flag says whether it was downloaded (to be stored).
     fn load_delegated(
         &self,
         fetch: Fetch<'_>,
         role: &str,
         parent: &str,
-    ) -> Result<Trusted<Targets>> {
+    ) -> Result<(Trusted<Targets>, bool)> {
         let start = self.start.unwrap_or_else(SystemTime::now);
         let parent_targets = match parent {
             "targets" => self.targets.as_ref().map(|t| &t.value),
@@ -694,7 +758,7 @@ impl TrustedMetadata {
             && check_meta_file(&meta, &bytes, &local.display().to_string()).is_ok()
         {
             check_expiry(&value, start)?;
-            return Ok(Trusted { value, bytes });
+            return Ok((Trusted { value, bytes }, false));
         }
         let name = if self.root.value.consistent_snapshot {
             format!("{}.{encoded}.json", meta.version)
@@ -715,8 +779,7 @@ impl TrustedMetadata {
             });
         }
         check_expiry(&value, start)?;
-        appstart_layout::fsutil::write_atomic(&local, &bytes)?;
-        Ok(Trusted { value, bytes })
+        Ok((Trusted { value, bytes }, true))
     }
 
     /// Verifies `bytes` as top-level role `role` against the trusted root.
@@ -727,15 +790,45 @@ impl TrustedMetadata {
         envelope.decode(what)
     }
 
-    fn persist(&self, role: &str, bytes: &[u8]) -> Result<()> {
-        appstart_layout::fsutil::write_atomic(&self.dir.join(format!("{role}.json")), bytes)?;
+    fn persist(&mut self, role: &str, bytes: &[u8]) -> Result<()> {
+        self.pending
+            .push((format!("{role}.json"), Some(bytes.to_vec())));
         Ok(())
     }
 
-    fn forget(&self, role: &str) -> Result<()> {
-        appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(format!("{role}.json")))?;
+    fn forget(&mut self, role: &str) -> Result<()> {
+        self.pending.push((format!("{role}.json"), None));
         if role == "timestamp" {
-            appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(ETAG_FILE))?;
+            self.pending.push((ETAG_FILE.to_string(), None));
+        }
+        Ok(())
+    }
+
+    /// Drops trusted roles that no longer verify under the (rotated) root.
+    fn reverify(&mut self) -> Result<()> {
+        if let Some(t) = &self.timestamp
+            && self
+                .verify::<Timestamp>(&t.bytes, "timestamp", "timestamp.json")
+                .is_err()
+        {
+            self.timestamp = None;
+            self.forget("timestamp")?;
+        }
+        if let Some(s) = &self.snapshot
+            && self
+                .verify::<Snapshot>(&s.bytes, "snapshot", "snapshot.json")
+                .is_err()
+        {
+            self.snapshot = None;
+            self.forget("snapshot")?;
+        }
+        if let Some(t) = &self.targets
+            && self
+                .verify::<Targets>(&t.bytes, "targets", "targets.json")
+                .is_err()
+        {
+            self.targets = None;
+            self.forget("targets")?;
         }
         Ok(())
     }

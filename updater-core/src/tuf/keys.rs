@@ -245,22 +245,57 @@ impl KeyDir {
         Ok(written)
     }
 
-    /// The key that signs `role`: `<role>.key`, else `default.key`.
+    /// Adds one more key for `role` (`<role>.key`, then `<role>.2.key`, ...), for roles signed
+    /// by several keys with a threshold. Returns the file written.
+    pub fn add_role_key(&self, role: &str) -> Result<PathBuf> {
+        appstart_layout::fsutil::create_dir_all(&self.dir)?;
+        let path = (1..)
+            .map(|n| self.slot(role, n))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| self.slot(role, 1));
+        SigningKey::generate()?.save(&path)?;
+        appstart_layout::fsutil::sync_dir(&self.dir)?;
+        Ok(path)
+    }
+
+    fn slot(&self, role: &str, n: usize) -> PathBuf {
+        if n == 1 {
+            self.path(role)
+        } else {
+            self.path(&format!("{role}.{n}"))
+        }
+    }
+
+    /// The first key that signs `role`.
     pub fn role_key(&self, role: &str) -> Result<SigningKey> {
-        let own = self.path(role);
-        if own.exists() {
-            return SigningKey::load(&own);
+        Ok(self.role_keys(role)?.remove(0))
+    }
+
+    /// Every key of `role`: `<role>.key`, `<role>.2.key`, ... in order, else `default.key`.
+    pub fn role_keys(&self, role: &str) -> Result<Vec<SigningKey>> {
+        let mut keys = Vec::new();
+        for n in 1.. {
+            let path = self.slot(role, n);
+            if !path.exists() {
+                break;
+            }
+            keys.push(SigningKey::load(&path)?);
         }
-        let default = self.path("default");
-        if default.exists() {
-            return SigningKey::load(&default);
+        if keys.is_empty() {
+            let default = self.path("default");
+            if default.exists() {
+                keys.push(SigningKey::load(&default)?);
+            }
         }
-        Err(Error::Invalid(format!(
-            "no key for the {role} role: neither {} nor {} exists (appupdate keys generate --out {})",
-            own.display(),
-            default.display(),
-            self.dir.display()
-        )))
+        if keys.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no key for the {role} role: neither {} nor {} exists (appupdate keys generate --out {})",
+                self.path(role).display(),
+                self.path("default").display(),
+                self.dir.display()
+            )));
+        }
+        Ok(keys)
     }
 }
 

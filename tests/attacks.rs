@@ -1,0 +1,686 @@
+//! The attacks of the TUF specification and of updater post-mortems, as generated cases.
+//!
+//! Each test builds a real repository with the CLI, installs a client, then plays the
+//! attacker: it rewrites files on the server, re-signing them with a stolen key where the
+//! attack assumes one. Every attack must be refused with a clear error, and the client's
+//! trusted metadata, `appstart.toml` and version folders must be exactly as before.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::Digest;
+use updater_core::tuf::keys::{KeyDir, SigningKey};
+use updater_core::tuf::sign::sign_metadata;
+
+use crate::harness::{
+    Publisher, Server, appupdate, appupdate_json, appupdate_ok, temp_dir, text, tree_snapshot,
+};
+
+const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
+
+/// A client installed from a repository that has since published 2.0.0 (not yet checked).
+struct Scenario {
+    publisher: Publisher,
+    /// Kept running for the scenario's lifetime.
+    _server: Server,
+    _home: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        let publisher = Publisher::new();
+        publisher.publish("sample", "1.0.0", &[("bin/app", APP, true)], &[]);
+        let server = Server::start(&publisher.repo());
+        let home = temp_dir();
+        let dir = home.path().join("app");
+        let root = publisher.root_json();
+        appupdate_ok(&[
+            "install",
+            "--url",
+            &server.url,
+            "--trusted-root",
+            root.to_str().unwrap(),
+            "--app",
+            "sample",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        publisher.publish(
+            "sample",
+            "2.0.0",
+            &[("bin/app", APP, true), ("two", b"2", false)],
+            &[],
+        );
+        Scenario {
+            publisher,
+            _server: server,
+            _home: home,
+            dir,
+        }
+    }
+
+    fn editor(&self) -> Editor {
+        Editor {
+            repo: self.publisher.repo(),
+            keys: KeyDir::new(self.publisher.keys()),
+        }
+    }
+
+    /// What must not change when an attack is refused: trusted metadata, the launcher
+    /// config, and the version folders.
+    fn state(&self) -> InstallState {
+        let mut metadata = tree_snapshot(&self.dir.join("state/metadata"));
+        metadata.remove("timestamp.etag");
+        InstallState {
+            metadata,
+            config: std::fs::read(self.dir.join("appstart.toml")).unwrap(),
+            versions: tree_snapshot(&self.dir.join("versions")),
+        }
+    }
+
+    /// Runs `appupdate COMMAND --dir DIR`: it must fail, say `needle`, and change nothing.
+    fn assert_refused(&self, command: &str, needle: &str) {
+        let before = self.state();
+        let output = appupdate(&[command, "--dir", self.dir.to_str().unwrap()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "the attack was not refused: {}{stderr}",
+            text(&output.stdout)
+        );
+        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+        assert!(
+            self.state() == before,
+            "the trusted state or the install changed"
+        );
+        assert!(
+            std::fs::read_to_string(self.dir.join("appstart.toml"))
+                .unwrap()
+                .contains("current = \"1.0.0\"")
+        );
+    }
+
+    fn check(&self) -> Value {
+        appupdate_json(&["check", "--dir", self.dir.to_str().unwrap()])
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct InstallState {
+    metadata: BTreeMap<String, (u32, String)>,
+    config: Vec<u8>,
+    versions: BTreeMap<String, (u32, String)>,
+}
+
+/// Rewrites a repository's metadata the way an attacker (or a compromised key) would.
+struct Editor {
+    repo: PathBuf,
+    keys: KeyDir,
+}
+
+impl Editor {
+    fn path(&self, name: &str) -> PathBuf {
+        self.repo.join("metadata").join(name)
+    }
+
+    fn signed(&self, name: &str) -> Value {
+        let file: Value = serde_json::from_slice(&std::fs::read(self.path(name)).unwrap()).unwrap();
+        file["signed"].clone()
+    }
+
+    fn key(&self, role: &str) -> SigningKey {
+        self.keys.role_key(role).unwrap()
+    }
+
+    fn write(&self, name: &str, signed: &Value, keys: &[&SigningKey]) -> Vec<u8> {
+        let bytes = sign_metadata(signed, keys).unwrap();
+        std::fs::write(self.path(name), &bytes).unwrap();
+        bytes
+    }
+
+    fn timestamp(&self) -> Value {
+        self.signed("timestamp.json")
+    }
+
+    fn snapshot_version(&self) -> u64 {
+        self.timestamp()["meta"]["snapshot.json"]["version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn targets_version(&self) -> u64 {
+        let snapshot = self.signed(&format!("{}.snapshot.json", self.snapshot_version()));
+        snapshot["meta"]["targets.json"]["version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// A new timestamp (version + 1) naming `snapshot` (its version and bytes).
+    fn new_timestamp(
+        &self,
+        snapshot_version: u64,
+        snapshot_bytes: &[u8],
+        edit: impl FnOnce(&mut Value),
+    ) {
+        let mut timestamp = self.timestamp();
+        timestamp["version"] = json!(timestamp["version"].as_u64().unwrap() + 1);
+        timestamp["meta"]["snapshot.json"] = meta(snapshot_version, snapshot_bytes);
+        edit(&mut timestamp);
+        self.write("timestamp.json", &timestamp, &[&self.key("timestamp")]);
+    }
+
+    /// A new snapshot (version + 1) naming `targets`, and a timestamp for it.
+    fn new_snapshot(
+        &self,
+        targets_version: u64,
+        targets_bytes: &[u8],
+        edit: impl FnOnce(&mut Value),
+    ) {
+        let mut snapshot = self.signed(&format!("{}.snapshot.json", self.snapshot_version()));
+        let version = snapshot["version"].as_u64().unwrap() + 1;
+        snapshot["version"] = json!(version);
+        snapshot["meta"]["targets.json"] = meta(targets_version, targets_bytes);
+        edit(&mut snapshot);
+        let bytes = self.write(
+            &format!("{version}.snapshot.json"),
+            &snapshot,
+            &[&self.key("snapshot")],
+        );
+        self.new_timestamp(version, &bytes, |_| {});
+    }
+
+    /// A new targets version made by `edit`, with snapshot and timestamp for it.
+    fn new_targets(&self, edit: impl FnOnce(&mut Value)) {
+        let mut targets = self.signed(&format!("{}.targets.json", self.targets_version()));
+        let version = targets["version"].as_u64().unwrap() + 1;
+        targets["version"] = json!(version);
+        edit(&mut targets);
+        let bytes = self.write(
+            &format!("{version}.targets.json"),
+            &targets,
+            &[&self.key("targets")],
+        );
+        self.new_snapshot(version, &bytes, |_| {});
+    }
+
+    /// Publishes `manifest` (raw JSON, bypassing the publisher's checks) as a release.
+    fn publish_raw_release(&self, manifest: &Value) {
+        let bytes = serde_json::to_vec_pretty(manifest).unwrap();
+        let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+        let (app, version) = (
+            manifest["app"].as_str().unwrap(),
+            manifest["version"].as_str().unwrap(),
+        );
+        let dir = self
+            .repo
+            .join(format!("targets/{app}/stable/any/{version}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{sha}.manifest.json")), &bytes).unwrap();
+        let name = format!("{app}/stable/any/{version}/manifest.json");
+        let entry = json!({
+            "length": bytes.len(),
+            "hashes": {"sha256": sha},
+            "custom": {"app": app, "version": version, "channel": "stable", "platform": "any", "executable": manifest["executable"]},
+        });
+        self.new_targets(|targets| {
+            targets["targets"][name] = entry;
+        });
+    }
+}
+
+fn meta(version: u64, bytes: &[u8]) -> Value {
+    json!({"version": version, "length": bytes.len(), "hashes": {"sha256": format!("{:x}", sha2::Sha256::digest(bytes))}})
+}
+
+fn past() -> Value {
+    json!("2001-01-01T00:00:00Z")
+}
+
+#[test]
+fn a_bad_signature_is_refused() {
+    let scenario = Scenario::new();
+    // Tamper with the signed content without re-signing.
+    let path = scenario.editor().path("timestamp.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered = text.replacen("\"version\": ", "\"version\": 9", 1);
+    assert_ne!(text, tampered);
+    std::fs::write(&path, tampered).unwrap();
+    scenario.assert_refused(
+        "check",
+        "0 valid signature(s) from distinct trusted keys, threshold is 1",
+    );
+}
+
+#[test]
+fn a_signature_by_an_unknown_key_is_refused() {
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let mut timestamp = editor.timestamp();
+    timestamp["version"] = json!(timestamp["version"].as_u64().unwrap() + 1);
+    editor.write(
+        "timestamp.json",
+        &timestamp,
+        &[&SigningKey::generate().unwrap()],
+    );
+    scenario.assert_refused("check", "timestamp metadata");
+    scenario.assert_refused("check", "0 valid signature(s)");
+}
+
+#[test]
+fn duplicate_signatures_by_one_key_do_not_meet_a_threshold_of_two() {
+    // A repository whose timestamp role needs 2 of its 2 keys.
+    let publisher = Publisher::new();
+    let keys = publisher.dir.path().join("keys2");
+    appupdate_ok(&["keys", "generate", "--out", keys.to_str().unwrap()]);
+    appupdate_ok(&[
+        "keys",
+        "generate",
+        "--out",
+        keys.to_str().unwrap(),
+        "--role",
+        "timestamp",
+        "--role",
+        "timestamp",
+    ]);
+    let repo = publisher.dir.path().join("repo2");
+    appupdate_ok(&[
+        "repo",
+        "init",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--threshold",
+        "timestamp=2",
+    ]);
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/1.root.json")).unwrap()).unwrap();
+    assert_eq!(root["signed"]["roles"]["timestamp"]["threshold"], 2);
+    assert_eq!(
+        root["signed"]["roles"]["timestamp"]["keyids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let source = publisher.dir.path().join("src2");
+    std::fs::create_dir_all(source.join("bin")).unwrap();
+    std::fs::write(source.join("bin/app"), APP).unwrap();
+    crate::harness::set_mode(&source.join("bin/app"), 0o755);
+    appupdate_ok(&[
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--app",
+        "sample",
+        "--version",
+        "1.0.0",
+        "--exe",
+        "bin/app",
+        "--platform",
+        "any",
+        source.to_str().unwrap(),
+    ]);
+    let server = Server::start(&repo);
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    appupdate_ok(&[
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        repo.join("metadata/1.root.json").to_str().unwrap(),
+        "--app",
+        "sample",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+
+    // The attacker holds one timestamp key and signs twice with it.
+    let editor = Editor {
+        repo: repo.clone(),
+        keys: KeyDir::new(&keys),
+    };
+    let mut timestamp = editor.timestamp();
+    timestamp["version"] = json!(timestamp["version"].as_u64().unwrap() + 1);
+    let one = editor.keys.role_keys("timestamp").unwrap().remove(0);
+    let bytes = sign_metadata(&timestamp, &[&one]).unwrap();
+    let mut file: Value = serde_json::from_slice(&bytes).unwrap();
+    let signature = file["signatures"][0].clone();
+    file["signatures"].as_array_mut().unwrap().push(signature);
+    std::fs::write(
+        editor.path("timestamp.json"),
+        serde_json::to_vec(&file).unwrap(),
+    )
+    .unwrap();
+    let scenario = Scenario {
+        publisher,
+        _server: server,
+        _home: home,
+        dir,
+    };
+    scenario.assert_refused(
+        "check",
+        "1 valid signature(s) from distinct trusted keys, threshold is 2",
+    );
+}
+
+#[test]
+fn rollback_of_the_timestamp_is_refused() {
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let old = std::fs::read(editor.path("timestamp.json")).unwrap();
+    scenario.publisher.publish(
+        "sample",
+        "3.0.0",
+        &[("bin/app", APP, true), ("three", b"3", false)],
+        &[],
+    );
+    assert_eq!(scenario.check()["available"], "3.0.0");
+    std::fs::write(editor.path("timestamp.json"), old).unwrap();
+    scenario.assert_refused("check", "rollback");
+}
+
+#[test]
+fn rollback_of_the_snapshot_is_refused() {
+    let scenario = Scenario::new();
+    assert_eq!(scenario.check()["available"], "2.0.0");
+    // A validly signed new timestamp naming an older snapshot.
+    let editor = scenario.editor();
+    let old_version = editor.snapshot_version() - 1;
+    let old_bytes = std::fs::read(editor.path(&format!("{old_version}.snapshot.json"))).unwrap();
+    editor.new_timestamp(old_version, &old_bytes, |_| {});
+    scenario.assert_refused("check", "snapshot metadata");
+    scenario.assert_refused("check", &format!("version {old_version}, expected >="));
+}
+
+#[test]
+fn rollback_of_the_targets_is_refused() {
+    let scenario = Scenario::new();
+    assert_eq!(scenario.check()["available"], "2.0.0");
+    // A validly signed new snapshot naming an older targets version.
+    let editor = scenario.editor();
+    let old_version = editor.targets_version() - 1;
+    let old_bytes = std::fs::read(editor.path(&format!("{old_version}.targets.json"))).unwrap();
+    editor.new_snapshot(old_version, &old_bytes, |_| {});
+    scenario.assert_refused(
+        "check",
+        &format!("version {old_version}, expected >= {}", old_version + 1),
+    );
+}
+
+#[test]
+fn freeze_attacks_with_expired_metadata_are_refused() {
+    // Each role expired in turn, validly signed with its own key.
+    for role in ["timestamp", "snapshot", "targets", "root"] {
+        let scenario = Scenario::new();
+        let editor = scenario.editor();
+        match role {
+            "timestamp" => {
+                let version = editor.snapshot_version();
+                let bytes =
+                    std::fs::read(editor.path(&format!("{version}.snapshot.json"))).unwrap();
+                editor.new_timestamp(version, &bytes, |t| t["expires"] = past());
+            }
+            "snapshot" => {
+                let version = editor.targets_version();
+                let bytes = std::fs::read(editor.path(&format!("{version}.targets.json"))).unwrap();
+                editor.new_snapshot(version, &bytes, |s| s["expires"] = past());
+            }
+            "targets" => editor.new_targets(|t| t["expires"] = past()),
+            _ => {
+                let mut root = editor.signed("1.root.json");
+                root["version"] = json!(2);
+                root["expires"] = past();
+                editor.write("2.root.json", &root, &[&editor.key("root")]);
+            }
+        }
+        scenario.assert_refused(
+            "check",
+            &format!("{role} metadata expired at 2001-01-01T00:00:00Z"),
+        );
+    }
+}
+
+#[test]
+fn mix_and_match_of_metadata_from_different_publishes_is_refused() {
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    // The snapshot the timestamp names is replaced by the previous one's content.
+    let current = editor.snapshot_version();
+    let previous = std::fs::read(editor.path(&format!("{}.snapshot.json", current - 1))).unwrap();
+    let good = std::fs::read(editor.path(&format!("{current}.snapshot.json"))).unwrap();
+    std::fs::write(editor.path(&format!("{current}.snapshot.json")), &previous).unwrap();
+    scenario.assert_refused("check", "mismatch");
+    std::fs::write(editor.path(&format!("{current}.snapshot.json")), &good).unwrap();
+    // Likewise targets.
+    let targets = editor.targets_version();
+    let previous = std::fs::read(editor.path(&format!("{}.targets.json", targets - 1))).unwrap();
+    std::fs::write(editor.path(&format!("{targets}.targets.json")), &previous).unwrap();
+    scenario.assert_refused("check", "mismatch");
+}
+
+#[test]
+fn endless_metadata_and_oversized_blobs_are_cut_off() {
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let path = editor.path("timestamp.json");
+    let good = std::fs::read(&path).unwrap();
+    let mut endless = good.clone();
+    endless.extend(std::iter::repeat_n(b' ', 100_000));
+    std::fs::write(&path, &endless).unwrap();
+    scenario.assert_refused("check", "more than 16384 bytes");
+    std::fs::write(&path, &good).unwrap();
+
+    // A blob larger than its signed size: the download stops at the signed size.
+    let two = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    let entry = two["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "two")
+        .unwrap();
+    let hash = entry["blake3"].as_str().unwrap();
+    let blob = scenario
+        .publisher
+        .repo()
+        .join(format!("blobs/{}/{hash}.zst", &hash[..2]));
+    let mut big = std::fs::read(&blob).unwrap();
+    big.extend(std::iter::repeat_n(0u8, 1_000_000));
+    std::fs::write(&blob, big).unwrap();
+    scenario.assert_refused("update", &format!("more than {} bytes", entry["blob_size"]));
+}
+
+#[test]
+fn fast_forward_recovery_after_the_timestamp_key_is_rotated() {
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let legit = std::fs::read(editor.path("timestamp.json")).unwrap();
+    // With the stolen timestamp key, the attacker serves timestamp version 1000.
+    let version = editor.snapshot_version();
+    let bytes = std::fs::read(editor.path(&format!("{version}.snapshot.json"))).unwrap();
+    let mut timestamp = editor.timestamp();
+    timestamp["version"] = json!(1000);
+    timestamp["meta"]["snapshot.json"] = meta(version, &bytes);
+    editor.write("timestamp.json", &timestamp, &[&editor.key("timestamp")]);
+    assert_eq!(
+        scenario.check()["available"],
+        "2.0.0",
+        "a validly signed jump is accepted"
+    );
+
+    // The publisher restores its repository and rotates every key: a new root names them.
+    std::fs::write(editor.path("timestamp.json"), legit).unwrap();
+    let new_keys = scenario.publisher.dir.path().join("new-keys");
+    appupdate_ok(&[
+        "keys",
+        "generate",
+        "--out",
+        new_keys.to_str().unwrap(),
+        "--per-role",
+    ]);
+    appupdate_ok(&[
+        "repo",
+        "rotate",
+        "--repo",
+        scenario.publisher.repo().to_str().unwrap(),
+        "--keys",
+        scenario.publisher.keys().to_str().unwrap(),
+        "--new-keys",
+        new_keys.to_str().unwrap(),
+    ]);
+    let timestamp = editor.timestamp();
+    assert!(timestamp["version"].as_u64().unwrap() < 1000);
+    // The client follows the root chain, forgets the poisoned timestamp and recovers.
+    assert_eq!(scenario.check()["available"], "2.0.0");
+    let trusted: Value = serde_json::from_slice(
+        &std::fs::read(scenario.dir.join("state/metadata/timestamp.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(trusted["signed"]["version"], timestamp["version"]);
+    let report = appupdate_json(&["update", "--dir", scenario.dir.to_str().unwrap()]);
+    assert_eq!(report["to"], "2.0.0");
+}
+
+#[test]
+fn the_root_chain_is_followed_and_a_skipped_version_is_refused() {
+    let scenario = Scenario::new();
+    let publisher = &scenario.publisher;
+    let keys_b = publisher.dir.path().join("keys-b");
+    let keys_c = publisher.dir.path().join("keys-c");
+    appupdate_ok(&["keys", "generate", "--out", keys_b.to_str().unwrap()]);
+    appupdate_ok(&["keys", "generate", "--out", keys_c.to_str().unwrap()]);
+    let repo = publisher.repo();
+    appupdate_ok(&[
+        "repo",
+        "rotate",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        publisher.keys().to_str().unwrap(),
+        "--new-keys",
+        keys_b.to_str().unwrap(),
+    ]);
+    appupdate_ok(&[
+        "repo",
+        "rotate",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys_b.to_str().unwrap(),
+        "--new-keys",
+        keys_c.to_str().unwrap(),
+    ]);
+
+    // Serving root 3 as 2.root.json (skipping 2) is refused: it is not signed by root 1's keys.
+    let two = std::fs::read(repo.join("metadata/2.root.json")).unwrap();
+    std::fs::copy(
+        repo.join("metadata/3.root.json"),
+        repo.join("metadata/2.root.json"),
+    )
+    .unwrap();
+    scenario.assert_refused("check", "root metadata");
+    // Even correctly signed by the old and new keys, a root must have exactly version N+1.
+    let mut wrong: Value = serde_json::from_slice(&two).unwrap();
+    let mut signed = wrong["signed"].take();
+    signed["version"] = json!(3);
+    let old_key = KeyDir::new(publisher.keys()).role_key("root").unwrap();
+    let new_key = KeyDir::new(&keys_b).role_key("root").unwrap();
+    std::fs::write(
+        repo.join("metadata/2.root.json"),
+        sign_metadata(&signed, &[&old_key, &new_key]).unwrap(),
+    )
+    .unwrap();
+    scenario.assert_refused("check", "version 3, expected 2");
+    // Without 2.root.json the client cannot reach the keys that sign the rest.
+    std::fs::remove_file(repo.join("metadata/2.root.json")).unwrap();
+    scenario.assert_refused("check", "valid signature(s)");
+    // A root 2 signed only by the new keys is refused.
+    let mut forged: Value = serde_json::from_slice(&two).unwrap();
+    let signed = forged["signed"].take();
+    let only_new =
+        sign_metadata(&signed, &[&KeyDir::new(&keys_b).role_key("root").unwrap()]).unwrap();
+    std::fs::write(repo.join("metadata/2.root.json"), only_new).unwrap();
+    scenario.assert_refused("check", "root metadata");
+    // The real chain 1 -> 2 -> 3 is followed.
+    std::fs::write(repo.join("metadata/2.root.json"), two).unwrap();
+    assert_eq!(scenario.check()["available"], "2.0.0");
+    let trusted: Value = serde_json::from_slice(
+        &std::fs::read(scenario.dir.join("state/metadata/root.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(trusted["signed"]["version"], 3);
+}
+
+#[test]
+fn path_traversal_in_a_signed_manifest_is_refused() {
+    for evil in [
+        "../evil.txt",
+        "/tmp/evil.txt",
+        "a/../../evil.txt",
+        "C:/evil.txt",
+        "a\\..\\evil.txt",
+        "a/\u{0}/evil.txt",
+        "./evil.txt",
+    ] {
+        let scenario = Scenario::new();
+        let two = scenario
+            .publisher
+            .manifest("sample/stable/any/2.0.0/manifest.json");
+        let mut manifest = two.clone();
+        manifest["version"] = json!("3.0.0");
+        manifest["files"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|f| f["path"] == "two")
+            .unwrap()["path"] = json!(evil);
+        scenario.editor().publish_raw_release(&manifest);
+        scenario.assert_refused("update", "relative path");
+        assert!(!scenario.dir.parent().unwrap().join("evil.txt").exists());
+        assert!(!Path::new("/tmp/evil.txt").exists() || evil != "/tmp/evil.txt");
+    }
+}
+
+#[test]
+fn a_decompression_bomb_stops_at_the_declared_size() {
+    let scenario = Scenario::new();
+    // A real blob of 4 MiB of zeros (a few hundred bytes compressed), declared as 1,000 bytes.
+    let zeros = vec![0u8; 4 << 20];
+    let report = scenario.publisher.publish(
+        "bomb",
+        "1.0.0",
+        &[("bin/app", APP, true), ("zeros", &zeros, false)],
+        &[],
+    );
+    let bomb = scenario
+        .publisher
+        .manifest(report["target"].as_str().unwrap());
+    let zero_entry = bomb["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "zeros")
+        .unwrap()
+        .clone();
+    let mut manifest = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    manifest["version"] = json!("3.0.0");
+    let mut entry = zero_entry;
+    entry["path"] = json!("zeros");
+    entry["size"] = json!(1000);
+    manifest["files"].as_array_mut().unwrap().push(entry);
+    scenario.editor().publish_raw_release(&manifest);
+    scenario.assert_refused(
+        "update",
+        "decompressed size mismatch: expected 1000, got more than 1000",
+    );
+}
