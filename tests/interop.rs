@@ -81,6 +81,45 @@ fn tuf_client_reads_a_python_tuf_repository() {
             "{kept}"
         );
     }
+    // Downloading again fetches no target: the files already there match their hashes.
+    let before = server.requests().len();
+    let again = client(&[
+        "--metadata-url",
+        &metadata_url,
+        "--target-name",
+        "files/hello.txt",
+        "--target-base-url",
+        &targets_url,
+        "--target-dir",
+        target_dir.to_str().unwrap(),
+        "download",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let fetched: Vec<String> = server.requests()[before..]
+        .iter()
+        .filter(|l| l.contains("/targets/"))
+        .cloned()
+        .collect();
+    assert!(fetched.is_empty(), "{fetched:?}");
+    // A tampered local copy is replaced under the same name.
+    std::fs::write(target_dir.join("files%2Fhello.txt"), b"tampered").unwrap();
+    let again = client(&[
+        "--metadata-url",
+        &metadata_url,
+        "--target-name",
+        "files/hello.txt",
+        "--target-base-url",
+        &targets_url,
+        "--target-dir",
+        target_dir.to_str().unwrap(),
+        "download",
+    ]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(
+        sha256_hex(&std::fs::read(target_dir.join("files%2Fhello.txt")).unwrap()),
+        expected["files/hello.txt"]
+    );
+
     // A target not in the metadata fails with exit code exactly 1.
     let missing = client(&[
         "--metadata-url",

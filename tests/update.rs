@@ -689,3 +689,43 @@ fn a_release_can_ship_a_new_launcher_and_old_versions_are_pruned() {
     assert!(!dir.join("versions/1.0.0").exists());
     assert!(!dir.join("state/manifests/1.0.0.json").exists());
 }
+
+#[test]
+fn repo_refresh_re_signs_snapshot_and_timestamp_for_clients() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    let timestamp = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let before = timestamp(&publisher.repo().join("metadata/timestamp.json"));
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    appupdate_ok(&[
+        "repo",
+        "refresh",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+    let after = timestamp(&publisher.repo().join("metadata/timestamp.json"));
+    assert_eq!(
+        after["signed"]["version"].as_u64().unwrap(),
+        before["signed"]["version"].as_u64().unwrap() + 1
+    );
+    assert!(
+        after["signed"]["meta"]["snapshot.json"]["version"].as_u64()
+            > before["signed"]["meta"]["snapshot.json"]["version"].as_u64()
+    );
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["available"], serde_json::Value::Null);
+    let trusted = timestamp(&dir.join("state/metadata/timestamp.json"));
+    assert_eq!(
+        trusted["signed"]["version"], after["signed"]["version"],
+        "the client took the re-signed timestamp"
+    );
+}
