@@ -8,6 +8,7 @@
 )]
 
 mod attacks;
+mod crash;
 mod harness;
 mod interop;
 mod launcher;

@@ -180,12 +180,15 @@ pub struct InstallArgs {
     pub json: bool,
 }
 
-/// `--dir DIR [--json]`
+/// `--dir DIR [--json] [--lock-timeout SECS]`
 #[derive(Debug, Args)]
 pub struct DirArgs {
     /// Install folder.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Seconds to wait for another updater working on the same install.
+    #[arg(long, default_value_t = 30)]
+    pub lock_timeout: u64,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -200,6 +203,9 @@ pub struct RollbackArgs {
     /// Version to switch to (default: the previous one).
     #[arg(long)]
     pub to: Option<String>,
+    /// Seconds to wait for another updater working on the same install.
+    #[arg(long, default_value_t = 30)]
+    pub lock_timeout: u64,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -141,7 +141,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check(args) => {
-            let updater = Updater::open(&args.dir)?;
+            let updater = open(&args.dir, args.lock_timeout)?;
             let check = updater.check()?;
             let available = check.available.as_ref().map(|r| r.version().clone());
             if args.json {
@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Update(args) => {
-            let updater = Updater::open(&args.dir)?;
+            let updater = open(&args.dir, args.lock_timeout)?;
             let report = updater.update()?;
             if args.json {
                 print_json(&report)?;
@@ -205,7 +205,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .map(VersionName::parse)
                 .transpose()
                 .context("--to")?;
-            let (from, to) = Updater::open(&args.dir)?.rollback(to.as_ref())?;
+            let (from, to) = open(&args.dir, args.lock_timeout)?.rollback(to.as_ref())?;
             if args.json {
                 print_json(&serde_json::json!({ "from": from, "to": to }))?;
             } else {
@@ -215,6 +215,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args.dir)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
+    let mut updater = Updater::open(dir)?;
+    updater.set_lock_wait(std::time::Duration::from_secs(lock_timeout));
+    Ok(updater)
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

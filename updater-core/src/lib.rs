@@ -29,6 +29,7 @@ pub mod blob;
 pub mod download;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod lock;
 pub mod manifest;
 pub mod poller;

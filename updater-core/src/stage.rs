@@ -215,6 +215,7 @@ impl Stager<'_> {
                 set_read_only(&dest, entry.executable)?;
                 report.files_downloaded += 1;
             }
+            crate::fault::step(&format!("stage-file-{}", index + 1));
             if let Some(events) = self.events
                 && (index + 1 == total || index % 64 == 0)
             {
@@ -229,8 +230,10 @@ impl Stager<'_> {
         for folder in folders.iter().rev() {
             fsutil::sync_dir(folder)?;
         }
+        crate::fault::step("staged");
         // Step 4.
         let stats = verify_tree(&staging, manifest)?;
+        crate::fault::step("verified");
         Ok((staging, report, stats))
     }
 

@@ -25,6 +25,7 @@ pub fn commit_version(
     record: &InstalledRecord,
 ) -> Result<()> {
     record.save(install)?;
+    crate::fault::step("recorded");
     let target = install.version_dir(&record.manifest.version);
     if target.exists() {
         // Only a version that is neither current nor previous gets here (checked by the
@@ -33,6 +34,7 @@ pub fn commit_version(
     }
     fsutil::rename(staging, &target)?;
     fsutil::sync_dir(&install.versions_dir())?;
+    crate::fault::step("renamed");
     Ok(())
 }
 
@@ -43,13 +45,16 @@ pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionNam
             install,
             &launcher.join_to(&install.version_dir(&manifest.version)),
         )?;
+        crate::fault::step("launcher");
     }
     let config_path = install.config_path();
     let mut config = LauncherConfig::load(&config_path)?;
     let old = config.current.clone();
     Probation::start(manifest.version.clone()).save(&install.probation_path())?;
+    crate::fault::step("probation");
     config.switch_to(manifest.version.clone(), manifest.executable.clone());
     config.save(&config_path)?;
+    crate::fault::step("switched");
     Ok(old)
 }
 
@@ -204,8 +209,16 @@ pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
             }
         }
     }
-    remove_temp_files(install.root())?;
-    remove_temp_files(&install.state_dir())?;
+    // Every folder the updater and launcher write into with `write_atomic`.
+    for folder in [
+        install.root().to_path_buf(),
+        install.state_dir(),
+        install.metadata_dir(),
+        install.manifests_dir(),
+        install.versions_dir(),
+    ] {
+        remove_temp_files(&folder)?;
+    }
     fsutil::remove_dir_all_if_exists(&install.cache_dir())?;
     Ok(removed)
 }

@@ -280,6 +280,7 @@ impl Updater {
             &self.retry,
             release,
         )?;
+        crate::fault::step("manifest");
         let staged = stage_version(
             &self.install,
             &self.settings,
@@ -314,6 +315,7 @@ impl Updater {
         }
         let from = switch::switch_to(&self.install, &staged.manifest)?;
         let removed = switch::prune(&self.install, self.settings.keep)?;
+        crate::fault::step("pruned");
         let report = UpdateReport {
             from: from.clone(),
             to: Some(staged.manifest.version.clone()),
@@ -351,6 +353,7 @@ impl Updater {
                 &self.retry,
                 Some(&config.current),
             )?;
+            crate::fault::step("refreshed");
             let check = Check {
                 current: config.current,
                 available,
@@ -358,6 +361,8 @@ impl Updater {
             };
             let Some(release) = check.available else {
                 trusted.commit()?;
+                // Nothing to do: clear what an interrupted run may have left behind.
+                switch::prune(&self.install, self.settings.keep)?;
                 self.history(
                     "check",
                     &[("current", check.current.as_str()), ("available", "none")],
@@ -378,6 +383,7 @@ impl Updater {
             let staged = self.download_locked(&release)?;
             let report = self.apply_locked(staged)?;
             trusted.commit()?;
+            crate::fault::step("committed");
             Ok(report)
         })();
         if let Err(err) = &result {

@@ -1,0 +1,455 @@
+//! Never broken: kill `appupdate update` at every step boundary and at many random instants,
+//! and check each time that the install still launches a complete version and that the next
+//! update finishes the job and leaves nothing behind. Also: the single-writer lock.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    DEADLINE, Publisher, Server, appupdate, appupdate_ok, bin, run, temp_dir, text,
+    wait_with_deadline,
+};
+
+type Release = BTreeMap<String, (Vec<u8>, bool)>;
+
+/// Version 1 and 2 of an app with enough files for an update to take a while; 2.0.0 changes,
+/// removes and adds files, and ships a launcher (so every step exists).
+fn releases() -> (Release, Release) {
+    let mut v1 = Release::new();
+    // With HOLD set, the app keeps running while that file exists.
+    let app = b"#!/bin/sh\nif [ -n \"$HOLD\" ]; then while [ -e \"$HOLD\" ]; do sleep 0.02; done; fi\necho \"app $APPSTART_VERSION\"\n";
+    v1.insert("bin/app".into(), (app.to_vec(), true));
+    for i in 0..24 {
+        v1.insert(format!("data/file{i:02}.bin"), (content(i, 24_000), false));
+    }
+    let mut v2 = v1.clone();
+    for i in (0..24).step_by(2) {
+        v2.insert(
+            format!("data/file{i:02}.bin"),
+            (content(100 + i, 24_000), false),
+        );
+    }
+    v2.remove("data/file23.bin");
+    v2.insert("new/extra.bin".into(), (content(999, 30_000), false));
+    let mut launcher = std::fs::read(bin("appstart")).unwrap();
+    launcher.extend_from_slice(b"\nshipped with 2.0.0\n");
+    v2.insert("bin/appstart".into(), (launcher, true));
+    (v1, v2)
+}
+
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn publish(publisher: &Publisher, version: &str, files: &Release, extra: &[&str]) {
+    let borrowed: Vec<(&str, &[u8], bool)> = files
+        .iter()
+        .map(|(p, (c, e))| (p.as_str(), c.as_slice(), *e))
+        .collect();
+    publisher.publish("crash", version, &borrowed, extra);
+}
+
+/// An installed 1.0.0 (kept pristine) with 2.0.0 published, and a way to get fresh copies.
+struct Bench {
+    publisher: Publisher,
+    server: Server,
+    home: tempfile::TempDir,
+    v1: Release,
+    v2: Release,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let (v1, v2) = releases();
+        let publisher = Publisher::new();
+        publish(&publisher, "1.0.0", &v1, &[]);
+        let server = Server::start(&publisher.repo());
+        let home = temp_dir();
+        let pristine = home.path().join("pristine");
+        let root = publisher.root_json();
+        appupdate_ok(&[
+            "install",
+            "--url",
+            &server.url,
+            "--trusted-root",
+            root.to_str().unwrap(),
+            "--app",
+            "crash",
+            "--dir",
+            pristine.to_str().unwrap(),
+        ]);
+        publish(&publisher, "2.0.0", &v2, &["--launcher", "bin/appstart"]);
+        Bench {
+            publisher,
+            server,
+            home,
+            v1,
+            v2,
+        }
+    }
+
+    /// A fresh copy of the pristine 1.0.0 install.
+    fn fresh(&self, name: &str) -> PathBuf {
+        let dir = self.home.path().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(self.home.path().join("pristine"))
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir
+    }
+
+    /// The install launches a complete version, old or new, and `appstart.toml` parses.
+    fn assert_launchable(&self, dir: &Path, context: &str) -> String {
+        let config = appstart_layout::LauncherConfig::load(&dir.join("appstart.toml"))
+            .unwrap_or_else(|e| panic!("{context}: appstart.toml does not parse: {e}"));
+        let current = config.current.to_string();
+        let expected = match current.as_str() {
+            "1.0.0" => &self.v1,
+            "2.0.0" => &self.v2,
+            other => panic!("{context}: unexpected current version {other}"),
+        };
+        assert_tree(&dir.join("versions").join(&current), expected, context);
+        let output = run(&mut Command::new(dir.join("appstart")));
+        assert!(
+            output.status.success(),
+            "{context}: appstart failed: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            text(&output.stdout),
+            format!("app {current}\n"),
+            "{context}"
+        );
+        current
+    }
+
+    /// After a clean update: 2.0.0 is current and complete, nothing is left behind.
+    fn assert_finished(&self, dir: &Path, context: &str) {
+        let output = appupdate(&["update", "--dir", dir.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{context}: the next update failed: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            self.assert_launchable(dir, context),
+            "2.0.0",
+            "{context}: the update did not finish"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("appstart")).unwrap(),
+            self.v2["bin/appstart"].0,
+            "{context}: the launcher shipped with 2.0.0 is in place"
+        );
+        assert_eq!(leftovers(dir), Vec::<String>::new(), "{context}: leftovers");
+    }
+}
+
+/// The folder holds exactly `expected` (content and executable bit).
+fn assert_tree(dir: &Path, expected: &Release, context: &str) {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("{context}: {}: {e}", folder.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let exec = std::fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0;
+                found.insert(relative, (std::fs::read(&path).unwrap(), exec));
+            }
+        }
+    }
+    assert!(
+        found == *expected,
+        "{context}: {} does not match its release ({} files, expected {})",
+        dir.display(),
+        found.len(),
+        expected.len()
+    );
+}
+
+/// Staging folders, partial downloads, caches and temporary files anywhere in the install.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(".staging-")
+                || name.starts_with(".appstart-tmp-")
+                || name.ends_with(".partial")
+                || name == "cache"
+            {
+                out.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            } else if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+const STEPS: &[&str] = &[
+    "refreshed",
+    "manifest",
+    "stage-file-1",
+    "stage-file-7",
+    "stage-file-20",
+    "stage-file-26",
+    "staged",
+    "verified",
+    "recorded",
+    "renamed",
+    "launcher",
+    "probation",
+    "switched",
+    "pruned",
+    "committed",
+];
+
+#[test]
+fn a_kill_at_every_step_leaves_a_launchable_install_that_the_next_update_finishes() {
+    let bench = Bench::new();
+    assert_eq!(bench.v2.len(), 26, "stage-file-26 is the last file");
+    for step in STEPS {
+        let dir = bench.fresh(&format!("step-{step}"));
+        let output = run(Command::new(bin("appupdate"))
+            .args(["update", "--dir", dir.to_str().unwrap()])
+            .env("APPSTART_FAULT_KILL_AT", step));
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "step {step} was not reached: {}",
+            text(&output.stderr)
+        );
+        let current = bench.assert_launchable(&dir, &format!("killed at {step}"));
+        let expected = if ["switched", "pruned", "committed"].contains(step) {
+            "2.0.0"
+        } else {
+            "1.0.0"
+        };
+        assert_eq!(current, expected, "killed at {step}");
+        bench.assert_finished(&dir, &format!("after the kill at {step}"));
+    }
+}
+
+#[test]
+fn kills_at_random_instants_never_break_the_install() {
+    let bench = Bench::new();
+    // How long a whole update takes here, to spread the kills over it.
+    let dir = bench.fresh("timing");
+    let start = Instant::now();
+    appupdate_ok(&["update", "--dir", dir.to_str().unwrap()]);
+    let full = start.elapsed();
+    let seed: u64 = std::env::var("APPSTART_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!(
+        "crash test seed: {seed} (rerun with APPSTART_CRASH_SEED={seed}); full update: {full:?}"
+    );
+    let mut state = seed | 1;
+    let mut landed = 0;
+    let rounds: u32 = std::env::var("APPSTART_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    for round in 0..rounds {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = full.mul_f64((state % 1000) as f64 / 1000.0 * 1.1);
+        let dir = bench.fresh("random");
+        let mut child = Command::new(bin("appupdate"))
+            .args(["update", "--dir", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            landed += 1;
+        }
+        wait_with_deadline(&mut child, DEADLINE);
+        let context = format!("seed {seed}, round {round}, kill after {delay:?}");
+        bench.assert_launchable(&dir, &context);
+        bench.assert_finished(&dir, &context);
+    }
+    println!("random kills: {landed} of {rounds} landed mid-update; 0 broken installs");
+    assert!(
+        landed >= rounds / 2,
+        "too few kills landed mid-update ({landed} of {rounds}); seed {seed}"
+    );
+    drop(bench.server);
+    drop(bench.publisher);
+}
+
+#[test]
+fn a_second_updater_waits_for_the_lock_or_names_its_holder() {
+    let bench = Bench::new();
+    let dir = bench.fresh("lock");
+    // Hold the lock as another updater would.
+    let lock_path = dir.join("state/lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    file.lock().unwrap();
+    std::fs::write(&lock_path, "pid 4242 (update) since now").unwrap();
+    for command in [
+        &[
+            "update",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--lock-timeout",
+            "1",
+        ][..],
+        &[
+            "rollback",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--to",
+            "1.0.0",
+            "--lock-timeout",
+            "1",
+        ][..],
+    ] {
+        let output = appupdate(command);
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("state/lock is held by another updater (pid 4242 (update)"),
+            "{stderr}"
+        );
+    }
+    drop(file);
+
+    // Two updates started at once: one waits for the other; both end well.
+    let spawn = || {
+        Command::new(bin("appupdate"))
+            .args(["update", "--dir", dir.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        text(&a.stderr),
+        text(&b.stderr)
+    );
+    let reports: Vec<serde_json::Value> = [a, b]
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).unwrap())
+        .collect();
+    let switched = reports.iter().filter(|r| r["to"] == "2.0.0").count();
+    let idle = reports
+        .iter()
+        .filter(|r| r["to"].is_null() && r["from"] == "2.0.0")
+        .count();
+    assert_eq!((switched, idle), (1, 1), "{reports:?}");
+    bench.assert_finished(&dir, "after two concurrent updates");
+
+    // A lock left by a killed updater does not block the next one.
+    let dir = bench.fresh("killed-holder");
+    let output = run(Command::new(bin("appupdate"))
+        .args(["update", "--dir", dir.to_str().unwrap()])
+        .env("APPSTART_FAULT_KILL_AT", "staged"));
+    assert_eq!(output.status.signal(), Some(9));
+    let start = Instant::now();
+    appupdate_ok(&[
+        "update",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--lock-timeout",
+        "0",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn an_update_while_the_app_runs_leaves_the_running_version_alone() {
+    let bench = Bench::new();
+    let dir = bench.fresh("running");
+    let hold = dir.join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut child = Command::new(dir.join("appstart"))
+        .env("HOLD", &hold)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(dir.join("state/history.log"))
+        .unwrap_or_default()
+        .contains("launch version=1.0.0")
+    {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let running = crate::harness::tree_snapshot(&dir.join("versions/1.0.0"));
+    appupdate_ok(&["update", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the app is still running"
+    );
+    assert_eq!(
+        crate::harness::tree_snapshot(&dir.join("versions/1.0.0")),
+        running,
+        "the running version's folder is untouched"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    wait_with_deadline(&mut child, DEADLINE);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        text(&output.stdout),
+        "app 1.0.0\n",
+        "the running app finished as 1.0.0"
+    );
+    let output = run(&mut Command::new(dir.join("appstart")));
+    assert_eq!(
+        text(&output.stdout),
+        "app 2.0.0\n",
+        "the next launch runs the new version"
+    );
+}
