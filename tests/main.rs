@@ -9,6 +9,7 @@
 
 mod attacks;
 mod crash;
+mod faults;
 mod harness;
 mod interop;
 mod launcher;

@@ -26,8 +26,8 @@ pub const LAUNCHER_FAILURE: u8 = 127;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The launcher's own location could not be found.
-    #[error("cannot find the launcher's own path: {0}")]
-    OwnPath(std::io::Error),
+    #[error("cannot find the launcher's own path")]
+    OwnPath(#[source] std::io::Error),
     /// Reading or writing an install file failed (names the file, line and column).
     #[error(transparent)]
     Layout(#[from] appstart_layout::Error),
@@ -44,7 +44,7 @@ pub enum LaunchError {
         reason: &'static str,
     },
     /// Starting the child failed.
-    #[error("cannot start {path}: {source}")]
+    #[error("cannot start {path}")]
     Spawn {
         /// The executable.
         path: PathBuf,

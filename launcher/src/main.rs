@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match launch::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("appstart: error: {err}");
+            eprintln!("appstart: error: {}", appstart_layout::error::chain(&err));
             ExitCode::from(launch::LAUNCHER_FAILURE)
         }
     }

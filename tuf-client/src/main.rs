@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use updater_core::download::{RetryPolicy, fetch_bytes};
+use updater_core::error::chain;
 use updater_core::transport::{HttpTimeouts, Transport, for_url};
 use updater_core::tuf::client::{Fetch, Limits, TrustedMetadata, check_target, quote};
 
@@ -91,7 +92,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 &bytes,
                 &trusted_root_file.display().to_string(),
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| chain(&e))
         }
         Command::Refresh => {
             let url = required(&cli.metadata_url, "--metadata-url")?;
@@ -144,15 +145,15 @@ fn retry_policy() -> RetryPolicy {
 }
 
 fn transport(url: &str) -> Result<Box<dyn Transport>, String> {
-    for_url(url, HttpTimeouts::default()).map_err(|e| e.to_string())
+    for_url(url, HttpTimeouts::default()).map_err(|e| chain(&e))
 }
 
 fn refresh(dir: &Path, url: &str, transport: &dyn Transport) -> Result<TrustedMetadata, String> {
-    let mut trusted = TrustedMetadata::load(dir, Limits::default()).map_err(|e| e.to_string())?;
+    let mut trusted = TrustedMetadata::load(dir, Limits::default()).map_err(|e| chain(&e))?;
     trusted.set_strict_order(true);
     trusted
         .refresh(transport, url, &retry_policy())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     Ok(trusted)
 }
 
@@ -166,10 +167,10 @@ fn download(
 ) -> Result<(), String> {
     let target = trusted
         .target(fetch, name)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| chain(&e))?
         .ok_or_else(|| format!("target {name} is not in the trusted targets metadata"))?;
     // Delegated roles verified during the search become trusted.
-    trusted.commit().map_err(|e| e.to_string())?;
+    trusted.commit().map_err(|e| chain(&e))?;
     let path = dir.join(quote(name));
     if let Ok(bytes) = std::fs::read(&path)
         && check_target(&target, &bytes, name).is_ok()
@@ -177,9 +178,8 @@ fn download(
         return Ok(());
     }
     let url = trusted.target_url(base, name, &target);
-    let bytes =
-        fetch_bytes(transport, &url, target.length, fetch.retry).map_err(|e| e.to_string())?;
-    check_target(&target, &bytes, &url).map_err(|e| e.to_string())?;
+    let bytes = fetch_bytes(transport, &url, target.length, fetch.retry).map_err(|e| chain(&e))?;
+    check_target(&target, &bytes, &url).map_err(|e| chain(&e))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    updater_core::fsutil::write_atomic(&path, &bytes).map_err(|e| e.to_string())
+    updater_core::fsutil::write_atomic(&path, &bytes).map_err(|e| chain(&e))
 }

@@ -67,7 +67,13 @@ pub fn decompress_verified(blob: &Path, dest: &Path, entry: &FileEntry) -> Resul
         let decoder = zstd::stream::read::Decoder::new(input)
             .map_err(|e| Error::io("starting decompression of", blob, e))?;
         let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
-        copy_verified(decoder, &mut output, entry, &blob.display().to_string())?;
+        copy_verified(
+            decoder,
+            &mut output,
+            entry,
+            &blob.display().to_string(),
+            dest,
+        )?;
         output.sync_all().map_err(|e| Error::io("syncing", dest, e))
     })();
     if result.is_err() {
@@ -76,13 +82,14 @@ pub fn decompress_verified(blob: &Path, dest: &Path, entry: &FileEntry) -> Resul
     result
 }
 
-/// Copies `input` to `output`, refusing more than `entry.size` bytes and checking the size
-/// and BLAKE3 at the end. `what` names the source in errors.
+/// Copies `input` to `output` (the file `dest`), refusing more than `entry.size` bytes and
+/// checking the size and BLAKE3 at the end. `what` names the source in errors.
 pub fn copy_verified(
     input: impl Read,
     output: &mut impl Write,
     entry: &FileEntry,
     what: &str,
+    dest: &Path,
 ) -> Result<()> {
     let mut limited = input.take(entry.size + 1);
     let mut hasher = blake3::Hasher::new();
@@ -112,7 +119,7 @@ pub fn copy_verified(
         hasher.update(&buffer[..n]);
         output
             .write_all(&buffer[..n])
-            .map_err(|e| Error::io("writing", entry.path.as_str(), e))?;
+            .map_err(|e| Error::io("writing", dest, e))?;
     }
     if written != entry.size {
         return Err(Error::Mismatch {
@@ -179,7 +186,8 @@ mod tests {
         let data = b"hello";
         let mut entry = entry_for(data, 0);
         entry.blake3 = blake3::hash(b"other").to_hex().to_string();
-        let err = copy_verified(&data[..], &mut Vec::new(), &entry, "x").unwrap_err();
+        let err =
+            copy_verified(&data[..], &mut Vec::new(), &entry, "x", Path::new("out")).unwrap_err();
         assert!(err.to_string().contains("blake3 mismatch"), "{err}");
     }
 }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub use appstart_layout::error::chain;
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -15,7 +17,7 @@ pub enum Error {
     Layout(#[from] appstart_layout::Error),
 
     /// An I/O operation failed on `path`.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What we were doing.
         action: &'static str,

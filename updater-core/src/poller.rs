@@ -79,7 +79,9 @@ impl Poller {
                         Err(Error::Locked { .. }) => {
                             log::info!("another updater is working; skipping this round")
                         }
-                        Err(err) => log::warn!("background update failed: {err}"),
+                        Err(err) => {
+                            log::warn!("background update failed: {}", crate::error::chain(&err))
+                        }
                     }
                     let extra = options
                         .interval

@@ -330,7 +330,13 @@ fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -
 fn copy_file_verified(source: &Path, dest: &Path, entry: &FileEntry) -> Result<()> {
     let input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
     let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
-    blob::copy_verified(input, &mut output, entry, &source.display().to_string())?;
+    blob::copy_verified(
+        input,
+        &mut output,
+        entry,
+        &source.display().to_string(),
+        dest,
+    )?;
     output.sync_all().map_err(|e| Error::io("syncing", dest, e))
 }
 

@@ -61,16 +61,18 @@ pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionNam
 /// Replaces `DIR/appstart` with `source`: copy beside it, `fsync`, rename over, `fsync`.
 pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
     let target = install.launcher_path();
-    let bytes = fsutil::read(source)?;
     let temp = install.root().join(fsutil::temp_name("appstart"));
     let result = (|| {
-        fsutil::write_atomic(&temp, &bytes)?;
+        std::fs::copy(source, &temp).map_err(|e| Error::io("copying the launcher to", &temp, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| Error::io("setting permissions of", &temp, e))?;
         }
+        std::fs::File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("syncing", &temp, e))?;
         fsutil::rename(&temp, &target)?;
         fsutil::sync_dir(install.root())?;
         Ok(())

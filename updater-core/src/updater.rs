@@ -406,7 +406,7 @@ impl Updater {
     }
 
     fn failed(&self, what: &str, err: &Error) {
-        let message = err.to_string();
+        let message = crate::error::chain(err);
         self.history("failed", &[("operation", what), ("error", &message)]);
         self.emit(Event::Failed { message });
     }
