@@ -453,3 +453,89 @@ fn an_update_while_the_app_runs_leaves_the_running_version_alone() {
         "the next launch runs the new version"
     );
 }
+
+#[test]
+fn clients_updating_during_publishes_always_see_a_complete_release() {
+    let publisher = Publisher::new();
+    let app = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
+    let release = |n: u64| -> Release {
+        let mut files = Release::new();
+        files.insert("bin/app".into(), (app.to_vec(), true));
+        for i in 0..6 {
+            files.insert(
+                format!("data/{i}.bin"),
+                (content(n * 100 + i, 20_000), false),
+            );
+        }
+        files
+    };
+    publish(&publisher, "1.0.0", &release(1), &[]);
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let root = publisher.root_json();
+    let clients: Vec<PathBuf> = (0..3)
+        .map(|i| home.path().join(format!("client{i}")))
+        .collect();
+    for dir in &clients {
+        appupdate_ok(&[
+            "install",
+            "--url",
+            &server.url,
+            "--trusted-root",
+            root.to_str().unwrap(),
+            "--app",
+            "crash",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+    }
+    // Clients update in a loop on their own threads while 2.0.0 ... 7.0.0 are published.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = clients
+        .iter()
+        .cloned()
+        .map(|dir| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut updates = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let output = appupdate(&["update", "--dir", dir.to_str().unwrap(), "--json"]);
+                    assert!(
+                        output.status.success(),
+                        "{}: {}",
+                        dir.display(),
+                        text(&output.stderr)
+                    );
+                    updates += 1;
+                }
+                updates
+            })
+        })
+        .collect();
+    for n in 2..=7 {
+        publish(&publisher, &format!("{n}.0.0"), &release(n), &[]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for worker in workers {
+        assert!(worker.join().unwrap() > 0);
+    }
+    for dir in &clients {
+        appupdate_ok(&["update", "--dir", dir.to_str().unwrap()]);
+        let config = appstart_layout::LauncherConfig::load(&dir.join("appstart.toml")).unwrap();
+        assert_eq!(config.current.as_str(), "7.0.0");
+        for version in
+            crate::harness::appupdate_json(&["status", "--dir", dir.to_str().unwrap()])["installed"]
+                .as_array()
+                .unwrap()
+        {
+            let version = version.as_str().unwrap();
+            let n: u64 = version.split('.').next().unwrap().parse().unwrap();
+            assert_tree(
+                &dir.join("versions").join(version),
+                &release(n),
+                &format!("{} {version}", dir.display()),
+            );
+        }
+    }
+}
