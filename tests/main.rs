@@ -9,6 +9,7 @@
 
 mod attacks;
 mod crash;
+mod deltas;
 mod faults;
 mod harness;
 mod interop;

@@ -132,6 +132,9 @@ pub struct PublishArgs {
     /// zstd compression level for new blobs (1-22).
     #[arg(long, default_value_t = 12)]
     pub level: i32,
+    /// Compute deltas against this many previous releases (0 disables deltas).
+    #[arg(long, default_value_t = 3)]
+    pub delta_depth: usize,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,

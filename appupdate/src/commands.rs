@@ -86,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .context("--launcher")?,
                 source: args.source_dir,
                 level: args.level,
+                delta_depth: args.delta_depth,
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -99,11 +100,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     "new_blobs": report.new_blobs,
                     "new_blob_bytes": report.new_blob_bytes,
                     "targets_version": report.targets_version,
+                    "deltas": report.deltas,
                 }))?;
             } else {
                 println!(
-                    "published {} ({} files, {} new blobs, {} bytes)",
-                    report.target_name, report.files, report.new_blobs, report.new_blob_bytes
+                    "published {} ({} files, {} new blobs, {} bytes, {} deltas)",
+                    report.target_name,
+                    report.files,
+                    report.new_blobs,
+                    report.new_blob_bytes,
+                    report.deltas
                 );
             }
         }

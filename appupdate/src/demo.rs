@@ -191,6 +191,7 @@ fn publish(
             launcher: None,
             source,
             level: 3,
+            delta_depth: 3,
         },
     )?;
     println!(

@@ -226,6 +226,7 @@ fn publish(
             launcher: None,
             source: source.to_path_buf(),
             level: 3,
+            delta_depth: 3,
         },
     )?)
 }

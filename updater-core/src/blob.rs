@@ -153,6 +153,7 @@ mod tests {
             executable: false,
             blake3: blake3::hash(data).to_hex().to_string(),
             blob_size,
+            deltas: Vec::new(),
         }
     }
 

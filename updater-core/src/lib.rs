@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod delta;
 pub mod download;
 pub mod error;
 pub mod events;
@@ -48,4 +49,4 @@ pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName,
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
-pub use updater::{Check, InstallOptions, Staged, Status, UpdateReport, Updater, install};
+pub use updater::{Check, InstallOptions, Plan, Staged, Status, UpdateReport, Updater, install};

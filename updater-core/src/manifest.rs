@@ -58,6 +58,23 @@ pub struct FileEntry {
     pub blake3: String,
     /// Size of its compressed blob in the repository.
     pub blob_size: u64,
+    /// Deltas that rebuild this file from an older one, each smaller than the blob.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DeltaEntry>,
+}
+
+/// A delta from an older file (identified by its BLAKE3) to this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaEntry {
+    /// BLAKE3 of the file the delta applies to.
+    pub base: String,
+    /// Size of that file.
+    pub base_size: u64,
+    /// Encoding.
+    pub algorithm: crate::delta::Algorithm,
+    /// Size of the delta in the repository.
+    pub size: u64,
 }
 
 impl Manifest {
@@ -100,6 +117,12 @@ impl Manifest {
             if !is_blake3_hex(&file.blake3) {
                 return invalid(format!(
                     "files[{}].blake3: not 64 lowercase hex digits",
+                    file.path
+                ));
+            }
+            if file.deltas.iter().any(|d| !is_blake3_hex(&d.base)) {
+                return invalid(format!(
+                    "files[{}].deltas: a base is not 64 lowercase hex digits",
                     file.path
                 ));
             }

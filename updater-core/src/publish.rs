@@ -82,6 +82,8 @@ pub struct PublishRequest {
     pub source: PathBuf,
     /// zstd level for new blobs.
     pub level: i32,
+    /// Compute deltas against this many previous releases (0: none).
+    pub delta_depth: usize,
 }
 
 /// What a publish did.
@@ -97,6 +99,8 @@ pub struct PublishReport {
     pub new_blob_bytes: u64,
     /// The new targets version.
     pub targets_version: u64,
+    /// Deltas computed and stored.
+    pub deltas: usize,
 }
 
 /// A repository folder on the publisher's disk.
@@ -200,6 +204,7 @@ impl Repository {
             }
             entries.push(entry);
         }
+        let deltas = self.add_deltas(&targets, request, &mut entries)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             app: request.app.clone(),
@@ -257,7 +262,116 @@ impl Repository {
             new_blobs,
             new_blob_bytes,
             targets_version: targets.version,
+            deltas,
         })
+    }
+
+    /// Computes deltas for the files of a new release that the last `delta_depth` releases of
+    /// the same app, channel and platform do not have, against the file at the same path in
+    /// each of them. Keeps a delta only when it is smaller than the file's blob. Returns how
+    /// many were stored.
+    fn add_deltas(
+        &self,
+        targets: &Targets,
+        request: &PublishRequest,
+        entries: &mut [FileEntry],
+    ) -> Result<usize> {
+        if request.delta_depth == 0 {
+            return Ok(0);
+        }
+        let new_version = semver::Version::parse(request.version.as_str()).ok();
+        let mut previous: Vec<_> = crate::release::releases(&targets.targets)
+            .into_iter()
+            .filter(|r| {
+                r.custom.app == request.app
+                    && r.custom.channel == request.channel
+                    && r.custom.platform == request.platform
+            })
+            .filter(|r| new_version.as_ref().is_none_or(|v| r.semver < *v))
+            .collect();
+        previous.sort_by(|a, b| b.semver.cmp(&a.semver));
+        previous.truncate(request.delta_depth);
+        let mut manifests = Vec::new();
+        for release in &previous {
+            let sha = release
+                .target
+                .hashes
+                .get("sha256")
+                .cloned()
+                .unwrap_or_default();
+            let (dir, base) = release
+                .target_name
+                .rsplit_once('/')
+                .unwrap_or(("", release.target_name.as_str()));
+            let path = self
+                .root
+                .join("targets")
+                .join(dir)
+                .join(format!("{sha}.{base}"));
+            manifests.push(Manifest::parse(
+                &fsutil::read(&path)?,
+                &path.display().to_string(),
+            )?);
+        }
+        let mut stored = 0;
+        for entry in entries.iter_mut() {
+            if manifests
+                .iter()
+                .any(|m| m.files.iter().any(|f| f.blake3 == entry.blake3))
+            {
+                continue; // clients coming from those releases already have it
+            }
+            let mut target_bytes = None;
+            for manifest in &manifests {
+                let Some(base) = manifest.files.iter().find(|f| f.path == entry.path) else {
+                    continue;
+                };
+                if entry.deltas.iter().any(|d| d.base == base.blake3)
+                    || base.size + entry.size >= crate::delta::MAX_DELTA_INPUT
+                {
+                    continue;
+                }
+                if target_bytes.is_none() {
+                    target_bytes = Some(fsutil::read(&entry.path.join_to(&request.source))?);
+                }
+                let target = target_bytes.as_deref().unwrap_or_default();
+                let base_bytes = self.blob_content(base)?;
+                let Some((algorithm, delta)) =
+                    crate::delta::encode_smallest(&base_bytes, target, 19)?
+                else {
+                    continue;
+                };
+                if delta.len() as u64 >= entry.blob_size {
+                    continue;
+                }
+                let path = self.root.join(crate::delta::delta_path(
+                    &base.blake3,
+                    &entry.blake3,
+                    algorithm,
+                ));
+                fsutil::create_dir_all(&fsutil::parent_of(&path))?;
+                fsutil::write_atomic(&path, &delta)?;
+                entry.deltas.push(crate::manifest::DeltaEntry {
+                    base: base.blake3.clone(),
+                    base_size: base.size,
+                    algorithm,
+                    size: delta.len() as u64,
+                });
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The content of a published file, from its blob, verified.
+    fn blob_content(&self, entry: &FileEntry) -> Result<Vec<u8>> {
+        let path = self.root.join(blob::blob_path(&entry.blake3));
+        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        let decoder = zstd::stream::read::Decoder::new(file)
+            .map_err(|e| Error::io("decompressing", &path, e))?;
+        let mut out = Vec::with_capacity(entry.size as usize);
+        blob::copy_verified(decoder, &mut out, entry, &path.display().to_string(), &path)?;
+        Ok(out)
     }
 
     /// Re-signs the snapshot and timestamp with fresh expiry dates (for a cron job), without
@@ -353,6 +467,7 @@ impl Repository {
                 executable,
                 blake3,
                 blob_size,
+                deltas: Vec::new(),
             },
             written,
         ))

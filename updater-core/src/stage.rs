@@ -147,15 +147,45 @@ impl LocalFiles {
     }
 }
 
-/// What staging did.
+impl LocalFiles {
+    /// The content of a local file with BLAKE3 `hash` and `size`, verified unless its stat
+    /// shows it untouched since we wrote it.
+    pub fn read_verified(&self, hash: &str, size: u64) -> Option<Vec<u8>> {
+        for candidate in self.by_hash.get(hash)?.iter().filter(|c| c.size == size) {
+            let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(&candidate.path) else {
+                continue;
+            };
+            let untouched = candidate
+                .stat
+                .is_some_and(|s| s.ino != 0 && s == FileStat::of(&meta));
+            if untouched || blake3::hash(&bytes).to_hex().as_str() == hash {
+                return Some(bytes);
+            }
+        }
+        None
+    }
+}
+
+/// What staging did, by source (the plan that was carried out).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageReport {
-    /// Bytes received over the network.
+    /// Bytes received over the network (deltas and blobs).
     pub bytes_downloaded: u64,
     /// Files taken from installed versions.
     pub files_reused: usize,
-    /// Files that came from blobs.
+    /// Files that came over the network (patched from a delta or from a blob).
     pub files_downloaded: usize,
+    /// Files rebuilt from a local file and a delta.
+    pub files_patched: usize,
+    /// Bytes of deltas received.
+    pub delta_bytes: u64,
+    /// Files that came from their blob.
+    pub files_from_blobs: usize,
+    /// Bytes of blobs received.
+    pub blob_bytes: u64,
 }
 
 /// Everything staging needs.
@@ -208,12 +238,23 @@ impl Stager<'_> {
         let total = manifest.files.len();
         for (index, entry) in manifest.files.iter().enumerate() {
             let dest = entry.path.join_to(&staging);
+            // The plan for each file, cheapest first: a local copy, a delta from a local
+            // file, the blob.
             if self.reuse(entry, &dest, local)? {
                 report.files_reused += 1;
-            } else {
-                report.bytes_downloaded += self.fetch_blob(entry, &dest)?;
+            } else if let Some(received) = self.patch(entry, &dest, local)? {
                 set_read_only(&dest, entry.executable)?;
+                report.files_patched += 1;
                 report.files_downloaded += 1;
+                report.delta_bytes += received;
+                report.bytes_downloaded += received;
+            } else {
+                let received = self.fetch_blob(entry, &dest)?;
+                set_read_only(&dest, entry.executable)?;
+                report.files_from_blobs += 1;
+                report.files_downloaded += 1;
+                report.blob_bytes += received;
+                report.bytes_downloaded += received;
             }
             crate::fault::step(&format!("stage-file-{}", index + 1));
             if let Some(events) = self.events
@@ -271,6 +312,74 @@ impl Stager<'_> {
             }
         }
         Ok(false)
+    }
+
+    /// Rebuilds `entry` at `dest` from a local file and a delta, smallest delta first.
+    /// Returns the bytes received, or `None` when no delta applies (no base on disk, or every
+    /// delta failed: then the caller falls back to the blob, never to a broken file).
+    fn patch(&self, entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<Option<u64>> {
+        let mut deltas: Vec<_> = entry
+            .deltas
+            .iter()
+            .filter(|d| d.size < entry.blob_size)
+            .collect();
+        deltas.sort_by_key(|d| d.size);
+        for delta in deltas {
+            let Some(base) = local.read_verified(&delta.base, delta.base_size) else {
+                continue;
+            };
+            let path = crate::delta::delta_path(&delta.base, &entry.blake3, delta.algorithm);
+            let url = join_url(self.repo_url, &path);
+            let cache = self.install.cache_dir();
+            fsutil::create_dir_all(&cache)?;
+            let cached = cache.join(format!(
+                "{}-{}.{}",
+                delta.base,
+                entry.blake3,
+                delta.algorithm.extension()
+            ));
+            let partial = cache.join(format!(
+                "{}-{}.{}.partial",
+                delta.base,
+                entry.blake3,
+                delta.algorithm.extension()
+            ));
+            let attempt = (|| -> Result<u64> {
+                let mut received = 0;
+                if !std::fs::metadata(&cached).is_ok_and(|m| m.len() == delta.size) {
+                    received =
+                        fetch_to_partial(self.transport, &url, &partial, delta.size, &self.retry)?;
+                    fsutil::rename(&partial, &cached)?;
+                }
+                let bytes = fsutil::read(&cached)?;
+                let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
+                crate::delta::apply(
+                    delta.algorithm,
+                    &base,
+                    &bytes,
+                    &mut output,
+                    entry,
+                    &url,
+                    dest,
+                )?;
+                output
+                    .sync_all()
+                    .map_err(|e| Error::io("syncing", dest, e))?;
+                Ok(received)
+            })();
+            match attempt {
+                Ok(received) => return Ok(Some(received)),
+                Err(err) => {
+                    log::warn!(
+                        "delta {url} failed, using the whole file instead: {}",
+                        crate::error::chain(&err)
+                    );
+                    fsutil::remove_file_if_exists(&cached)?;
+                    fsutil::remove_file_if_exists(dest)?;
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Downloads (or finds in the cache) the blob of `entry` and decompresses it to `dest`.

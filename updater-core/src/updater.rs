@@ -93,10 +93,39 @@ pub struct UpdateReport {
     pub bytes_downloaded: u64,
     /// Files taken from installed versions.
     pub files_reused: usize,
-    /// Files downloaded.
+    /// Files that came over the network (from a delta or a blob).
     pub files_downloaded: usize,
+    /// Where each file came from and what it cost.
+    pub plan: Plan,
     /// Old versions removed.
     pub removed: Vec<VersionName>,
+}
+
+/// Where the files of an update came from.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Plan {
+    /// Files taken from installed versions (no bytes on the wire).
+    pub local_files: usize,
+    /// Files rebuilt from a local file and a delta.
+    pub delta_files: usize,
+    /// Bytes of those deltas.
+    pub delta_bytes: u64,
+    /// Files downloaded whole (compressed blobs).
+    pub blob_files: usize,
+    /// Bytes of those blobs.
+    pub blob_bytes: u64,
+}
+
+impl From<StageReport> for Plan {
+    fn from(report: StageReport) -> Self {
+        Plan {
+            local_files: report.files_reused,
+            delta_files: report.files_patched,
+            delta_bytes: report.delta_bytes,
+            blob_files: report.files_from_blobs,
+            blob_bytes: report.blob_bytes,
+        }
+    }
 }
 
 /// Updates one install folder.
@@ -322,6 +351,7 @@ impl Updater {
             bytes_downloaded: staged.report.bytes_downloaded,
             files_reused: staged.report.files_reused,
             files_downloaded: staged.report.files_downloaded,
+            plan: staged.report.into(),
             removed,
         };
         self.history(
@@ -373,6 +403,7 @@ impl Updater {
                     bytes_downloaded: 0,
                     files_reused: 0,
                     files_downloaded: 0,
+                    plan: Plan::default(),
                     removed: Vec::new(),
                 });
             };
@@ -685,6 +716,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         bytes_downloaded: staged.report.bytes_downloaded,
         files_reused: staged.report.files_reused,
         files_downloaded: staged.report.files_downloaded,
+        plan: staged.report.into(),
         removed: Vec::new(),
     })
 }

@@ -1,0 +1,187 @@
+//! Binary deltas end to end: taken when the client has the base, skipped when it has not,
+//! never trusted (a corrupt delta falls back to the blob), and correct across version jumps.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{Publisher, Server, appupdate_json, run, temp_dir, text};
+
+const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Version `n` of a 300 KB data file: the same bytes with a few small edits per version.
+fn data(n: usize) -> Vec<u8> {
+    let mut bytes = noise(1, 300_000);
+    for edit in 1..n {
+        let at = edit * 37_000;
+        bytes[at..at + 200].copy_from_slice(&noise(100 + edit as u64, 200));
+    }
+    bytes
+}
+
+fn publish(publisher: &Publisher, n: usize, extra: &[&str]) -> serde_json::Value {
+    let bytes = data(n);
+    publisher.publish(
+        "delta",
+        &format!("{n}.0.0"),
+        &[("bin/app", APP, true), ("data.bin", &bytes, false)],
+        extra,
+    )
+}
+
+fn install(publisher: &Publisher, server: &Server, dir: &Path) -> serde_json::Value {
+    let root = publisher.root_json();
+    appupdate_json(&[
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--app",
+        "delta",
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+fn update(dir: &Path) -> serde_json::Value {
+    appupdate_json(&["update", "--dir", dir.to_str().unwrap()])
+}
+
+fn assert_runs(dir: &Path, n: usize) {
+    assert_eq!(
+        std::fs::read(dir.join(format!("versions/{n}.0.0/data.bin"))).unwrap(),
+        data(n)
+    );
+    let output = run(&mut Command::new(dir.join("appstart")));
+    assert_eq!(text(&output.stdout), format!("app {n}.0.0\n"));
+}
+
+fn blob_size(publisher: &Publisher, n: usize) -> u64 {
+    let manifest = publisher.manifest(&format!("delta/stable/any/{n}.0.0/manifest.json"));
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data.bin")
+        .unwrap()["blob_size"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_delta_is_used_when_the_base_is_installed_and_skipped_when_not() {
+    let publisher = Publisher::new();
+    publish(&publisher, 1, &[]);
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let a = home.path().join("a");
+    install(&publisher, &server, &a);
+    let report = publish(&publisher, 2, &[]);
+    assert_eq!(report["deltas"], 1);
+
+    let report = update(&a);
+    assert_eq!(report["to"], "2.0.0");
+    assert_eq!(report["plan"]["delta_files"], 1, "{report}");
+    assert_eq!(report["plan"]["blob_files"], 0, "{report}");
+    assert_eq!(report["plan"]["local_files"], 1, "{report}");
+    let delta_bytes = report["plan"]["delta_bytes"].as_u64().unwrap();
+    assert_eq!(report["bytes_downloaded"].as_u64().unwrap(), delta_bytes);
+    assert!(
+        delta_bytes * 20 < blob_size(&publisher, 2),
+        "delta {delta_bytes} vs blob {}",
+        blob_size(&publisher, 2)
+    );
+    assert_runs(&a, 2);
+
+    // A fresh install has no base: whole blobs.
+    let b = home.path().join("b");
+    let report = install(&publisher, &server, &b);
+    assert_eq!(report["plan"]["delta_files"], 0, "{report}");
+    assert_eq!(report["plan"]["blob_files"], 2, "{report}");
+    assert_runs(&b, 2);
+
+    // With --delta-depth 1, 4.0.0 has a delta from 3.0.0 only; a client at 2.0.0 takes the blob.
+    publish(&publisher, 3, &["--delta-depth", "1"]);
+    publish(&publisher, 4, &["--delta-depth", "1"]);
+    let report = update(&b);
+    assert_eq!(report["to"], "4.0.0");
+    assert_eq!(report["plan"]["delta_files"], 0, "{report}");
+    assert_eq!(report["plan"]["blob_files"], 1, "{report}");
+    assert_runs(&b, 4);
+}
+
+#[test]
+fn a_three_version_jump_patches_from_the_installed_version() {
+    let publisher = Publisher::new();
+    publish(&publisher, 1, &[]);
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, &dir);
+    for n in 2..=4 {
+        publish(&publisher, n, &[]);
+    }
+    let manifest = publisher.manifest("delta/stable/any/4.0.0/manifest.json");
+    let deltas = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data.bin")
+        .unwrap()["deltas"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        deltas, 3,
+        "one delta against each of the last three releases"
+    );
+    let report = update(&dir);
+    assert_eq!(report["from"], "1.0.0");
+    assert_eq!(report["to"], "4.0.0");
+    assert_eq!(report["plan"]["delta_files"], 1, "{report}");
+    assert_runs(&dir, 4);
+}
+
+#[test]
+fn a_corrupt_delta_falls_back_to_the_blob() {
+    let publisher = Publisher::new();
+    publish(&publisher, 1, &[]);
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, &dir);
+    publish(&publisher, 2, &[]);
+    // Corrupt every delta on the server, keeping its size.
+    let mut corrupted = 0;
+    let mut stack = vec![publisher.repo().join("deltas")];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let len = std::fs::metadata(&path).unwrap().len() as usize;
+                std::fs::write(&path, noise(77, len)).unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    assert_eq!(corrupted, 1);
+    let report = update(&dir);
+    assert_eq!(report["to"], "2.0.0");
+    assert_eq!(report["plan"]["delta_files"], 0, "{report}");
+    assert_eq!(report["plan"]["blob_files"], 1, "{report}");
+    assert_runs(&dir, 2);
+}
