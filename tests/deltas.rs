@@ -185,3 +185,44 @@ fn a_corrupt_delta_falls_back_to_the_blob() {
     assert_eq!(report["plan"]["blob_files"], 1, "{report}");
     assert_runs(&dir, 2);
 }
+
+#[test]
+fn a_file_whose_path_carries_the_version_gets_a_delta_from_its_predecessor() {
+    // Like uv-0.5.10.data/scripts/uv -> uv-0.5.11.data/scripts/uv in real wheels.
+    let publisher = Publisher::new();
+    let (one, two) = (data(1), data(2));
+    publisher.publish(
+        "moved",
+        "1.0.0",
+        &[("bin/app", APP, true), ("pkg-1.0.0/tool.bin", &one, false)],
+        &[],
+    );
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    let root = publisher.root_json();
+    appupdate_json(&[
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--app",
+        "moved",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let report = publisher.publish(
+        "moved",
+        "2.0.0",
+        &[("bin/app", APP, true), ("pkg-2.0.0/tool.bin", &two, false)],
+        &[],
+    );
+    assert_eq!(report["deltas"], 1);
+    let report = update(&dir);
+    assert_eq!(report["plan"]["delta_files"], 1, "{report}");
+    assert_eq!(
+        std::fs::read(dir.join("versions/2.0.0/pkg-2.0.0/tool.bin")).unwrap(),
+        two
+    );
+}

@@ -268,7 +268,8 @@ impl Repository {
 
     /// Computes deltas for the files of a new release that the last `delta_depth` releases of
     /// the same app, channel and platform do not have, against the file at the same path in
-    /// each of them. Keeps a delta only when it is smaller than the file's blob. Returns how
+    /// each of them, or else the most similar file (same file name, closest size: paths often
+    /// carry the version, like `uv-0.5.10.data/scripts/uv`). Keeps a delta only when it is smaller than the file's blob. Returns how
     /// many were stored.
     fn add_deltas(
         &self,
@@ -323,7 +324,12 @@ impl Repository {
             }
             let mut target_bytes = None;
             for manifest in &manifests {
-                let Some(base) = manifest.files.iter().find(|f| f.path == entry.path) else {
+                let Some(base) = manifest
+                    .files
+                    .iter()
+                    .find(|f| f.path == entry.path)
+                    .or_else(|| most_similar(manifest, entry))
+                else {
                     continue;
                 };
                 if entry.deltas.iter().any(|d| d.base == base.blake3)
@@ -590,6 +596,16 @@ impl Repository {
             }
         }
     }
+}
+
+/// The file of `manifest` most like `entry`: the same file name, the closest size.
+fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Option<&'m FileEntry> {
+    let name = entry.path.as_str().rsplit('/').next()?;
+    manifest
+        .files
+        .iter()
+        .filter(|f| f.path.as_str().rsplit('/').next() == Some(name))
+        .min_by_key(|f| f.size.abs_diff(entry.size))
 }
 
 /// A root naming every key `keys` has for each top-level role, with `thresholds`.
