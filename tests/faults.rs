@@ -561,3 +561,55 @@ fn a_full_disk_fails_clearly_and_leaves_the_old_version_launchable() {
     let check = appupdate_json(&["status", "--dir", dir.to_str().unwrap()]);
     assert_eq!(check["current"], "1.0.0");
 }
+
+#[test]
+fn packs_work_with_a_server_that_ignores_range() {
+    let publisher = Publisher::new();
+    let contents: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| {
+            (
+                format!("d/{i:02}.bin"),
+                format!("content {i} ").repeat(100 + i).into_bytes(),
+            )
+        })
+        .collect();
+    let mut files: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
+    files.extend(
+        contents
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_slice(), false)),
+    );
+    publisher.publish("packs", "1.0.0", &files, &[]);
+    let server = FaultServer::start(publisher.repo());
+    server.inject("/packs/", Fault::IgnoreRange, 100);
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    let root = publisher.root_json();
+    appupdate_ok(&[
+        "install",
+        "--url",
+        &server.url,
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--app",
+        "packs",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    for (path, content) in &contents {
+        assert_eq!(
+            &std::fs::read(dir.join("versions/1.0.0").join(path)).unwrap(),
+            content
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.iter()
+            .any(|(p, _, status)| p.contains("/packs/") && status == "IgnoreRange"),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|(p, _, _)| p.contains("/blobs/")),
+        "everything came from the one whole-pack answer: {log:?}"
+    );
+}

@@ -14,4 +14,5 @@ mod faults;
 mod harness;
 mod interop;
 mod launcher;
+mod packs;
 mod update;

@@ -154,6 +154,7 @@ mod tests {
             blake3: blake3::hash(data).to_hex().to_string(),
             blob_size,
             deltas: Vec::new(),
+            pack_offset: None,
         }
     }
 

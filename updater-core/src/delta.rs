@@ -196,6 +196,7 @@ mod tests {
             blake3: blake3::hash(&target).to_hex().to_string(),
             blob_size: 0,
             deltas: Vec::new(),
+            pack_offset: None,
         };
         for algorithm in [Algorithm::ZstdPatch, Algorithm::Bsdiff] {
             let delta = encode(algorithm, &base, &target, 19).unwrap();

@@ -174,6 +174,7 @@ pub fn fetch_to_partial(
         let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
         let request = Request {
             range_start: (have > 0).then_some(have),
+            range_end: None,
             if_none_match: None,
         };
         let response = transport.get(url, &request)?;

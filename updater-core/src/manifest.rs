@@ -42,6 +42,19 @@ pub struct Manifest {
     /// Folders that must exist even when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directories: Vec<RelativePath>,
+    /// One file concatenating this release's blobs, for fetching many with few requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackRef>,
+}
+
+/// A release's pack file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackRef {
+    /// Repository path (under `packs/`).
+    pub path: RelativePath,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// One file of a release.
@@ -61,6 +74,9 @@ pub struct FileEntry {
     /// Deltas that rebuild this file from an older one, each smaller than the blob.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<DeltaEntry>,
+    /// Where this file's blob starts in the release's pack (it is `blob_size` bytes long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_offset: Option<u64>,
 }
 
 /// A delta from an older file (identified by its BLAKE3) to this one.
@@ -141,6 +157,23 @@ impl Manifest {
         for dir in &self.directories {
             if paths.contains(dir.as_str()) {
                 return invalid(format!("directories: {dir} is also a file"));
+            }
+        }
+        if let Some(pack) = &self.pack {
+            if !pack.path.as_str().starts_with("packs/") {
+                return invalid(format!(
+                    "field `pack.path`: {} is not under packs/",
+                    pack.path
+                ));
+            }
+            if let Some(file) = self.files.iter().find(|f| {
+                f.pack_offset
+                    .is_some_and(|o| o.saturating_add(f.blob_size) > pack.size)
+            }) {
+                return invalid(format!(
+                    "files[{}].pack_offset: beyond the end of the pack",
+                    file.path
+                ));
             }
         }
         let executable = self.files.iter().find(|f| f.path == self.executable);

@@ -205,6 +205,7 @@ impl Repository {
             entries.push(entry);
         }
         let deltas = self.add_deltas(&targets, request, &mut entries)?;
+        let pack = self.write_pack(request, &mut entries)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             app: request.app.clone(),
@@ -215,6 +216,7 @@ impl Repository {
             launcher: request.launcher.clone(),
             files: entries,
             directories,
+            pack: Some(pack),
         };
         manifest
             .validate(&request.source.display().to_string())
@@ -369,6 +371,60 @@ impl Repository {
         Ok(stored)
     }
 
+    /// Writes `packs/<app>/<channel>/<platform>/<version>.pack`: every blob of the release
+    /// once, in file order, and records each file's offset in it.
+    fn write_pack(
+        &self,
+        request: &PublishRequest,
+        entries: &mut [FileEntry],
+    ) -> Result<crate::manifest::PackRef> {
+        let relative = format!(
+            "packs/{}/{}/{}/{}.pack",
+            request.app, request.channel, request.platform, request.version
+        );
+        let path = self.root.join(&relative);
+        let folder = fsutil::parent_of(&path);
+        fsutil::create_dir_all(&folder)?;
+        let temp = folder.join(fsutil::temp_name("pack"));
+        let result = (|| -> Result<u64> {
+            let mut out = std::io::BufWriter::new(
+                File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?,
+            );
+            let mut offsets: std::collections::HashMap<String, u64> =
+                std::collections::HashMap::new();
+            let mut size = 0u64;
+            for entry in entries.iter_mut() {
+                if let Some(offset) = offsets.get(&entry.blake3) {
+                    entry.pack_offset = Some(*offset);
+                    continue;
+                }
+                let blob_path = self.root.join(blob::blob_path(&entry.blake3));
+                let mut blob_file =
+                    File::open(&blob_path).map_err(|e| Error::io("opening", &blob_path, e))?;
+                let copied = std::io::copy(&mut blob_file, &mut out)
+                    .map_err(|e| Error::io("writing", &temp, e))?;
+                offsets.insert(entry.blake3.clone(), size);
+                entry.pack_offset = Some(size);
+                size += copied;
+            }
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io("writing", &temp, e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| Error::io("syncing", &temp, e))?;
+            fsutil::rename(&temp, &path)?;
+            fsutil::sync_dir(&folder)?;
+            Ok(size)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        Ok(crate::manifest::PackRef {
+            path: RelativePath::parse(&relative)?,
+            size: result?,
+        })
+    }
+
     /// The content of a published file, from its blob, verified.
     fn blob_content(&self, entry: &FileEntry) -> Result<Vec<u8>> {
         let path = self.root.join(blob::blob_path(&entry.blake3));
@@ -474,6 +530,7 @@ impl Repository {
                 blake3,
                 blob_size,
                 deltas: Vec::new(),
+                pack_offset: None,
             },
             written,
         ))

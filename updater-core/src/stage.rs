@@ -25,8 +25,13 @@ use crate::blob;
 use crate::download::{RetryPolicy, fetch_to_partial};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
-use crate::manifest::{FileEntry, Manifest};
+use crate::manifest::{FileEntry, Manifest, PackRef};
 use crate::transport::{Transport, join_url};
+
+/// Fetch blobs from the pack only when at least this many are needed.
+pub const PACK_MIN_BLOBS: usize = 4;
+/// Blobs closer than this in the pack are fetched in one range, gap included.
+pub const PACK_GAP: u64 = 64 * 1024;
 
 /// What identifies a file's on-disk state cheaply: if all three are unchanged, the content is
 /// the one we wrote (mtime changes on every write through the file system).
@@ -235,6 +240,11 @@ impl Stager<'_> {
         }
         // Step 2.
         let mut report = StageReport::default();
+        if let Some(pack) = &manifest.pack {
+            let received = self.prefetch_from_pack(manifest, pack, local);
+            report.blob_bytes += received;
+            report.bytes_downloaded += received;
+        }
         let total = manifest.files.len();
         for (index, entry) in manifest.files.iter().enumerate() {
             let dest = entry.path.join_to(&staging);
@@ -382,6 +392,142 @@ impl Stager<'_> {
         Ok(None)
     }
 
+    /// Fetches the blobs this update needs from the release's pack, with one `Range` request
+    /// per run of neighbouring blobs (gaps under [`PACK_GAP`] are fetched rather than split),
+    /// into the blob cache, where the per-file step finds them. Only worth it for several
+    /// blobs. Best effort: whatever fails here is fetched blob by blob afterwards, so this
+    /// returns only the bytes received, never an error.
+    fn prefetch_from_pack(&self, manifest: &Manifest, pack: &PackRef, local: &LocalFiles) -> u64 {
+        let cache = self.install.cache_dir();
+        let mut needed: Vec<(u64, u64, &str)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in &manifest.files {
+            let Some(offset) = entry.pack_offset else {
+                continue;
+            };
+            let has_local = local.by_hash.contains_key(&entry.blake3);
+            let has_delta_base = entry
+                .deltas
+                .iter()
+                .any(|d| local.by_hash.contains_key(&d.base));
+            let cached = std::fs::metadata(cache.join(format!("{}.zst", entry.blake3)))
+                .is_ok_and(|m| m.len() == entry.blob_size);
+            if !has_local && !has_delta_base && !cached && seen.insert(entry.blake3.as_str()) {
+                needed.push((offset, entry.blob_size, entry.blake3.as_str()));
+            }
+        }
+        if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
+            return 0;
+        }
+        needed.sort();
+        let url = join_url(self.repo_url, pack.path.as_str());
+        let mut received = 0;
+        let mut start_index = 0;
+        while start_index < needed.len() {
+            // One range: neighbours closer than PACK_GAP.
+            let mut end_index = start_index + 1;
+            while end_index < needed.len() {
+                let previous_end = needed[end_index - 1].0 + needed[end_index - 1].1;
+                if needed[end_index].0.saturating_sub(previous_end) > PACK_GAP {
+                    break;
+                }
+                end_index += 1;
+            }
+            let run = &needed[start_index..end_index];
+            match self.fetch_pack_range(&url, pack.size, run, &cache) {
+                Ok((bytes, whole)) => {
+                    received += bytes;
+                    if whole {
+                        // The server sent the whole pack: every slice is written already.
+                        break;
+                    }
+                }
+                Err(err) => {
+                    log::warn!(
+                        "pack range of {url} failed, fetching blobs one by one: {}",
+                        crate::error::chain(&err)
+                    );
+                    break;
+                }
+            }
+            start_index = end_index;
+        }
+        received
+    }
+
+    /// Fetches one run of slices from the pack. Returns the bytes received and whether the
+    /// server ignored the range and sent the whole pack (then every needed slice was taken
+    /// from it, as `run` extends to the end of the list).
+    fn fetch_pack_range(
+        &self,
+        url: &str,
+        pack_size: u64,
+        run: &[(u64, u64, &str)],
+        cache: &Path,
+    ) -> Result<(u64, bool)> {
+        let first = run[0].0;
+        let last = run[run.len() - 1].0 + run[run.len() - 1].1;
+        let request = crate::transport::Request {
+            range_start: Some(first),
+            range_end: Some(last - 1),
+            if_none_match: None,
+        };
+        let response = self.transport.get(url, &request)?;
+        let (mut position, whole) = match response.status {
+            crate::transport::Status::Partial if response.range_start == Some(first) => {
+                (first, false)
+            }
+            crate::transport::Status::Full => (0, true),
+            _ => {
+                return Err(Error::format(
+                    url,
+                    "the server answered a range request with a range we did not ask for",
+                ));
+            }
+        };
+        let limit = if whole { pack_size } else { last - first };
+        let mut body = std::io::Read::take(response.body, limit);
+        let mut received = 0u64;
+        for (offset, size, hash) in run {
+            // Skip the gap before this slice.
+            let gap = offset - position;
+            let skipped = std::io::copy(
+                &mut std::io::Read::take(&mut body, gap),
+                &mut std::io::sink(),
+            )
+            .map_err(|e| Error::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+                retryable: true,
+                retry_after: None,
+            })?;
+            received += skipped;
+            let partial = cache.join(format!("{hash}.zst.partial"));
+            let mut file =
+                File::create(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+            let copied = crate::download::read_capped(
+                std::io::Read::take(&mut body, *size),
+                &mut file,
+                *size,
+                url,
+            )?;
+            received += copied;
+            if copied != *size {
+                return Err(Error::Transport {
+                    url: url.to_string(),
+                    message: format!("the pack ended {} bytes into a {size}-byte slice", copied),
+                    retryable: true,
+                    retry_after: None,
+                });
+            }
+            file.sync_data()
+                .map_err(|e| Error::io("syncing", &partial, e))?;
+            fsutil::rename(&partial, &cache.join(format!("{hash}.zst")))?;
+            position = offset + size;
+        }
+        Ok((received, whole))
+    }
+
     /// Downloads (or finds in the cache) the blob of `entry` and decompresses it to `dest`.
     /// Returns the bytes received over the network.
     fn fetch_blob(&self, entry: &FileEntry, dest: &Path) -> Result<u64> {
@@ -398,8 +544,17 @@ impl Stager<'_> {
             fsutil::rename(&partial, &blob_file)?;
         }
         if let Err(err) = blob::decompress_verified(&blob_file, dest, entry) {
-            // Bad content is never kept: the next try downloads it afresh.
+            // Bad content is never kept.
             fsutil::remove_file_if_exists(&blob_file)?;
+            if cached {
+                // It came from an earlier run or the pack, not from this blob's URL: fetch
+                // the blob itself once before giving up.
+                log::warn!(
+                    "cached {} failed verification; downloading it again",
+                    blob_file.display()
+                );
+                return self.fetch_blob(entry, dest);
+            }
             return Err(match err {
                 Error::Mismatch {
                     kind,

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub struct Request {
     /// Ask for the bytes from this offset on (`Range: bytes=N-`).
     pub range_start: Option<u64>,
+    /// With `range_start`: the last byte wanted, inclusive (`Range: bytes=N-M`).
+    pub range_end: Option<u64>,
     /// Answer 304 if the resource still has this ETag (`If-None-Match`).
     pub if_none_match: Option<String>,
 }
@@ -112,7 +114,10 @@ impl Transport for HttpTransport {
     fn get(&self, url: &str, request: &Request) -> Result<Response> {
         let mut builder = self.agent.get(url);
         if let Some(start) = request.range_start {
-            builder = builder.header("Range", format!("bytes={start}-"));
+            let end = request
+                .range_end
+                .map_or(String::new(), |end| end.to_string());
+            builder = builder.header("Range", format!("bytes={start}-{end}"));
         }
         if let Some(etag) = &request.if_none_match {
             builder = builder.header("If-None-Match", etag);
@@ -200,12 +205,16 @@ impl Transport for FileTransport {
             }
             _ => (Status::Full, 0),
         };
+        let end = match (status, request.range_end) {
+            (Status::Partial, Some(end)) => (end + 1).min(length),
+            _ => length,
+        };
         Ok(Response {
             status,
-            content_length: Some(length - start),
+            content_length: Some(end - start),
             range_start: (status == Status::Partial).then_some(start),
             etag: None,
-            body: Box::new(file),
+            body: Box::new(std::io::Read::take(file, end - start)),
         })
     }
 }

@@ -332,6 +332,7 @@ impl TrustedMetadata {
                 &url,
                 &Request {
                     range_start: None,
+                    range_end: None,
                     if_none_match: etag.clone(),
                 },
             )?;

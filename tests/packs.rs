@@ -1,0 +1,113 @@
+//! Packs: a fresh install of a many-file app fetches its blobs with a handful of range
+//! requests, also from a server that ignores `Range`, and from a corrupt pack falls back
+//! to the blobs.
+
+use std::process::Command;
+
+use crate::harness::{Publisher, Server, appupdate_json, run, temp_dir, text};
+
+const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
+
+fn many_files(count: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("data/{:03}/file.bin", i),
+                format!("file number {i}\n").repeat(50 + i).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn publish(publisher: &Publisher, files: &[(String, Vec<u8>)]) {
+    let mut all: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
+    all.extend(files.iter().map(|(p, c)| (p.as_str(), c.as_slice(), false)));
+    publisher.publish("many", "1.0.0", &all, &[]);
+}
+
+fn install(publisher: &Publisher, url: &str, dir: &std::path::Path) -> serde_json::Value {
+    let root = publisher.root_json();
+    appupdate_json(&[
+        "install",
+        "--url",
+        url,
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--app",
+        "many",
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+fn assert_installed(dir: &std::path::Path, files: &[(String, Vec<u8>)]) {
+    for (path, content) in files {
+        assert_eq!(
+            &std::fs::read(dir.join("versions/1.0.0").join(path)).unwrap(),
+            content,
+            "{path}"
+        );
+    }
+    let output = run(&mut Command::new(dir.join("appstart")));
+    assert_eq!(text(&output.stdout), "app 1.0.0\n");
+}
+
+#[test]
+fn a_fresh_install_of_many_files_takes_a_handful_of_requests() {
+    let publisher = Publisher::new();
+    let files = many_files(300);
+    publish(&publisher, &files);
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    let before = server.requests().len();
+    let report = install(&publisher, &server.url, &dir);
+    assert_eq!(report["plan"]["blob_files"], 301, "{report}");
+    let requests: Vec<String> = server.requests()[before..].to_vec();
+    let content_requests: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("/packs/") || r.contains("/blobs/"))
+        .collect();
+    assert!(
+        content_requests
+            .iter()
+            .all(|r| r.contains("/packs/") && r.contains(" 206 ")),
+        "{content_requests:?}"
+    );
+    assert!(
+        content_requests.len() <= 3,
+        "301 files in {} requests: {content_requests:?}",
+        content_requests.len()
+    );
+    assert!(requests.len() < 12, "{requests:?}");
+    assert_installed(&dir, &files);
+}
+
+#[test]
+fn a_corrupt_pack_falls_back_to_the_blobs() {
+    let publisher = Publisher::new();
+    let files = many_files(20);
+    publish(&publisher, &files);
+    // Overwrite the middle of the pack: some slices no longer decompress to their BLAKE3.
+    let pack = publisher.repo().join("packs/many/stable/any/1.0.0.pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&pack, bytes).unwrap();
+    let server = Server::start(&publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    let before = server.requests().len();
+    install(&publisher, &server.url, &dir);
+    assert_installed(&dir, &files);
+    let blob_requests = server.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("/blobs/"))
+        .count();
+    assert!(
+        blob_requests >= 1,
+        "the damaged slices came from their blobs"
+    );
+}
