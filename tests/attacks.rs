@@ -35,18 +35,7 @@ impl Scenario {
         let server = Server::start(&publisher.repo());
         let home = temp_dir();
         let dir = home.path().join("app");
-        let root = publisher.root_json();
-        appupdate_ok(&[
-            "install",
-            "--url",
-            &server.url,
-            "--trusted-root",
-            root.to_str().unwrap(),
-            "--app",
-            "sample",
-            "--dir",
-            dir.to_str().unwrap(),
-        ]);
+        crate::harness::install(&publisher, &server.url, "sample", &dir);
         publisher.publish(
             "sample",
             "2.0.0",

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    DEADLINE, Publisher, Server, appupdate, appupdate_ok, bin, run, temp_dir, text,
+    DEADLINE, Publisher, Server, appupdate, appupdate_ok, bin, noise, run, temp_dir, text,
     wait_with_deadline,
 };
 
@@ -24,33 +24,21 @@ fn releases() -> (Release, Release) {
     let app = b"#!/bin/sh\nif [ -n \"$HOLD\" ]; then while [ -e \"$HOLD\" ]; do sleep 0.02; done; fi\necho \"app $APPSTART_VERSION\"\n";
     v1.insert("bin/app".into(), (app.to_vec(), true));
     for i in 0..24 {
-        v1.insert(format!("data/file{i:02}.bin"), (content(i, 24_000), false));
+        v1.insert(format!("data/file{i:02}.bin"), (noise(i, 24_000), false));
     }
     let mut v2 = v1.clone();
     for i in (0..24).step_by(2) {
         v2.insert(
             format!("data/file{i:02}.bin"),
-            (content(100 + i, 24_000), false),
+            (noise(100 + i, 24_000), false),
         );
     }
     v2.remove("data/file23.bin");
-    v2.insert("new/extra.bin".into(), (content(999, 30_000), false));
+    v2.insert("new/extra.bin".into(), (noise(999, 30_000), false));
     let mut launcher = std::fs::read(bin("appstart")).unwrap();
     launcher.extend_from_slice(b"\nshipped with 2.0.0\n");
     v2.insert("bin/appstart".into(), (launcher, true));
     (v1, v2)
-}
-
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 fn publish(publisher: &Publisher, version: &str, files: &Release, extra: &[&str]) {
@@ -78,18 +66,7 @@ impl Bench {
         let server = Server::start(&publisher.repo());
         let home = temp_dir();
         let pristine = home.path().join("pristine");
-        let root = publisher.root_json();
-        appupdate_ok(&[
-            "install",
-            "--url",
-            &server.url,
-            "--trusted-root",
-            root.to_str().unwrap(),
-            "--app",
-            "crash",
-            "--dir",
-            pristine.to_str().unwrap(),
-        ]);
+        crate::harness::install(&publisher, &server.url, "crash", &pristine);
         publish(&publisher, "2.0.0", &v2, &["--launcher", "bin/appstart"]);
         Bench {
             publisher,
@@ -462,32 +439,18 @@ fn clients_updating_during_publishes_always_see_a_complete_release() {
         let mut files = Release::new();
         files.insert("bin/app".into(), (app.to_vec(), true));
         for i in 0..6 {
-            files.insert(
-                format!("data/{i}.bin"),
-                (content(n * 100 + i, 20_000), false),
-            );
+            files.insert(format!("data/{i}.bin"), (noise(n * 100 + i, 20_000), false));
         }
         files
     };
     publish(&publisher, "1.0.0", &release(1), &[]);
     let server = Server::start(&publisher.repo());
     let home = temp_dir();
-    let root = publisher.root_json();
     let clients: Vec<PathBuf> = (0..3)
         .map(|i| home.path().join(format!("client{i}")))
         .collect();
     for dir in &clients {
-        appupdate_ok(&[
-            "install",
-            "--url",
-            &server.url,
-            "--trusted-root",
-            root.to_str().unwrap(),
-            "--app",
-            "crash",
-            "--dir",
-            dir.to_str().unwrap(),
-        ]);
+        crate::harness::install(&publisher, &server.url, "crash", dir);
     }
     // Clients update in a loop on their own threads while 2.0.0 ... 7.0.0 are published.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

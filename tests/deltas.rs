@@ -4,21 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Publisher, Server, appupdate_json, run, temp_dir, text};
+use crate::harness::{Publisher, Server, appupdate_json, noise, run, temp_dir, text};
 
 const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// Version `n` of a 300 KB data file: the same bytes with a few small edits per version.
 fn data(n: usize) -> Vec<u8> {
@@ -41,18 +29,7 @@ fn publish(publisher: &Publisher, n: usize, extra: &[&str]) -> serde_json::Value
 }
 
 fn install(publisher: &Publisher, server: &Server, dir: &Path) -> serde_json::Value {
-    let root = publisher.root_json();
-    appupdate_json(&[
-        "install",
-        "--url",
-        &server.url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "delta",
-        "--dir",
-        dir.to_str().unwrap(),
-    ])
+    crate::harness::install(publisher, &server.url, "delta", dir)
 }
 
 fn update(dir: &Path) -> serde_json::Value {
@@ -200,18 +177,7 @@ fn a_file_whose_path_carries_the_version_gets_a_delta_from_its_predecessor() {
     let server = Server::start(&publisher.repo());
     let home = temp_dir();
     let dir = home.path().join("app");
-    let root = publisher.root_json();
-    appupdate_json(&[
-        "install",
-        "--url",
-        &server.url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "moved",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    crate::harness::install(&publisher, &server.url, "moved", &dir);
     let report = publisher.publish(
         "moved",
         "2.0.0",

@@ -10,9 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    Publisher, appupdate, appupdate_json, appupdate_ok, run, temp_dir, text, tree_snapshot,
-};
+use crate::harness::{Publisher, appupdate, appupdate_json, run, temp_dir, text, tree_snapshot};
 
 /// What the server does to a matching request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -217,18 +215,7 @@ fn setup() -> Setup {
     let server = FaultServer::start(publisher.repo());
     let home = temp_dir();
     let dir = home.path().join("app");
-    let root = publisher.root_json();
-    appupdate_ok(&[
-        "install",
-        "--url",
-        &server.url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "net",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    crate::harness::install(&publisher, &server.url, "net", &dir);
     // Stalls are detected after 1 s, and every fault below is retried.
     let settings = dir.join("state/install.toml");
     let text = std::fs::read_to_string(&settings)
@@ -511,18 +498,7 @@ fn a_full_disk_fails_clearly_and_leaves_the_old_version_launchable() {
     }
     let _unmount = Unmount(mount.clone());
     let dir = mount.join("app");
-    let root = publisher.root_json();
-    appupdate_ok(&[
-        "install",
-        "--url",
-        &server.url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "disk",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    crate::harness::install(&publisher, &server.url, "disk", &dir);
     let big: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
         .collect();
@@ -584,18 +560,7 @@ fn packs_work_with_a_server_that_ignores_range() {
     server.inject("/packs/", Fault::IgnoreRange, 100);
     let home = temp_dir();
     let dir = home.path().join("app");
-    let root = publisher.root_json();
-    appupdate_ok(&[
-        "install",
-        "--url",
-        &server.url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "packs",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    crate::harness::install(&publisher, &server.url, "packs", &dir);
     for (path, content) in &contents {
         assert_eq!(
             &std::fs::read(dir.join("versions/1.0.0").join(path)).unwrap(),

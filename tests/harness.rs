@@ -375,3 +375,33 @@ pub fn python_with_tuf() -> Option<&'static str> {
 pub fn test_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// Installs `app` from the repository at `url`, trusting `publisher`'s root, into `dir` with
+/// the real `appupdate install --json`; returns its report.
+pub fn install(publisher: &Publisher, url: &str, app: &str, dir: &Path) -> serde_json::Value {
+    let root = publisher.root_json();
+    appupdate_json(&[
+        "install",
+        "--url",
+        url,
+        "--trusted-root",
+        root.to_str().expect("utf-8"),
+        "--app",
+        app,
+        "--dir",
+        dir.to_str().expect("utf-8"),
+    ])
+}
+
+/// Deterministic content that compresses poorly (xorshift), so sizes are meaningful.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Publisher, Server, appupdate_json, run, temp_dir, text};
+use crate::harness::{Publisher, Server, run, temp_dir, text};
 
 const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
 
@@ -26,18 +26,7 @@ fn publish(publisher: &Publisher, files: &[(String, Vec<u8>)]) {
 }
 
 fn install(publisher: &Publisher, url: &str, dir: &std::path::Path) -> serde_json::Value {
-    let root = publisher.root_json();
-    appupdate_json(&[
-        "install",
-        "--url",
-        url,
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "many",
-        "--dir",
-        dir.to_str().unwrap(),
-    ])
+    crate::harness::install(publisher, url, "many", dir)
 }
 
 fn assert_installed(dir: &std::path::Path, files: &[(String, Vec<u8>)]) {

@@ -6,25 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{
-    Publisher, Server, appupdate, appupdate_json, appupdate_ok, run, text, tree_snapshot,
+    Publisher, Server, appupdate, appupdate_json, appupdate_ok, noise, run, text, tree_snapshot,
 };
 
 const APP_SCRIPT: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
-
-/// Content that compresses poorly, so blob sizes are meaningful.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn install(
     publisher: &Publisher,

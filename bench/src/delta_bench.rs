@@ -4,13 +4,13 @@
 //! ```sh
 //! ../shared/bench/fetch-corpus.sh bench-corpus        # cmake and uv wheels from PyPI
 //! apt-get install zstd bsdiff xdelta3 && pip install hdiffpatch   # the tools compared
-//! cargo build --release --workspace && target/release/delta-bench bench-corpus
+//! cargo build --release --workspace && target/release/delta-bench bench-corpus [PAIR-FILTER]
 //! ```
 //!
 //! For each pair it publishes the older release as 1.0.0 and the newer as 2.0.0 (blobs at
 //! zstd level 19, deltas against the previous release), serves the repository on 127.0.0.1,
 //! installs 1.0.0, then runs the real `appupdate update` and reports bytes downloaded,
-//! requests, wall time and peak memory (from `wait4`). Beside it: the new release compressed
+//! requests, wall time and peak memory (`VmHWM`). Beside it: the new release compressed
 //! whole, its changed and new files compressed (what a blob-only update costs), and the sum over
 //! changed files of what `zstd -19 --long=31 --patch-from`, `bsdiff`, `xdelta3 -9` and
 //! HDiffPatch (LZMA2) produce, new files counted at `zstd -19`.
@@ -60,7 +60,11 @@ fn run() -> Result<(), Failure> {
         "| pair | files changed/new | appstart bytes | requests | time | peak RSS | plan (delta/blob files) | new release compressed | changed files compressed | zstd --patch-from | bsdiff | xdelta3 -9 | HDiffPatch |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::args().nth(2);
     for (name, old, new, single) in pairs {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let work = tempfile::Builder::new().prefix("delta-bench-").tempdir()?;
         let (v1, v2) = match single {
             None => (corpus.join(old), corpus.join(new)),
@@ -313,7 +317,9 @@ fn run_tool(command: &mut Command) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Waits for `child` with `wait4`, returning its stdout and peak resident set (KiB).
+/// Waits for `child`, returning its stdout and its peak resident set in KiB, read from
+/// `VmHWM` in `/proc/<pid>/status` while it runs. (`ru_maxrss` from `wait4` is no good here:
+/// Linux counts the pre-exec copy of this large parent process in it.)
 fn wait_with_rusage(mut child: std::process::Child) -> Result<(Vec<u8>, i64), Failure> {
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let reader = std::thread::spawn(move || {
@@ -321,15 +327,24 @@ fn wait_with_rusage(mut child: std::process::Child) -> Result<(Vec<u8>, i64), Fa
         let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
         buf
     });
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err("appupdate update failed".into());
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0i64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+            && let Some(kib) = line.split_whitespace().nth(1).and_then(|v| v.parse::<i64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(exit) = child.try_wait()? {
+            if !exit.success() {
+                return Err("appupdate update failed".into());
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Ok((reader.join().map_err(|_| "reader")?, usage.ru_maxrss))
+    Ok((reader.join().map_err(|_| "reader")?, peak))
 }
 
 fn lines(log: &Mutex<Vec<u8>>) -> usize {

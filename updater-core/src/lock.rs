@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use appstart_layout::InstallDir;
@@ -26,29 +26,7 @@ impl InstallLock {
     pub fn acquire(install: &InstallDir, purpose: &str, wait: Duration) -> Result<Self> {
         let path = install.lock_path();
         appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
-        let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    if start.elapsed() >= wait {
-                        return Err(Error::Locked {
-                            holder: holder(&path),
-                            path,
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
-            }
-        }
+        let mut file = lock_file(&path, wait, || holder(&path))?;
         let note = format!(
             "pid {} ({purpose}) since {}",
             std::process::id(),
@@ -62,7 +40,35 @@ impl InstallLock {
     }
 }
 
-fn holder(path: &PathBuf) -> String {
+/// Opens (creating) `path` and takes an exclusive lock on it, polling for up to `wait`.
+/// Past that, fails with [`Error::Locked`] and what `holder` says about the holder.
+pub fn lock_file(path: &Path, wait: Duration, holder: impl Fn() -> String) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                    holder: holder(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
+        }
+    }
+}
+
+fn holder(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
         .filter(|s| !s.trim().is_empty())

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use appstart_layout::{RelativePath, VersionName, fsutil};
 use serde_json::Map;
@@ -627,31 +627,11 @@ impl Repository {
 
     /// Takes `REPO/.publish.lock`, waiting up to a minute for another publisher.
     fn lock(&self) -> Result<File> {
-        let path = self.root.join(".publish.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
-        let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock)
-                    if start.elapsed() < Duration::from_secs(60) =>
-                {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked {
-                        path,
-                        holder: "another publish has held it for over 60 s".into(),
-                    });
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
-            }
-        }
+        crate::lock::lock_file(
+            &self.root.join(".publish.lock"),
+            Duration::from_secs(60),
+            || "another publish has held it for over 60 s".into(),
+        )
     }
 }
 

@@ -265,20 +265,28 @@ impl Updater {
     }
 
     fn check_locked(&self) -> Result<Check> {
+        let (check, mut trusted) = self.refresh_and_choose()?;
+        trusted.commit()?;
+        Ok(check)
+    }
+
+    /// Refreshes the metadata (not yet committed) and picks the best release above the
+    /// current version.
+    fn refresh_and_choose(&self) -> Result<(Check, TrustedMetadata)> {
         let config = LauncherConfig::load(&self.install.config_path())?;
-        let (available, requests, mut trusted) = find_release(
+        let (available, requests, trusted) = find_release(
             &self.install,
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
             Some(&config.current),
         )?;
-        trusted.commit()?;
-        Ok(Check {
+        let check = Check {
             current: config.current,
             available,
             requests,
-        })
+        };
+        Ok((check, trusted))
     }
 
     /// Builds `release` beside the running version and moves it into place, without making
@@ -375,20 +383,8 @@ impl Updater {
         let result = (|| {
             // The refreshed metadata becomes trusted only once the update succeeded: a refused
             // release leaves the trusted state exactly as it was.
-            let config = LauncherConfig::load(&self.install.config_path())?;
-            let (available, _, mut trusted) = find_release(
-                &self.install,
-                &self.settings,
-                self.transport.as_ref(),
-                &self.retry,
-                Some(&config.current),
-            )?;
+            let (check, mut trusted) = self.refresh_and_choose()?;
             crate::fault::step("refreshed");
-            let check = Check {
-                current: config.current,
-                available,
-                requests: 0,
-            };
             let Some(release) = check.available else {
                 trusted.commit()?;
                 // Nothing to do: clear what an interrupted run may have left behind.

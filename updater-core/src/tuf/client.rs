@@ -512,28 +512,16 @@ impl TrustedMetadata {
         {
             return check_expiry(&trusted.value, start);
         }
-        let name = if self.root.value.consistent_snapshot {
-            format!("{}.snapshot.json", meta.version)
-        } else {
-            "snapshot.json".to_string()
-        };
-        let url = join_url(metadata_url, &name);
-        let limit = meta.length.unwrap_or(self.limits.max_snapshot_size);
+        // 5.5.1 to 5.5.4: fetch (capped), hashes and length, signatures, version.
+        let (new, bytes, url) = self.fetch_named::<Snapshot>(
+            transport,
+            metadata_url,
+            retry,
+            "snapshot",
+            &meta,
+            self.limits.max_snapshot_size,
+        )?;
         *requests += 1;
-        let bytes = fetch_bytes(transport, &url, limit, retry)?;
-        // 5.5.2: hashes and length as listed by the timestamp.
-        check_meta_file(&meta, &bytes, &url)?;
-        // 5.5.3: signatures.
-        let new: Snapshot = self.verify(&bytes, "snapshot", &url)?;
-        // 5.5.4: the version the timestamp names (mix-and-match).
-        if new.version != meta.version {
-            return Err(Error::Version {
-                role: "snapshot".into(),
-                what: url,
-                expected: meta.version.to_string(),
-                actual: new.version,
-            });
-        }
         // 5.5.5: no targets file goes backwards or disappears.
         if let Some(trusted) = &self.snapshot {
             for (file, old) in &trusted.value.meta {
@@ -588,33 +576,54 @@ impl TrustedMetadata {
         {
             return check_expiry(&trusted.value, start);
         }
-        let name = if self.root.value.consistent_snapshot {
-            format!("{}.targets.json", meta.version)
-        } else {
-            "targets.json".to_string()
-        };
-        let url = join_url(metadata_url, &name);
-        let limit = meta.length.unwrap_or(self.limits.max_targets_size);
+        // 5.6.1 to 5.6.4: fetch (capped), hashes and length, signatures, version.
+        let (new, bytes, _) = self.fetch_named::<Targets>(
+            transport,
+            metadata_url,
+            retry,
+            "targets",
+            &meta,
+            self.limits.max_targets_size,
+        )?;
         *requests += 1;
-        let bytes = fetch_bytes(transport, &url, limit, retry)?;
-        // 5.6.2: hashes and length as listed by the snapshot.
-        check_meta_file(&meta, &bytes, &url)?;
-        // 5.6.3: signatures.
-        let new: Targets = self.verify(&bytes, "targets", &url)?;
-        // 5.6.4: the version the snapshot names.
-        if new.version != meta.version {
-            return Err(Error::Version {
-                role: "targets".into(),
-                what: url,
-                expected: meta.version.to_string(),
-                actual: new.version,
-            });
-        }
         // 5.6.5: expiry, then persist.
         check_expiry(&new, start)?;
         self.persist("targets", &bytes)?;
         self.targets = Some(Trusted { value: new, bytes });
         Ok(())
+    }
+
+    /// Fetches top-level role `role` in the version `meta` names (`N.<role>.json` with
+    /// consistent snapshots), capped at the listed length or `default_limit`, and checks the
+    /// listed length and hashes, the signatures and that the version is the one named (the
+    /// shared steps x.1 to x.4 of 5.5 and 5.6). Returns the role, its bytes and its URL.
+    fn fetch_named<T: Role>(
+        &self,
+        transport: &dyn Transport,
+        metadata_url: &str,
+        retry: &RetryPolicy,
+        role: &str,
+        meta: &MetaFile,
+        default_limit: u64,
+    ) -> Result<(T, Vec<u8>, String)> {
+        let name = if self.root.value.consistent_snapshot {
+            format!("{}.{role}.json", meta.version)
+        } else {
+            format!("{role}.json")
+        };
+        let url = join_url(metadata_url, &name);
+        let bytes = fetch_bytes(transport, &url, meta.length.unwrap_or(default_limit), retry)?;
+        check_meta_file(meta, &bytes, &url)?;
+        let new: T = self.verify(&bytes, role, &url)?;
+        if new.version() != meta.version {
+            return Err(Error::Version {
+                role: role.into(),
+                what: url,
+                expected: meta.version.to_string(),
+                actual: new.version(),
+            });
+        }
+        Ok((new, bytes, url))
     }
 
     /// 5.7: finds target `name` by the pre-order depth-first search of the targets role and
