@@ -100,3 +100,34 @@ fn a_corrupt_pack_falls_back_to_the_blobs() {
         "the damaged slices came from their blobs"
     );
 }
+
+#[test]
+fn old_packs_can_be_pruned_and_installs_still_work() {
+    let publisher = Publisher::new();
+    let files = many_files(12);
+    for version in ["1.0.0", "2.0.0", "3.0.0"] {
+        let mut all: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
+        all.extend(files.iter().map(|(p, c)| (p.as_str(), c.as_slice(), false)));
+        publisher.publish("many", version, &all, &["--delta-depth", "0"]);
+    }
+    let repo = publisher.repo();
+    let output = crate::harness::appupdate_ok(&[
+        "repo",
+        "prune-packs",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keep",
+        "1",
+    ]);
+    assert!(output.contains("2 packs removed"), "{output}");
+    assert!(!repo.join("packs/many/stable/any/1.0.0.pack").exists());
+    assert!(!repo.join("packs/many/stable/any/2.0.0.pack").exists());
+    assert!(repo.join("packs/many/stable/any/3.0.0.pack").exists());
+    // An install of the newest still works (and uses its pack).
+    let server = Server::start(&repo);
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    crate::harness::install(&publisher, &server.url, "many", &dir);
+    let output = run(&mut Command::new(dir.join("appstart")));
+    assert_eq!(text(&output.stdout), "app 3.0.0\n");
+}

@@ -715,3 +715,63 @@ fn repo_refresh_re_signs_snapshot_and_timestamp_for_clients() {
         "the client took the re-signed timestamp"
     );
 }
+
+#[test]
+fn a_second_publisher_waits_for_the_first() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let timestamp = publisher.repo().join("metadata/timestamp.json");
+    let before = std::fs::read(&timestamp).unwrap();
+    // Hold the publish lock as a running publish would.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(publisher.repo().join(".publish.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let source = publisher.dir.path().join("second");
+    std::fs::create_dir_all(source.join("bin")).unwrap();
+    std::fs::write(source.join("bin/app"), APP_SCRIPT).unwrap();
+    crate::harness::set_mode(&source.join("bin/app"), 0o755);
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    let mut second = Command::new(crate::harness::bin("appupdate"))
+        .args([
+            "publish",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--app",
+            "sample",
+            "--version",
+            "2.0.0",
+            "--exe",
+            "bin/app",
+            "--platform",
+            "any",
+        ])
+        .arg(&source)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        second.try_wait().unwrap().is_none(),
+        "the second publish waits for the lock"
+    );
+    assert_eq!(
+        std::fs::read(&timestamp).unwrap(),
+        before,
+        "nothing published while it waits"
+    );
+    drop(lock);
+    let status = crate::harness::wait_with_deadline(&mut second, crate::harness::DEADLINE);
+    assert!(status.success());
+    assert_ne!(
+        std::fs::read(&timestamp).unwrap(),
+        before,
+        "published once the lock was free"
+    );
+}

@@ -91,6 +91,15 @@ pub enum RepoCommand {
         #[arg(long = "threshold", value_name = "ROLE=N", value_parser = parse_threshold)]
         thresholds: Vec<(String, u64)>,
     },
+    /// Delete the packs of older releases (clients then fetch those releases' files as blobs).
+    PrunePacks {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Newest releases per app, channel and platform whose packs are kept.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+    },
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.

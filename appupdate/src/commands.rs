@@ -67,6 +67,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "published root version {version}; clients follow the chain at their next check"
             );
         }
+        Command::Repo(RepoCommand::PrunePacks { repo, keep }) => {
+            let removed = Repository::new(&repo).prune_packs(keep)?;
+            for path in &removed {
+                println!("removed {}", path.display());
+            }
+            println!("{} packs removed", removed.len());
+        }
         Command::Repo(RepoCommand::Refresh { repo, keys }) => {
             let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
             println!("re-signed snapshot and timestamp (timestamp version {version})");

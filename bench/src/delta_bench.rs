@@ -332,7 +332,10 @@ fn wait_with_rusage(mut child: std::process::Child) -> Result<(Vec<u8>, i64), Fa
     loop {
         if let Ok(status) = std::fs::read_to_string(&status_path)
             && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
-            && let Some(kib) = line.split_whitespace().nth(1).and_then(|v| v.parse::<i64>().ok())
+            && let Some(kib) = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<i64>().ok())
         {
             peak = peak.max(kib);
         }

@@ -447,6 +447,39 @@ impl Repository {
         self.write_snapshot_timestamp(keys, expiry, &snapshot)
     }
 
+    /// Deletes the packs of all but the newest `keep` releases of each app, channel and
+    /// platform. Packs only save requests; clients fetch what a pack lacks from `blobs/`, so
+    /// this never breaks an install. Returns the files removed.
+    pub fn prune_packs(&self, keep: usize) -> Result<Vec<PathBuf>> {
+        let _lock = self.lock()?;
+        let (targets, _) = self.current_targets()?;
+        let mut groups: BTreeMap<(String, String, String), Vec<crate::release::Release>> =
+            BTreeMap::new();
+        for release in crate::release::releases(&targets.targets) {
+            let key = (
+                release.custom.app.clone(),
+                release.custom.channel.clone(),
+                release.custom.platform.clone(),
+            );
+            groups.entry(key).or_default().push(release);
+        }
+        let mut removed = Vec::new();
+        for ((app, channel, platform), mut releases) in groups {
+            releases.sort_by(|a, b| b.semver.cmp(&a.semver));
+            for release in releases.iter().skip(keep) {
+                let path = self.root.join(format!(
+                    "packs/{app}/{channel}/{platform}/{}.pack",
+                    release.version()
+                ));
+                if path.exists() {
+                    fsutil::remove_file_if_exists(&path)?;
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Rotates keys: writes root version N+1 naming the keys in `new_keys` (with
     /// `thresholds`), signed by the current root keys (`old_keys`) and the new root keys, so
     /// clients can follow the chain. When the timestamp, snapshot or targets keys changed,
