@@ -816,31 +816,27 @@ impl TrustedMetadata {
 
     /// Drops trusted roles that no longer verify under the (rotated) root.
     fn reverify(&mut self) -> Result<()> {
-        if let Some(t) = &self.timestamp
-            && self
-                .verify::<Timestamp>(&t.bytes, "timestamp", "timestamp.json")
-                .is_err()
-        {
+        if !self.still_verifies(&self.timestamp, "timestamp") {
             self.timestamp = None;
             self.forget("timestamp")?;
         }
-        if let Some(s) = &self.snapshot
-            && self
-                .verify::<Snapshot>(&s.bytes, "snapshot", "snapshot.json")
-                .is_err()
-        {
+        if !self.still_verifies(&self.snapshot, "snapshot") {
             self.snapshot = None;
             self.forget("snapshot")?;
         }
-        if let Some(t) = &self.targets
-            && self
-                .verify::<Targets>(&t.bytes, "targets", "targets.json")
-                .is_err()
-        {
+        if !self.still_verifies(&self.targets, "targets") {
             self.targets = None;
             self.forget("targets")?;
         }
         Ok(())
+    }
+
+    /// Whether a trusted role (if any) still verifies against the current root.
+    fn still_verifies<T: Role>(&self, trusted: &Option<Trusted<T>>, role: &str) -> bool {
+        trusted.as_ref().is_none_or(|t| {
+            self.verify::<T>(&t.bytes, role, &format!("{role}.json"))
+                .is_ok()
+        })
     }
 
     /// The URL of target `name` under `targets_url`, with the hash prefix consistent
