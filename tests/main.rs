@@ -7,6 +7,7 @@
     reason = "test code: a panic is a test failure with a backtrace"
 )]
 
+mod archives;
 mod attacks;
 mod crash;
 mod deltas;

@@ -108,15 +108,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     "new_blob_bytes": report.new_blob_bytes,
                     "targets_version": report.targets_version,
                     "deltas": report.deltas,
+                    "archives": report.archives,
                 }))?;
             } else {
                 println!(
-                    "published {} ({} files, {} new blobs, {} bytes, {} deltas)",
+                    "published {} ({} files, {} new blobs, {} bytes, {} deltas, {} archives taken apart)",
                     report.target_name,
                     report.files,
                     report.new_blobs,
                     report.new_blob_bytes,
-                    report.deltas
+                    report.deltas,
+                    report.archives
                 );
             }
         }

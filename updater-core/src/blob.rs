@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::manifest::FileEntry;
+use crate::manifest::Expected;
 
 /// zstd level used when publishing (slow to encode, fast to decode; publish time is cheap).
 pub const DEFAULT_LEVEL: i32 = 12;
@@ -25,6 +25,16 @@ pub fn blob_path(blake3: &str) -> String {
 /// the BLAKE3 (hex) and the uncompressed size.
 pub fn compress(source: &Path, compressed_out: &mut File, level: i32) -> Result<(String, u64)> {
     let mut input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
+    compress_reader(&mut input, source, compressed_out, level)
+}
+
+/// [`compress`] for any reader; `source` names it in errors.
+pub fn compress_reader(
+    input: &mut dyn Read,
+    source: &Path,
+    compressed_out: &mut File,
+    level: i32,
+) -> Result<(String, u64)> {
     let mut encoder = zstd::stream::write::Encoder::new(compressed_out, level)
         .map_err(|e| Error::io("starting compression of", source, e))?;
     let mut hasher = blake3::Hasher::new();
@@ -59,9 +69,9 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
-/// Decompresses `blob` into a new file at `dest`, verifying size and BLAKE3 against `entry`
-/// while streaming, and `fsync`s it. On any mismatch `dest` is removed.
-pub fn decompress_verified(blob: &Path, dest: &Path, entry: &FileEntry) -> Result<()> {
+/// Decompresses `blob` into a new file at `dest`, verifying size and BLAKE3 against
+/// `expected` while streaming, and `fsync`s it. On any mismatch `dest` is removed.
+pub fn decompress_verified(blob: &Path, dest: &Path, expected: &Expected<'_>) -> Result<()> {
     let result = (|| {
         let input = File::open(blob).map_err(|e| Error::io("opening", blob, e))?;
         let decoder = zstd::stream::read::Decoder::new(input)
@@ -70,7 +80,7 @@ pub fn decompress_verified(blob: &Path, dest: &Path, entry: &FileEntry) -> Resul
         copy_verified(
             decoder,
             &mut output,
-            entry,
+            expected,
             &blob.display().to_string(),
             dest,
         )?;
@@ -82,19 +92,18 @@ pub fn decompress_verified(blob: &Path, dest: &Path, entry: &FileEntry) -> Resul
     result
 }
 
-/// Copies `input` to `output` (the file `dest`), refusing more than `entry.size` bytes and
+/// Copies `input` to `output` (the file `dest`), refusing more than `expected.size` bytes and
 /// checking the size and BLAKE3 at the end. `what` names the source in errors.
 pub fn copy_verified(
     input: impl Read,
     output: &mut impl Write,
-    entry: &FileEntry,
+    expected: &Expected<'_>,
     what: &str,
     dest: &Path,
 ) -> Result<()> {
-    let mut limited = input.take(entry.size + 1);
-    let mut hasher = blake3::Hasher::new();
+    let mut limited = input.take(expected.size + 1);
+    let mut verifier = VerifyingWriter::new(output, expected, what, dest);
     let mut buffer = vec![0u8; 256 * 1024];
-    let mut written = 0u64;
     loop {
         let n = match limited.read(&mut buffer) {
             Ok(0) => break,
@@ -103,47 +112,126 @@ pub fn copy_verified(
             Err(e) => {
                 return Err(Error::format(
                     what,
-                    format!("cannot decode content for {}: {e}", entry.path),
+                    format!("cannot decode content for {}: {e}", expected.name),
                 ));
             }
         };
-        written += n as u64;
-        if written > entry.size {
+        verifier.write_checked(&buffer[..n])?;
+    }
+    verifier.finish()
+}
+
+/// A writer that passes bytes on to `inner` while counting and hashing them, refusing more
+/// than the expected size as soon as it is exceeded; [`VerifyingWriter::finish`] checks the
+/// size and BLAKE3. For producers that push bytes (delta appliers, archive builders).
+pub struct VerifyingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    expected: &'a Expected<'a>,
+    what: &'a str,
+    dest: &'a Path,
+    hasher: blake3::Hasher,
+    written: u64,
+    /// The first error, kept so that `finish` reports it rather than an I/O wrapper.
+    error: Option<Error>,
+}
+
+impl<'a, W: Write> VerifyingWriter<'a, W> {
+    /// Wraps `inner` (the file `dest`); `what` names the source in errors.
+    pub fn new(
+        inner: &'a mut W,
+        expected: &'a Expected<'a>,
+        what: &'a str,
+        dest: &'a Path,
+    ) -> Self {
+        VerifyingWriter {
+            inner,
+            expected,
+            what,
+            dest,
+            hasher: blake3::Hasher::new(),
+            written: 0,
+            error: None,
+        }
+    }
+
+    /// Writes `bytes`, with our error type.
+    pub fn write_checked(&mut self, bytes: &[u8]) -> Result<()> {
+        self.written += bytes.len() as u64;
+        if self.written > self.expected.size {
             return Err(Error::Mismatch {
-                what: format!("{what} (for {})", entry.path),
+                what: format!("{} (for {})", self.what, self.expected.name),
                 kind: "decompressed size",
-                expected: entry.size.to_string(),
-                actual: format!("more than {}", entry.size),
+                expected: self.expected.size.to_string(),
+                actual: format!("more than {}", self.expected.size),
             });
         }
-        hasher.update(&buffer[..n]);
-        output
-            .write_all(&buffer[..n])
-            .map_err(|e| Error::io("writing", dest, e))?;
+        self.hasher.update(bytes);
+        self.inner
+            .write_all(bytes)
+            .map_err(|e| Error::io("writing", self.dest, e))
     }
-    if written != entry.size {
-        return Err(Error::Mismatch {
-            what: format!("{what} (for {})", entry.path),
-            kind: "size",
-            expected: entry.size.to_string(),
-            actual: written.to_string(),
-        });
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
     }
-    let actual = hasher.finalize().to_hex().to_string();
-    if actual != entry.blake3 {
-        return Err(Error::Mismatch {
-            what: format!("{what} (for {})", entry.path),
-            kind: "blake3",
-            expected: entry.blake3.clone(),
-            actual,
-        });
+
+    /// Checks the size and BLAKE3 of everything written.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
+        if self.written != self.expected.size {
+            return Err(Error::Mismatch {
+                what: format!("{} (for {})", self.what, self.expected.name),
+                kind: "size",
+                expected: self.expected.size.to_string(),
+                actual: self.written.to_string(),
+            });
+        }
+        let actual = self.hasher.finalize().to_hex().to_string();
+        if actual != self.expected.blake3 {
+            return Err(Error::Mismatch {
+                what: format!("{} (for {})", self.what, self.expected.name),
+                kind: "blake3",
+                expected: self.expected.blake3.to_string(),
+                actual,
+            });
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+impl<W: Write> std::fmt::Debug for VerifyingWriter<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingWriter")
+            .field("expected", self.expected)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> Write for VerifyingWriter<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.write_checked(bytes) {
+            Ok(()) => Ok(bytes.len()),
+            Err(error) => {
+                let message = error.to_string();
+                self.error.get_or_insert(error);
+                Err(std::io::Error::other(message))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::{Content, FileEntry};
     use appstart_layout::RelativePath;
 
     fn entry_for(data: &[u8], blob_size: u64) -> FileEntry {
@@ -155,6 +243,7 @@ mod tests {
             blob_size,
             deltas: Vec::new(),
             pack_offset: None,
+            archive: None,
         }
     }
 
@@ -170,7 +259,7 @@ mod tests {
         assert_eq!(size, data.len() as u64);
         let entry = entry_for(&data, 0);
         assert_eq!(hash, entry.blake3);
-        decompress_verified(&blob, &dir.path().join("out"), &entry).unwrap();
+        decompress_verified(&blob, &dir.path().join("out"), &entry.expected()).unwrap();
         assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), data);
 
         // The same blob declared as 1,000 bytes: decompression stops at 1,001 and refuses.
@@ -178,7 +267,8 @@ mod tests {
             size: 1000,
             ..entry
         };
-        let err = decompress_verified(&blob, &dir.path().join("bomb"), &small).unwrap_err();
+        let err =
+            decompress_verified(&blob, &dir.path().join("bomb"), &small.expected()).unwrap_err();
         assert!(err.to_string().contains("decompressed size"), "{err}");
         assert!(!dir.path().join("bomb").exists());
     }
@@ -188,8 +278,14 @@ mod tests {
         let data = b"hello";
         let mut entry = entry_for(data, 0);
         entry.blake3 = blake3::hash(b"other").to_hex().to_string();
-        let err =
-            copy_verified(&data[..], &mut Vec::new(), &entry, "x", Path::new("out")).unwrap_err();
+        let err = copy_verified(
+            &data[..],
+            &mut Vec::new(),
+            &entry.expected(),
+            "x",
+            Path::new("out"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("blake3 mismatch"), "{err}");
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod blob;
 pub mod delta;
 pub mod download;

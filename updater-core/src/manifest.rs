@@ -77,6 +77,145 @@ pub struct FileEntry {
     /// Where this file's blob starts in the release's pack (it is `blob_size` bytes long).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack_offset: Option<u64>,
+    /// For a zip archive the publisher could take apart: how to rebuild it, byte for byte,
+    /// from its members' contents and its headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Box<Archive>>,
+}
+
+/// How a zip archive (zip, jar, wheel, nupkg) is rebuilt from parts.
+///
+/// The archive is its `skeleton` (every byte outside the members' data: local headers,
+/// data descriptors, the central directory, and the data of members that cannot be
+/// recompressed exactly) with each member's data inserted at `offset`: its content compressed
+/// with `method`, which must give exactly `stream_size` bytes. Each part is content in its
+/// own right (a blob, deltas, a place in the pack), so an update moves only the members that
+/// changed, plus a small delta of the headers. The rebuilt archive is checked against the
+/// file's BLAKE3; if anything differs the client takes the whole file instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    /// Always `zip`.
+    pub format: ArchiveFormat,
+    /// The bytes outside the members' data, in order.
+    pub skeleton: Skeleton,
+    /// The members whose data is rebuilt, by increasing offset.
+    pub members: Vec<Member>,
+}
+
+/// Archive formats the client can rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveFormat {
+    /// PKZIP, as used by zip, jar, wheel and nupkg files.
+    Zip,
+}
+
+/// An archive's bytes outside its members' data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skeleton {
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of those bytes.
+    pub blake3: String,
+    /// Size of its compressed blob.
+    pub blob_size: u64,
+    /// Deltas from older skeletons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DeltaEntry>,
+    /// Where its blob starts in the release's pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_offset: Option<u64>,
+}
+
+/// One archive member whose data the client rebuilds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Its name in the archive (for messages and for finding delta bases; never a path).
+    pub name: String,
+    /// Where its data starts in the archive.
+    pub offset: u64,
+    /// Length of its data in the archive (compressed).
+    pub stream_size: u64,
+    /// How its content is turned into that data.
+    pub method: crate::archive::Method,
+    /// Size of its content (uncompressed).
+    pub size: u64,
+    /// BLAKE3 of its content.
+    pub blake3: String,
+    /// Size of its content's blob.
+    pub blob_size: u64,
+    /// Deltas from older contents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DeltaEntry>,
+    /// Where its blob starts in the release's pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_offset: Option<u64>,
+}
+
+/// What produced bytes must be: their size and BLAKE3, and a name for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected<'a> {
+    /// A file path, an archive member's name, or an archive's skeleton.
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3, lowercase hex.
+    pub blake3: &'a str,
+}
+
+/// Content the client can produce from a local copy, a delta or a blob: a file, an archive
+/// member, or an archive's skeleton. The planner and the stager work on this.
+pub trait Content {
+    /// What the produced bytes must be.
+    fn expected(&self) -> Expected<'_>;
+    /// Size of the blob.
+    fn blob_size(&self) -> u64;
+    /// Deltas that rebuild it.
+    fn deltas(&self) -> &[DeltaEntry];
+    /// Where its blob starts in the release's pack.
+    fn pack_offset(&self) -> Option<u64>;
+}
+
+macro_rules! content_impl {
+    ($type:ty, $this:ident => $name:expr) => {
+        impl Content for $type {
+            fn expected(&self) -> Expected<'_> {
+                let $this = self;
+                Expected {
+                    name: $name,
+                    size: self.size,
+                    blake3: &self.blake3,
+                }
+            }
+            fn blob_size(&self) -> u64 {
+                self.blob_size
+            }
+            fn deltas(&self) -> &[DeltaEntry] {
+                &self.deltas
+            }
+            fn pack_offset(&self) -> Option<u64> {
+                self.pack_offset
+            }
+        }
+    };
+}
+content_impl!(FileEntry, file => file.path.as_str());
+content_impl!(Member, member => member.name.as_str());
+content_impl!(Skeleton, _skeleton => "(archive headers)");
+
+impl FileEntry {
+    /// This file's parts other than itself: an archive's skeleton and members.
+    pub fn parts(&self) -> Vec<&dyn Content> {
+        let mut parts: Vec<&dyn Content> = Vec::new();
+        if let Some(archive) = &self.archive {
+            parts.push(&archive.skeleton);
+            parts.extend(archive.members.iter().map(|m| m as &dyn Content));
+        }
+        parts
+    }
 }
 
 /// A delta from an older file (identified by its BLAKE3) to this one.
@@ -145,6 +284,11 @@ impl Manifest {
             if !paths.insert(file.path.as_str()) {
                 return invalid(format!("files: {} is listed twice", file.path));
             }
+            if let Some(archive) = &file.archive {
+                archive
+                    .validate(file.size)
+                    .or_else(|m| invalid(format!("files[{}].archive: {m}", file.path)))?;
+            }
         }
         // A file may not be a folder of another file ("a" and "a/b").
         for file in &self.files {
@@ -166,10 +310,15 @@ impl Manifest {
                     pack.path
                 ));
             }
-            if let Some(file) = self.files.iter().find(|f| {
-                f.pack_offset
-                    .is_some_and(|o| o.saturating_add(f.blob_size) > pack.size)
-            }) {
+            let beyond = |c: &dyn Content| {
+                c.pack_offset()
+                    .is_some_and(|o| o.saturating_add(c.blob_size()) > pack.size)
+            };
+            if let Some(file) = self
+                .files
+                .iter()
+                .find(|f| beyond(*f) || f.parts().into_iter().any(beyond))
+            {
                 return invalid(format!(
                     "files[{}].pack_offset: beyond the end of the pack",
                     file.path
@@ -208,6 +357,59 @@ impl Manifest {
     /// Total size of all files.
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+impl Archive {
+    /// Most members one archive may list.
+    pub const MAX_MEMBERS: usize = 1_000_000;
+
+    /// The rules types cannot express: members in order, inside the archive, not
+    /// overlapping, and together with the skeleton exactly the archive's size.
+    fn validate(&self, archive_size: u64) -> std::result::Result<(), String> {
+        if self.members.len() > Self::MAX_MEMBERS {
+            return Err(format!("more than {} members", Self::MAX_MEMBERS));
+        }
+        if !is_blake3_hex(&self.skeleton.blake3) {
+            return Err("skeleton.blake3: not 64 lowercase hex digits".into());
+        }
+        let mut end = 0u64;
+        let mut total = self.skeleton.size;
+        for member in &self.members {
+            if member.name.len() > 65_535 {
+                return Err("a member name is longer than a zip allows".into());
+            }
+            if !is_blake3_hex(&member.blake3) {
+                return Err(format!(
+                    "member {:?}: blake3 is not 64 lowercase hex digits",
+                    member.name
+                ));
+            }
+            let member_end = member.offset.checked_add(member.stream_size);
+            if member.offset < end || member_end.is_none_or(|e| e > archive_size) {
+                return Err(format!(
+                    "member {:?}: data at {}+{} overlaps another or lies outside the archive",
+                    member.name, member.offset, member.stream_size
+                ));
+            }
+            end = member_end.unwrap_or(u64::MAX);
+            total = total.saturating_add(member.stream_size);
+        }
+        if self
+            .members
+            .iter()
+            .flat_map(|m| &m.deltas)
+            .chain(&self.skeleton.deltas)
+            .any(|d| !is_blake3_hex(&d.base))
+        {
+            return Err("a delta base is not 64 lowercase hex digits".into());
+        }
+        if total != archive_size {
+            return Err(format!(
+                "skeleton and member data add up to {total} bytes, the archive has {archive_size}"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -28,7 +28,13 @@ use sha2::Digest;
 
 use crate::blob;
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
+use crate::manifest::{
+    Archive, ArchiveFormat, Content, DeltaEntry, FileEntry, MANIFEST_FORMAT, Manifest, Member,
+    Skeleton, check_label,
+};
+
+/// Largest zip file taken apart (it is read into memory at publish time).
+pub const MAX_ARCHIVE_IN_MEMORY: u64 = 1 << 30;
 use crate::release::{ReleaseCustom, target_name};
 use crate::tuf::SPEC_VERSION;
 use crate::tuf::keys::{KeyDir, TOP_LEVEL_ROLES, key_id};
@@ -101,6 +107,8 @@ pub struct PublishReport {
     pub targets_version: u64,
     /// Deltas computed and stored.
     pub deltas: usize,
+    /// Zip archives taken apart, to be rebuilt from their members.
+    pub archives: usize,
 }
 
 /// A repository folder on the publisher's disk.
@@ -195,12 +203,20 @@ impl Repository {
         let mut entries = Vec::with_capacity(files.len());
         let mut new_blobs = 0;
         let mut new_blob_bytes = 0;
+        let mut archives = 0;
         for (path, executable) in files {
             let source = path.join_to(&request.source);
-            let (entry, written) = self.store_blob(&source, path, executable, request.level)?;
+            let (mut entry, written) = self.store_blob(&source, path, executable, request.level)?;
             if written {
                 new_blobs += 1;
                 new_blob_bytes += entry.blob_size;
+            }
+            let mut new = (0, 0);
+            if let Some(archive) = self.store_archive(&source, request.level, &mut new)? {
+                entry.archive = Some(Box::new(archive));
+                archives += 1;
+                new_blobs += new.0;
+                new_blob_bytes += new.1;
             }
             entries.push(entry);
         }
@@ -265,6 +281,7 @@ impl Repository {
             new_blob_bytes,
             targets_version: targets.version,
             deltas,
+            archives,
         })
     }
 
@@ -316,15 +333,19 @@ impl Repository {
                 &path.display().to_string(),
             )?);
         }
+        let known = |hash: &str| {
+            manifests.iter().any(|m| {
+                m.files.iter().any(|f| {
+                    f.blake3 == hash || f.parts().iter().any(|p| p.expected().blake3 == hash)
+                })
+            })
+        };
         let mut stored = 0;
         for entry in entries.iter_mut() {
-            if manifests
-                .iter()
-                .any(|m| m.files.iter().any(|f| f.blake3 == entry.blake3))
-            {
+            if known(&entry.blake3) {
                 continue; // clients coming from those releases already have it
             }
-            let mut target_bytes = None;
+            let mut target_bytes: Option<Vec<u8>> = None;
             for manifest in &manifests {
                 let Some(base) = manifest
                     .files
@@ -334,41 +355,121 @@ impl Repository {
                 else {
                     continue;
                 };
-                if entry.deltas.iter().any(|d| d.base == base.blake3)
-                    || base.size + entry.size >= crate::delta::MAX_DELTA_INPUT
-                {
+                if let (Some(archive), Some(base_archive)) = (&mut entry.archive, &base.archive) {
+                    // Deltas for the parts; a whole-file delta of a compressed archive saves
+                    // nothing.
+                    stored += self.add_part_deltas(archive, base_archive, &known)?;
                     continue;
                 }
                 if target_bytes.is_none() {
                     target_bytes = Some(fsutil::read(&entry.path.join_to(&request.source))?);
                 }
                 let target = target_bytes.as_deref().unwrap_or_default();
-                let base_bytes = self.blob_content(base)?;
-                let Some((algorithm, delta)) =
-                    crate::delta::encode_smallest(&base_bytes, target, 19)?
-                else {
-                    continue;
-                };
-                if delta.len() as u64 >= entry.blob_size {
-                    continue;
-                }
-                let path = self.root.join(crate::delta::delta_path(
-                    &base.blake3,
-                    &entry.blake3,
-                    algorithm,
-                ));
-                fsutil::create_dir_all(&fsutil::parent_of(&path))?;
-                fsutil::write_atomic(&path, &delta)?;
-                entry.deltas.push(crate::manifest::DeltaEntry {
-                    base: base.blake3.clone(),
-                    base_size: base.size,
-                    algorithm,
-                    size: delta.len() as u64,
-                });
-                stored += 1;
+                let (blake3, blob_size) = (entry.blake3.clone(), entry.blob_size);
+                stored += usize::from(self.add_delta(
+                    base,
+                    &blake3,
+                    blob_size,
+                    target,
+                    &mut entry.deltas,
+                )?);
             }
         }
         Ok(stored)
+    }
+
+    /// Deltas for an archive's skeleton and changed members against an older archive's:
+    /// each member against the member of the same name, or else the most similar one (same
+    /// file name, closest size). Returns how many were stored.
+    fn add_part_deltas(
+        &self,
+        archive: &mut Archive,
+        base: &Archive,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<usize> {
+        let mut stored = 0;
+        let skeleton = &mut archive.skeleton;
+        if !known(&skeleton.blake3) {
+            let target = self.blob_content(&*skeleton)?;
+            let (blake3, blob_size) = (skeleton.blake3.clone(), skeleton.blob_size);
+            stored += usize::from(self.add_delta(
+                &base.skeleton,
+                &blake3,
+                blob_size,
+                &target,
+                &mut skeleton.deltas,
+            )?);
+        }
+        for member in &mut archive.members {
+            if known(&member.blake3) {
+                continue;
+            }
+            let file_name = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
+            let Some(base_member) =
+                base.members
+                    .iter()
+                    .find(|m| m.name == member.name)
+                    .or_else(|| {
+                        base.members
+                            .iter()
+                            .filter(|m| file_name(&m.name) == file_name(&member.name))
+                            .min_by_key(|m| m.size.abs_diff(member.size))
+                    })
+            else {
+                continue;
+            };
+            let target = self.blob_content(&*member)?;
+            let (blake3, blob_size) = (member.blake3.clone(), member.blob_size);
+            stored += usize::from(self.add_delta(
+                base_member,
+                &blake3,
+                blob_size,
+                &target,
+                &mut member.deltas,
+            )?);
+        }
+        Ok(stored)
+    }
+
+    /// Computes the smallest delta from `base` to `target` (whose BLAKE3 and blob size are
+    /// given) and stores it if it is smaller than the blob and not listed yet. Returns
+    /// whether it stored one.
+    fn add_delta(
+        &self,
+        base: &dyn Content,
+        target_blake3: &str,
+        target_blob_size: u64,
+        target: &[u8],
+        deltas: &mut Vec<DeltaEntry>,
+    ) -> Result<bool> {
+        let base_expected = base.expected();
+        if deltas.iter().any(|d| d.base == base_expected.blake3)
+            || base_expected.size + target.len() as u64 >= crate::delta::MAX_DELTA_INPUT
+        {
+            return Ok(false);
+        }
+        let base_bytes = self.blob_content(base)?;
+        let Some((algorithm, delta)) = crate::delta::encode_smallest(&base_bytes, target, 19)?
+        else {
+            return Ok(false);
+        };
+        if delta.len() as u64 >= target_blob_size {
+            return Ok(false);
+        }
+        let path = self.root.join(crate::delta::delta_path(
+            base_expected.blake3,
+            target_blake3,
+            algorithm,
+        ));
+        fsutil::create_dir_all(&fsutil::parent_of(&path))?;
+        fsutil::write_atomic(&path, &delta)?;
+        deltas.push(DeltaEntry {
+            base: base_expected.blake3.to_string(),
+            base_size: base_expected.size,
+            algorithm,
+            size: delta.len() as u64,
+        });
+        Ok(true)
     }
 
     /// Writes `packs/<app>/<channel>/<platform>/<version>.pack`: every blob of the release
@@ -393,19 +494,30 @@ impl Repository {
             let mut offsets: std::collections::HashMap<String, u64> =
                 std::collections::HashMap::new();
             let mut size = 0u64;
-            for entry in entries.iter_mut() {
-                if let Some(offset) = offsets.get(&entry.blake3) {
-                    entry.pack_offset = Some(*offset);
-                    continue;
+            let mut place = |blake3: &str, pack_offset: &mut Option<u64>| -> Result<()> {
+                if let Some(offset) = offsets.get(blake3) {
+                    *pack_offset = Some(*offset);
+                    return Ok(());
                 }
-                let blob_path = self.root.join(blob::blob_path(&entry.blake3));
+                let blob_path = self.root.join(blob::blob_path(blake3));
                 let mut blob_file =
                     File::open(&blob_path).map_err(|e| Error::io("opening", &blob_path, e))?;
                 let copied = std::io::copy(&mut blob_file, &mut out)
                     .map_err(|e| Error::io("writing", &temp, e))?;
-                offsets.insert(entry.blake3.clone(), size);
-                entry.pack_offset = Some(size);
+                offsets.insert(blake3.to_string(), size);
+                *pack_offset = Some(size);
                 size += copied;
+                Ok(())
+            };
+            for entry in entries.iter_mut() {
+                place(&entry.blake3, &mut entry.pack_offset)?;
+                if let Some(archive) = &mut entry.archive {
+                    let skeleton = &mut archive.skeleton;
+                    place(&skeleton.blake3, &mut skeleton.pack_offset)?;
+                    for member in &mut archive.members {
+                        place(&member.blake3, &mut member.pack_offset)?;
+                    }
+                }
             }
             let file = out
                 .into_inner()
@@ -425,14 +537,21 @@ impl Repository {
         })
     }
 
-    /// The content of a published file, from its blob, verified.
-    fn blob_content(&self, entry: &FileEntry) -> Result<Vec<u8>> {
-        let path = self.root.join(blob::blob_path(&entry.blake3));
+    /// The content of a published file or part, from its blob, verified.
+    fn blob_content(&self, content: &dyn Content) -> Result<Vec<u8>> {
+        let expected = content.expected();
+        let path = self.root.join(blob::blob_path(expected.blake3));
         let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
         let decoder = zstd::stream::read::Decoder::new(file)
             .map_err(|e| Error::io("decompressing", &path, e))?;
-        let mut out = Vec::with_capacity(entry.size as usize);
-        blob::copy_verified(decoder, &mut out, entry, &path.display().to_string(), &path)?;
+        let mut out = Vec::with_capacity(expected.size as usize);
+        blob::copy_verified(
+            decoder,
+            &mut out,
+            &expected,
+            &path.display().to_string(),
+            &path,
+        )?;
         Ok(out)
     }
 
@@ -528,11 +647,36 @@ impl Repository {
         executable: bool,
         level: i32,
     ) -> Result<(FileEntry, bool)> {
+        let mut input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
+        let (blake3, size, blob_size, written) = self.store_reader(&mut input, source, level)?;
+        Ok((
+            FileEntry {
+                path,
+                size,
+                executable,
+                blake3,
+                blob_size,
+                deltas: Vec::new(),
+                pack_offset: None,
+                archive: None,
+            },
+            written,
+        ))
+    }
+
+    /// Compresses what `input` yields into the blob store unless that blob already exists.
+    /// Returns its BLAKE3, size, blob size and whether it was written now.
+    fn store_reader(
+        &self,
+        input: &mut dyn std::io::Read,
+        source: &Path,
+        level: i32,
+    ) -> Result<(String, u64, u64, bool)> {
         let blobs = self.root.join("blobs");
         let temp_path = blobs.join(fsutil::temp_name("blob"));
         let mut temp =
             File::create(&temp_path).map_err(|e| Error::io("creating", &temp_path, e))?;
-        let result = blob::compress(source, &mut temp, level);
+        let result = blob::compress_reader(input, source, &mut temp, level);
         drop(temp);
         let (blake3, size) = match result {
             Ok(v) => v,
@@ -555,18 +699,68 @@ impl Repository {
         let blob_size = std::fs::metadata(&final_path)
             .map_err(|e| Error::io("reading metadata of", &final_path, e))?
             .len();
-        Ok((
-            FileEntry {
-                path,
+        Ok((blake3, size, blob_size, written))
+    }
+
+    /// Takes a zip archive apart (see [`crate::archive`]) and stores its parts as blobs.
+    /// Returns `None` when it is not an archive the client can rebuild exactly: then it is
+    /// published as a plain file, with whole-file deltas. Counts new blobs in `new`.
+    fn store_archive(
+        &self,
+        source: &Path,
+        level: i32,
+        new: &mut (usize, u64),
+    ) -> Result<Option<Archive>> {
+        let mut magic = [0u8; 4];
+        let looks = File::open(source)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && crate::archive::zip::looks_like_zip(&magic);
+        if !looks || std::fs::metadata(source).map_or(u64::MAX, |m| m.len()) > MAX_ARCHIVE_IN_MEMORY
+        {
+            return Ok(None);
+        }
+        let bytes = fsutil::read(source)?;
+        let Some(parts) = crate::archive::zip::take_apart(&bytes) else {
+            return Ok(None);
+        };
+        let mut store = |content: &[u8]| -> Result<(String, u64, u64)> {
+            let (blake3, size, blob_size, written) =
+                self.store_reader(&mut &content[..], source, level)?;
+            if written {
+                new.0 += 1;
+                new.1 += blob_size;
+            }
+            Ok((blake3, size, blob_size))
+        };
+        let (blake3, size, blob_size) = store(&parts.skeleton)?;
+        let skeleton = Skeleton {
+            size,
+            blake3,
+            blob_size,
+            deltas: Vec::new(),
+            pack_offset: None,
+        };
+        let mut members = Vec::with_capacity(parts.members.len());
+        for member in parts.members {
+            let (blake3, size, blob_size) = store(&member.content)?;
+            members.push(Member {
+                name: member.name,
+                offset: member.offset,
+                stream_size: member.stream_size,
+                method: member.method,
                 size,
-                executable,
                 blake3,
                 blob_size,
                 deltas: Vec::new(),
                 pack_offset: None,
-            },
-            written,
-        ))
+            });
+        }
+        Ok(Some(Archive {
+            format: ArchiveFormat::Zip,
+            skeleton,
+            members,
+        }))
     }
 
     /// The current targets and snapshot, read through the timestamp as a client would.

@@ -73,6 +73,16 @@ pub struct Check {
 pub struct Staged {
     manifest: Manifest,
     report: StageReport,
+    manifest_bytes: u64,
+}
+
+impl Staged {
+    fn plan(&self) -> Plan {
+        Plan {
+            manifest_bytes: self.manifest_bytes,
+            ..Plan::from(self.report)
+        }
+    }
 }
 
 impl Staged {
@@ -101,19 +111,31 @@ pub struct UpdateReport {
     pub removed: Vec<VersionName>,
 }
 
-/// Where the files of an update came from.
+/// Where the files of an update came from: the plan that was carried out, bytes by source.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Plan {
     /// Files taken from installed versions (no bytes on the wire).
     pub local_files: usize,
     /// Files rebuilt from a local file and a delta.
     pub delta_files: usize,
-    /// Bytes of those deltas.
+    /// Bytes of deltas (for whole files and archive parts).
     pub delta_bytes: u64,
     /// Files downloaded whole (compressed blobs).
     pub blob_files: usize,
-    /// Bytes of those blobs.
+    /// Bytes of blobs (for whole files and archive parts, from blob URLs or pack ranges).
     pub blob_bytes: u64,
+    /// Zip archives rebuilt from their parts.
+    pub archive_files: usize,
+    /// Archive parts (members, headers) found locally.
+    pub archive_parts_local: usize,
+    /// Archive parts rebuilt from a delta.
+    pub archive_parts_delta: usize,
+    /// Archive parts downloaded as blobs.
+    pub archive_parts_blob: usize,
+    /// Range requests to the release's pack.
+    pub pack_requests: usize,
+    /// Bytes of the release manifest.
+    pub manifest_bytes: u64,
 }
 
 impl From<StageReport> for Plan {
@@ -124,6 +146,12 @@ impl From<StageReport> for Plan {
             delta_bytes: report.delta_bytes,
             blob_files: report.files_from_blobs,
             blob_bytes: report.blob_bytes,
+            archive_files: report.archives_rebuilt,
+            archive_parts_local: report.parts_local,
+            archive_parts_delta: report.parts_patched,
+            archive_parts_blob: report.parts_from_blobs,
+            pack_requests: report.pack_requests,
+            manifest_bytes: 0,
         }
     }
 }
@@ -318,7 +346,7 @@ impl Updater {
             release,
         )?;
         crate::fault::step("manifest");
-        let staged = stage_version(
+        let mut staged = stage_version(
             &self.install,
             &self.settings,
             self.transport.as_ref(),
@@ -326,6 +354,7 @@ impl Updater {
             self.events.as_deref(),
             &manifest,
         )?;
+        staged.manifest_bytes = release.target.length;
         self.emit(Event::Staged {
             version: manifest.version.clone(),
         });
@@ -359,7 +388,7 @@ impl Updater {
             bytes_downloaded: staged.report.bytes_downloaded,
             files_reused: staged.report.files_reused,
             files_downloaded: staged.report.files_downloaded,
-            plan: staged.report.into(),
+            plan: staged.plan(),
             removed,
         };
         self.history(
@@ -540,6 +569,7 @@ fn stage_version(
         return Ok(Staged {
             manifest: manifest.clone(),
             report: StageReport::default(),
+            manifest_bytes: 0,
         });
     }
     let installed = switch::installed_versions(install)?;
@@ -575,6 +605,7 @@ fn stage_version(
     Ok(Staged {
         manifest: manifest.clone(),
         report,
+        manifest_bytes: 0,
     })
 }
 
@@ -670,7 +701,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         ))
     })?;
     let manifest = fetch_manifest(&install, &settings, transport.as_ref(), &retry, &release)?;
-    let staged = stage_version(
+    let mut staged = stage_version(
         &install,
         &settings,
         transport.as_ref(),
@@ -678,6 +709,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         None,
         &manifest,
     )?;
+    staged.manifest_bytes = release.target.length;
     match &manifest.launcher {
         Some(launcher) => switch::replace_launcher(
             &install,
@@ -712,7 +744,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         bytes_downloaded: staged.report.bytes_downloaded,
         files_reused: staged.report.files_reused,
         files_downloaded: staged.report.files_downloaded,
-        plan: staged.report.into(),
+        plan: staged.plan(),
         removed: Vec::new(),
     })
 }

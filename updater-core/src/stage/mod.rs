@@ -3,15 +3,26 @@
 //! Steps (see `docs/crash-safety.md` for what is on disk after each):
 //! 1. Start from an empty `versions/.staging-<version>` (a leftover from an interrupted run is
 //!    removed; downloaded blobs survive in `state/cache`, so nothing is fetched twice).
-//! 2. For each file, cheapest source first (every written file is `fsync`ed and made
-//!    read-only):
-//!    - a file of an installed version with the same BLAKE3: hard-linked when its recorded
-//!      inode, size and mtime show it untouched since we wrote it and its mode matches, else
-//!      copied and verified while copying (why linking is safe: `docs/layout.md`);
-//!    - otherwise its blob: downloaded to `state/cache/<blake3>.zst.partial` (resumable,
-//!      capped at the signed blob size), then decompressed and verified while streaming.
-//! 3. `fsync` every folder, deepest first.
-//! 4. Verify the tree against the manifest: exactly the listed files and folders, right
+//! 2. Plan ([`Stager::plan`]): for each file the cheapest route, fewest bytes first, then fewest
+//!    requests:
+//!    - a file of an installed version with the same BLAKE3 (free): hard-linked when its
+//!      recorded inode, size and mtime show it untouched since we wrote it and its mode
+//!      matches, else copied and verified while copying (why linking is safe:
+//!      `docs/layout.md`);
+//!    - a zip archive rebuilt from its parts ([`archive`]): members and headers taken from
+//!      installed archives or files, rebuilt from deltas, or downloaded, whichever is
+//!      cheapest for each part, when that costs less than the whole file;
+//!    - the smallest delta whose base is on disk;
+//!    - its blob.
+//!
+//!    Blobs the plan needs are fetched first from the release's pack, neighbours coalesced
+//!    into one `Range` request ([`PACK_GAP`]), into `state/cache`.
+//! 3. Carry the plan out, file by file (every written file is `fsync`ed and made read-only).
+//!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
+//!    signed size), then are applied or decompressed and verified while streaming. A delta or
+//!    archive rebuild that fails falls back to the blob, never to a broken file.
+//! 4. `fsync` every folder, deepest first.
+//! 5. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,11 +32,16 @@ use std::path::{Path, PathBuf};
 use appstart_layout::{InstallDir, VersionName, fsutil};
 use serde::{Deserialize, Serialize};
 
+mod archive;
+mod local;
+
+pub use local::LocalFiles;
+
 use crate::blob;
 use crate::download::{RetryPolicy, fetch_to_partial};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
-use crate::manifest::{FileEntry, Manifest, PackRef};
+use crate::manifest::{Content, Expected, FileEntry, Manifest, PackRef};
 use crate::transport::{Transport, join_url};
 
 /// Fetch blobs from the pack only when at least this many are needed.
@@ -112,85 +128,51 @@ impl InstalledRecord {
     }
 }
 
-/// Files already on disk, by BLAKE3.
-#[derive(Debug, Default)]
-pub struct LocalFiles {
-    by_hash: HashMap<String, Vec<LocalFile>>,
-}
-
-#[derive(Debug)]
-struct LocalFile {
-    path: PathBuf,
-    size: u64,
-    executable: bool,
-    stat: Option<FileStat>,
-}
-
-impl LocalFiles {
-    /// Indexes the files of every installed version in `versions` that has a record.
-    pub fn index(install: &InstallDir, versions: &[VersionName]) -> Self {
-        let mut local = LocalFiles::default();
-        for version in versions {
-            let Some(record) = InstalledRecord::load(install, version) else {
-                continue;
-            };
-            let dir = install.version_dir(version);
-            for entry in &record.manifest.files {
-                local
-                    .by_hash
-                    .entry(entry.blake3.clone())
-                    .or_default()
-                    .push(LocalFile {
-                        path: entry.path.join_to(&dir),
-                        size: entry.size,
-                        executable: entry.executable,
-                        stat: record.stats.get(entry.path.as_str()).copied(),
-                    });
-            }
-        }
-        local
-    }
-}
-
-impl LocalFiles {
-    /// The content of a local file with BLAKE3 `hash` and `size`, verified unless its stat
-    /// shows it untouched since we wrote it.
-    pub fn read_verified(&self, hash: &str, size: u64) -> Option<Vec<u8>> {
-        for candidate in self.by_hash.get(hash)?.iter().filter(|c| c.size == size) {
-            let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
-                continue;
-            };
-            let Ok(bytes) = std::fs::read(&candidate.path) else {
-                continue;
-            };
-            let untouched = candidate
-                .stat
-                .is_some_and(|s| s.ino != 0 && s == FileStat::of(&meta));
-            if untouched || blake3::hash(&bytes).to_hex().as_str() == hash {
-                return Some(bytes);
-            }
-        }
-        None
-    }
-}
-
 /// What staging did, by source (the plan that was carried out).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageReport {
-    /// Bytes received over the network (deltas and blobs).
+    /// Bytes received over the network (deltas, blobs and pack ranges; not metadata).
     pub bytes_downloaded: u64,
     /// Files taken from installed versions.
     pub files_reused: usize,
-    /// Files that came over the network (patched from a delta or from a blob).
+    /// Files that needed the network (patched, rebuilt or from a blob).
     pub files_downloaded: usize,
     /// Files rebuilt from a local file and a delta.
     pub files_patched: usize,
-    /// Bytes of deltas received.
+    /// Bytes of deltas received (for whole files and archive parts).
     pub delta_bytes: u64,
     /// Files that came from their blob.
     pub files_from_blobs: usize,
-    /// Bytes of blobs received.
+    /// Bytes of blobs received (for whole files and archive parts).
     pub blob_bytes: u64,
+    /// Zip archives rebuilt from their parts.
+    pub archives_rebuilt: usize,
+    /// Archive parts (members, headers) taken from local files or archives.
+    pub parts_local: usize,
+    /// Archive parts rebuilt from a delta.
+    pub parts_patched: usize,
+    /// Archive parts that came from their blob.
+    pub parts_from_blobs: usize,
+    /// Range requests made to packs.
+    pub pack_requests: usize,
+}
+
+/// How one file of the target version will be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// From an installed file with the same content.
+    Local,
+    /// A zip archive rebuilt from its parts.
+    Archive,
+    /// The whole file, from a delta or its blob.
+    Whole,
+}
+
+/// How a piece of content was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obtained {
+    Delta(u64),
+    Blob(u64),
 }
 
 /// Everything staging needs.
@@ -216,8 +198,78 @@ impl std::fmt::Debug for Stager<'_> {
     }
 }
 
+/// The bytes it costs to get `content`: nothing if it is on disk, else its smallest usable
+/// delta (one whose base is on disk), else its blob.
+pub fn cost(content: &dyn Content, local: &LocalFiles) -> u64 {
+    if local.has(content.expected().blake3) {
+        return 0;
+    }
+    usable_deltas(content, local)
+        .first()
+        .map_or(content.blob_size(), |d| d.size)
+}
+
+/// Deltas smaller than the blob whose base is on disk, smallest first.
+fn usable_deltas<'c>(
+    content: &'c dyn Content,
+    local: &LocalFiles,
+) -> Vec<&'c crate::manifest::DeltaEntry> {
+    let mut deltas: Vec<_> = content
+        .deltas()
+        .iter()
+        .filter(|d| d.size < content.blob_size() && local.has(&d.base))
+        .collect();
+    deltas.sort_by_key(|d| d.size);
+    deltas
+}
+
 impl Stager<'_> {
-    /// Builds `manifest` in its staging folder (steps 1 to 4). Returns the folder, what it
+    /// Step 2: the route of each file, and the blobs (pack offset, size, BLAKE3) that route
+    /// needs from the network.
+    pub fn plan<'m>(
+        &self,
+        manifest: &'m Manifest,
+        local: &LocalFiles,
+    ) -> (Vec<Route>, Vec<(u64, u64, &'m str)>) {
+        let mut routes = Vec::with_capacity(manifest.files.len());
+        let mut blobs = Vec::new();
+        let mut need_blob = |content: &'m dyn Content| {
+            if !local.has(content.expected().blake3)
+                && usable_deltas(content, local).is_empty()
+                && let Some(offset) = content.pack_offset()
+            {
+                blobs.push((offset, content.blob_size(), content.expected().blake3));
+            }
+        };
+        for entry in &manifest.files {
+            if local.has_file(&entry.blake3) {
+                routes.push(Route::Local);
+                continue;
+            }
+            let whole = cost(entry, local);
+            let rebuild = entry.archive.as_ref().map(|a| archive::cost(a, local));
+            if let (Some(archive), Some(rebuild)) = (&entry.archive, rebuild)
+                && rebuild < whole
+            {
+                routes.push(Route::Archive);
+                need_blob(&archive.skeleton);
+                for member in &archive.members {
+                    if local
+                        .raw_member(&member.blake3, member.method, member.stream_size)
+                        .is_none()
+                    {
+                        need_blob(member);
+                    }
+                }
+            } else {
+                routes.push(Route::Whole);
+                need_blob(entry);
+            }
+        }
+        (routes, blobs)
+    }
+
+    /// Builds `manifest` in its staging folder (steps 1 to 5). Returns the folder, what it
     /// cost, and the stats of the written files.
     pub fn stage(
         &self,
@@ -228,6 +280,8 @@ impl Stager<'_> {
         let staging = self.install.staging_dir(&manifest.version);
         fsutil::remove_dir_all_if_exists(&staging)?;
         fsutil::create_dir_all(&staging)?;
+        let scratch = self.scratch_dir();
+        fsutil::remove_dir_all_if_exists(&scratch)?;
         let mut folders: BTreeSet<PathBuf> = BTreeSet::new();
         folders.insert(staging.clone());
         for dir in &manifest.directories {
@@ -239,32 +293,60 @@ impl Stager<'_> {
             }
         }
         // Step 2.
+        let (routes, blobs) = self.plan(manifest, local);
         let mut report = StageReport::default();
         if let Some(pack) = &manifest.pack {
-            let received = self.prefetch_from_pack(manifest, pack, local);
+            let (received, requests) = self.prefetch_from_pack(pack, blobs);
             report.blob_bytes += received;
             report.bytes_downloaded += received;
+            report.pack_requests += requests;
         }
+        // Step 3.
         let total = manifest.files.len();
-        for (index, entry) in manifest.files.iter().enumerate() {
+        for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             let dest = entry.path.join_to(&staging);
-            // The plan for each file, cheapest first: a local copy, a delta from a local
-            // file, the blob.
-            if self.reuse(entry, &dest, local)? {
+            let mut done = route == Route::Local && self.reuse(entry, &dest, local)?;
+            if done {
                 report.files_reused += 1;
-            } else if let Some(received) = self.patch(entry, &dest, local)? {
+            }
+            if !done
+                && route == Route::Archive
+                && let Some(archive) = &entry.archive
+            {
+                match archive::rebuild(self, entry, archive, &dest, local, &scratch) {
+                    Ok(parts) => {
+                        report.add_parts(&parts);
+                        report.archives_rebuilt += 1;
+                        report.files_downloaded += 1;
+                        set_read_only(&dest, entry.executable)?;
+                        done = true;
+                    }
+                    Err(err) => {
+                        log::warn!(
+                            "could not rebuild {} from its parts, taking the whole file: {}",
+                            entry.path,
+                            crate::error::chain(&err)
+                        );
+                        fsutil::remove_file_if_exists(&dest)?;
+                    }
+                }
+            }
+            if !done {
+                let obtained = self.obtain_remote(entry, &dest, local, &scratch)?;
                 set_read_only(&dest, entry.executable)?;
-                report.files_patched += 1;
                 report.files_downloaded += 1;
-                report.delta_bytes += received;
-                report.bytes_downloaded += received;
-            } else {
-                let received = self.fetch_blob(entry, &dest)?;
-                set_read_only(&dest, entry.executable)?;
-                report.files_from_blobs += 1;
-                report.files_downloaded += 1;
-                report.blob_bytes += received;
-                report.bytes_downloaded += received;
+                match obtained {
+                    Obtained::Delta(bytes) => {
+                        report.files_patched += 1;
+                        report.delta_bytes += bytes;
+                        report.bytes_downloaded += bytes;
+                    }
+                    Obtained::Blob(bytes) => {
+                        report.files_from_blobs += 1;
+                        report.blob_bytes += bytes;
+                        report.bytes_downloaded += bytes;
+                    }
+                }
             }
             crate::fault::step(&format!("stage-file-{}", index + 1));
             if let Some(events) = self.events
@@ -277,40 +359,40 @@ impl Stager<'_> {
                 });
             }
         }
-        // Step 3: deepest folders first, so each folder's entries are durable before it is.
+        fsutil::remove_dir_all_if_exists(&scratch)?;
+        // Step 4: deepest folders first, so each folder's entries are durable before it is.
         for folder in folders.iter().rev() {
             fsutil::sync_dir(folder)?;
         }
         crate::fault::step("staged");
-        // Step 4.
+        // Step 5.
         let stats = verify_tree(&staging, manifest)?;
         crate::fault::step("verified");
         Ok((staging, report, stats))
     }
 
+    /// Where archive parts and extracted bases are kept while staging.
+    fn scratch_dir(&self) -> PathBuf {
+        self.install.cache_dir().join("scratch")
+    }
+
     /// Takes `entry` from an installed version if one has it. Returns whether it did.
     fn reuse(&self, entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<bool> {
-        let Some(candidates) = local.by_hash.get(&entry.blake3) else {
-            return Ok(false);
-        };
-        for candidate in candidates.iter().filter(|c| c.size == entry.size) {
+        for candidate in local.files(&entry.blake3).filter(|c| c.size == entry.size) {
             let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
                 continue;
             };
             if !meta.is_file() {
                 continue;
             }
-            let untouched = candidate
-                .stat
-                .is_some_and(|s| s.ino != 0 && s == FileStat::of(&meta));
-            if untouched
+            if candidate.untouched(&meta)
                 && candidate.executable == entry.executable
                 && std::fs::hard_link(&candidate.path, dest).is_ok()
             {
                 return Ok(true);
             }
             // Changed since we wrote it, another mode, or another file system: copy, verifying.
-            match copy_file_verified(&candidate.path, dest, entry) {
+            match copy_file_verified(&candidate.path, dest, &entry.expected()) {
                 Ok(()) => {
                     set_read_only(dest, entry.executable)?;
                     return Ok(true);
@@ -324,36 +406,52 @@ impl Stager<'_> {
         Ok(false)
     }
 
-    /// Rebuilds `entry` at `dest` from a local file and a delta, smallest delta first.
+    /// Makes `content` at `dest` from a delta, or else from its blob.
+    fn obtain_remote(
+        &self,
+        content: &dyn Content,
+        dest: &Path,
+        local: &LocalFiles,
+        scratch: &Path,
+    ) -> Result<Obtained> {
+        if let Some(received) = self.patch(content, dest, local, scratch)? {
+            return Ok(Obtained::Delta(received));
+        }
+        Ok(Obtained::Blob(self.fetch_blob(content, dest)?))
+    }
+
+    /// Rebuilds `content` at `dest` from a local base and a delta, smallest delta first.
     /// Returns the bytes received, or `None` when no delta applies (no base on disk, or every
     /// delta failed: then the caller falls back to the blob, never to a broken file).
-    fn patch(&self, entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<Option<u64>> {
-        let mut deltas: Vec<_> = entry
-            .deltas
-            .iter()
-            .filter(|d| d.size < entry.blob_size)
-            .collect();
-        deltas.sort_by_key(|d| d.size);
-        for delta in deltas {
-            let Some(base) = local.read_verified(&delta.base, delta.base_size) else {
+    fn patch(
+        &self,
+        content: &dyn Content,
+        dest: &Path,
+        local: &LocalFiles,
+        scratch: &Path,
+    ) -> Result<Option<u64>> {
+        let expected = content.expected();
+        for delta in usable_deltas(content, local) {
+            let base_expected = Expected {
+                name: "delta base",
+                size: delta.base_size,
+                blake3: &delta.base,
+            };
+            let Some(base_path) = local.materialize(&base_expected, scratch) else {
                 continue;
             };
-            let path = crate::delta::delta_path(&delta.base, &entry.blake3, delta.algorithm);
+            let path = crate::delta::delta_path(&delta.base, expected.blake3, delta.algorithm);
             let url = join_url(self.repo_url, &path);
             let cache = self.install.cache_dir();
             fsutil::create_dir_all(&cache)?;
-            let cached = cache.join(format!(
+            let name = format!(
                 "{}-{}.{}",
                 delta.base,
-                entry.blake3,
+                expected.blake3,
                 delta.algorithm.extension()
-            ));
-            let partial = cache.join(format!(
-                "{}-{}.{}.partial",
-                delta.base,
-                entry.blake3,
-                delta.algorithm.extension()
-            ));
+            );
+            let cached = cache.join(&name);
+            let partial = cache.join(format!("{name}.partial"));
             let attempt = (|| -> Result<u64> {
                 let mut received = 0;
                 if !std::fs::metadata(&cached).is_ok_and(|m| m.len() == delta.size) {
@@ -362,16 +460,24 @@ impl Stager<'_> {
                     fsutil::rename(&partial, &cached)?;
                 }
                 let bytes = fsutil::read(&cached)?;
-                let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
+                let mut base = std::io::BufReader::new(
+                    File::open(&base_path).map_err(|e| Error::io("opening", &base_path, e))?,
+                );
+                let mut output = std::io::BufWriter::new(
+                    File::create(dest).map_err(|e| Error::io("creating", dest, e))?,
+                );
                 crate::delta::apply(
                     delta.algorithm,
-                    &base,
+                    &mut base,
                     &bytes,
                     &mut output,
-                    entry,
+                    &expected,
                     &url,
                     dest,
                 )?;
+                let output = output
+                    .into_inner()
+                    .map_err(|e| Error::io("writing", dest, e.into_error()))?;
                 output
                     .sync_all()
                     .map_err(|e| Error::io("syncing", dest, e))?;
@@ -392,36 +498,29 @@ impl Stager<'_> {
         Ok(None)
     }
 
-    /// Fetches the blobs this update needs from the release's pack, with one `Range` request
-    /// per run of neighbouring blobs (gaps under [`PACK_GAP`] are fetched rather than split),
-    /// into the blob cache, where the per-file step finds them. Only worth it for several
-    /// blobs. Best effort: whatever fails here is fetched blob by blob afterwards, so this
-    /// returns only the bytes received, never an error.
-    fn prefetch_from_pack(&self, manifest: &Manifest, pack: &PackRef, local: &LocalFiles) -> u64 {
+    /// Fetches the planned blobs (pack offset, size, BLAKE3) from the release's pack, with
+    /// one `Range` request per run of neighbouring blobs (gaps under [`PACK_GAP`] are fetched
+    /// rather than split), into the blob cache, where the per-file step finds them. Only
+    /// worth it for several blobs. Best effort: whatever fails here is fetched blob by blob
+    /// afterwards, so this returns only the bytes received and the requests made.
+    fn prefetch_from_pack(&self, pack: &PackRef, planned: Vec<(u64, u64, &str)>) -> (u64, usize) {
         let cache = self.install.cache_dir();
-        let mut needed: Vec<(u64, u64, &str)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for entry in &manifest.files {
-            let Some(offset) = entry.pack_offset else {
-                continue;
-            };
-            let has_local = local.by_hash.contains_key(&entry.blake3);
-            let has_delta_base = entry
-                .deltas
-                .iter()
-                .any(|d| local.by_hash.contains_key(&d.base));
-            let cached = std::fs::metadata(cache.join(format!("{}.zst", entry.blake3)))
-                .is_ok_and(|m| m.len() == entry.blob_size);
-            if !has_local && !has_delta_base && !cached && seen.insert(entry.blake3.as_str()) {
-                needed.push((offset, entry.blob_size, entry.blake3.as_str()));
-            }
-        }
+        let mut needed: Vec<(u64, u64, &str)> = planned
+            .into_iter()
+            .filter(|(_, size, hash)| {
+                seen.insert(*hash)
+                    && !std::fs::metadata(cache.join(format!("{hash}.zst")))
+                        .is_ok_and(|m| m.len() == *size)
+            })
+            .collect();
         if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
-            return 0;
+            return (0, 0);
         }
         needed.sort();
         let url = join_url(self.repo_url, pack.path.as_str());
         let mut received = 0;
+        let mut requests = 0;
         let mut start_index = 0;
         while start_index < needed.len() {
             // One range: neighbours closer than PACK_GAP.
@@ -434,6 +533,7 @@ impl Stager<'_> {
                 end_index += 1;
             }
             let run = &needed[start_index..end_index];
+            requests += 1;
             match self.fetch_pack_range(&url, pack.size, run, &cache) {
                 Ok((bytes, whole)) => {
                     received += bytes;
@@ -452,7 +552,7 @@ impl Stager<'_> {
             }
             start_index = end_index;
         }
-        received
+        (received, requests)
     }
 
     /// Fetches one run of slices from the pack. Returns the bytes received and whether the
@@ -528,22 +628,23 @@ impl Stager<'_> {
         Ok((received, whole))
     }
 
-    /// Downloads (or finds in the cache) the blob of `entry` and decompresses it to `dest`.
+    /// Downloads (or finds in the cache) the blob of `content` and decompresses it to `dest`.
     /// Returns the bytes received over the network.
-    fn fetch_blob(&self, entry: &FileEntry, dest: &Path) -> Result<u64> {
+    fn fetch_blob(&self, content: &dyn Content, dest: &Path) -> Result<u64> {
+        let expected = content.expected();
+        let blob_size = content.blob_size();
         let cache = self.install.cache_dir();
         fsutil::create_dir_all(&cache)?;
-        let blob_file = cache.join(format!("{}.zst", entry.blake3));
-        let url = join_url(self.repo_url, &blob::blob_path(&entry.blake3));
+        let blob_file = cache.join(format!("{}.zst", expected.blake3));
+        let url = join_url(self.repo_url, &blob::blob_path(expected.blake3));
         let mut received = 0;
-        let cached = std::fs::metadata(&blob_file).is_ok_and(|m| m.len() == entry.blob_size);
+        let cached = std::fs::metadata(&blob_file).is_ok_and(|m| m.len() == blob_size);
         if !cached {
-            let partial = cache.join(format!("{}.zst.partial", entry.blake3));
-            received =
-                fetch_to_partial(self.transport, &url, &partial, entry.blob_size, &self.retry)?;
+            let partial = cache.join(format!("{}.zst.partial", expected.blake3));
+            received = fetch_to_partial(self.transport, &url, &partial, blob_size, &self.retry)?;
             fsutil::rename(&partial, &blob_file)?;
         }
-        if let Err(err) = blob::decompress_verified(&blob_file, dest, entry) {
+        if let Err(err) = blob::decompress_verified(&blob_file, dest, &expected) {
             // Bad content is never kept.
             fsutil::remove_file_if_exists(&blob_file)?;
             if cached {
@@ -553,7 +654,7 @@ impl Stager<'_> {
                     "cached {} failed verification; downloading it again",
                     blob_file.display()
                 );
-                return self.fetch_blob(entry, dest);
+                return self.fetch_blob(content, dest);
             }
             return Err(match err {
                 Error::Mismatch {
@@ -574,6 +675,17 @@ impl Stager<'_> {
     }
 }
 
+impl StageReport {
+    fn add_parts(&mut self, parts: &StageReport) {
+        self.parts_local += parts.parts_local;
+        self.parts_patched += parts.parts_patched;
+        self.parts_from_blobs += parts.parts_from_blobs;
+        self.delta_bytes += parts.delta_bytes;
+        self.blob_bytes += parts.blob_bytes;
+        self.bytes_downloaded += parts.bytes_downloaded;
+    }
+}
+
 /// Creates `relative` (and its parents) below `root`, remembering each folder created.
 fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -> Result<()> {
     let mut path = root.to_path_buf();
@@ -591,13 +703,13 @@ fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -
 }
 
 /// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying.
-fn copy_file_verified(source: &Path, dest: &Path, entry: &FileEntry) -> Result<()> {
+fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Result<()> {
     let input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
     let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
     blob::copy_verified(
         input,
         &mut output,
-        entry,
+        expected,
         &source.display().to_string(),
         dest,
     )?;

@@ -1,12 +1,17 @@
 //! Binary deltas between two versions of a file.
 //!
-//! Two encoders, chosen by measurement (docs/benchmarks.md): no single one wins everywhere.
+//! Three encodings, chosen by measurement (docs/benchmarks.md): no single one wins everywhere.
 //! - `zstd-patch`: zstd with the old file as reference prefix and long-distance matching
 //!   (what `zstd --patch-from` does). Fast to decode; memory is the old file plus the window.
-//! - `bsdiff`: bsdiff 4 (qbsdiff), often smaller on executables whose code moved.
+//!   Best on data files with long unchanged runs.
+//! - `bsdiff-lzma` ([`bsdiff_lzma`]): bsdiff's matching, its streams re-packed with LZMA2.
+//!   Best on executables, whose code moves and whose addresses all shift a little. Applied
+//!   as a stream from the base on disk.
+//! - `bsdiff`: plain bsdiff 4 (qbsdiff, bzip2), kept for the rare small file where its
+//!   framing is smaller. Applied in memory.
 //!
-//! The publisher computes both and keeps the smaller, and only if it is smaller than the
-//! file's blob. A delta is identified by (base BLAKE3, target BLAKE3) and stored at
+//! The publisher computes all three and keeps the smallest, and only if it is smaller than
+//! the file's blob. A delta is identified by (base BLAKE3, target BLAKE3) and stored at
 //! `deltas/<xx>/<base>-<target>.<algorithm>`; the signed manifest lists it with its size.
 //! Applying one never trusts the delta: the output is capped at the signed size and must have
 //! the signed BLAKE3, else the client falls back to the blob.
@@ -14,13 +19,15 @@
 //! Deltas are made only when old and new file together are below [`MAX_DELTA_INPUT`] (the
 //! zstd window limit); larger files are updated through their blob, streamed.
 
-use std::io::{Read, Write};
+pub mod bsdiff_lzma;
+
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::FileEntry;
+use crate::manifest::Expected;
 
 /// Largest base + target size a delta is made for (2 GiB, zstd's largest window).
 pub const MAX_DELTA_INPUT: u64 = 1 << 31;
@@ -34,7 +41,17 @@ pub enum Algorithm {
     /// bsdiff 4 format.
     #[serde(rename = "bsdiff")]
     Bsdiff,
+    /// bsdiff's streams, column-split and LZMA2-compressed ([`bsdiff_lzma`]).
+    #[serde(rename = "bsdiff-lzma")]
+    BsdiffLzma,
 }
+
+/// Every algorithm, in the order the publisher tries them.
+pub const ALGORITHMS: [Algorithm; 3] = [
+    Algorithm::ZstdPatch,
+    Algorithm::BsdiffLzma,
+    Algorithm::Bsdiff,
+];
 
 impl Algorithm {
     /// File extension in the repository.
@@ -42,6 +59,7 @@ impl Algorithm {
         match self {
             Algorithm::ZstdPatch => "zst-patch",
             Algorithm::Bsdiff => "bsdiff",
+            Algorithm::BsdiffLzma => "bsdl",
         }
     }
 }
@@ -65,12 +83,18 @@ pub fn encode_smallest(
         return Ok(None);
     }
     let zstd = encode(Algorithm::ZstdPatch, base, target, level)?;
+    // bsdiff-lzma is a re-packing of bsdiff's output: match once, keep the smaller framing.
     let bsdiff = encode(Algorithm::Bsdiff, base, target, level)?;
-    Ok(Some(if bsdiff.len() < zstd.len() {
-        (Algorithm::Bsdiff, bsdiff)
-    } else {
-        (Algorithm::ZstdPatch, zstd)
-    }))
+    let lzma = bsdiff_lzma::from_bsdiff4(&bsdiff)
+        .map_err(|e| Error::Invalid(format!("computing a bsdiff-lzma delta: {e}")))?;
+    let best = [
+        (Algorithm::ZstdPatch, zstd),
+        (Algorithm::BsdiffLzma, lzma),
+        (Algorithm::Bsdiff, bsdiff),
+    ]
+    .into_iter()
+    .min_by_key(|(_, bytes)| bytes.len());
+    Ok(best)
 }
 
 /// Encodes `target` against `base` with `algorithm`.
@@ -98,9 +122,14 @@ pub fn encode(algorithm: Algorithm, base: &[u8], target: &[u8], level: i32) -> R
             let mut out = Vec::new();
             qbsdiff::Bsdiff::new(base, target)
                 .compression_level(9)
+                .parallel_scheme(qbsdiff::ParallelScheme::Never)
                 .compare(std::io::Cursor::new(&mut out))
                 .map_err(failed)?;
             Ok(out)
+        }
+        Algorithm::BsdiffLzma => {
+            bsdiff_lzma::from_bsdiff4(&encode(Algorithm::Bsdiff, base, target, level)?)
+                .map_err(failed)
         }
     }
 }
@@ -111,41 +140,62 @@ fn window_log(len: usize) -> u32 {
     bits.clamp(10, 31)
 }
 
-/// Applies `delta` (already downloaded, at most its signed size) to `base`, writing the
-/// result to `output` (the file `dest`), capped at `entry.size` and checked against
-/// `entry.blake3`. `what` names the delta in errors.
+/// Applies `delta` (already downloaded, at most its signed size) to `base` (a verified file), writing the result to `output` (the file `dest`), capped at
+/// `expected.size` and checked against `expected.blake3`. `what` names the delta in errors.
 pub fn apply(
     algorithm: Algorithm,
-    base: &[u8],
+    base: &mut (impl Read + Seek),
     delta: &[u8],
     output: &mut impl Write,
-    entry: &FileEntry,
+    expected: &Expected<'_>,
     what: &str,
     dest: &Path,
 ) -> Result<()> {
     let invalid = |e: std::io::Error| Error::format(what, format!("cannot apply the delta: {e}"));
+    let base_in_memory = |base: &mut dyn Read| -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        base.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("reading the base of", what, e))?;
+        Ok(bytes)
+    };
     match algorithm {
-        Algorithm::ZstdPatch => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_ref_prefix(delta, base).map_err(invalid)?;
-            decoder.window_log_max(31).map_err(invalid)?;
-            crate::blob::copy_verified(decoder, output, entry, what, dest)
-        }
-        Algorithm::Bsdiff => {
-            let patch = qbsdiff::Bspatch::new(delta).map_err(invalid)?;
-            if patch.hint_target_size() != entry.size {
+        Algorithm::BsdiffLzma => {
+            let declared = bsdiff_lzma::target_size(delta).map_err(invalid)?;
+            if declared != expected.size {
                 return Err(Error::Mismatch {
                     what: what.to_string(),
                     kind: "patched size",
-                    expected: entry.size.to_string(),
+                    expected: expected.size.to_string(),
+                    actual: declared.to_string(),
+                });
+            }
+            let mut verifier = crate::blob::VerifyingWriter::new(output, expected, what, dest);
+            bsdiff_lzma::apply(delta, base, &mut verifier).map_err(invalid)?;
+            verifier.finish()
+        }
+        Algorithm::ZstdPatch => {
+            let base = base_in_memory(base)?;
+            let mut decoder =
+                zstd::stream::read::Decoder::with_ref_prefix(delta, &base).map_err(invalid)?;
+            decoder.window_log_max(31).map_err(invalid)?;
+            crate::blob::copy_verified(decoder, output, expected, what, dest)
+        }
+        Algorithm::Bsdiff => {
+            let base = base_in_memory(base)?;
+            let patch = qbsdiff::Bspatch::new(delta).map_err(invalid)?;
+            if patch.hint_target_size() != expected.size {
+                return Err(Error::Mismatch {
+                    what: what.to_string(),
+                    kind: "patched size",
+                    expected: expected.size.to_string(),
                     actual: patch.hint_target_size().to_string(),
                 });
             }
             // The patch declares its output size and it matched; the verified copy below
             // still caps and hashes what it produces.
-            let mut produced = Vec::with_capacity(entry.size as usize);
-            patch.apply(base, &mut produced).map_err(invalid)?;
-            crate::blob::copy_verified(produced.as_slice(), output, entry, what, dest)
+            let mut produced = Vec::with_capacity(expected.size as usize);
+            patch.apply(&base, &mut produced).map_err(invalid)?;
+            crate::blob::copy_verified(produced.as_slice(), output, expected, what, dest)
         }
     }
 }
@@ -169,7 +219,6 @@ pub fn read_limited(input: impl Read, limit: u64, what: &str) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use appstart_layout::RelativePath;
 
     fn noise(seed: u64, len: usize) -> Vec<u8> {
         let mut state = seed | 1;
@@ -184,53 +233,108 @@ mod tests {
     }
 
     #[test]
-    fn both_algorithms_round_trip_and_a_small_edit_gives_a_small_delta() {
+    fn every_algorithm_round_trips_and_a_small_edit_gives_a_small_delta() {
         let base = noise(1, 300_000);
         let mut target = base.clone();
         target[1000..1100].copy_from_slice(&noise(2, 100));
         target.extend_from_slice(&noise(3, 5000));
-        let entry = FileEntry {
-            path: RelativePath::parse("f").unwrap(),
+        let hash = blake3::hash(&target).to_hex().to_string();
+        let expected = Expected {
+            name: "f",
             size: target.len() as u64,
-            executable: false,
-            blake3: blake3::hash(&target).to_hex().to_string(),
-            blob_size: 0,
-            deltas: Vec::new(),
-            pack_offset: None,
+            blake3: &hash,
         };
-        for algorithm in [Algorithm::ZstdPatch, Algorithm::Bsdiff] {
+        for algorithm in ALGORITHMS {
             let delta = encode(algorithm, &base, &target, 19).unwrap();
             assert!(delta.len() < 10_000, "{algorithm:?}: {} bytes", delta.len());
             let mut out = Vec::new();
+            let mut cursor = std::io::Cursor::new(&base);
             apply(
                 algorithm,
-                &base,
+                &mut cursor,
                 &delta,
                 &mut out,
-                &entry,
+                &expected,
                 "d",
                 Path::new("f"),
             )
             .unwrap();
-            assert_eq!(out, target);
+            assert_eq!(out, target, "{algorithm:?}");
             // Against the wrong base the output is refused.
             let other = noise(9, 300_000);
+            let mut cursor = std::io::Cursor::new(&other);
             let mut out = Vec::new();
             assert!(
                 apply(
                     algorithm,
-                    &other,
+                    &mut cursor,
                     &delta,
                     &mut out,
-                    &entry,
+                    &expected,
                     "d",
                     Path::new("f")
                 )
-                .is_err()
+                .is_err(),
+                "{algorithm:?}"
             );
         }
         let (_, best) = encode_smallest(&base, &target, 19).unwrap().unwrap();
         assert!(best.len() < 10_000);
+    }
+
+    #[test]
+    fn bsdiff_lzma_streams_from_a_base_file_and_refuses_a_corrupt_delta() {
+        // Code-like data where every "address" moves by a constant.
+        let mut base = Vec::new();
+        let mut target = Vec::new();
+        let words = noise(5, 400_000);
+        for (i, chunk) in words.chunks(8).enumerate() {
+            base.extend_from_slice(chunk);
+            base.extend_from_slice(&(i as u32 * 16).to_le_bytes());
+            target.extend_from_slice(chunk);
+            target.extend_from_slice(&(i as u32 * 16 + 64).to_le_bytes());
+        }
+        let lzma = encode(Algorithm::BsdiffLzma, &base, &target, 19).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let base_path = dir.path().join("base");
+        std::fs::write(&base_path, &base).unwrap();
+        let hash = blake3::hash(&target).to_hex().to_string();
+        let expected = Expected {
+            name: "f",
+            size: target.len() as u64,
+            blake3: &hash,
+        };
+        let mut file = std::fs::File::open(&base_path).unwrap();
+        let mut out = Vec::new();
+        apply(
+            Algorithm::BsdiffLzma,
+            &mut file,
+            &lzma,
+            &mut out,
+            &expected,
+            "d",
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(out, target);
+        // A flipped byte in the delta never yields a wrong file.
+        let mut corrupt = lzma.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0x55;
+        let mut file = std::fs::File::open(&base_path).unwrap();
+        let mut out = Vec::new();
+        assert!(
+            apply(
+                Algorithm::BsdiffLzma,
+                &mut file,
+                &corrupt,
+                &mut out,
+                &expected,
+                "d",
+                Path::new("f")
+            )
+            .is_err()
+        );
     }
 
     #[test]
