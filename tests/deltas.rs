@@ -192,3 +192,76 @@ fn a_file_whose_path_carries_the_version_gets_a_delta_from_its_predecessor() {
         two
     );
 }
+
+/// A file over 2 GiB (sparse on the publisher's disk, real on the client's): published,
+/// installed through its blob (streamed, never held in memory), and hard-linked into the next
+/// version when unchanged. Deltas are not made for it (base and target over 2 GiB): it
+/// travels as its blob when it changes.
+#[test]
+fn a_file_over_2_gib_installs_and_updates() {
+    const SIZE: u64 = (2 << 30) + 12_345;
+    let publisher = Publisher::new();
+    let home = temp_dir();
+    let publish_big = |version: &str, tail: &[u8]| {
+        let source = home.path().join(format!("src-{version}"));
+        std::fs::create_dir_all(source.join("bin")).unwrap();
+        std::fs::write(source.join("bin/app"), APP).unwrap();
+        crate::harness::set_mode(&source.join("bin/app"), 0o755);
+        let big = std::fs::File::create(source.join("big.img")).unwrap();
+        big.set_len(SIZE).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&big, b"start", 0).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&big, tail, SIZE - tail.len() as u64).unwrap();
+        std::fs::write(source.join("version.txt"), version).unwrap();
+        let (repo, keys) = (publisher.repo(), publisher.keys());
+        appupdate_json(&[
+            "publish",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--app",
+            "big",
+            "--version",
+            version,
+            "--exe",
+            "bin/app",
+            "--platform",
+            "any",
+            "--level",
+            "1",
+            source.to_str().unwrap(),
+        ])
+    };
+    publish_big("1.0.0", b"end");
+    let server = Server::start(&publisher.repo());
+    let dir = home.path().join("app");
+    let report = crate::harness::install(&publisher, &server.url, "big", &dir);
+    assert_eq!(report["to"], "1.0.0", "{report}");
+    let installed = dir.join("versions/1.0.0/big.img");
+    assert_eq!(std::fs::metadata(&installed).unwrap().len(), SIZE);
+    let mut tail = [0u8; 3];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(&installed).unwrap(),
+        &mut tail,
+        SIZE - 3,
+    )
+    .unwrap();
+    assert_eq!(&tail, b"end");
+
+    // 2.0.0 leaves the big file as it is: no byte of it is downloaded or copied again.
+    publish_big("2.0.0", b"end");
+    let report = update(&dir);
+    assert_eq!(report["to"], "2.0.0", "{report}");
+    assert_eq!(report["plan"]["local_files"], 2, "{report}");
+    assert!(
+        report["bytes_downloaded"].as_u64().unwrap() < 1000,
+        "{report}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("versions/2.0.0/big.img"))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(&installed).unwrap().ino()
+    );
+}

@@ -57,9 +57,9 @@ fn run() -> Result<(), Failure> {
         ),
     ];
     println!(
-        "| pair | files changed/new | appstart bytes | requests | time | peak RSS | plan (delta/blob files) | new release compressed | changed files compressed | zstd --patch-from | bsdiff | xdelta3 -9 | HDiffPatch |"
+        "| pair | files changed/new | appstart bytes | manifest bytes | requests | time | peak RSS | plan (delta/blob files, archives rebuilt) | archive parts (local/delta/blob) | new release compressed | changed files compressed | zstd --patch-from | bsdiff | xdelta3 -9 | HDiffPatch |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let only = std::env::args().nth(2);
     for (name, old, new, single) in pairs {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
@@ -82,14 +82,19 @@ fn run() -> Result<(), Failure> {
         };
         let row = measure(&bin_dir, work.path(), &v1, &v2)?;
         println!(
-            "| {name} | {} | {} | {} | {:.2} s | {} MiB | {}/{} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {:.2} s | {} MiB | {}/{}, {} | {}/{}/{} | {} | {} | {} | {} | {} | {} |",
             row.changed,
             mb(row.bytes),
+            mb(row.plan["manifest_bytes"].as_u64().unwrap_or(0)),
             row.requests,
             row.seconds,
             row.peak_kib / 1024,
             row.delta_files,
             row.blob_files,
+            row.plan["archive_files"],
+            row.plan["archive_parts_local"],
+            row.plan["archive_parts_delta"],
+            row.plan["archive_parts_blob"],
             mb(row.full),
             mb(row.changed_compressed),
             mb(row.zstd),
@@ -116,6 +121,7 @@ struct Row {
     bsdiff: u64,
     xdelta: u64,
     hdiff: u64,
+    plan: serde_json::Value,
 }
 
 fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Failure> {
@@ -185,6 +191,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         peak_kib,
         delta_files: report["plan"]["delta_files"].as_u64().unwrap_or(0),
         blob_files: report["plan"]["blob_files"].as_u64().unwrap_or(0),
+        plan: report["plan"].clone(),
         ..Row::default()
     };
     let scratch = work.join("scratch");
