@@ -23,21 +23,17 @@ use crate::manifest::{Archive, Content, FileEntry};
 /// members whose data can be copied from an installed archive.
 pub(super) fn cost(archive: &Archive, local: &LocalFiles) -> u64 {
     let mut seen = std::collections::HashSet::new();
-    let mut total = cost_of(&archive.skeleton, local);
+    let mut total = super::cost(&archive.skeleton, local);
     for member in &archive.members {
         if seen.insert(member.blake3.as_str())
             && local
                 .raw_member(&member.blake3, member.method, member.stream_size)
                 .is_none()
         {
-            total += cost_of(member, local);
+            total += super::cost(member, local);
         }
     }
     total
-}
-
-fn cost_of(content: &dyn Content, local: &LocalFiles) -> u64 {
-    super::cost(content, local)
 }
 
 /// Where one member's data comes from.
