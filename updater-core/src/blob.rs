@@ -241,6 +241,7 @@ mod tests {
             executable: false,
             blake3: blake3::hash(data).to_hex().to_string(),
             blob_size,
+            blob_blake3: String::new(),
             deltas: Vec::new(),
             pack_offset: None,
             archive: None,

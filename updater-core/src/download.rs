@@ -237,6 +237,102 @@ pub fn fetch_to_partial(
     Ok(received)
 }
 
+/// A download's place in the cache and what it must be.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedFile<'a> {
+    /// Where it is kept once authenticated.
+    pub path: &'a Path,
+    /// Where it is downloaded to first (resumable).
+    pub partial: &'a Path,
+    /// Its signed size.
+    pub size: u64,
+    /// Its signed BLAKE3, lowercase hex.
+    pub blake3: &'a str,
+}
+
+/// Makes `file.path` hold exactly the signed bytes of `url`, authenticated by size and
+/// BLAKE3 before anything reads them: a cached copy is used only if it still matches (a bad
+/// one is deleted, never retried as it is), else `url` is fetched into `file.partial`
+/// (resuming), hashed, and renamed into place only if it matches. A resumed download that
+/// does not match is fetched once more from scratch (the old partial may have been the bad
+/// part). Returns the bytes received over the network.
+pub fn fetch_authenticated(
+    transport: &dyn Transport,
+    url: &str,
+    file: &CachedFile<'_>,
+    retry: &RetryPolicy,
+) -> Result<u64> {
+    if std::fs::metadata(file.path).is_ok_and(|m| m.len() == file.size) {
+        match check_file(file.path, file.size, file.blake3) {
+            Ok(()) => return Ok(0),
+            Err(err) => {
+                log::warn!("discarding a cached download: {err}");
+            }
+        }
+    }
+    appstart_layout::fsutil::remove_file_if_exists(file.path)?;
+    let mut received = 0;
+    let mut may_restart = true;
+    loop {
+        let resumed = std::fs::metadata(file.partial).is_ok_and(|m| m.len() > 0);
+        received += fetch_to_partial(transport, url, file.partial, file.size, retry)?;
+        let err = match check_file(file.partial, file.size, file.blake3) {
+            Ok(()) => {
+                appstart_layout::fsutil::rename(file.partial, file.path)?;
+                return Ok(received);
+            }
+            Err(err) => err,
+        };
+        appstart_layout::fsutil::remove_file_if_exists(file.partial)?;
+        if resumed && may_restart {
+            log::warn!("{url}: the resumed download does not match; downloading it again");
+            may_restart = false;
+            continue;
+        }
+        return Err(match err {
+            Error::Mismatch {
+                kind,
+                expected,
+                actual,
+                ..
+            } => Error::Mismatch {
+                what: url.to_string(),
+                kind,
+                expected,
+                actual,
+            },
+            other => other,
+        });
+    }
+}
+
+/// Checks that the file at `path` has `size` bytes and BLAKE3 `blake3`.
+pub fn check_file(path: &Path, size: u64, blake3: &str) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let length = std::io::copy(&mut file.take(size + 1), &mut hasher)
+        .map_err(|e| Error::io("reading", path, e))?;
+    let what = path.display().to_string();
+    if length != size {
+        return Err(Error::Mismatch {
+            what,
+            kind: "size",
+            expected: size.to_string(),
+            actual: length.to_string(),
+        });
+    }
+    let actual = hasher.finalize().to_hex().to_string();
+    if actual != blake3 {
+        return Err(Error::Mismatch {
+            what,
+            kind: "blake3",
+            expected: blake3.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 struct CountingWriter<'a> {
     inner: &'a mut File,
     count: u64,

@@ -2,8 +2,14 @@
 //!
 //! A manifest is the content of a release's TUF target, so it is covered by the signed
 //! targets metadata (length and sha256). File contents are not TUF targets: they are
-//! content-addressed blobs (see [`crate::blob`]) verified against the BLAKE3 and size listed
-//! here. Parsing refuses anything that could write outside a version folder: every path is a
+//! content-addressed blobs (see [`crate::blob`]). Every byte the client downloads because of
+//! a manifest is authenticated against it *before* it is parsed: a blob or a pack slice by
+//! its `blob_size` and `blob_blake3`, a delta by its `size` and `blake3`. Only then is it
+//! decompressed or applied, into a sink capped at the file's `size` that checks the file's
+//! `blake3` (format 2; format 1 manifests, which listed no hash for blobs and deltas, are
+//! refused: see `docs/repository-format.md`).
+//!
+//! Parsing refuses anything that could write outside a version folder: every path is a
 //! [`RelativePath`], no path may be listed twice, and no file may sit "inside" another file.
 
 use std::collections::BTreeSet;
@@ -14,7 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The manifest format this code reads and writes.
-pub const MANIFEST_FORMAT: u32 = 1;
+///
+/// Format 2 added `blob_blake3` to every file and archive part and `blake3` to every delta,
+/// so that downloaded bytes are authenticated before any decoder sees them. Format 1
+/// manifests are refused: their blobs and deltas could only be checked after decoding.
+pub const MANIFEST_FORMAT: u32 = 2;
 /// Most files one release may list.
 pub const MAX_FILES: usize = 1_000_000;
 
@@ -71,6 +81,10 @@ pub struct FileEntry {
     pub blake3: String,
     /// Size of its compressed blob in the repository.
     pub blob_size: u64,
+    /// BLAKE3 of its compressed blob (checked before the blob is decompressed). Empty only in
+    /// records of versions installed from format 1 manifests.
+    #[serde(default)]
+    pub blob_blake3: String,
     /// Deltas that rebuild this file from an older one, each smaller than the blob.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<DeltaEntry>,
@@ -121,6 +135,9 @@ pub struct Skeleton {
     pub blake3: String,
     /// Size of its compressed blob.
     pub blob_size: u64,
+    /// BLAKE3 of its compressed blob.
+    #[serde(default)]
+    pub blob_blake3: String,
     /// Deltas from older skeletons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<DeltaEntry>,
@@ -147,6 +164,9 @@ pub struct Member {
     pub blake3: String,
     /// Size of its content's blob.
     pub blob_size: u64,
+    /// BLAKE3 of its content's blob.
+    #[serde(default)]
+    pub blob_blake3: String,
     /// Deltas from older contents.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<DeltaEntry>,
@@ -173,6 +193,8 @@ pub trait Content {
     fn expected(&self) -> Expected<'_>;
     /// Size of the blob.
     fn blob_size(&self) -> u64;
+    /// BLAKE3 of the blob (the compressed bytes), lowercase hex.
+    fn blob_blake3(&self) -> &str;
     /// Deltas that rebuild it.
     fn deltas(&self) -> &[DeltaEntry];
     /// Where its blob starts in the release's pack.
@@ -192,6 +214,9 @@ macro_rules! content_impl {
             }
             fn blob_size(&self) -> u64 {
                 self.blob_size
+            }
+            fn blob_blake3(&self) -> &str {
+                &self.blob_blake3
             }
             fn deltas(&self) -> &[DeltaEntry] {
                 &self.deltas
@@ -230,6 +255,10 @@ pub struct DeltaEntry {
     pub algorithm: crate::delta::Algorithm,
     /// Size of the delta in the repository.
     pub size: u64,
+    /// BLAKE3 of the delta file, checked before the delta is cached or applied. Empty only in
+    /// records of versions installed from format 1 manifests.
+    #[serde(default)]
+    pub blake3: String,
 }
 
 impl Manifest {
@@ -251,6 +280,14 @@ impl Manifest {
     /// Checks the rules that types alone cannot express.
     pub fn validate(&self, what: &str) -> Result<()> {
         let invalid = |message: String| Err(Error::format(what, message));
+        if self.format == 1 {
+            return invalid(
+                "field `format` is 1: such a manifest lists no hash for its blobs and deltas, \
+                 so they could only be checked after decoding; this client needs format 2 \
+                 (republish the release with this version of appupdate)"
+                    .to_string(),
+            );
+        }
         if self.format != MANIFEST_FORMAT {
             return invalid(format!(
                 "field `format` is {}, this client reads format {MANIFEST_FORMAT}",
@@ -275,11 +312,9 @@ impl Manifest {
                     file.path
                 ));
             }
-            if file.deltas.iter().any(|d| !is_blake3_hex(&d.base)) {
-                return invalid(format!(
-                    "files[{}].deltas: a base is not 64 lowercase hex digits",
-                    file.path
-                ));
+            for content in std::iter::once(file as &dyn Content).chain(file.parts()) {
+                check_downloads(content)
+                    .or_else(|m| invalid(format!("files[{}]: {m}", file.path)))?;
             }
             if !paths.insert(file.path.as_str()) {
                 return invalid(format!("files: {} is listed twice", file.path));
@@ -310,20 +345,8 @@ impl Manifest {
                     pack.path
                 ));
             }
-            let beyond = |c: &dyn Content| {
-                c.pack_offset()
-                    .is_some_and(|o| o.saturating_add(c.blob_size()) > pack.size)
-            };
-            if let Some(file) = self
-                .files
-                .iter()
-                .find(|f| beyond(*f) || f.parts().into_iter().any(beyond))
-            {
-                return invalid(format!(
-                    "files[{}].pack_offset: beyond the end of the pack",
-                    file.path
-                ));
-            }
+            self.check_pack_slices(pack.size)
+                .or_else(|m| invalid(format!("field `pack`: {m}")))?;
         }
         let executable = self.files.iter().find(|f| f.path == self.executable);
         match executable {
@@ -350,6 +373,43 @@ impl Manifest {
             return invalid(format!(
                 "field `launcher`: {launcher} is not an executable file of the release"
             ));
+        }
+        Ok(())
+    }
+
+    /// The pack's slices (one per distinct blob) lie inside the pack, in any order, without
+    /// overlapping: a slice is fetched and authenticated on its own, and the client skips
+    /// the gaps between the slices it needs.
+    fn check_pack_slices(&self, pack_size: u64) -> std::result::Result<(), String> {
+        let mut slices: Vec<(u64, u64, &str, &str)> = Vec::new();
+        for file in &self.files {
+            for content in std::iter::once(file as &dyn Content).chain(file.parts()) {
+                if let Some(offset) = content.pack_offset() {
+                    slices.push((
+                        offset,
+                        content.blob_size(),
+                        content.blob_blake3(),
+                        content.expected().name,
+                    ));
+                }
+            }
+        }
+        slices.sort_unstable();
+        slices.dedup_by(|b, a| (a.0, a.1, a.2) == (b.0, b.1, b.2));
+        let mut end = 0u64;
+        for (offset, size, _, name) in slices {
+            let slice_end = offset
+                .checked_add(size)
+                .filter(|&e| e <= pack_size)
+                .ok_or_else(|| {
+                    format!("the blob of {name} at {offset}+{size} lies beyond the end of the pack ({pack_size} bytes)")
+                })?;
+            if offset < end {
+                return Err(format!(
+                    "the blob of {name} at {offset}+{size} overlaps another blob's slice (which ends at {end})"
+                ));
+            }
+            end = slice_end;
         }
         Ok(())
     }
@@ -413,6 +473,26 @@ impl Archive {
     }
 }
 
+/// The hashes that authenticate what the client may download for `content`: its blob, and
+/// each delta with its base.
+fn check_downloads(content: &dyn Content) -> std::result::Result<(), String> {
+    let name = content.expected().name;
+    if !is_blake3_hex(content.expected().blake3) {
+        return Err(format!("{name}: blake3 is not 64 lowercase hex digits"));
+    }
+    if !is_blake3_hex(content.blob_blake3()) {
+        return Err(format!("{name}: blob_blake3 is not 64 lowercase hex digits"));
+    }
+    for delta in content.deltas() {
+        if !is_blake3_hex(&delta.base) || !is_blake3_hex(&delta.blake3) {
+            return Err(format!(
+                "{name}: a delta's base or blake3 is not 64 lowercase hex digits"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `text` is a lowercase hex BLAKE3 digest.
 pub fn is_blake3_hex(text: &str) -> bool {
     text.len() == 64
@@ -445,15 +525,86 @@ mod tests {
 
     fn manifest_json(files: &str, exe: &str) -> String {
         format!(
-            r#"{{"format":1,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"{exe}","files":[{files}]}}"#
+            r#"{{"format":2,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"{exe}","files":[{files}]}}"#
         )
     }
 
     fn file(path: &str, exe: bool) -> String {
         format!(
-            r#"{{"path":"{path}","size":1,"executable":{exe},"blake3":"{}","blob_size":1}}"#,
-            "a".repeat(64)
+            r#"{{"path":"{path}","size":1,"executable":{exe},"blake3":"{}","blob_size":1,"blob_blake3":"{}"}}"#,
+            "a".repeat(64),
+            "b".repeat(64)
         )
+    }
+
+    /// A file whose blob sits at `offset` (`size` bytes) of a 100-byte pack.
+    fn packed(path: &str, exe: bool, hash: char, offset: u64, size: u64) -> String {
+        format!(
+            r#"{{"path":"{path}","size":1,"executable":{exe},"blake3":"{}","blob_size":{size},"blob_blake3":"{}","pack_offset":{offset}}}"#,
+            "a".repeat(64),
+            hash.to_string().repeat(64)
+        )
+    }
+
+    fn with_pack(json: String) -> String {
+        json.replace(
+            r#""files":"#,
+            r#""pack":{"path":"packs/demo/stable/any/1.0.0.pack","size":100},"files":"#,
+        )
+    }
+
+    #[test]
+    fn refuses_format_1_and_unauthenticated_downloads() {
+        let good = manifest_json(&file("bin/app", true), "bin/app");
+        let old = good.replace(r#""format":2"#, r#""format":1"#);
+        let err = Manifest::parse(old.as_bytes(), "m").unwrap_err().to_string();
+        assert!(err.contains("format 2"), "{err}");
+        let no_blob_hash = good.replace(&format!(r#","blob_blake3":"{}""#, "b".repeat(64)), "");
+        let err = Manifest::parse(no_blob_hash.as_bytes(), "m").unwrap_err().to_string();
+        assert!(err.contains("blob_blake3"), "{err}");
+        let delta = format!(
+            r#""deltas":[{{"base":"{}","base_size":1,"algorithm":"bsdiff","size":1}}],"path""#,
+            "c".repeat(64)
+        );
+        let unhashed_delta = good.replacen(r#""path""#, &delta, 1);
+        let err = Manifest::parse(unhashed_delta.as_bytes(), "m").unwrap_err().to_string();
+        assert!(err.contains("delta"), "{err}");
+        let hashed = unhashed_delta.replace(
+            r#""size":1}]"#,
+            &format!(r#""size":1,"blake3":"{}"}}]"#, "d".repeat(64)),
+        );
+        Manifest::parse(hashed.as_bytes(), "m").unwrap();
+    }
+
+    #[test]
+    fn pack_slices_must_not_overlap() {
+        // Regression: overlapping slices made the pack prefetch compute `offset - position`
+        // below zero (a panic in debug builds, garbage in release builds).
+        let overlapping = with_pack(manifest_json(
+            &[packed("bin/app", true, 'b', 0, 50), packed("data", false, 'c', 40, 20)].join(","),
+            "bin/app",
+        ));
+        let err = Manifest::parse(overlapping.as_bytes(), "m").unwrap_err().to_string();
+        assert!(err.contains("overlaps"), "{err}");
+        let beyond = with_pack(manifest_json(&packed("bin/app", true, 'b', 90, 20), "bin/app"));
+        let err = Manifest::parse(beyond.as_bytes(), "m").unwrap_err().to_string();
+        assert!(err.contains("beyond the end"), "{err}");
+        let wrapping = with_pack(manifest_json(
+            &packed("bin/app", true, 'b', u64::MAX, 2),
+            "bin/app",
+        ));
+        assert!(Manifest::parse(wrapping.as_bytes(), "m").is_err());
+        // One blob shared by two files sits once in the pack: the same slice is fine.
+        let shared = with_pack(manifest_json(
+            &[packed("bin/app", true, 'b', 0, 50), packed("data", false, 'b', 0, 50)].join(","),
+            "bin/app",
+        ));
+        Manifest::parse(shared.as_bytes(), "m").unwrap();
+        let adjacent = with_pack(manifest_json(
+            &[packed("bin/app", true, 'b', 50, 50), packed("data", false, 'c', 0, 50)].join(","),
+            "bin/app",
+        ));
+        Manifest::parse(adjacent.as_bytes(), "m").unwrap();
     }
 
     #[test]

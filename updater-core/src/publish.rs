@@ -328,10 +328,12 @@ impl Repository {
                 .join("targets")
                 .join(dir)
                 .join(format!("{sha}.{base}"));
-            manifests.push(Manifest::parse(
-                &fsutil::read(&path)?,
-                &path.display().to_string(),
-            )?);
+            match Manifest::parse(&fsutil::read(&path)?, &path.display().to_string()) {
+                Ok(manifest) => manifests.push(manifest),
+                // A release published by an older appupdate (format 1) is still a fine
+                // release, but no delta is made against it.
+                Err(err) => log::warn!("no deltas from {}: {err}", release.target_name),
+            }
         }
         let known = |hash: &str| {
             manifests.iter().any(|m| {
@@ -448,26 +450,51 @@ impl Repository {
         {
             return Ok(false);
         }
-        let base_bytes = self.blob_content(base)?;
-        let Some((algorithm, delta)) = crate::delta::encode_smallest(&base_bytes, target, 19)?
-        else {
-            return Ok(false);
+        // A delta file is named by its base and target, and older manifests may list it with
+        // its hash: one that exists is listed as it is, never rewritten (nor recomputed).
+        let existing = crate::delta::ALGORITHMS.into_iter().find_map(|algorithm| {
+            let path = self.root.join(crate::delta::delta_path(
+                base_expected.blake3,
+                target_blake3,
+                algorithm,
+            ));
+            path.is_file().then_some((algorithm, path))
+        });
+        let (algorithm, blake3, size) = match existing {
+            Some((algorithm, path)) => {
+                let (blake3, size) = blob::hash_file(&path)?;
+                (algorithm, blake3, size)
+            }
+            None => {
+                let base_bytes = self.blob_content(base)?;
+                let Some((algorithm, delta)) =
+                    crate::delta::encode_smallest(&base_bytes, target, 19)?
+                else {
+                    return Ok(false);
+                };
+                if delta.len() as u64 >= target_blob_size {
+                    return Ok(false);
+                }
+                let path = self.root.join(crate::delta::delta_path(
+                    base_expected.blake3,
+                    target_blake3,
+                    algorithm,
+                ));
+                fsutil::create_dir_all(&fsutil::parent_of(&path))?;
+                fsutil::write_atomic(&path, &delta)?;
+                let blake3 = blake3::hash(&delta).to_hex().to_string();
+                (algorithm, blake3, delta.len() as u64)
+            }
         };
-        if delta.len() as u64 >= target_blob_size {
+        if size >= target_blob_size {
             return Ok(false);
         }
-        let path = self.root.join(crate::delta::delta_path(
-            base_expected.blake3,
-            target_blake3,
-            algorithm,
-        ));
-        fsutil::create_dir_all(&fsutil::parent_of(&path))?;
-        fsutil::write_atomic(&path, &delta)?;
         deltas.push(DeltaEntry {
             base: base_expected.blake3.to_string(),
             base_size: base_expected.size,
             algorithm,
-            size: delta.len() as u64,
+            size,
+            blake3,
         });
         Ok(true)
     }
@@ -648,14 +675,15 @@ impl Repository {
         level: i32,
     ) -> Result<(FileEntry, bool)> {
         let mut input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
-        let (blake3, size, blob_size, written) = self.store_reader(&mut input, source, level)?;
+        let (blake3, size, stored, written) = self.store_reader(&mut input, source, level)?;
         Ok((
             FileEntry {
                 path,
                 size,
                 executable,
                 blake3,
-                blob_size,
+                blob_size: stored.size,
+                blob_blake3: stored.blake3,
                 deltas: Vec::new(),
                 pack_offset: None,
                 archive: None,
@@ -665,13 +693,13 @@ impl Repository {
     }
 
     /// Compresses what `input` yields into the blob store unless that blob already exists.
-    /// Returns its BLAKE3, size, blob size and whether it was written now.
+    /// Returns its BLAKE3, size, the stored blob and whether it was written now.
     fn store_reader(
         &self,
         input: &mut dyn std::io::Read,
         source: &Path,
         level: i32,
-    ) -> Result<(String, u64, u64, bool)> {
+    ) -> Result<(String, u64, StoredFile, bool)> {
         let blobs = self.root.join("blobs");
         let temp_path = blobs.join(fsutil::temp_name("blob"));
         let mut temp =
@@ -696,10 +724,13 @@ impl Repository {
             fsutil::sync_dir(&folder)?;
             true
         };
-        let blob_size = std::fs::metadata(&final_path)
-            .map_err(|e| Error::io("reading metadata of", &final_path, e))?
-            .len();
-        Ok((blake3, size, blob_size, written))
+        // The blob that is stored (an existing one is kept as it is), as clients will get it.
+        let (blob_blake3, blob_size) = blob::hash_file(&final_path)?;
+        let stored = StoredFile {
+            size: blob_size,
+            blake3: blob_blake3,
+        };
+        Ok((blake3, size, stored, written))
     }
 
     /// Takes a zip archive apart (see [`crate::archive`]) and stores its parts as blobs.
@@ -724,26 +755,27 @@ impl Repository {
         let Some(parts) = crate::archive::zip::take_apart(&bytes) else {
             return Ok(None);
         };
-        let mut store = |content: &[u8]| -> Result<(String, u64, u64)> {
-            let (blake3, size, blob_size, written) =
+        let mut store = |content: &[u8]| -> Result<(String, u64, StoredFile)> {
+            let (blake3, size, stored, written) =
                 self.store_reader(&mut &content[..], source, level)?;
             if written {
                 new.0 += 1;
-                new.1 += blob_size;
+                new.1 += stored.size;
             }
-            Ok((blake3, size, blob_size))
+            Ok((blake3, size, stored))
         };
-        let (blake3, size, blob_size) = store(&parts.skeleton)?;
+        let (blake3, size, stored) = store(&parts.skeleton)?;
         let skeleton = Skeleton {
             size,
             blake3,
-            blob_size,
+            blob_size: stored.size,
+            blob_blake3: stored.blake3,
             deltas: Vec::new(),
             pack_offset: None,
         };
         let mut members = Vec::with_capacity(parts.members.len());
         for member in parts.members {
-            let (blake3, size, blob_size) = store(&member.content)?;
+            let (blake3, size, stored) = store(&member.content)?;
             members.push(Member {
                 name: member.name,
                 offset: member.offset,
@@ -751,7 +783,8 @@ impl Repository {
                 method: member.method,
                 size,
                 blake3,
-                blob_size,
+                blob_size: stored.size,
+                blob_blake3: stored.blake3,
                 deltas: Vec::new(),
                 pack_offset: None,
             });
@@ -863,6 +896,13 @@ impl Repository {
 }
 
 /// The file of `manifest` most like `entry`: the same file name, the closest size.
+/// A file as stored in the repository: what clients download and authenticate.
+#[derive(Debug, Clone)]
+struct StoredFile {
+    size: u64,
+    blake3: String,
+}
+
 fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Option<&'m FileEntry> {
     let name = entry.path.as_str().rsplit('/').next()?;
     manifest

@@ -38,7 +38,7 @@ mod local;
 pub use local::LocalFiles;
 
 use crate::blob;
-use crate::download::{RetryPolicy, fetch_to_partial};
+use crate::download::{CachedFile, RetryPolicy, fetch_authenticated};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::manifest::{Content, Expected, FileEntry, Manifest, PackRef};
@@ -168,6 +168,19 @@ pub enum Route {
     Whole,
 }
 
+/// One blob's place in the release's pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slice<'m> {
+    /// Where it starts in the pack.
+    pub offset: u64,
+    /// Its length (the blob's signed size).
+    pub size: u64,
+    /// The BLAKE3 of the blob (what the slice is checked against).
+    pub blob_blake3: &'m str,
+    /// The BLAKE3 of its content (what the cache names it by).
+    pub content: &'m str,
+}
+
 /// How a piece of content was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Obtained {
@@ -217,7 +230,11 @@ fn usable_deltas<'c>(
     let mut deltas: Vec<_> = content
         .deltas()
         .iter()
-        .filter(|d| d.size < content.blob_size() && local.has(&d.base))
+        .filter(|d| {
+            d.size < content.blob_size()
+                && crate::manifest::is_blake3_hex(&d.blake3)
+                && local.has(&d.base)
+        })
         .collect();
     deltas.sort_by_key(|d| d.size);
     deltas
@@ -230,7 +247,7 @@ impl Stager<'_> {
         &self,
         manifest: &'m Manifest,
         local: &LocalFiles,
-    ) -> (Vec<Route>, Vec<(u64, u64, &'m str)>) {
+    ) -> (Vec<Route>, Vec<Slice<'m>>) {
         let mut routes = Vec::with_capacity(manifest.files.len());
         let mut blobs = Vec::new();
         let mut need_blob = |content: &'m dyn Content| {
@@ -238,7 +255,12 @@ impl Stager<'_> {
                 && usable_deltas(content, local).is_empty()
                 && let Some(offset) = content.pack_offset()
             {
-                blobs.push((offset, content.blob_size(), content.expected().blake3));
+                blobs.push(Slice {
+                    offset,
+                    size: content.blob_size(),
+                    blob_blake3: content.blob_blake3(),
+                    content: content.expected().blake3,
+                });
             }
         };
         for entry in &manifest.files {
@@ -453,13 +475,24 @@ impl Stager<'_> {
             let cached = cache.join(&name);
             let partial = cache.join(format!("{name}.partial"));
             let attempt = (|| -> Result<u64> {
-                let mut received = 0;
-                if !std::fs::metadata(&cached).is_ok_and(|m| m.len() == delta.size) {
-                    received =
-                        fetch_to_partial(self.transport, &url, &partial, delta.size, &self.retry)?;
-                    fsutil::rename(&partial, &cached)?;
-                }
-                let bytes = fsutil::read(&cached)?;
+                // Authenticated before it is cached or applied: a crafted delta from a mirror
+                // never reaches the decoder, and a bad cached one is deleted, not retried.
+                let received = fetch_authenticated(
+                    self.transport,
+                    &url,
+                    &CachedFile {
+                        path: &cached,
+                        partial: &partial,
+                        size: delta.size,
+                        blake3: &delta.blake3,
+                    },
+                    &self.retry,
+                )?;
+                let bytes = crate::delta::read_limited(
+                    File::open(&cached).map_err(|e| Error::io("opening", &cached, e))?,
+                    delta.size,
+                    &cached.display().to_string(),
+                )?;
                 let mut base = std::io::BufReader::new(
                     File::open(&base_path).map_err(|e| Error::io("opening", &base_path, e))?,
                 );
@@ -498,26 +531,29 @@ impl Stager<'_> {
         Ok(None)
     }
 
-    /// Fetches the planned blobs (pack offset, size, BLAKE3) from the release's pack, with
-    /// one `Range` request per run of neighbouring blobs (gaps under [`PACK_GAP`] are fetched
-    /// rather than split), into the blob cache, where the per-file step finds them. Only
-    /// worth it for several blobs. Best effort: whatever fails here is fetched blob by blob
-    /// afterwards, so this returns only the bytes received and the requests made.
-    fn prefetch_from_pack(&self, pack: &PackRef, planned: Vec<(u64, u64, &str)>) -> (u64, usize) {
+    /// Fetches the planned blobs from the release's pack, with one `Range` request per run
+    /// of neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split), into
+    /// the blob cache, where the per-file step finds them. Each slice is authenticated by its
+    /// blob's BLAKE3 as it streams in and kept only if it matches. Only worth it for several
+    /// blobs. Best effort: whatever fails here is fetched blob by blob afterwards, so this
+    /// returns only the bytes received and the requests made.
+    fn prefetch_from_pack(&self, pack: &PackRef, planned: Vec<Slice<'_>>) -> (u64, usize) {
         let cache = self.install.cache_dir();
         let mut seen = std::collections::HashSet::new();
-        let mut needed: Vec<(u64, u64, &str)> = planned
+        let mut needed: Vec<Slice<'_>> = planned
             .into_iter()
-            .filter(|(_, size, hash)| {
-                seen.insert(*hash)
-                    && !std::fs::metadata(cache.join(format!("{hash}.zst")))
-                        .is_ok_and(|m| m.len() == *size)
+            .filter(|slice| {
+                seen.insert(slice.content)
+                    && !std::fs::metadata(cache.join(format!("{}.zst", slice.content)))
+                        .is_ok_and(|m| m.len() == slice.size)
             })
             .collect();
         if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
             return (0, 0);
         }
         needed.sort();
+        // The manifest was validated (slices inside the pack, not overlapping), and one
+        // slice per blob was kept above: offsets now strictly increase.
         let url = join_url(self.repo_url, pack.path.as_str());
         let mut received = 0;
         let mut requests = 0;
@@ -526,8 +562,9 @@ impl Stager<'_> {
             // One range: neighbours closer than PACK_GAP.
             let mut end_index = start_index + 1;
             while end_index < needed.len() {
-                let previous_end = needed[end_index - 1].0 + needed[end_index - 1].1;
-                if needed[end_index].0.saturating_sub(previous_end) > PACK_GAP {
+                let previous = needed[end_index - 1];
+                let previous_end = previous.offset.saturating_add(previous.size);
+                if needed[end_index].offset.saturating_sub(previous_end) > PACK_GAP {
                     break;
                 }
                 end_index += 1;
@@ -557,19 +594,22 @@ impl Stager<'_> {
 
     /// Fetches one run of slices from the pack. Returns the bytes received and whether the
     /// server ignored the range and sent the whole pack (then every needed slice was taken
-    /// from it, as `run` extends to the end of the list).
+    /// from it, as `run` extends to the end of the list). A slice that does not match its
+    /// signed BLAKE3 is dropped (its blob is fetched on its own later); the others are kept.
     fn fetch_pack_range(
         &self,
         url: &str,
         pack_size: u64,
-        run: &[(u64, u64, &str)],
+        run: &[Slice<'_>],
         cache: &Path,
     ) -> Result<(u64, bool)> {
-        let first = run[0].0;
-        let last = run[run.len() - 1].0 + run[run.len() - 1].1;
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok((0, false));
+        };
+        let (first, last) = (first.offset, last.offset.saturating_add(last.size));
         let request = crate::transport::Request {
             range_start: Some(first),
-            range_end: Some(last - 1),
+            range_end: Some(last.saturating_sub(1)),
             if_none_match: None,
         };
         let response = self.transport.get(url, &request)?;
@@ -588,74 +628,89 @@ impl Stager<'_> {
         let limit = if whole { pack_size } else { last - first };
         let mut body = std::io::Read::take(response.body, limit);
         let mut received = 0u64;
-        for (offset, size, hash) in run {
+        let broken = |message: String| Error::Transport {
+            url: url.to_string(),
+            message,
+            retryable: true,
+            retry_after: None,
+        };
+        for slice in run {
             // Skip the gap before this slice.
-            let gap = offset - position;
+            let gap = slice.offset.checked_sub(position).ok_or_else(|| {
+                Error::format(url, "pack slices out of order (the manifest was not validated)")
+            })?;
             let skipped = std::io::copy(
                 &mut std::io::Read::take(&mut body, gap),
                 &mut std::io::sink(),
             )
-            .map_err(|e| Error::Transport {
-                url: url.to_string(),
-                message: e.to_string(),
-                retryable: true,
-                retry_after: None,
-            })?;
+            .map_err(|e| broken(e.to_string()))?;
             received += skipped;
-            let partial = cache.join(format!("{hash}.zst.partial"));
-            let mut file =
-                File::create(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+            let partial = cache.join(format!("{}.zst.partial", slice.content));
+            let file = File::create(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+            let mut hashing = HashingWriter {
+                inner: file,
+                hasher: blake3::Hasher::new(),
+            };
             let copied = crate::download::read_capped(
-                std::io::Read::take(&mut body, *size),
-                &mut file,
-                *size,
+                std::io::Read::take(&mut body, slice.size),
+                &mut hashing,
+                slice.size,
                 url,
             )?;
             received += copied;
-            if copied != *size {
-                return Err(Error::Transport {
-                    url: url.to_string(),
-                    message: format!("the pack ended {} bytes into a {size}-byte slice", copied),
-                    retryable: true,
-                    retry_after: None,
-                });
+            position = slice.offset + slice.size;
+            if copied != slice.size {
+                fsutil::remove_file_if_exists(&partial)?;
+                return Err(broken(format!(
+                    "the pack ended {copied} bytes into a {}-byte slice",
+                    slice.size
+                )));
             }
-            file.sync_data()
+            let actual = hashing.hasher.finalize().to_hex().to_string();
+            if actual != slice.blob_blake3 {
+                log::warn!(
+                    "{url}: the slice at {}+{} does not match its signed blake3 {} (got {actual}); fetching that blob on its own",
+                    slice.offset,
+                    slice.size,
+                    slice.blob_blake3
+                );
+                fsutil::remove_file_if_exists(&partial)?;
+                continue;
+            }
+            hashing
+                .inner
+                .sync_data()
                 .map_err(|e| Error::io("syncing", &partial, e))?;
-            fsutil::rename(&partial, &cache.join(format!("{hash}.zst")))?;
-            position = offset + size;
+            fsutil::rename(&partial, &cache.join(format!("{}.zst", slice.content)))?;
         }
         Ok((received, whole))
     }
 
-    /// Downloads (or finds in the cache) the blob of `content` and decompresses it to `dest`.
-    /// Returns the bytes received over the network.
+    /// Downloads (or finds in the cache) the blob of `content`, authenticated by its signed
+    /// size and BLAKE3, and decompresses it to `dest`, verifying the output. Returns the
+    /// bytes received over the network.
     fn fetch_blob(&self, content: &dyn Content, dest: &Path) -> Result<u64> {
         let expected = content.expected();
-        let blob_size = content.blob_size();
         let cache = self.install.cache_dir();
         fsutil::create_dir_all(&cache)?;
         let blob_file = cache.join(format!("{}.zst", expected.blake3));
+        let partial = cache.join(format!("{}.zst.partial", expected.blake3));
         let url = join_url(self.repo_url, &blob::blob_path(expected.blake3));
-        let mut received = 0;
-        let cached = std::fs::metadata(&blob_file).is_ok_and(|m| m.len() == blob_size);
-        if !cached {
-            let partial = cache.join(format!("{}.zst.partial", expected.blake3));
-            received = fetch_to_partial(self.transport, &url, &partial, blob_size, &self.retry)?;
-            fsutil::rename(&partial, &blob_file)?;
-        }
+        let received = fetch_authenticated(
+            self.transport,
+            &url,
+            &CachedFile {
+                path: &blob_file,
+                partial: &partial,
+                size: content.blob_size(),
+                blake3: content.blob_blake3(),
+            },
+            &self.retry,
+        )?;
         if let Err(err) = blob::decompress_verified(&blob_file, dest, &expected) {
-            // Bad content is never kept.
+            // Signed, yet not the content the manifest describes (a publisher's fault): never
+            // kept, so the next run fetches it again once the repository is fixed.
             fsutil::remove_file_if_exists(&blob_file)?;
-            if cached {
-                // It came from an earlier run or the pack, not from this blob's URL: fetch
-                // the blob itself once before giving up.
-                log::warn!(
-                    "cached {} failed verification; downloading it again",
-                    blob_file.display()
-                );
-                return self.fetch_blob(content, dest);
-            }
             return Err(match err {
                 Error::Mismatch {
                     kind,
@@ -672,6 +727,23 @@ impl Stager<'_> {
             });
         }
         Ok(received)
+    }
+}
+
+/// A file writer that hashes what passes through it.
+struct HashingWriter {
+    inner: File,
+    hasher: blake3::Hasher,
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
