@@ -13,6 +13,7 @@ mod crash;
 mod deltas;
 mod faults;
 mod harness;
+mod hostile;
 mod interop;
 mod launcher;
 mod packs;

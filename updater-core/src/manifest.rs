@@ -481,7 +481,9 @@ fn check_downloads(content: &dyn Content) -> std::result::Result<(), String> {
         return Err(format!("{name}: blake3 is not 64 lowercase hex digits"));
     }
     if !is_blake3_hex(content.blob_blake3()) {
-        return Err(format!("{name}: blob_blake3 is not 64 lowercase hex digits"));
+        return Err(format!(
+            "{name}: blob_blake3 is not 64 lowercase hex digits"
+        ));
     }
     for delta in content.deltas() {
         if !is_blake3_hex(&delta.base) || !is_blake3_hex(&delta.blake3) {
@@ -557,17 +559,23 @@ mod tests {
     fn refuses_format_1_and_unauthenticated_downloads() {
         let good = manifest_json(&file("bin/app", true), "bin/app");
         let old = good.replace(r#""format":2"#, r#""format":1"#);
-        let err = Manifest::parse(old.as_bytes(), "m").unwrap_err().to_string();
+        let err = Manifest::parse(old.as_bytes(), "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("format 2"), "{err}");
         let no_blob_hash = good.replace(&format!(r#","blob_blake3":"{}""#, "b".repeat(64)), "");
-        let err = Manifest::parse(no_blob_hash.as_bytes(), "m").unwrap_err().to_string();
+        let err = Manifest::parse(no_blob_hash.as_bytes(), "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("blob_blake3"), "{err}");
         let delta = format!(
             r#""deltas":[{{"base":"{}","base_size":1,"algorithm":"bsdiff","size":1}}],"path""#,
             "c".repeat(64)
         );
         let unhashed_delta = good.replacen(r#""path""#, &delta, 1);
-        let err = Manifest::parse(unhashed_delta.as_bytes(), "m").unwrap_err().to_string();
+        let err = Manifest::parse(unhashed_delta.as_bytes(), "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("delta"), "{err}");
         let hashed = unhashed_delta.replace(
             r#""size":1}]"#,
@@ -581,13 +589,24 @@ mod tests {
         // Regression: overlapping slices made the pack prefetch compute `offset - position`
         // below zero (a panic in debug builds, garbage in release builds).
         let overlapping = with_pack(manifest_json(
-            &[packed("bin/app", true, 'b', 0, 50), packed("data", false, 'c', 40, 20)].join(","),
+            &[
+                packed("bin/app", true, 'b', 0, 50),
+                packed("data", false, 'c', 40, 20),
+            ]
+            .join(","),
             "bin/app",
         ));
-        let err = Manifest::parse(overlapping.as_bytes(), "m").unwrap_err().to_string();
+        let err = Manifest::parse(overlapping.as_bytes(), "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("overlaps"), "{err}");
-        let beyond = with_pack(manifest_json(&packed("bin/app", true, 'b', 90, 20), "bin/app"));
-        let err = Manifest::parse(beyond.as_bytes(), "m").unwrap_err().to_string();
+        let beyond = with_pack(manifest_json(
+            &packed("bin/app", true, 'b', 90, 20),
+            "bin/app",
+        ));
+        let err = Manifest::parse(beyond.as_bytes(), "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("beyond the end"), "{err}");
         let wrapping = with_pack(manifest_json(
             &packed("bin/app", true, 'b', u64::MAX, 2),
@@ -596,12 +615,20 @@ mod tests {
         assert!(Manifest::parse(wrapping.as_bytes(), "m").is_err());
         // One blob shared by two files sits once in the pack: the same slice is fine.
         let shared = with_pack(manifest_json(
-            &[packed("bin/app", true, 'b', 0, 50), packed("data", false, 'b', 0, 50)].join(","),
+            &[
+                packed("bin/app", true, 'b', 0, 50),
+                packed("data", false, 'b', 0, 50),
+            ]
+            .join(","),
             "bin/app",
         ));
         Manifest::parse(shared.as_bytes(), "m").unwrap();
         let adjacent = with_pack(manifest_json(
-            &[packed("bin/app", true, 'b', 50, 50), packed("data", false, 'c', 0, 50)].join(","),
+            &[
+                packed("bin/app", true, 'b', 50, 50),
+                packed("data", false, 'c', 0, 50),
+            ]
+            .join(","),
             "bin/app",
         ));
         Manifest::parse(adjacent.as_bytes(), "m").unwrap();

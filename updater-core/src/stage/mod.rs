@@ -637,7 +637,10 @@ impl Stager<'_> {
         for slice in run {
             // Skip the gap before this slice.
             let gap = slice.offset.checked_sub(position).ok_or_else(|| {
-                Error::format(url, "pack slices out of order (the manifest was not validated)")
+                Error::format(
+                    url,
+                    "pack slices out of order (the manifest was not validated)",
+                )
             })?;
             let skipped = std::io::copy(
                 &mut std::io::Read::take(&mut body, gap),
