@@ -32,6 +32,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file is larger than anything this project writes there.
+    #[error("{path} is larger than {limit} bytes; it is not a file appstart wrote")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap.
+        limit: u64,
+    },
     /// A TOML file is not valid TOML or does not match the expected shape.
     #[error("{path}:{line}:{column}: {message}")]
     Parse {

@@ -101,6 +101,40 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     }
 }
 
+/// Largest state file (`appstart.toml`, `state/*.toml`) read: far above anything the
+/// updater or a person writes, far below what could hurt. A file over it is refused by name.
+pub const MAX_STATE_FILE: u64 = 1 << 20;
+
+/// Reads a whole file of at most `limit` bytes, naming the path on error: local files are
+/// inputs too, and a huge one (a mistake, a full disk's garbage, a local attacker) must be a
+/// clear error, never an allocation as large as the file.
+pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading", path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] as UTF-8 text.
+pub fn read_to_string_capped(path: &Path, limit: u64) -> Result<String> {
+    String::from_utf8(read_capped(path, limit)?).map_err(|e| {
+        Error::io(
+            "reading",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
+}
+
 /// Reads a whole file as UTF-8, naming the path on error.
 pub fn read_to_string(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))
@@ -183,6 +217,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["file.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_capped_refuses_a_file_over_the_limit_by_name() {
+        let dir = std::env::temp_dir().join(temp_name("fsutil-cap"));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.toml");
+        fs::write(&path, vec![b'x'; 101]).unwrap();
+        let err = read_capped(&path, 100).unwrap_err().to_string();
+        assert!(
+            err.contains("big.toml") && err.contains("100 bytes"),
+            "{err}"
+        );
+        assert_eq!(read_capped(&path, 101).unwrap().len(), 101);
+        fs::write(&path, [0xffu8, 0xfe]).unwrap();
+        assert!(read_to_string_capped(&path, 100).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 pub const MANIFEST_FORMAT: u32 = 2;
 /// Most files one release may list.
 pub const MAX_FILES: usize = 1_000_000;
+/// Largest manifest a client downloads or reads, whatever its signed length says.
+pub const MAX_MANIFEST_SIZE: u64 = 128 << 20;
 
 /// One release's file list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,16 +57,16 @@ impl InstallSettings {
 
     /// Reads and checks the settings file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotInstalled(format!(
-                    "{} is missing: this folder was not installed by appupdate install",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(Error::io("reading", path, e)),
-        };
+        if !path.exists() {
+            return Err(Error::NotInstalled(format!(
+                "{} is missing: this folder was not installed by appupdate install",
+                path.display()
+            )));
+        }
+        let text = appstart_layout::fsutil::read_to_string_capped(
+            path,
+            appstart_layout::fsutil::MAX_STATE_FILE,
+        )?;
         let settings: InstallSettings = toml::from_str(&text)
             .map_err(|e| appstart_layout::Error::from_toml(path, &text, &e))?;
         settings.check(path)?;

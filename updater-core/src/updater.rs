@@ -676,7 +676,10 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     appstart_layout::fsutil::create_dir_all(&install.versions_dir())?;
     appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
     let _lock = InstallLock::acquire(&install, "install", Duration::from_secs(0))?;
-    let root_bytes = appstart_layout::fsutil::read(&options.trusted_root)?;
+    let root_bytes = appstart_layout::fsutil::read_capped(
+        &options.trusted_root,
+        Limits::default().max_root_size,
+    )?;
     TrustedMetadata::init(
         &install.metadata_dir(),
         &root_bytes,

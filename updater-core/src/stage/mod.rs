@@ -99,9 +99,13 @@ impl InstalledRecord {
         install.manifests_dir().join(format!("{version}.json"))
     }
 
-    /// Reads the record of `version`, if any.
+    /// Largest record read: a manifest at its cap plus the files' stats.
+    pub const MAX_SIZE: u64 = 2 * crate::manifest::MAX_MANIFEST_SIZE;
+
+    /// Reads the record of `version`, if any. A record is a hint written by this updater:
+    /// nothing taken from an installed version is used without its stat or BLAKE3 matching.
     pub fn load(install: &InstallDir, version: &VersionName) -> Option<Self> {
-        let bytes = std::fs::read(Self::path(install, version)).ok()?;
+        let bytes = fsutil::read_capped(&Self::path(install, version), Self::MAX_SIZE).ok()?;
         let record: InstalledRecord = serde_json::from_slice(&bytes).ok()?;
         (record.manifest.version == *version).then_some(record)
     }
