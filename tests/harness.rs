@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 /// How long any child process may run before the test fails (generous: CI machines are slow).
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
+/// Prefixes of the variables cargo sets for a test process (not its configuration).
+const SET_BY_CARGO_FOR_TESTS: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
+
 /// The folder holding the workspace's binaries, built on first use.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -28,6 +39,15 @@ pub fn bin_dir() -> &'static Path {
         if let Some(cargo) = std::env::var_os("CARGO") {
             let mut command = Command::new(cargo);
             command.args(["build", "--bins", "--workspace", "--quiet"]);
+            // Cargo sets these for the test process only. Passed on, they change what build
+            // scripts see (ring's tracks CARGO_MANIFEST_DIR), so this build and the outer
+            // `cargo test` or a plain `cargo build` would each rebuild what the other built.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if SET_BY_CARGO_FOR_TESTS.iter().any(|p| key.starts_with(p)) {
+                    command.env_remove(&*key);
+                }
+            }
             if dir.file_name() == Some(OsStr::new("release")) {
                 command.arg("--release");
             }
