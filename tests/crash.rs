@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    DEADLINE, Publisher, Server, appupdate, appupdate_ok, bin, noise, run, temp_dir, text,
+    DEADLINE, FAULT_HOOK_VARIABLE, Publisher, Server, appupdate, appupdate_ok, bin,
+    names_the_fault_hook, noise, plain_binaries_with_the_fault_hook, run, temp_dir, text,
     wait_with_deadline,
 };
 
@@ -222,7 +223,7 @@ fn a_kill_at_every_step_leaves_a_launchable_install_that_the_next_update_finishe
         let dir = bench.fresh(&format!("step-{step}"));
         let output = run(Command::new(bin("appupdate"))
             .args(["update", "--dir", dir.to_str().unwrap()])
-            .env("APPSTART_FAULT_KILL_AT", step));
+            .env(FAULT_HOOK_VARIABLE, step));
         assert_eq!(
             output.status.signal(),
             Some(9),
@@ -295,6 +296,26 @@ fn kills_at_random_instants_never_break_the_install() {
     );
     drop(bench.server);
     drop(bench.publisher);
+}
+
+/// Regression: the fault hook used to be in every build, release included, so anyone who
+/// could set an updater's environment could stop its updates for good. A build without the
+/// `fault-injection` feature must not even contain the hook's variable name.
+#[test]
+fn a_build_without_the_fault_injection_feature_has_no_fault_hook() {
+    // The check itself works: the binaries the tests run (built with the feature) have it.
+    assert!(
+        names_the_fault_hook(&bin("appupdate")),
+        "the test build of appupdate has no {FAULT_HOOK_VARIABLE} hook"
+    );
+    let Some(with_hook) = plain_binaries_with_the_fault_hook() else {
+        eprintln!("SKIPPED: the tests run outside cargo, so no plain build was made to check");
+        return;
+    };
+    assert!(
+        with_hook.is_empty(),
+        "built without the fault-injection feature, {with_hook:?} still name {FAULT_HOOK_VARIABLE}"
+    );
 }
 
 #[test]
@@ -372,7 +393,7 @@ fn a_second_updater_waits_for_the_lock_or_names_its_holder() {
     let dir = bench.fresh("killed-holder");
     let output = run(Command::new(bin("appupdate"))
         .args(["update", "--dir", dir.to_str().unwrap()])
-        .env("APPSTART_FAULT_KILL_AT", "staged"));
+        .env(FAULT_HOOK_VARIABLE, "staged"));
     assert_eq!(output.status.signal(), Some(9));
     let start = Instant::now();
     appupdate_ok(&[
