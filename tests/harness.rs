@@ -3,6 +3,14 @@
 //! Every test drives the real `appstart` and `appupdate` binaries as child processes. They
 //! are built once per test run by [`bin`], through the same cargo that runs the tests, so a
 //! plain `cargo test` never tests stale binaries.
+//!
+//! The binaries are built with `--features appupdate/fault-injection`, the crash tests' hook
+//! (`updater-core/src/fault.rs`). Features are part of each artifact's hash, so the builds
+//! with and without it live side by side in the target folder and neither rebuilds the other;
+//! only the copies in `target/<profile>/` switch. To check that a build without the feature
+//! carries no hook, the harness first builds the binaries exactly as a plain
+//! `cargo build --bins --workspace` does and records which of them name the hook's variable
+//! ([`plain_binaries_with_the_fault_hook`]); then it builds the ones the tests run.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -14,10 +22,35 @@ use std::time::{Duration, Instant};
 /// How long any child process may run before the test fails (generous: CI machines are slow).
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The folder holding the workspace's binaries, built on first use.
-pub fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// The fault-injection hook's variable (`updater-core/src/fault.rs`).
+pub const FAULT_HOOK_VARIABLE: &str = "APPSTART_FAULT_KILL_AT";
+
+/// The binaries that embed updater-core or ship to users: none may carry the fault hook
+/// unless built with the `fault-injection` feature.
+const SHIPPED_BINARIES: &[&str] = &["appupdate", "appstart", "sample-app", "tuf-client"];
+
+/// Prefixes of the variables cargo sets for a test process (not its configuration).
+const SET_BY_CARGO_FOR_TESTS: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
+
+struct Built {
+    /// `target/<profile>`, holding the binaries built with the fault hook.
+    dir: PathBuf,
+    /// The shipped binaries of a plain build that name the hook's variable; `None` when the
+    /// tests run outside cargo (no `CARGO`) and so build nothing.
+    plain_with_hook: Option<Vec<String>>,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
         // target/<profile>/deps/e2e-<hash> -> target/<profile>
         let exe = std::env::current_exe().expect("the test binary knows its path");
         let dir = exe
@@ -25,17 +58,70 @@ pub fn bin_dir() -> &'static Path {
             .and_then(Path::parent)
             .expect("the test binary lives in target/<profile>/deps")
             .to_path_buf();
-        if let Some(cargo) = std::env::var_os("CARGO") {
-            let mut command = Command::new(cargo);
+        let Some(cargo) = std::env::var_os("CARGO") else {
+            return Built {
+                dir,
+                plain_with_hook: None,
+            };
+        };
+        let build = |features: &[&str]| {
+            let mut command = Command::new(&cargo);
             command.args(["build", "--bins", "--workspace", "--quiet"]);
+            command.args(features);
+            // Cargo sets these for the test process only. Passed on, they change what build
+            // scripts see (ring's tracks CARGO_MANIFEST_DIR), so this build and the outer
+            // `cargo test` or a plain `cargo build` would each rebuild what the other built.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if SET_BY_CARGO_FOR_TESTS.iter().any(|p| key.starts_with(p)) {
+                    command.env_remove(&*key);
+                }
+            }
             if dir.file_name() == Some(OsStr::new("release")) {
                 command.arg("--release");
             }
             let status = command.status().expect("running cargo build");
-            assert!(status.success(), "cargo build --bins failed");
+            assert!(status.success(), "cargo build --bins {features:?} failed");
+        };
+        build(&[]);
+        let plain_with_hook = SHIPPED_BINARIES
+            .iter()
+            .filter(|name| names_the_fault_hook(&dir.join(name)))
+            .map(|name| name.to_string())
+            .collect();
+        build(&["--features", "appupdate/fault-injection"]);
+        Built {
+            dir,
+            plain_with_hook: Some(plain_with_hook),
         }
-        dir
     })
+}
+
+/// Whether the file at `path` contains the hook's variable name (`grep` is fast on the
+/// large debug binaries, where a byte loop in this unoptimised test code is not).
+pub fn names_the_fault_hook(path: &Path) -> bool {
+    assert!(path.exists(), "binary {} is missing", path.display());
+    let status = Command::new("grep")
+        .args(["-q", "-a", "-F", FAULT_HOOK_VARIABLE])
+        .arg(path)
+        .status()
+        .expect("running grep");
+    match status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("grep failed on {}: {status}", path.display()),
+    }
+}
+
+/// The folder holding the workspace's binaries (with the fault hook), built on first use.
+pub fn bin_dir() -> &'static Path {
+    &built().dir
+}
+
+/// Which shipped binaries of a build without the `fault-injection` feature name the hook's
+/// variable (it should be none), or `None` when the tests run outside cargo.
+pub fn plain_binaries_with_the_fault_hook() -> Option<&'static [String]> {
+    built().plain_with_hook.as_deref()
 }
 
 /// The path of the workspace binary `name`.
