@@ -374,6 +374,7 @@ impl Stager<'_> {
                     }
                 }
             }
+            #[cfg(feature = "fault-injection")]
             crate::fault::step(&format!("stage-file-{}", index + 1));
             if let Some(events) = self.events
                 && (index + 1 == total || index % 64 == 0)
