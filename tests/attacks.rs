@@ -198,7 +198,18 @@ impl Editor {
     /// Publishes `manifest` (raw JSON, bypassing the publisher's checks) as a release.
     fn publish_raw_release(&self, manifest: &Value) {
         let bytes = serde_json::to_vec_pretty(manifest).unwrap();
-        let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+        self.publish_release_file(manifest, &bytes, |_, _| {});
+    }
+
+    /// Publishes `bytes` as the manifest file of `manifest`'s release; `edit` may then change
+    /// the file on the server and the signed target entry.
+    fn publish_release_file(
+        &self,
+        manifest: &Value,
+        bytes: &[u8],
+        edit: impl FnOnce(&Path, &mut Value),
+    ) {
+        let sha = format!("{:x}", sha2::Sha256::digest(bytes));
         let (app, version) = (
             manifest["app"].as_str().unwrap(),
             manifest["version"].as_str().unwrap(),
@@ -207,13 +218,15 @@ impl Editor {
             .repo
             .join(format!("targets/{app}/stable/any/{version}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{sha}.manifest.json")), &bytes).unwrap();
+        let file = dir.join(format!("{sha}.manifest.json"));
+        std::fs::write(&file, bytes).unwrap();
         let name = format!("{app}/stable/any/{version}/manifest.json");
-        let entry = json!({
+        let mut entry = json!({
             "length": bytes.len(),
             "hashes": {"sha256": sha},
             "custom": {"app": app, "version": version, "channel": "stable", "platform": "any", "executable": manifest["executable"]},
         });
+        edit(&file, &mut entry);
         self.new_targets(|targets| {
             targets["targets"][name] = entry;
         });
@@ -485,6 +498,45 @@ fn endless_metadata_and_oversized_blobs_are_cut_off() {
     big.extend(std::iter::repeat_n(0u8, 1_000_000));
     std::fs::write(&blob, big).unwrap();
     scenario.assert_refused("update", &format!("more than {} bytes", entry["blob_size"]));
+}
+
+#[test]
+fn a_signed_length_does_not_lift_the_snapshot_cap() {
+    // Regression: the timestamp's signed length used to replace the 4 MiB snapshot cap, so a
+    // stolen timestamp key could make every client download (and buffer) 100 GB.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let version = editor.snapshot_version();
+    let path = editor.path(&format!("{version}.snapshot.json"));
+    let mut snapshot = std::fs::read(&path).unwrap();
+    snapshot.extend(std::iter::repeat_n(b' ', 5 << 20));
+    std::fs::write(&path, &snapshot).unwrap();
+    editor.new_timestamp(version, &snapshot, |t| {
+        t["meta"]["snapshot.json"]["length"] = json!(100u64 << 30);
+    });
+    scenario.assert_refused("check", &format!("more than {} bytes", 4 << 20));
+}
+
+#[test]
+fn a_signed_length_does_not_lift_the_manifest_cap() {
+    // Regression: the manifest download was capped only by the target's signed length, so a
+    // stolen targets key could make every client download (and buffer) any amount.
+    let scenario = Scenario::new();
+    let mut manifest = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    manifest["version"] = json!("3.0.0");
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let cap = updater_core::manifest::MAX_MANIFEST_SIZE;
+    scenario
+        .editor()
+        .publish_release_file(&manifest, &bytes, |file, entry| {
+            // A sparse file just over the cap costs no disk space.
+            let served = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+            served.set_len(cap + 1024).unwrap();
+            entry["length"] = json!(200u64 << 30);
+        });
+    scenario.assert_refused("update", &format!("more than {cap} bytes"));
 }
 
 #[test]

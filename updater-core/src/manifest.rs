@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 pub const MANIFEST_FORMAT: u32 = 1;
 /// Most files one release may list.
 pub const MAX_FILES: usize = 1_000_000;
+/// Largest manifest file a client downloads, whatever length the targets metadata signs.
+pub const MAX_MANIFEST_SIZE: u64 = 128 * 1024 * 1024;
 
 /// One release's file list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
