@@ -540,6 +540,41 @@ fn a_signed_length_does_not_lift_the_manifest_cap() {
 }
 
 #[test]
+fn a_delegation_named_like_a_top_level_role_is_refused() {
+    // Regression: delegated role files are stored as `<name>.json` beside the trusted
+    // metadata, so a delegation named `root` (signed by a stolen targets key) was written
+    // over the trusted root.json.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let attacker = SigningKey::generate().unwrap();
+    let delegated = json!({
+        "_type": "targets", "spec_version": "1.0.31", "version": 7,
+        "expires": editor.timestamp()["expires"], "targets": {},
+    });
+    let delegated_bytes = editor.write("7.root.json", &delegated, &[&attacker]);
+    let mut targets = editor.signed(&format!("{}.targets.json", editor.targets_version()));
+    let version = targets["version"].as_u64().unwrap() + 1;
+    targets["version"] = json!(version);
+    targets["delegations"] = json!({
+        "keys": {attacker.key_id(): attacker.public_key()},
+        "roles": [{"name": "root", "keyids": [attacker.key_id()], "threshold": 1,
+                   "terminating": false, "paths": ["*"]}],
+    });
+    let bytes = editor.write(
+        &format!("{version}.targets.json"),
+        &targets,
+        &[&editor.key("targets")],
+    );
+    editor.new_snapshot(version, &bytes, |snapshot| {
+        snapshot["meta"]["root.json"] = meta(7, &delegated_bytes);
+    });
+    scenario.assert_refused(
+        "check",
+        &format!("{version}.targets.json: field `delegations.roles[0].name`: \"root\": delegated roles cannot be empty or use top-level role names"),
+    );
+}
+
+#[test]
 fn fast_forward_recovery_after_the_timestamp_key_is_rotated() {
     let scenario = Scenario::new();
     let editor = scenario.editor();

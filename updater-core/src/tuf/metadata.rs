@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::tuf::keys::TOP_LEVEL_ROLES;
 
 /// A signed metadata file: `{"signatures": [...], "signed": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +213,32 @@ pub struct DelegatedRole {
     pub extra: Map<String, Value>,
 }
 
+impl Delegations {
+    /// Refuses role names a client must never use as a delegated role's file name: empty, a
+    /// top-level role's (the delegated file would be stored over the trusted `root.json`), or
+    /// listed twice (python-tuf: "Delegated roles cannot be empty or use top-level role
+    /// names"). The message names the field.
+    pub fn check_names(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, role) in self.roles.iter().enumerate() {
+            let field = format!("field `delegations.roles[{index}].name`");
+            if role.name.is_empty() || TOP_LEVEL_ROLES.contains(&role.name.as_str()) {
+                return Err(format!(
+                    "{field}: {:?}: delegated roles cannot be empty or use top-level role names",
+                    role.name
+                ));
+            }
+            if !seen.insert(role.name.as_str()) {
+                return Err(format!(
+                    "{field}: {:?} is delegated twice in one list",
+                    role.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl DelegatedRole {
     /// Whether this role is trusted for `target_path`.
     pub fn is_for(&self, target_path: &str) -> bool {
@@ -291,10 +318,14 @@ pub trait Role: for<'de> Deserialize<'de> + Serialize {
     fn expires(&self) -> &str;
     /// Its `spec_version`.
     fn spec_version(&self) -> &str;
+    /// Checks the rules types alone cannot express; the message names the field.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 macro_rules! role {
-    ($ty:ty, $name:literal) => {
+    ($ty:ty, $name:literal $(, $check:path)?) => {
         impl Role for $ty {
             const TYPE: &'static str = $name;
             fn type_field(&self) -> &str {
@@ -309,13 +340,27 @@ macro_rules! role {
             fn spec_version(&self) -> &str {
                 &self.spec_version
             }
+            $(
+                fn check(&self) -> std::result::Result<(), String> {
+                    $check(self)
+                }
+            )?
         }
     };
 }
 role!(Root, "root");
 role!(Timestamp, "timestamp");
 role!(Snapshot, "snapshot");
-role!(Targets, "targets");
+role!(Targets, "targets", Targets::check_delegations);
+
+impl Targets {
+    /// See [`Role::check`]: the delegated role names.
+    fn check_delegations(&self) -> std::result::Result<(), String> {
+        self.delegations
+            .as_ref()
+            .map_or(Ok(()), Delegations::check_names)
+    }
+}
 
 /// Parses an RFC 3339 expiry.
 pub fn parse_expires(role: &str, value: &str) -> Result<SystemTime> {

@@ -119,8 +119,8 @@ impl Envelope {
         Ok(())
     }
 
-    /// Deserializes the `signed` object as role `T`, checking `_type` and the spec's major
-    /// version.
+    /// Deserializes the `signed` object as role `T`, checking `_type`, the role's own rules
+    /// ([`Role::check`]) and the spec's major version.
     pub fn decode<T: Role>(&self, what: &str) -> Result<T> {
         let decoded: T = serde_json::from_value(self.signed.clone())
             .map_err(|e| Error::format(what, format!("{} metadata: {e}", T::TYPE)))?;
@@ -134,6 +134,9 @@ impl Envelope {
                 ),
             ));
         }
+        decoded
+            .check()
+            .map_err(|message| Error::format(what, message))?;
         let major = decoded.spec_version().split('.').next().unwrap_or("");
         if major != "1" {
             return Err(Error::format(
@@ -180,6 +183,46 @@ mod tests {
         envelope.signatures.push(envelope.signatures[0].clone());
         assert_eq!(envelope.valid_signatures(&keys, &role), 1);
         assert!(envelope.check_threshold("x", "x", &keys, &role).is_err());
+    }
+
+    fn targets_delegating_to(names: &[&str]) -> Vec<u8> {
+        let roles: Vec<Value> = names
+            .iter()
+            .map(|name| serde_json::json!({"name": name, "keyids": [], "threshold": 1, "paths": ["*"]}))
+            .collect();
+        let signed = serde_json::json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 1,
+            "expires": "2030-01-01T00:00:00Z", "targets": {},
+            "delegations": {"keys": {}, "roles": roles},
+        });
+        sign_metadata(&signed, &[&SigningKey::generate().unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn delegations_to_top_level_or_empty_or_repeated_names_are_refused() {
+        // Regression: a delegated role named `root` was stored over the trusted root.json.
+        let decode = |names: &[&str]| {
+            Envelope::parse(&targets_delegating_to(names), "3.targets.json")
+                .unwrap()
+                .decode::<crate::tuf::metadata::Targets>("3.targets.json")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(decode(&["apps", "apps-beta"]).is_ok());
+        for name in ["root", "timestamp", "snapshot", "targets", ""] {
+            let err = decode(&["apps", name]).unwrap_err();
+            assert!(
+                err.contains("3.targets.json")
+                    && err.contains("field `delegations.roles[1].name`")
+                    && err.contains("cannot be empty or use top-level role names"),
+                "{err}"
+            );
+        }
+        let err = decode(&["apps", "other", "apps"]).unwrap_err();
+        assert!(
+            err.contains("field `delegations.roles[2].name`") && err.contains("delegated twice"),
+            "{err}"
+        );
     }
 
     #[test]
