@@ -373,6 +373,43 @@ fn duplicate_signatures_by_one_key_do_not_meet_a_threshold_of_two() {
 }
 
 #[test]
+fn one_key_listed_under_two_key_ids_does_not_meet_a_threshold_of_two() {
+    // Regression: thresholds counted key ids, so a root listing the same public key twice
+    // (here once in upper-case hex, which gives another key id) let one stolen timestamp
+    // key meet a threshold of 2.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let key = editor.key("timestamp");
+    let mut copy = key.public_key();
+    copy.keyval.public = copy.keyval.public.to_uppercase();
+    let copy_id = updater_core::tuf::keys::key_id(&copy);
+    assert_ne!(copy_id, key.key_id());
+    let mut root = editor.signed("1.root.json");
+    root["version"] = json!(2);
+    root["keys"][&copy_id] = serde_json::to_value(&copy).unwrap();
+    root["roles"]["timestamp"] = json!({"keyids": [key.key_id(), copy_id], "threshold": 2});
+    editor.write("2.root.json", &root, &[&editor.key("root")]);
+
+    let mut timestamp = editor.timestamp();
+    timestamp["version"] = json!(timestamp["version"].as_u64().unwrap() + 1);
+    let mut file: Value =
+        serde_json::from_slice(&sign_metadata(&timestamp, &[&key]).unwrap()).unwrap();
+    let mut second = file["signatures"][0].clone();
+    second["keyid"] = json!(copy_id);
+    file["signatures"].as_array_mut().unwrap().push(second);
+    std::fs::write(
+        editor.path("timestamp.json"),
+        serde_json::to_vec(&file).unwrap(),
+    )
+    .unwrap();
+    scenario.assert_refused("check", "timestamp metadata (http");
+    scenario.assert_refused(
+        "check",
+        "1 valid signature(s) from distinct trusted keys, threshold is 2",
+    );
+}
+
+#[test]
 fn rollback_of_the_timestamp_is_refused() {
     let scenario = Scenario::new();
     let editor = scenario.editor();
