@@ -762,6 +762,82 @@ fn path_traversal_in_a_signed_manifest_is_refused() {
     }
 }
 
+/// Runs `appupdate publish` of a source folder holding `files` (plus `bin/app`): it must
+/// fail. Returns its stderr.
+fn publish_refused(publisher: &Publisher, files: &[&str]) -> String {
+    let source = publisher.dir.path().join("src-refused");
+    let _ = std::fs::remove_dir_all(&source);
+    for path in files.iter().chain(&["bin/app"]) {
+        let full = source.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, APP).unwrap();
+        crate::harness::set_mode(&full, 0o755);
+    }
+    let (repo, keys) = (publisher.repo(), publisher.keys());
+    let output = appupdate(&[
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--app",
+        "sample",
+        "--version",
+        "9.0.0",
+        "--exe",
+        "bin/app",
+        "--platform",
+        "any",
+        source.to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "published {files:?}: {stderr}"
+    );
+    stderr
+}
+
+/// Replaces the path of file `two` in release 2.0.0's manifest and publishes it as 3.0.0,
+/// signed (the publisher's checks bypassed).
+fn publish_with_path(scenario: &Scenario, path: &str) {
+    let mut manifest = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    manifest["version"] = json!("3.0.0");
+    manifest["files"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["path"] == "two")
+        .unwrap()["path"] = json!(path);
+    scenario.editor().publish_raw_release(&manifest);
+}
+
+#[test]
+fn names_windows_cannot_create_are_refused_at_publish_and_install() {
+    // Regression: a release with `aux.txt` or `a?b` was published on Linux and installed
+    // half-way on Windows, where such names are devices or cannot be created.
+    let scenario = Scenario::new();
+    for (evil, reason) in [
+        ("docs/aux.txt", "device name on Windows"),
+        ("NUL .tar.gz", "device name on Windows"),
+        ("com¹", "device name on Windows"),
+        ("what?.txt", "character Windows cannot use"),
+        ("a<b>", "character Windows cannot use"),
+    ] {
+        let stderr = publish_refused(&scenario.publisher, &[evil]);
+        assert!(
+            stderr.contains(&format!("{evil:?}")) && stderr.contains(reason),
+            "{evil}: {stderr}"
+        );
+        publish_with_path(&scenario, evil);
+        scenario.assert_refused("update", &format!("relative path {evil:?}: "));
+        scenario.assert_refused("update", reason);
+    }
+}
+
 #[test]
 fn a_decompression_bomb_stops_at_the_declared_size() {
     let scenario = Scenario::new();

@@ -47,6 +47,11 @@ impl VersionName {
         {
             return Err(invalid("only A-Z a-z 0-9 . _ + - are allowed"));
         }
+        if is_windows_device_name(value) {
+            return Err(invalid(
+                "it is a device name on Windows (CON, PRN, AUX, NUL, COM1, LPT1, ...)",
+            ));
+        }
         Ok(VersionName(value.to_string()))
     }
 
@@ -75,12 +80,44 @@ impl<'de> Deserialize<'de> for VersionName {
     }
 }
 
+/// Characters Windows cannot use in a file name, beyond `/ \\ :` and control characters
+/// (refused separately).
+const WINDOWS_FORBIDDEN_CHARS: [char; 6] = ['<', '>', '"', '|', '?', '*'];
+
+/// Whether Windows treats `component` as a device rather than a file: `CON`, `PRN`, `AUX`,
+/// `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9` (also with the superscript digits `¹ ² ³`),
+/// `CONIN$` and `CONOUT$`, in any case, also with an extension (`aux.txt`, `nul.tar.gz`)
+/// and with spaces before the dot (`con .txt`).
+pub fn is_windows_device_name(component: &str) -> bool {
+    let stem = component.split('.').next().unwrap_or(component);
+    let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+    if matches!(
+        stem.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) {
+        return true;
+    }
+    let Some(number) = stem
+        .strip_prefix("COM")
+        .or_else(|| stem.strip_prefix("LPT"))
+    else {
+        return false;
+    };
+    let mut chars = number.chars();
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('0'..='9' | '¹' | '²' | '³'), None)
+    )
+}
+
 /// A relative path that stays inside the folder it is joined to.
 ///
 /// Stored with `/` separators. Refused: empty paths, absolute paths, drive letters and
 /// backslashes, `.` and `..` components, empty components (`a//b`), NUL and other control
-/// characters, and names Windows cannot create (`CON`, trailing dots or spaces are refused on
-/// every platform so that a release is portable).
+/// characters, and names Windows cannot create, on every platform so that a release is
+/// portable: device names in any component (`CON`, `aux.txt`, `com1`, see
+/// [`is_windows_device_name`]), the characters `< > " | ? * :`, and components ending with
+/// a dot or a space.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RelativePath(String);
 
@@ -122,6 +159,16 @@ impl RelativePath {
             }
             if component.contains(':') {
                 return Err(invalid("it contains ':'"));
+            }
+            if component.contains(WINDOWS_FORBIDDEN_CHARS) {
+                return Err(invalid(
+                    "it contains a character Windows cannot use in names (< > \" | ? *)",
+                ));
+            }
+            if is_windows_device_name(component) {
+                return Err(invalid(
+                    "a component is a device name on Windows (CON, PRN, AUX, NUL, COM1, LPT1, CONIN$, ..., also with an extension)",
+                ));
             }
         }
         Ok(RelativePath(value.to_string()))
@@ -233,6 +280,58 @@ mod tests {
         ] {
             assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_windows_cannot_create_are_refused_on_every_platform() {
+        // Regression: `CON`, `aux.txt` or `a?b` were accepted, so a release published on
+        // Linux failed half-way through installing on Windows (or opened a device there).
+        for ok in [
+            "console",
+            "auxiliary.txt",
+            "com10",
+            "lpt",
+            "a.con",
+            "nul_",
+            "conin",
+            "x/com",
+            "a$b",
+        ] {
+            assert!(RelativePath::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "CON",
+            "con",
+            "Con/x",
+            "a/PRN",
+            "aux.txt",
+            "nul.tar.gz",
+            "NUL .txt",
+            "com0",
+            "COM9",
+            "lpt5.log",
+            "COM¹",
+            "lpt²",
+            "Lpt³.x",
+            "CONIN$",
+            "conout$.txt",
+            "a<b",
+            "a>b",
+            "a\"b",
+            "a|b",
+            "a?b",
+            "a*b",
+            "dir/x*",
+        ] {
+            let err = RelativePath::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("Windows"),
+                "{err}"
+            );
+        }
+        assert!(VersionName::parse("aux").is_err());
+        assert!(VersionName::parse("CON.1").is_err());
+        assert!(VersionName::parse("con1").is_ok());
     }
 
     #[test]
