@@ -839,6 +839,45 @@ fn names_windows_cannot_create_are_refused_at_publish_and_install() {
 }
 
 #[test]
+fn names_that_are_one_entry_on_windows_or_macos_are_refused_at_publish_and_install() {
+    // Regression: `README` and `readme` (or `café` in NFC and NFD, or a file `BIN/x` beside
+    // the folder `bin/`) were published in one release; on Windows and macOS they are one
+    // entry, so one overwrote the other and the install did not match the manifest.
+    let scenario = Scenario::new();
+    for (files, first, second) in [
+        (&["README", "readme"][..], "README", "readme"),
+        // Sorted by bytes, the NFD spelling comes first.
+        (&["caf\u{e9}", "cafe\u{301}"], "cafe\u{301}", "caf\u{e9}"),
+        (&["BIN/x"], "BIN", "bin"),
+    ] {
+        let stderr = publish_refused(&scenario.publisher, files);
+        let needle =
+            format!("{first:?} and {second:?} differ only in case or Unicode normalization");
+        assert!(stderr.contains(&needle), "{files:?}: {stderr}");
+    }
+    for (added, first, second) in [
+        (&["Two"][..], "two", "Two"),
+        (&["caf\u{e9}", "cafe\u{301}"], "caf\u{e9}", "cafe\u{301}"),
+        (&["BIN/x"], "bin", "BIN"),
+    ] {
+        let mut manifest = scenario
+            .publisher
+            .manifest("sample/stable/any/2.0.0/manifest.json");
+        manifest["version"] = json!("3.0.0");
+        let files = manifest["files"].as_array_mut().unwrap();
+        let two = files.iter().find(|f| f["path"] == "two").unwrap().clone();
+        for path in added {
+            let mut copy = two.clone();
+            copy["path"] = json!(path);
+            files.push(copy);
+        }
+        scenario.editor().publish_raw_release(&manifest);
+        scenario.assert_refused("update", &format!("{first:?} and {second:?}"));
+        scenario.assert_refused("update", "differ only in case or Unicode normalization");
+    }
+}
+
+#[test]
 fn a_decompression_bomb_stops_at_the_declared_size() {
     let scenario = Scenario::new();
     // A real blob of 4 MiB of zeros (a few hundred bytes compressed), declared as 1,000 bytes.

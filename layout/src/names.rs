@@ -240,6 +240,56 @@ impl<'de> Deserialize<'de> for RelativePath {
     }
 }
 
+/// The key under which case-insensitive or normalising file systems (Windows, macOS) store
+/// `path`: NFC-normalised, then lower-cased. Two paths with the same key are one entry there.
+pub fn portable_key(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Two paths of one release that are one entry on Windows or macOS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{first:?} and {second:?} differ only in case or Unicode normalization, so Windows and macOS would store them as one file or folder: rename one"
+)]
+pub struct PortableNameClash {
+    /// The spelling seen first.
+    pub first: String,
+    /// The other spelling.
+    pub second: String,
+}
+
+/// Refuses two different spellings of one entry among `paths` (the files and folders of a
+/// release) and their parent folders: `README` and `readme`, `café` in NFC and NFD, a file
+/// `Foo` and a folder `foo/`, or folders `Lib/a` and `lib/b` (see [`portable_key`]).
+pub fn check_portable_names<'a>(
+    paths: impl IntoIterator<Item = &'a RelativePath>,
+) -> std::result::Result<(), PortableNameClash> {
+    use std::collections::hash_map::Entry;
+    let mut spellings = std::collections::HashSet::new();
+    let mut by_key: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for path in paths {
+        for entry in path.parents().chain([path.as_str()]) {
+            // A parent shared by many files is keyed once.
+            if !spellings.insert(entry) {
+                continue;
+            }
+            match by_key.entry(portable_key(entry)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(entry);
+                }
+                Entry::Occupied(seen) => {
+                    return Err(PortableNameClash {
+                        first: seen.get().to_string(),
+                        second: entry.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +382,46 @@ mod tests {
         assert!(VersionName::parse("aux").is_err());
         assert!(VersionName::parse("CON.1").is_err());
         assert!(VersionName::parse("con1").is_ok());
+    }
+
+    #[test]
+    fn portable_keys_fold_case_and_normalization() {
+        assert_eq!(portable_key("README"), portable_key("readme"));
+        assert_eq!(portable_key("caf\u{e9}"), portable_key("cafe\u{301}"));
+        assert_eq!(portable_key("Lib/A.txt"), "lib/a.txt");
+        assert_ne!(portable_key("a"), portable_key("b"));
+    }
+
+    #[test]
+    fn names_that_are_one_entry_on_windows_or_macos_are_refused() {
+        // Regression: `README` and `readme` in one release overwrote each other on Windows
+        // and macOS, so the installed tree did not match the manifest.
+        let check = |paths: &[&str]| {
+            let paths: Vec<RelativePath> = paths
+                .iter()
+                .map(|p| RelativePath::parse(p).unwrap())
+                .collect();
+            check_portable_names(&paths)
+        };
+        assert_eq!(check(&["a/b", "a/c", "A.txt", "b/a"]), Ok(()));
+        for (paths, first, second) in [
+            (&["README", "readme"][..], "README", "readme"),
+            (&["caf\u{e9}", "cafe\u{301}"], "caf\u{e9}", "cafe\u{301}"),
+            (&["Foo", "foo/x"], "Foo", "foo"),
+            (&["Lib/a", "lib/b"], "Lib", "lib"),
+            (&["x/Lib/a", "x/lib/b/c"], "x/Lib", "x/lib"),
+        ] {
+            let clash = check(paths).unwrap_err();
+            assert_eq!(
+                (clash.first.as_str(), clash.second.as_str()),
+                (first, second)
+            );
+            assert!(
+                clash
+                    .to_string()
+                    .contains("differ only in case or Unicode normalization")
+            );
+        }
     }
 
     #[test]
