@@ -198,7 +198,18 @@ impl Editor {
     /// Publishes `manifest` (raw JSON, bypassing the publisher's checks) as a release.
     fn publish_raw_release(&self, manifest: &Value) {
         let bytes = serde_json::to_vec_pretty(manifest).unwrap();
-        let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+        self.publish_release_file(manifest, &bytes, |_, _| {});
+    }
+
+    /// Publishes `bytes` as the manifest file of `manifest`'s release; `edit` may then change
+    /// the file on the server and the signed target entry.
+    fn publish_release_file(
+        &self,
+        manifest: &Value,
+        bytes: &[u8],
+        edit: impl FnOnce(&Path, &mut Value),
+    ) {
+        let sha = format!("{:x}", sha2::Sha256::digest(bytes));
         let (app, version) = (
             manifest["app"].as_str().unwrap(),
             manifest["version"].as_str().unwrap(),
@@ -207,13 +218,15 @@ impl Editor {
             .repo
             .join(format!("targets/{app}/stable/any/{version}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{sha}.manifest.json")), &bytes).unwrap();
+        let file = dir.join(format!("{sha}.manifest.json"));
+        std::fs::write(&file, bytes).unwrap();
         let name = format!("{app}/stable/any/{version}/manifest.json");
-        let entry = json!({
+        let mut entry = json!({
             "length": bytes.len(),
             "hashes": {"sha256": sha},
             "custom": {"app": app, "version": version, "channel": "stable", "platform": "any", "executable": manifest["executable"]},
         });
+        edit(&file, &mut entry);
         self.new_targets(|targets| {
             targets["targets"][name] = entry;
         });
@@ -360,6 +373,43 @@ fn duplicate_signatures_by_one_key_do_not_meet_a_threshold_of_two() {
 }
 
 #[test]
+fn one_key_listed_under_two_key_ids_does_not_meet_a_threshold_of_two() {
+    // Regression: thresholds counted key ids, so a root listing the same public key twice
+    // (here once in upper-case hex, which gives another key id) let one stolen timestamp
+    // key meet a threshold of 2.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let key = editor.key("timestamp");
+    let mut copy = key.public_key();
+    copy.keyval.public = copy.keyval.public.to_uppercase();
+    let copy_id = updater_core::tuf::keys::key_id(&copy);
+    assert_ne!(copy_id, key.key_id());
+    let mut root = editor.signed("1.root.json");
+    root["version"] = json!(2);
+    root["keys"][&copy_id] = serde_json::to_value(&copy).unwrap();
+    root["roles"]["timestamp"] = json!({"keyids": [key.key_id(), copy_id], "threshold": 2});
+    editor.write("2.root.json", &root, &[&editor.key("root")]);
+
+    let mut timestamp = editor.timestamp();
+    timestamp["version"] = json!(timestamp["version"].as_u64().unwrap() + 1);
+    let mut file: Value =
+        serde_json::from_slice(&sign_metadata(&timestamp, &[&key]).unwrap()).unwrap();
+    let mut second = file["signatures"][0].clone();
+    second["keyid"] = json!(copy_id);
+    file["signatures"].as_array_mut().unwrap().push(second);
+    std::fs::write(
+        editor.path("timestamp.json"),
+        serde_json::to_vec(&file).unwrap(),
+    )
+    .unwrap();
+    scenario.assert_refused("check", "timestamp metadata (http");
+    scenario.assert_refused(
+        "check",
+        "1 valid signature(s) from distinct trusted keys, threshold is 2",
+    );
+}
+
+#[test]
 fn rollback_of_the_timestamp_is_refused() {
     let scenario = Scenario::new();
     let editor = scenario.editor();
@@ -485,6 +535,80 @@ fn endless_metadata_and_oversized_blobs_are_cut_off() {
     big.extend(std::iter::repeat_n(0u8, 1_000_000));
     std::fs::write(&blob, big).unwrap();
     scenario.assert_refused("update", &format!("more than {} bytes", entry["blob_size"]));
+}
+
+#[test]
+fn a_signed_length_does_not_lift_the_snapshot_cap() {
+    // Regression: the timestamp's signed length used to replace the 4 MiB snapshot cap, so a
+    // stolen timestamp key could make every client download (and buffer) 100 GB.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let version = editor.snapshot_version();
+    let path = editor.path(&format!("{version}.snapshot.json"));
+    let mut snapshot = std::fs::read(&path).unwrap();
+    snapshot.extend(std::iter::repeat_n(b' ', 5 << 20));
+    std::fs::write(&path, &snapshot).unwrap();
+    editor.new_timestamp(version, &snapshot, |t| {
+        t["meta"]["snapshot.json"]["length"] = json!(100u64 << 30);
+    });
+    scenario.assert_refused("check", &format!("more than {} bytes", 4 << 20));
+}
+
+#[test]
+fn a_signed_length_does_not_lift_the_manifest_cap() {
+    // Regression: the manifest download was capped only by the target's signed length, so a
+    // stolen targets key could make every client download (and buffer) any amount.
+    let scenario = Scenario::new();
+    let mut manifest = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    manifest["version"] = json!("3.0.0");
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let cap = updater_core::manifest::MAX_MANIFEST_SIZE;
+    scenario
+        .editor()
+        .publish_release_file(&manifest, &bytes, |file, entry| {
+            // A sparse file just over the cap costs no disk space.
+            let served = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+            served.set_len(cap + 1024).unwrap();
+            entry["length"] = json!(200u64 << 30);
+        });
+    scenario.assert_refused("update", &format!("more than {cap} bytes"));
+}
+
+#[test]
+fn a_delegation_named_like_a_top_level_role_is_refused() {
+    // Regression: delegated role files are stored as `<name>.json` beside the trusted
+    // metadata, so a delegation named `root` (signed by a stolen targets key) was written
+    // over the trusted root.json.
+    let scenario = Scenario::new();
+    let editor = scenario.editor();
+    let attacker = SigningKey::generate().unwrap();
+    let delegated = json!({
+        "_type": "targets", "spec_version": "1.0.31", "version": 7,
+        "expires": editor.timestamp()["expires"], "targets": {},
+    });
+    let delegated_bytes = editor.write("7.root.json", &delegated, &[&attacker]);
+    let mut targets = editor.signed(&format!("{}.targets.json", editor.targets_version()));
+    let version = targets["version"].as_u64().unwrap() + 1;
+    targets["version"] = json!(version);
+    targets["delegations"] = json!({
+        "keys": {attacker.key_id(): attacker.public_key()},
+        "roles": [{"name": "root", "keyids": [attacker.key_id()], "threshold": 1,
+                   "terminating": false, "paths": ["*"]}],
+    });
+    let bytes = editor.write(
+        &format!("{version}.targets.json"),
+        &targets,
+        &[&editor.key("targets")],
+    );
+    editor.new_snapshot(version, &bytes, |snapshot| {
+        snapshot["meta"]["root.json"] = meta(7, &delegated_bytes);
+    });
+    scenario.assert_refused(
+        "check",
+        &format!("{version}.targets.json: field `delegations.roles[0].name`: \"root\": delegated roles cannot be empty or use top-level role names"),
+    );
 }
 
 #[test]
@@ -635,6 +759,121 @@ fn path_traversal_in_a_signed_manifest_is_refused() {
         scenario.assert_refused("update", "relative path");
         assert!(!scenario.dir.parent().unwrap().join("evil.txt").exists());
         assert!(!Path::new("/tmp/evil.txt").exists() || evil != "/tmp/evil.txt");
+    }
+}
+
+/// Runs `appupdate publish` of a source folder holding `files` (plus `bin/app`): it must
+/// fail. Returns its stderr.
+fn publish_refused(publisher: &Publisher, files: &[&str]) -> String {
+    let source = publisher.dir.path().join("src-refused");
+    let _ = std::fs::remove_dir_all(&source);
+    for path in files.iter().chain(&["bin/app"]) {
+        let full = source.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, APP).unwrap();
+        crate::harness::set_mode(&full, 0o755);
+    }
+    let (repo, keys) = (publisher.repo(), publisher.keys());
+    let output = appupdate(&[
+        "publish",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--app",
+        "sample",
+        "--version",
+        "9.0.0",
+        "--exe",
+        "bin/app",
+        "--platform",
+        "any",
+        source.to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "published {files:?}: {stderr}"
+    );
+    stderr
+}
+
+/// Replaces the path of file `two` in release 2.0.0's manifest and publishes it as 3.0.0,
+/// signed (the publisher's checks bypassed).
+fn publish_with_path(scenario: &Scenario, path: &str) {
+    let mut manifest = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    manifest["version"] = json!("3.0.0");
+    manifest["files"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["path"] == "two")
+        .unwrap()["path"] = json!(path);
+    scenario.editor().publish_raw_release(&manifest);
+}
+
+#[test]
+fn names_windows_cannot_create_are_refused_at_publish_and_install() {
+    // Regression: a release with `aux.txt` or `a?b` was published on Linux and installed
+    // half-way on Windows, where such names are devices or cannot be created.
+    let scenario = Scenario::new();
+    for (evil, reason) in [
+        ("docs/aux.txt", "device name on Windows"),
+        ("NUL .tar.gz", "device name on Windows"),
+        ("com¹", "device name on Windows"),
+        ("what?.txt", "character Windows cannot use"),
+        ("a<b>", "character Windows cannot use"),
+    ] {
+        let stderr = publish_refused(&scenario.publisher, &[evil]);
+        assert!(
+            stderr.contains(&format!("{evil:?}")) && stderr.contains(reason),
+            "{evil}: {stderr}"
+        );
+        publish_with_path(&scenario, evil);
+        scenario.assert_refused("update", &format!("relative path {evil:?}: "));
+        scenario.assert_refused("update", reason);
+    }
+}
+
+#[test]
+fn names_that_are_one_entry_on_windows_or_macos_are_refused_at_publish_and_install() {
+    // Regression: `README` and `readme` (or `café` in NFC and NFD, or a file `BIN/x` beside
+    // the folder `bin/`) were published in one release; on Windows and macOS they are one
+    // entry, so one overwrote the other and the install did not match the manifest.
+    let scenario = Scenario::new();
+    for (files, first, second) in [
+        (&["README", "readme"][..], "README", "readme"),
+        // Sorted by bytes, the NFD spelling comes first.
+        (&["caf\u{e9}", "cafe\u{301}"], "cafe\u{301}", "caf\u{e9}"),
+        (&["BIN/x"], "BIN", "bin"),
+    ] {
+        let stderr = publish_refused(&scenario.publisher, files);
+        let needle =
+            format!("{first:?} and {second:?} differ only in case or Unicode normalization");
+        assert!(stderr.contains(&needle), "{files:?}: {stderr}");
+    }
+    for (added, first, second) in [
+        (&["Two"][..], "two", "Two"),
+        (&["caf\u{e9}", "cafe\u{301}"], "caf\u{e9}", "cafe\u{301}"),
+        (&["BIN/x"], "bin", "BIN"),
+    ] {
+        let mut manifest = scenario
+            .publisher
+            .manifest("sample/stable/any/2.0.0/manifest.json");
+        manifest["version"] = json!("3.0.0");
+        let files = manifest["files"].as_array_mut().unwrap();
+        let two = files.iter().find(|f| f["path"] == "two").unwrap().clone();
+        for path in added {
+            let mut copy = two.clone();
+            copy["path"] = json!(path);
+            files.push(copy);
+        }
+        scenario.editor().publish_raw_release(&manifest);
+        scenario.assert_refused("update", &format!("{first:?} and {second:?}"));
+        scenario.assert_refused("update", "differ only in case or Unicode normalization");
     }
 }
 

@@ -47,6 +47,11 @@ impl VersionName {
         {
             return Err(invalid("only A-Z a-z 0-9 . _ + - are allowed"));
         }
+        if is_windows_device_name(value) {
+            return Err(invalid(
+                "it is a device name on Windows (CON, PRN, AUX, NUL, COM1, LPT1, ...)",
+            ));
+        }
         Ok(VersionName(value.to_string()))
     }
 
@@ -75,12 +80,44 @@ impl<'de> Deserialize<'de> for VersionName {
     }
 }
 
+/// Characters Windows cannot use in a file name, beyond `/ \\ :` and control characters
+/// (refused separately).
+const WINDOWS_FORBIDDEN_CHARS: [char; 6] = ['<', '>', '"', '|', '?', '*'];
+
+/// Whether Windows treats `component` as a device rather than a file: `CON`, `PRN`, `AUX`,
+/// `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9` (also with the superscript digits `¹ ² ³`),
+/// `CONIN$` and `CONOUT$`, in any case, also with an extension (`aux.txt`, `nul.tar.gz`)
+/// and with spaces before the dot (`con .txt`).
+pub fn is_windows_device_name(component: &str) -> bool {
+    let stem = component.split('.').next().unwrap_or(component);
+    let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+    if matches!(
+        stem.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) {
+        return true;
+    }
+    let Some(number) = stem
+        .strip_prefix("COM")
+        .or_else(|| stem.strip_prefix("LPT"))
+    else {
+        return false;
+    };
+    let mut chars = number.chars();
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('0'..='9' | '¹' | '²' | '³'), None)
+    )
+}
+
 /// A relative path that stays inside the folder it is joined to.
 ///
 /// Stored with `/` separators. Refused: empty paths, absolute paths, drive letters and
 /// backslashes, `.` and `..` components, empty components (`a//b`), NUL and other control
-/// characters, and names Windows cannot create (`CON`, trailing dots or spaces are refused on
-/// every platform so that a release is portable).
+/// characters, and names Windows cannot create, on every platform so that a release is
+/// portable: device names in any component (`CON`, `aux.txt`, `com1`, see
+/// [`is_windows_device_name`]), the characters `< > " | ? * :`, and components ending with
+/// a dot or a space.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RelativePath(String);
 
@@ -122,6 +159,16 @@ impl RelativePath {
             }
             if component.contains(':') {
                 return Err(invalid("it contains ':'"));
+            }
+            if component.contains(WINDOWS_FORBIDDEN_CHARS) {
+                return Err(invalid(
+                    "it contains a character Windows cannot use in names (< > \" | ? *)",
+                ));
+            }
+            if is_windows_device_name(component) {
+                return Err(invalid(
+                    "a component is a device name on Windows (CON, PRN, AUX, NUL, COM1, LPT1, CONIN$, ..., also with an extension)",
+                ));
             }
         }
         Ok(RelativePath(value.to_string()))
@@ -193,6 +240,56 @@ impl<'de> Deserialize<'de> for RelativePath {
     }
 }
 
+/// The key under which case-insensitive or normalising file systems (Windows, macOS) store
+/// `path`: NFC-normalised, then lower-cased. Two paths with the same key are one entry there.
+pub fn portable_key(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Two paths of one release that are one entry on Windows or macOS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{first:?} and {second:?} differ only in case or Unicode normalization, so Windows and macOS would store them as one file or folder: rename one"
+)]
+pub struct PortableNameClash {
+    /// The spelling seen first.
+    pub first: String,
+    /// The other spelling.
+    pub second: String,
+}
+
+/// Refuses two different spellings of one entry among `paths` (the files and folders of a
+/// release) and their parent folders: `README` and `readme`, `café` in NFC and NFD, a file
+/// `Foo` and a folder `foo/`, or folders `Lib/a` and `lib/b` (see [`portable_key`]).
+pub fn check_portable_names<'a>(
+    paths: impl IntoIterator<Item = &'a RelativePath>,
+) -> std::result::Result<(), PortableNameClash> {
+    use std::collections::hash_map::Entry;
+    let mut spellings = std::collections::HashSet::new();
+    let mut by_key: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for path in paths {
+        for entry in path.parents().chain([path.as_str()]) {
+            // A parent shared by many files is keyed once.
+            if !spellings.insert(entry) {
+                continue;
+            }
+            match by_key.entry(portable_key(entry)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(entry);
+                }
+                Entry::Occupied(seen) => {
+                    return Err(PortableNameClash {
+                        first: seen.get().to_string(),
+                        second: entry.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +329,98 @@ mod tests {
             "a:b",
         ] {
             assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_windows_cannot_create_are_refused_on_every_platform() {
+        // Regression: `CON`, `aux.txt` or `a?b` were accepted, so a release published on
+        // Linux failed half-way through installing on Windows (or opened a device there).
+        for ok in [
+            "console",
+            "auxiliary.txt",
+            "com10",
+            "lpt",
+            "a.con",
+            "nul_",
+            "conin",
+            "x/com",
+            "a$b",
+        ] {
+            assert!(RelativePath::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "CON",
+            "con",
+            "Con/x",
+            "a/PRN",
+            "aux.txt",
+            "nul.tar.gz",
+            "NUL .txt",
+            "com0",
+            "COM9",
+            "lpt5.log",
+            "COM¹",
+            "lpt²",
+            "Lpt³.x",
+            "CONIN$",
+            "conout$.txt",
+            "a<b",
+            "a>b",
+            "a\"b",
+            "a|b",
+            "a?b",
+            "a*b",
+            "dir/x*",
+        ] {
+            let err = RelativePath::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("Windows"),
+                "{err}"
+            );
+        }
+        assert!(VersionName::parse("aux").is_err());
+        assert!(VersionName::parse("CON.1").is_err());
+        assert!(VersionName::parse("con1").is_ok());
+    }
+
+    #[test]
+    fn portable_keys_fold_case_and_normalization() {
+        assert_eq!(portable_key("README"), portable_key("readme"));
+        assert_eq!(portable_key("caf\u{e9}"), portable_key("cafe\u{301}"));
+        assert_eq!(portable_key("Lib/A.txt"), "lib/a.txt");
+        assert_ne!(portable_key("a"), portable_key("b"));
+    }
+
+    #[test]
+    fn names_that_are_one_entry_on_windows_or_macos_are_refused() {
+        // Regression: `README` and `readme` in one release overwrote each other on Windows
+        // and macOS, so the installed tree did not match the manifest.
+        let check = |paths: &[&str]| {
+            let paths: Vec<RelativePath> = paths
+                .iter()
+                .map(|p| RelativePath::parse(p).unwrap())
+                .collect();
+            check_portable_names(&paths)
+        };
+        assert_eq!(check(&["a/b", "a/c", "A.txt", "b/a"]), Ok(()));
+        for (paths, first, second) in [
+            (&["README", "readme"][..], "README", "readme"),
+            (&["caf\u{e9}", "cafe\u{301}"], "caf\u{e9}", "cafe\u{301}"),
+            (&["Foo", "foo/x"], "Foo", "foo"),
+            (&["Lib/a", "lib/b"], "Lib", "lib"),
+            (&["x/Lib/a", "x/lib/b/c"], "x/Lib", "x/lib"),
+        ] {
+            let clash = check(paths).unwrap_err();
+            assert_eq!(
+                (clash.first.as_str(), clash.second.as_str()),
+                (first, second)
+            );
+            assert!(
+                clash
+                    .to_string()
+                    .contains("differ only in case or Unicode normalization")
+            );
         }
     }
 

@@ -340,6 +340,9 @@ impl Manifest {
                 return invalid(format!("directories: {dir} is also a file"));
             }
         }
+        let files = self.files.iter().map(|f| &f.path);
+        appstart_layout::names::check_portable_names(files.chain(&self.directories))
+            .or_else(|e| invalid(format!("files and directories: {e}")))?;
         if let Some(pack) = &self.pack {
             if !pack.path.as_str().starts_with("packs/") {
                 return invalid(format!(

@@ -26,7 +26,7 @@ use crate::download::{RetryPolicy, fetch_bytes};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
-use crate::manifest::Manifest;
+use crate::manifest::{MAX_MANIFEST_SIZE, Manifest};
 use crate::release::{Eligibility, Release, choose, releases};
 use crate::settings::InstallSettings;
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
@@ -533,7 +533,9 @@ fn fetch_manifest(
         &release.target_name,
         &release.target,
     );
-    let bytes = fetch_bytes(transport, &url, release.target.length, retry)?;
+    // The signed length, capped: a stolen targets key must not make us buffer 100 GB.
+    let limit = release.target.length.min(MAX_MANIFEST_SIZE);
+    let bytes = fetch_bytes(transport, &url, limit, retry)?;
     check_target(&release.target, &bytes, &url)?;
     let manifest = Manifest::parse(&bytes, &url)?;
     let custom = &release.custom;

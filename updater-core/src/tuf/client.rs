@@ -12,7 +12,7 @@
 //!   keep the trusted one if the version is equal, refuse a snapshot version lower than the
 //!   trusted one, check expiry.
 //! - 5.5 Snapshot: the version the timestamp names; fetch `N.snapshot.json` (capped by the
-//!   listed length), check listed hashes, verify, version must match the timestamp's, no
+//!   listed length, never above the fixed cap), check listed hashes, verify, version must match the timestamp's, no
 //!   targets file may go backwards or disappear, check expiry.
 //! - 5.6 Targets: the version the snapshot names; fetch `N.targets.json`, check listed
 //!   length and hashes, verify, version must match, check expiry.
@@ -41,9 +41,9 @@ pub struct Limits {
     pub max_root_size: u64,
     /// The timestamp file.
     pub max_timestamp_size: u64,
-    /// Snapshot when the timestamp lists no length.
+    /// The snapshot file (a smaller length listed in the timestamp caps it further).
     pub max_snapshot_size: u64,
-    /// Targets when the snapshot lists no length.
+    /// Each targets file (a smaller length listed in the snapshot caps it further).
     pub max_targets_size: u64,
     /// New root versions fetched in one refresh.
     pub max_root_rotations: u64,
@@ -594,7 +594,7 @@ impl TrustedMetadata {
     }
 
     /// Fetches top-level role `role` in the version `meta` names (`N.<role>.json` with
-    /// consistent snapshots), capped at the listed length or `default_limit`, and checks the
+    /// consistent snapshots), capped at the listed length and `default_limit`, and checks the
     /// listed length and hashes, the signatures and that the version is the one named (the
     /// shared steps x.1 to x.4 of 5.5 and 5.6). Returns the role, its bytes and its URL.
     fn fetch_named<T: Role>(
@@ -612,7 +612,7 @@ impl TrustedMetadata {
             format!("{role}.json")
         };
         let url = join_url(metadata_url, &name);
-        let bytes = fetch_bytes(transport, &url, meta.length.unwrap_or(default_limit), retry)?;
+        let bytes = fetch_bytes(transport, &url, capped(meta, default_limit), retry)?;
         check_meta_file(meta, &bytes, &url)?;
         let new: T = self.verify(&bytes, role, &url)?;
         if new.version() != meta.version {
@@ -776,7 +776,7 @@ impl TrustedMetadata {
             format!("{encoded}.json")
         };
         let url = join_url(fetch.metadata_url, &name);
-        let limit = meta.length.unwrap_or(self.limits.max_targets_size);
+        let limit = capped(&meta, self.limits.max_targets_size);
         let bytes = fetch_bytes(fetch.transport, &url, limit, fetch.retry)?;
         check_meta_file(&meta, &bytes, &url)?;
         let value = verify(&bytes, &url)?;
@@ -908,6 +908,13 @@ fn check_expiry<T: Role>(role: &T, start: SystemTime) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The download cap for the file `meta` describes: its signed length, but never more than
+/// the fixed `limit`. A signed length is what the signer claims; the cap is what this client
+/// is willing to hold in memory, so a role with a stolen key cannot lift it.
+fn capped(meta: &MetaFile, limit: u64) -> u64 {
+    meta.length.map_or(limit, |length| length.min(limit))
 }
 
 /// Checks `bytes` against the length and hashes listed in `meta`, where listed.

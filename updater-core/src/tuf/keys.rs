@@ -43,6 +43,36 @@ pub fn verify_signature(key: &Key, message: &[u8], signature_hex: &str) -> bool 
     }
 }
 
+/// The key material `key` stands for, in one canonical encoding per algorithm, so that the
+/// same public key listed under two key ids (or spelled in upper-case hex, or as a PEM with
+/// other line breaks) is recognised as one key. `None` for keys [`verify_signature`] does
+/// not accept: they never verify anything.
+pub fn key_identity(key: &Key) -> Option<Vec<u8>> {
+    let public = key.keyval.public.trim();
+    let (label, material): (&[u8], Vec<u8>) = match (key.keytype.as_str(), key.scheme.as_str()) {
+        ("ed25519", "ed25519") => (b"ed25519:", hex::decode(public).ok()?),
+        ("ecdsa" | "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256") => {
+            use p256::pkcs8::DecodePublicKey as _;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_pem(public).ok()?;
+            (b"p256:", key.to_encoded_point(true).as_bytes().to_vec())
+        }
+        ("rsa", "rsassa-pss-sha256") => {
+            use rsa::pkcs8::DecodePublicKey as _;
+            use rsa::traits::PublicKeyParts as _;
+            let key = rsa::RsaPublicKey::from_public_key_pem(public).ok()?;
+            let (modulus, exponent) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+            let mut material = (modulus.len() as u64).to_be_bytes().to_vec();
+            material.extend(modulus);
+            material.extend(exponent);
+            (b"rsa-pss-sha256:", material)
+        }
+        _ => return None,
+    };
+    let mut identity = label.to_vec();
+    identity.extend(material);
+    Some(identity)
+}
+
 /// ECDSA over P-256 with SHA-256; the key is a PEM SubjectPublicKeyInfo, the signature DER.
 fn verify_ecdsa_p256(public_pem: &str, message: &[u8], signature: &[u8]) -> bool {
     use p256::ecdsa::signature::Verifier as _;
@@ -325,6 +355,34 @@ mod tests {
         ));
         assert!(!verify_signature(&key.public_key(), b"message", "zz"));
         assert_eq!(signature.keyid, key_id(&key.public_key()));
+    }
+
+    #[test]
+    fn key_identity_ignores_how_the_public_value_is_spelled() {
+        use p256::pkcs8::EncodePublicKey as _;
+        let secret = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let pem = secret
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        let key = |keytype: &str, public: String| Key {
+            keytype: keytype.into(),
+            scheme: "ecdsa-sha2-nistp256".into(),
+            keyval: KeyValue {
+                public,
+                extra: Map::new(),
+            },
+            extra: Map::new(),
+        };
+        let one = key_identity(&key("ecdsa", pem.clone())).unwrap();
+        let crlf = key("ecdsa-sha2-nistp256", pem.replace('\n', "\r\n"));
+        assert_eq!(key_identity(&crlf), Some(one.clone()));
+        let ed = SigningKey::generate().unwrap().public_key();
+        let mut upper = ed.clone();
+        upper.keyval.public = upper.keyval.public.to_uppercase();
+        assert_eq!(key_identity(&ed), key_identity(&upper));
+        assert_ne!(key_identity(&ed), Some(one));
+        assert_eq!(key_identity(&key("ecdsa", "not a key".into())), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::tuf::keys::TOP_LEVEL_ROLES;
 
 /// A signed metadata file: `{"signatures": [...], "signed": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +213,32 @@ pub struct DelegatedRole {
     pub extra: Map<String, Value>,
 }
 
+impl Delegations {
+    /// Refuses role names a client must never use as a delegated role's file name: empty, a
+    /// top-level role's (the delegated file would be stored over the trusted `root.json`), or
+    /// listed twice (python-tuf: "Delegated roles cannot be empty or use top-level role
+    /// names"). The message names the field.
+    pub fn check_names(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, role) in self.roles.iter().enumerate() {
+            let field = format!("field `delegations.roles[{index}].name`");
+            if role.name.is_empty() || TOP_LEVEL_ROLES.contains(&role.name.as_str()) {
+                return Err(format!(
+                    "{field}: {:?}: delegated roles cannot be empty or use top-level role names",
+                    role.name
+                ));
+            }
+            if !seen.insert(role.name.as_str()) {
+                return Err(format!(
+                    "{field}: {:?} is delegated twice in one list",
+                    role.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl DelegatedRole {
     /// Whether this role is trusted for `target_path`.
     pub fn is_for(&self, target_path: &str) -> bool {
@@ -241,42 +268,104 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
         })
 }
 
-fn glob_part(pattern: &[char], name: &[char]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some('*') => (0..=name.len()).any(|skip| glob_part(&pattern[1..], &name[skip..])),
-        Some('?') => !name.is_empty() && glob_part(&pattern[1..], &name[1..]),
-        Some('[') => {
-            let Some(close) = pattern
-                .iter()
-                .skip(2)
-                .position(|c| *c == ']')
-                .map(|i| i + 2)
-            else {
-                return name.first() == Some(&'[') && glob_part(&pattern[1..], &name[1..]);
+/// One element of a path pattern part; every element but `*` matches exactly one character.
+#[derive(Debug)]
+enum GlobToken {
+    /// `*`: any run of characters (never `/`, as parts are split on it).
+    Star,
+    /// `?`: any one character.
+    AnyChar,
+    /// `[...]` or `[!...]`: one character in (or not in) the set; `a-z` is a range.
+    Class { negate: bool, set: Vec<char> },
+    /// Itself (also a `[` with no closing `]`).
+    Literal(char),
+}
+
+impl GlobToken {
+    /// Splits a pattern part into tokens. A class closes at the first `]` after its first
+    /// character, so `[]]` matches `]`.
+    fn parse(pattern: &[char]) -> Vec<GlobToken> {
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < pattern.len() {
+            let token = match pattern[i] {
+                '*' => GlobToken::Star,
+                '?' => GlobToken::AnyChar,
+                '[' => match pattern.iter().skip(i + 2).position(|c| *c == ']') {
+                    Some(offset) => {
+                        let close = i + 2 + offset;
+                        let negate = pattern[i + 1] == '!';
+                        let first = if negate { i + 2 } else { i + 1 };
+                        let set = pattern[first..close].to_vec();
+                        i = close + 1;
+                        tokens.push(GlobToken::Class { negate, set });
+                        continue;
+                    }
+                    None => GlobToken::Literal('['),
+                },
+                c => GlobToken::Literal(c),
             };
-            let Some(first) = name.first() else {
-                return false;
-            };
-            let (negate, set) = match pattern[1] {
-                '!' => (true, &pattern[2..close]),
-                _ => (false, &pattern[1..close]),
-            };
-            let mut matched = false;
-            let mut i = 0;
-            while i < set.len() {
-                if i + 2 < set.len() && set[i + 1] == '-' {
-                    matched |= set[i] <= *first && *first <= set[i + 2];
-                    i += 3;
-                } else {
-                    matched |= set[i] == *first;
-                    i += 1;
-                }
-            }
-            matched != negate && glob_part(&pattern[close + 1..], &name[1..])
+            tokens.push(token);
+            i += 1;
         }
-        Some(c) => name.first() == Some(c) && glob_part(&pattern[1..], &name[1..]),
+        tokens
     }
+
+    /// Whether this single-character token matches `c` (`*` is handled by the matcher).
+    fn matches(&self, c: char) -> bool {
+        match self {
+            GlobToken::Star => false,
+            GlobToken::AnyChar => true,
+            GlobToken::Literal(literal) => *literal == c,
+            GlobToken::Class { negate, set } => {
+                let mut matched = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        matched |= set[i] <= c && c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        matched |= set[i] == c;
+                        i += 1;
+                    }
+                }
+                matched != *negate
+            }
+        }
+    }
+}
+
+/// Shell-style match of one pattern part against one name part, in O(pattern x name) steps
+/// whatever the pattern (a delegation's patterns come from a signer we only partly trust):
+/// on a mismatch, only the last `*` seen takes one more character; earlier stars never need
+/// to, because every other token matches exactly one character.
+fn glob_part(pattern: &[char], name: &[char]) -> bool {
+    let tokens = GlobToken::parse(pattern);
+    let (mut token, mut position) = (0, 0);
+    // The last `*` seen and the name position its current (shortest) match ends at.
+    let mut last_star: Option<(usize, usize)> = None;
+    while position < name.len() {
+        match tokens.get(token) {
+            Some(GlobToken::Star) => {
+                last_star = Some((token, position));
+                token += 1;
+                continue;
+            }
+            Some(single) if single.matches(name[position]) => {
+                token += 1;
+                position += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some((star, end)) = last_star else {
+            return false;
+        };
+        last_star = Some((star, end + 1));
+        token = star + 1;
+        position = end + 1;
+    }
+    tokens[token..].iter().all(|t| matches!(t, GlobToken::Star))
 }
 
 /// Common accessors of the four roles.
@@ -291,10 +380,14 @@ pub trait Role: for<'de> Deserialize<'de> + Serialize {
     fn expires(&self) -> &str;
     /// Its `spec_version`.
     fn spec_version(&self) -> &str;
+    /// Checks the rules types alone cannot express; the message names the field.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 macro_rules! role {
-    ($ty:ty, $name:literal) => {
+    ($ty:ty, $name:literal $(, $check:path)?) => {
         impl Role for $ty {
             const TYPE: &'static str = $name;
             fn type_field(&self) -> &str {
@@ -309,13 +402,27 @@ macro_rules! role {
             fn spec_version(&self) -> &str {
                 &self.spec_version
             }
+            $(
+                fn check(&self) -> std::result::Result<(), String> {
+                    $check(self)
+                }
+            )?
         }
     };
 }
 role!(Root, "root");
 role!(Timestamp, "timestamp");
 role!(Snapshot, "snapshot");
-role!(Targets, "targets");
+role!(Targets, "targets", Targets::check_delegations);
+
+impl Targets {
+    /// See [`Role::check`]: the delegated role names.
+    fn check_delegations(&self) -> std::result::Result<(), String> {
+        self.delegations
+            .as_ref()
+            .map_or(Ok(()), Delegations::check_names)
+    }
+}
 
 /// Parses an RFC 3339 expiry.
 pub fn parse_expires(role: &str, value: &str) -> Result<SystemTime> {
@@ -349,7 +456,94 @@ mod tests {
         assert!(path_matches("f[0-9].txt", "f7.txt"));
         assert!(!path_matches("f[!0-9].txt", "f7.txt"));
         assert!(path_matches("*", "anything"));
+        assert!(
+            path_matches("[]]x", "]x"),
+            "a class closes after its first character"
+        );
+        assert!(path_matches("[ab", "[ab"), "an unclosed [ is literal");
+        assert!(path_matches("a*b*c", "axxbyyc"));
+        assert!(!path_matches("a*b*c", "axxbyy"));
         assert!(!path_matches("a", "b"));
+    }
+
+    /// The former recursive matcher (exponential on many stars): the reference semantics.
+    fn reference_glob(pattern: &[char], name: &[char]) -> bool {
+        match pattern.first() {
+            None => name.is_empty(),
+            Some('*') => (0..=name.len()).any(|skip| reference_glob(&pattern[1..], &name[skip..])),
+            Some('?') => !name.is_empty() && reference_glob(&pattern[1..], &name[1..]),
+            Some('[') => {
+                let Some(close) = pattern
+                    .iter()
+                    .skip(2)
+                    .position(|c| *c == ']')
+                    .map(|i| i + 2)
+                else {
+                    return name.first() == Some(&'[') && reference_glob(&pattern[1..], &name[1..]);
+                };
+                let Some(first) = name.first() else {
+                    return false;
+                };
+                let (negate, set) = match pattern[1] {
+                    '!' => (true, &pattern[2..close]),
+                    _ => (false, &pattern[1..close]),
+                };
+                let class = GlobToken::Class {
+                    negate,
+                    set: set.to_vec(),
+                };
+                class.matches(*first) && reference_glob(&pattern[close + 1..], &name[1..])
+            }
+            Some(c) => name.first() == Some(c) && reference_glob(&pattern[1..], &name[1..]),
+        }
+    }
+
+    /// Every string of up to `max` characters from `alphabet`.
+    fn strings(alphabet: &[char], max: usize) -> Vec<Vec<char>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s: &Vec<char>| {
+                    alphabet.iter().map(move |c| {
+                        let mut longer = s.clone();
+                        longer.push(*c);
+                        longer
+                    })
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn the_linear_matcher_agrees_with_the_recursive_one() {
+        let patterns = strings(&['a', 'b', '*', '?', '[', ']', '!', '-'], 4);
+        let names = strings(&['a', 'b', ']', '-'], 3);
+        for pattern in &patterns {
+            for name in &names {
+                assert_eq!(
+                    glob_part(pattern, name),
+                    reference_glob(pattern, name),
+                    "{:?} against {:?}",
+                    pattern.iter().collect::<String>(),
+                    name.iter().collect::<String>()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_stars_do_not_backtrack_exponentially() {
+        // Regression: a delegation pattern like this one took exponential time (hours for
+        // this name) in the recursive matcher; a signer could stall every client with it.
+        let pattern = format!("{}b", "*a".repeat(12));
+        let name = "a".repeat(200);
+        assert!(!path_matches(&pattern, &name));
+        assert!(path_matches(&pattern, &format!("{name}b")));
+        assert!(!path_matches(&format!("x/{pattern}"), &format!("x/{name}")));
     }
 
     #[test]

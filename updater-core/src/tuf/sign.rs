@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::tuf::keys::{SigningKey, verify_signature};
+use crate::tuf::keys::{SigningKey, key_identity, verify_signature};
 use crate::tuf::metadata::{Key, Role, RoleKeys, Signature};
 
 /// The canonical JSON encoding of `value`.
@@ -81,19 +81,26 @@ impl Envelope {
     }
 
     /// The number of distinct keys in `role` with a valid signature. Each key counts once,
-    /// however many times it signed; keys not listed for the role never count.
+    /// however many times it signed and however many key ids list it (keys are compared by
+    /// their public value, see [`key_identity`]); keys not listed for the role never count.
     pub fn valid_signatures(&self, keys: &BTreeMap<String, Key>, role: &RoleKeys) -> usize {
         let allowed: HashSet<&str> = role.keyids.iter().map(String::as_str).collect();
+        let mut checked_ids = HashSet::new();
         let mut counted = HashSet::new();
         for signature in &self.signatures {
-            if !allowed.contains(signature.keyid.as_str()) || counted.contains(&signature.keyid) {
+            if !allowed.contains(signature.keyid.as_str())
+                || !checked_ids.insert(signature.keyid.as_str())
+            {
                 continue;
             }
             let Some(key) = keys.get(&signature.keyid) else {
                 continue;
             };
+            let Some(identity) = key_identity(key) else {
+                continue;
+            };
             if verify_signature(key, &self.message, &signature.sig) {
-                counted.insert(signature.keyid.clone());
+                counted.insert(identity);
             }
         }
         counted.len()
@@ -119,8 +126,8 @@ impl Envelope {
         Ok(())
     }
 
-    /// Deserializes the `signed` object as role `T`, checking `_type` and the spec's major
-    /// version.
+    /// Deserializes the `signed` object as role `T`, checking `_type`, the role's own rules
+    /// ([`Role::check`]) and the spec's major version.
     pub fn decode<T: Role>(&self, what: &str) -> Result<T> {
         let decoded: T = serde_json::from_value(self.signed.clone())
             .map_err(|e| Error::format(what, format!("{} metadata: {e}", T::TYPE)))?;
@@ -134,6 +141,9 @@ impl Envelope {
                 ),
             ));
         }
+        decoded
+            .check()
+            .map_err(|message| Error::format(what, message))?;
         let major = decoded.spec_version().split('.').next().unwrap_or("");
         if major != "1" {
             return Err(Error::format(
@@ -180,6 +190,71 @@ mod tests {
         envelope.signatures.push(envelope.signatures[0].clone());
         assert_eq!(envelope.valid_signatures(&keys, &role), 1);
         assert!(envelope.check_threshold("x", "x", &keys, &role).is_err());
+    }
+
+    fn targets_delegating_to(names: &[&str]) -> Vec<u8> {
+        let roles: Vec<Value> = names
+            .iter()
+            .map(|name| serde_json::json!({"name": name, "keyids": [], "threshold": 1, "paths": ["*"]}))
+            .collect();
+        let signed = serde_json::json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 1,
+            "expires": "2030-01-01T00:00:00Z", "targets": {},
+            "delegations": {"keys": {}, "roles": roles},
+        });
+        sign_metadata(&signed, &[&SigningKey::generate().unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn delegations_to_top_level_or_empty_or_repeated_names_are_refused() {
+        // Regression: a delegated role named `root` was stored over the trusted root.json.
+        let decode = |names: &[&str]| {
+            Envelope::parse(&targets_delegating_to(names), "3.targets.json")
+                .unwrap()
+                .decode::<crate::tuf::metadata::Targets>("3.targets.json")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(decode(&["apps", "apps-beta"]).is_ok());
+        for name in ["root", "timestamp", "snapshot", "targets", ""] {
+            let err = decode(&["apps", name]).unwrap_err();
+            assert!(
+                err.contains("3.targets.json")
+                    && err.contains("field `delegations.roles[1].name`")
+                    && err.contains("cannot be empty or use top-level role names"),
+                "{err}"
+            );
+        }
+        let err = decode(&["apps", "other", "apps"]).unwrap_err();
+        assert!(
+            err.contains("field `delegations.roles[2].name`") && err.contains("delegated twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_key_listed_under_two_ids_counts_once() {
+        // Regression: the same public key under two key ids met a threshold of 2.
+        let key = SigningKey::generate().unwrap();
+        let bytes = sign_metadata(&serde_json::json!({"_type": "x", "v": 1}), &[&key]).unwrap();
+        let mut envelope = Envelope::parse(&bytes, "x").unwrap();
+        let (mut keys, mut role) = role_for(&key, 2);
+        // The copy also spells the hex in upper case: the value, not the text, is the key.
+        let mut copy = key.public_key();
+        copy.keyval.public = copy.keyval.public.to_uppercase();
+        keys.insert("another-id".into(), copy);
+        role.keyids.push("another-id".into());
+        let mut second = envelope.signatures[0].clone();
+        second.keyid = "another-id".into();
+        envelope.signatures.push(second);
+        assert_eq!(envelope.valid_signatures(&keys, &role), 1);
+        assert!(envelope.check_threshold("x", "x", &keys, &role).is_err());
+        // Two different keys still meet it.
+        let other = SigningKey::generate().unwrap();
+        keys.insert(other.key_id(), other.public_key());
+        role.keyids.push(other.key_id());
+        envelope.signatures.push(other.sign(&envelope.message));
+        assert_eq!(envelope.valid_signatures(&keys, &role), 2);
     }
 
     #[test]
