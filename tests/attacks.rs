@@ -915,3 +915,32 @@ fn a_decompression_bomb_stops_at_the_declared_size() {
         "decompressed size mismatch: expected 1000, got more than 1000",
     );
 }
+
+/// Regression (hostile-input issue): overlapping pack slices made the client's pack prefetch
+/// compute `offset - position` below zero (a panic in debug builds, garbage in release
+/// builds). A manifest whose slices overlap is refused as a whole, naming the pack, and the
+/// next good release installs normally.
+#[test]
+fn overlapping_pack_slices_in_a_signed_manifest_are_refused() {
+    let scenario = Scenario::new();
+    let two = scenario
+        .publisher
+        .manifest("sample/stable/any/2.0.0/manifest.json");
+    let mut manifest = two.clone();
+    manifest["version"] = json!("3.0.0");
+    for file in manifest["files"].as_array_mut().unwrap() {
+        // Every blob at the start of the pack: "two" now overlaps "bin/app".
+        file["pack_offset"] = json!(0);
+    }
+    scenario.editor().publish_raw_release(&manifest);
+    scenario.assert_refused("update", "overlaps");
+    // The publisher notices and publishes a good release: it installs with no manual step.
+    scenario.publisher.publish(
+        "sample",
+        "4.0.0",
+        &[("bin/app", APP, true), ("four", b"4", false)],
+        &[],
+    );
+    let report = appupdate_json(&["update", "--dir", scenario.dir.to_str().unwrap()]);
+    assert_eq!(report["to"], "4.0.0", "{report}");
+}
