@@ -242,3 +242,27 @@ fn assert_no_unverified_cache(cache: &Path, junk: &[u8]) {
         }
     }
 }
+
+/// Local files are inputs too: a state file far larger than anything appstart writes is
+/// refused by name, without reading it whole, and nothing changes.
+#[test]
+fn an_oversized_local_state_file_is_a_clear_error_naming_it() {
+    let mirror = Mirror::new();
+    let settings = mirror.dir.join("state/install.toml");
+    let good = std::fs::read(&settings).unwrap();
+    let mut huge = good.clone();
+    huge.extend(std::iter::repeat_n(b'#', 3 << 20));
+    std::fs::write(&settings, &huge).unwrap();
+    let versions = tree_snapshot(&mirror.dir.join("versions"));
+    let output = appupdate(&["update", "--dir", mirror.dir.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("install.toml") && stderr.contains("larger than"),
+        "{stderr}"
+    );
+    assert_eq!(tree_snapshot(&mirror.dir.join("versions")), versions);
+    assert_eq!(mirror.launches(), "app 1.0.0\n");
+    std::fs::write(&settings, &good).unwrap();
+    assert_eq!(report(&mirror.update())["to"], "2.0.0");
+}

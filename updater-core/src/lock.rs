@@ -69,7 +69,8 @@ pub fn lock_file(path: &Path, wait: Duration, holder: impl Fn() -> String) -> Re
 }
 
 fn holder(path: &Path) -> String {
-    std::fs::read_to_string(path)
+    // The holder's note is a line we wrote; read no more than that.
+    appstart_layout::fsutil::read_to_string_capped(path, 4096)
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "unknown holder".into())

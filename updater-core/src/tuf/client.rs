@@ -111,6 +111,8 @@ pub struct Fetch<'a> {
 }
 
 const ETAG_FILE: &str = "timestamp.etag";
+/// Largest stored ETag read back (a server's header value; only ever sent back).
+const MAX_ETAG_FILE: u64 = 4096;
 
 impl TrustedMetadata {
     /// Stores `root_bytes` as the trusted root in `dir` after checking it is a root signed by
@@ -128,7 +130,7 @@ impl TrustedMetadata {
     /// verify against the trusted root are dropped, not trusted.
     pub fn load(dir: &Path, limits: Limits) -> Result<Self> {
         let root_path = dir.join("root.json");
-        let bytes = appstart_layout::fsutil::read(&root_path)?;
+        let bytes = appstart_layout::fsutil::read_capped(&root_path, limits.max_root_size)?;
         let what = root_path.display().to_string();
         let envelope = Envelope::parse(&bytes, &what)?;
         let root: Root = envelope.decode(&what)?;
@@ -153,7 +155,19 @@ impl TrustedMetadata {
 
     fn load_local<T: Role>(&self, role: &str) -> Option<Trusted<T>> {
         let path = self.dir.join(format!("{role}.json"));
-        let bytes = std::fs::read(&path).ok()?;
+        // Stored files are capped like downloads of the same role.
+        let limit = match role {
+            "timestamp" => self.limits.max_timestamp_size,
+            "snapshot" => self.limits.max_snapshot_size,
+            _ => self.limits.max_targets_size,
+        };
+        let bytes = appstart_layout::fsutil::read_capped(&path, limit)
+            .map_err(|err| {
+                if path.exists() {
+                    log::info!("not trusting stored {}: {err}", path.display());
+                }
+            })
+            .ok()?;
         match self.verify::<T>(&bytes, role, &path.display().to_string()) {
             Ok(value) => Some(Trusted { value, bytes }),
             Err(err) => {
@@ -323,7 +337,11 @@ impl TrustedMetadata {
     ) -> Result<Option<(Vec<u8>, Option<String>)>> {
         let url = join_url(metadata_url, "timestamp.json");
         let etag = match &self.timestamp {
-            Some(_) => std::fs::read_to_string(self.dir.join(ETAG_FILE)).ok(),
+            Some(_) => appstart_layout::fsutil::read_to_string_capped(
+                &self.dir.join(ETAG_FILE),
+                MAX_ETAG_FILE,
+            )
+            .ok(),
             None => None,
         };
         let limit = self.limits.max_timestamp_size;
@@ -762,7 +780,8 @@ impl TrustedMetadata {
         };
         // A stored copy that matches what the snapshot names needs no download.
         let local = self.dir.join(format!("{encoded}.json"));
-        if let Ok(bytes) = std::fs::read(&local)
+        if let Ok(bytes) =
+            appstart_layout::fsutil::read_capped(&local, self.limits.max_targets_size)
             && let Ok(value) = verify(&bytes, &local.display().to_string())
             && value.version == meta.version
             && check_meta_file(&meta, &bytes, &local.display().to_string()).is_ok()
