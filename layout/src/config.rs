@@ -316,4 +316,33 @@ mod tests {
             );
         }
     }
+
+    // Rolling back by hand means editing this file, so anything a person (or a torn editor
+    // save) can leave in it must give an error message, never a panic.
+    mod properties {
+        use super::*;
+        use crate::testing::{cases, mutated};
+        use proptest::prelude::*;
+
+        const FULL: &str = "current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\nrestart_code = 75\n\n[executables]\n\"1.0.0\" = \"bin/old-app\"\n\n[restart]\nmax = 5\nwindow_secs = 60\n\n[probation]\nsecs = 30\nfailures = 1\n";
+
+        proptest! {
+            #![proptest_config(cases())]
+
+            #[test]
+            fn parse_never_panics_on_arbitrary_text(text in any::<String>()) {
+                let _ = LauncherConfig::parse(&text, Path::new("appstart.toml"));
+            }
+
+            #[test]
+            fn parse_never_panics_on_mutated_files(text in mutated(FULL)) {
+                let _ = LauncherConfig::parse(&text, Path::new("appstart.toml"));
+            }
+        }
+
+        #[test]
+        fn the_valid_sample_parses() {
+            LauncherConfig::parse(FULL, Path::new("appstart.toml")).unwrap();
+        }
+    }
 }

@@ -106,9 +106,12 @@ fn load_optional_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Optio
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("reading", path, e)),
     };
-    toml::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::from_toml(path, &text, &e))
+    parse_toml(&text, path).map(Some)
+}
+
+/// Parses a state file's `text`; `path` is used in errors only.
+fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))
 }
 
 fn save_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -122,4 +125,43 @@ fn save_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         fsutil::create_dir_all(&folder)?;
     }
     fsutil::write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{cases, mutated};
+    use proptest::prelude::*;
+
+    const PROBATION: &str = "version = \"2.0.0\"\nfailures = 3\nsince = \"2026-11-23T11:51:24Z\"\n";
+    const BAD_VERSIONS: &str = "[[bad]]\nversion = \"2.0.0\"\nreason = \"exited with code 1\"\nat = \"2026-11-23T11:51:24Z\"\n";
+
+    #[test]
+    fn the_valid_samples_parse() {
+        let probation: Probation = parse_toml(PROBATION, Path::new("p")).unwrap();
+        assert_eq!(probation.failures, 3);
+        let bad: BadVersions = parse_toml(BAD_VERSIONS, Path::new("b")).unwrap();
+        assert_eq!(bad.bad.len(), 1);
+    }
+
+    // A state file is written by another process that may have been killed, by an older or
+    // newer appstart, or by hand: reading it may fail, but never panic the launcher.
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn state_loaders_never_panic_on_arbitrary_text(text in any::<String>()) {
+            let _ = parse_toml::<Probation>(&text, Path::new("p"));
+            let _ = parse_toml::<BadVersions>(&text, Path::new("b"));
+        }
+
+        #[test]
+        fn state_loaders_never_panic_on_mutated_files(
+            probation in mutated(PROBATION),
+            bad in mutated(BAD_VERSIONS),
+        ) {
+            let _ = parse_toml::<Probation>(&probation, Path::new("p"));
+            let _ = parse_toml::<BadVersions>(&bad, Path::new("b"));
+        }
+    }
 }
