@@ -257,6 +257,28 @@ fn a_crashing_new_version_falls_back_and_is_recorded_as_bad() {
     assert!(!fixture.path("state/probation.toml").exists());
 }
 
+/// Regression: the crash count was incremented with `+=`, so a count of u32::MAX (a corrupt or
+/// hand-edited file) panicked the launcher or wrapped to 0 and skipped the fallback.
+#[test]
+fn a_crash_count_at_its_maximum_still_falls_back() {
+    let fixture = Fixture::new();
+    fixture.add_version("1.0.0", r#"echo v1 > "$OUT/ran"; exit 0"#);
+    fixture.add_version("2.0.0", "exit 1");
+    fixture.write_config(
+        "current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\n\n[probation]\nsecs = 60\nfailures = 4294967295\n",
+    );
+    std::fs::create_dir_all(fixture.path("state")).expect("mkdir");
+    std::fs::write(
+        fixture.path("state/probation.toml"),
+        "version = \"2.0.0\"\nfailures = 4294967295\n",
+    )
+    .expect("probation");
+    let output = run(&mut fixture.launcher());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(fixture.path("ran").exists(), "fell back to 1.0.0");
+    assert!(fixture.config().contains("current = \"1.0.0\""));
+}
+
 #[test]
 fn a_version_that_exits_cleanly_ends_probation() {
     let fixture = Fixture::new();

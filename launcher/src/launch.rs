@@ -109,7 +109,8 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
             if !within {
                 accept(&install, Some(&probation));
             } else {
-                probation.failures += 1;
+                // Saturating: a hand-edited or corrupt count must not wrap to 0 and skip the fallback.
+                probation.failures = probation.failures.saturating_add(1);
                 let reason = format!(
                     "{} after {:.1} s, crash {} of {} allowed during probation",
                     outcome.describe(),
