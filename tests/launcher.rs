@@ -330,6 +330,18 @@ fn a_hand_edit_of_current_runs_that_version() {
     assert_eq!(run(&mut fixture.launcher()).status.code(), Some(11));
 }
 
+/// Regression: after `appupdate rollback` (current 2.0.0, previous 3.0.0), setting
+/// `current = "3.0.0"` by hand left current == previous and the launcher refused to start.
+#[test]
+fn a_hand_edit_that_makes_current_equal_previous_still_starts() {
+    let fixture = Fixture::new();
+    fixture.add_version("2.0.0", "exit 22");
+    fixture.add_version("3.0.0", "exit 33");
+    fixture.write_config("current = \"3.0.0\"\nprevious = \"3.0.0\"\nexecutable = \"bin/app\"\n");
+    let output = run(&mut fixture.launcher());
+    assert_eq!(output.status.code(), Some(33), "{}", text(&output.stderr));
+}
+
 #[test]
 fn a_malformed_config_gives_line_and_column_and_is_left_unchanged() {
     let fixture = Fixture::new();

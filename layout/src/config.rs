@@ -125,10 +125,25 @@ impl LauncherConfig {
 
     /// Parses and validates `text`; `path` is used in errors only.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let config: LauncherConfig =
+        let mut config: LauncherConfig =
             toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
         config.validate(path)?;
+        config.forget_previous_equal_to_current(path);
         Ok(config)
+    }
+
+    /// Treats a `previous` equal to `current` as absent. Rolling back by hand is editing the
+    /// `current` line, which may leave `previous` naming the same version: that must start,
+    /// not fail, so it is only logged.
+    fn forget_previous_equal_to_current(&mut self, path: &Path) {
+        if self.previous.as_ref() == Some(&self.current) {
+            log::warn!(
+                "{}: `previous` equals `current` ({}); treating it as absent",
+                path.display(),
+                self.current
+            );
+            self.previous = None;
+        }
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
@@ -142,9 +157,6 @@ impl LauncherConfig {
         }
         if self.probation.failures == 0 {
             return Err(invalid("probation.failures", "must be at least 1"));
-        }
-        if self.previous.as_ref() == Some(&self.current) {
-            return Err(invalid("previous", "must differ from `current`"));
         }
         Ok(())
     }
@@ -302,13 +314,22 @@ mod tests {
         assert!(message.starts_with("x/appstart.toml:3:1:"), "{message}");
     }
 
+    /// Regression: after `appupdate rollback` (current 2.0.0, previous 3.0.0), setting
+    /// `current = "3.0.0"` by hand made the launcher refuse to start.
+    #[test]
+    fn a_previous_equal_to_current_is_treated_as_absent() {
+        let text = "current = \"3.0.0\"\nprevious = \"3.0.0\"\nexecutable = \"a\"\n";
+        let config = LauncherConfig::parse(text, Path::new("c")).unwrap();
+        assert_eq!(config.current, v("3.0.0"));
+        assert_eq!(config.previous, None);
+    }
+
     #[test]
     fn refuses_bad_values() {
         for text in [
             "current = \"../x\"\nexecutable = \"a\"\n",
             "current = \"1\"\nexecutable = \"/bin/sh\"\n",
             "current = \"1\"\nexecutable = \"a\"\nrestart_code = 0\n",
-            "current = \"1\"\nprevious = \"1\"\nexecutable = \"a\"\n",
         ] {
             assert!(
                 LauncherConfig::parse(text, Path::new("c")).is_err(),
