@@ -382,6 +382,72 @@ fn a_version_deleted_locally_is_fetched_again_by_the_next_update() {
     assert_eq!(run_app(&dir), "app 2.0.0\n");
 }
 
+/// Regression: `1.0.0-rc` and `1.0.0-RC` are one folder on macOS and Windows, and installing
+/// one removed the folder of the other while it ran. The publisher refuses such a version for
+/// the same app, channel and platform; a client skips one that reaches it anyway (here
+/// through another platform) instead of failing every update.
+#[test]
+fn a_version_differing_only_in_case_is_refused_by_the_publisher_and_skipped_by_clients() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0-RC", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+
+    let source = publisher.dir.path().join("src-case");
+    crate::harness::write_executable(&source.join("bin/app"), "#!/bin/sh\necho rc\n");
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    let publish = |platform: &str| {
+        appupdate(&[
+            "publish",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--app",
+            "sample",
+            "--version",
+            "1.0.0-rc",
+            "--exe",
+            "bin/app",
+            "--platform",
+            platform,
+            source.to_str().unwrap(),
+        ])
+    };
+    let refused = publish("any");
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("differs only in letter case from the published version 1.0.0-RC"),
+        "{stderr}"
+    );
+
+    // Another platform's list may hold it; this client must neither install it nor fail.
+    let platform = updater_core::release::current_platform();
+    let output = publish(&platform);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["available"], serde_json::Value::Null, "{check}");
+    assert_eq!(check["skipped"][0]["version"], "1.0.0-rc");
+    let reason = check["skipped"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("differs only in letter case from installed version 1.0.0-RC"),
+        "{reason}"
+    );
+    let human = appupdate_ok(&["check", "--dir", dir_arg(&dir)]);
+    assert!(
+        human.contains("1.0.0-rc is skipped: differs only"),
+        "{human}"
+    );
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], serde_json::Value::Null, "{report}");
+    assert_eq!(run_app(&dir), "app 1.0.0-RC\n");
+    assert!(!dir.join("versions/1.0.0-rc").exists());
+}
+
 #[test]
 fn check_when_current_costs_one_request() {
     let publisher = Publisher::new();

@@ -22,6 +22,7 @@ use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, paths::ST
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::release::case_conflict;
 use crate::stage::InstalledRecord;
 
 /// Steps 5 and 6: moves the staged folder into place.
@@ -32,10 +33,19 @@ pub fn commit_version(
 ) -> Result<()> {
     record.save(install)?;
     crate::fault::step("recorded");
-    let target = install.version_dir(&record.manifest.version);
+    let version = &record.manifest.version;
+    let target = install.version_dir(version);
     if target.exists() {
         // Only a version that is neither current nor previous gets here (checked by the
-        // caller), e.g. one renamed into place by a run that died before switching.
+        // caller), e.g. one renamed into place by a run that died before switching. On a
+        // case-insensitive file system `target` may also be the folder of a running version
+        // spelled differently: never remove that.
+        if let Some(running) = case_conflict(version, &running_versions(install)?) {
+            return Err(Error::Invalid(format!(
+                "refusing to replace {}: on a case-insensitive file system it may be the folder of version {running}, which may be running",
+                target.display()
+            )));
+        }
         fsutil::remove_dir_all_if_exists(&target)?;
     }
     fsutil::rename(staging, &target)?;
@@ -252,15 +262,37 @@ pub fn installed_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
     Ok(versions)
 }
 
-/// Step 9: removes versions beyond `keep` (never current or previous), staging leftovers,
-/// temporary files and cached blobs. Returns the versions removed.
+/// `current` and `previous` of `appstart.toml`, the versions that may be running; none
+/// before the config exists (during an install).
+pub fn running_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
+    let path = install.config_path();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let config = LauncherConfig::load(&path)?;
+    let mut running = vec![config.current];
+    running.extend(config.previous);
+    Ok(running)
+}
+
+/// Step 9: removes versions beyond `keep` (never current or previous, compared ignoring ASCII
+/// case, as a case-insensitive file system does), staging leftovers, temporary files and
+/// cached blobs. Returns the versions removed.
 pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
     let config = LauncherConfig::load(&install.config_path())?;
-    let mut kept = vec![config.current.clone()];
-    kept.extend(config.previous.clone());
+    let running = [Some(config.current.clone()), config.previous.clone()];
+    let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
     let mut removed = Vec::new();
     for version in installed_versions(install)? {
         if kept.contains(&version) {
+            continue;
+        }
+        if running
+            .iter()
+            .flatten()
+            .any(|r| r.as_str().eq_ignore_ascii_case(version.as_str()))
+        {
+            // Possibly the very folder of a running version.
             continue;
         }
         if kept.len() < keep {
@@ -353,6 +385,49 @@ mod tests {
         assert_eq!(bad.entry(&v("3.0.0")).unwrap().reason, HAND_EDIT_REASON);
         // Noticed once: the record now follows the edit.
         assert_eq!(notice_hand_edit(&install).unwrap(), None);
+    }
+
+    /// Regression: on a case-insensitive file system `versions/1.0.0-rc` is the folder of a
+    /// running `1.0.0-RC`; pruning the former deleted the latter.
+    #[test]
+    fn prune_never_removes_a_case_variant_of_current() {
+        let (_dir, install) = install_with("1.0.0-RC", None);
+        for version in ["1.0.0-RC", "1.0.0-rc", "0.9.0"] {
+            std::fs::create_dir_all(install.version_dir(&v(version))).unwrap();
+        }
+        let removed = prune(&install, 1).unwrap();
+        assert_eq!(removed, vec![v("0.9.0")]);
+        assert!(install.version_dir(&v("1.0.0-rc")).is_dir());
+    }
+
+    /// Regression: committing `1.0.0-rc` removed an existing `versions/1.0.0-rc`, which on a
+    /// case-insensitive file system is the folder of the running `1.0.0-RC`.
+    #[test]
+    fn commit_version_never_replaces_a_case_variant_of_current() {
+        let (_dir, install) = install_with("1.0.0-RC", None);
+        let existing = install.version_dir(&v("1.0.0-rc"));
+        std::fs::create_dir_all(&existing).unwrap();
+        std::fs::write(existing.join("marker"), b"running").unwrap();
+        let staging = install.staging_dir(&v("1.0.0-rc"));
+        std::fs::create_dir_all(&staging).unwrap();
+        let record = InstalledRecord {
+            manifest: Manifest {
+                format: crate::manifest::MANIFEST_FORMAT,
+                app: "demo".into(),
+                version: v("1.0.0-rc"),
+                channel: "stable".into(),
+                platform: "any".into(),
+                executable: RelativePath::parse("bin/app").unwrap(),
+                launcher: None,
+                files: Vec::new(),
+                directories: Vec::new(),
+                pack: None,
+            },
+            stats: Default::default(),
+        };
+        let err = commit_version(&install, &staging, &record).unwrap_err();
+        assert!(err.to_string().contains("1.0.0-RC"), "{err}");
+        assert!(existing.join("marker").exists());
     }
 
     #[test]

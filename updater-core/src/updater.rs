@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
 use crate::manifest::Manifest;
-use crate::release::{Eligibility, Release, choose, releases};
+use crate::release::{Eligibility, Release, case_conflict, choose, releases};
 use crate::settings::InstallSettings;
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
 use crate::switch;
@@ -547,12 +547,23 @@ fn find_release(
             format!("{} on {date}", entry.reason)
         })
     };
+    // Versions that may own a folder under versions/: what is installed and what runs.
+    let mut installed = switch::installed_versions(install)?;
+    installed.extend(switch::running_versions(install)?);
+    let case_reason = |version: &VersionName| {
+        case_conflict(version, &installed).map(|other| {
+            format!(
+                "differs only in letter case from installed version {other} (they would share a folder on macOS and Windows)"
+            )
+        })
+    };
     let mut skipped: Vec<Skipped> = Vec::new();
     for release in &all {
         if !eligibility.allows(release) || current.as_ref().is_some_and(|c| release.semver <= *c) {
             continue;
         }
-        if let Some(reason) = skip_reason(release.version())
+        if let Some(reason) =
+            skip_reason(release.version()).or_else(|| case_reason(release.version()))
             && !skipped.iter().any(|s| &s.version == release.version())
         {
             skipped.push(Skipped {
@@ -565,8 +576,10 @@ fn find_release(
     // A candidate counts only if the delegation search resolves its name to the same entry
     // (a delegated role may list targets it is not trusted for).
     let chosen = loop {
-        let Some(best) = choose(&all, &eligibility, current.as_ref(), |v| bad.contains(v)).cloned()
-        else {
+        let Some(best) = choose(&all, &eligibility, current.as_ref(), |v| {
+            bad.contains(v) || case_conflict(v, &installed).is_some()
+        })
+        .cloned() else {
             break None;
         };
         if trusted.target(fetch, &best.target_name)?.as_ref() == Some(&best.target) {
