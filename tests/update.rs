@@ -448,6 +448,35 @@ fn a_version_differing_only_in_case_is_refused_by_the_publisher_and_skipped_by_c
     assert!(!dir.join("versions/1.0.0-rc").exists());
 }
 
+/// An inconsistent `previous` (here naming a version that is not installed) is treated as
+/// absent: the update installs that version instead of refusing it as "already installed".
+#[test]
+fn a_previous_that_is_not_installed_does_not_block_its_update() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    let config_path = dir.join("appstart.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let config = config.replace(
+        "current = \"1.0.0\"\n",
+        "current = \"1.0.0\"\nprevious = \"2.0.0\"\n",
+    );
+    std::fs::write(&config_path, config).unwrap();
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], "2.0.0", "{report}");
+    assert_eq!(run_app(&dir), "app 2.0.0\n");
+}
+
 #[test]
 fn check_when_current_costs_one_request() {
     let publisher = Publisher::new();

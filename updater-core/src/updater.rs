@@ -343,9 +343,13 @@ impl Updater {
 
     fn download_locked(&self, release: &Release) -> Result<Staged> {
         let config = LauncherConfig::load(&self.install.config_path())?;
-        if release.version() == &config.current
-            || Some(release.version()) == config.previous.as_ref()
-        {
+        // A `previous` whose folder is gone (deleted, or named by a hand edit) is treated as
+        // absent: installing that version again is a repair, not a conflict.
+        let previous_installed = config
+            .previous
+            .as_ref()
+            .filter(|previous| self.install.version_dir(previous).exists());
+        if release.version() == &config.current || Some(release.version()) == previous_installed {
             return Err(Error::Invalid(format!(
                 "{} is already installed as the current or previous version",
                 release.version()
