@@ -266,3 +266,25 @@ fn an_oversized_local_state_file_is_a_clear_error_naming_it() {
     std::fs::write(&settings, &good).unwrap();
     assert_eq!(report(&mirror.update())["to"], "2.0.0");
 }
+
+/// The launcher caps what it reads too: a huge `appstart.toml` is refused by name (exit 127),
+/// never read whole, and left as it is.
+#[test]
+fn the_launcher_refuses_an_oversized_config_by_name() {
+    let mirror = Mirror::new();
+    let config = mirror.dir.join("appstart.toml");
+    let good = std::fs::read(&config).unwrap();
+    let mut huge = good.clone();
+    huge.extend(std::iter::repeat_n(b'#', 2 << 20));
+    std::fs::write(&config, &huge).unwrap();
+    let output = run(&mut Command::new(mirror.dir.join("appstart")));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains("appstart.toml") && stderr.contains("larger than"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), huge);
+    std::fs::write(&config, &good).unwrap();
+    assert_eq!(mirror.launches(), "app 1.0.0\n");
+}

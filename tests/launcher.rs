@@ -257,6 +257,28 @@ fn a_crashing_new_version_falls_back_and_is_recorded_as_bad() {
     assert!(!fixture.path("state/probation.toml").exists());
 }
 
+/// Regression: the crash count was incremented with `+=`, so a count of u32::MAX (a corrupt or
+/// hand-edited file) panicked the launcher or wrapped to 0 and skipped the fallback.
+#[test]
+fn a_crash_count_at_its_maximum_still_falls_back() {
+    let fixture = Fixture::new();
+    fixture.add_version("1.0.0", r#"echo v1 > "$OUT/ran"; exit 0"#);
+    fixture.add_version("2.0.0", "exit 1");
+    fixture.write_config(
+        "current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\n\n[probation]\nsecs = 60\nfailures = 4294967295\n",
+    );
+    std::fs::create_dir_all(fixture.path("state")).expect("mkdir");
+    std::fs::write(
+        fixture.path("state/probation.toml"),
+        "version = \"2.0.0\"\nfailures = 4294967295\n",
+    )
+    .expect("probation");
+    let output = run(&mut fixture.launcher());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(fixture.path("ran").exists(), "fell back to 1.0.0");
+    assert!(fixture.config().contains("current = \"1.0.0\""));
+}
+
 #[test]
 fn a_version_that_exits_cleanly_ends_probation() {
     let fixture = Fixture::new();
@@ -306,6 +328,18 @@ fn a_hand_edit_of_current_runs_that_version() {
     let edited = edited.replace("previous = \"1.0.0\"", "previous = \"2.0.0\"");
     fixture.write_config(&edited);
     assert_eq!(run(&mut fixture.launcher()).status.code(), Some(11));
+}
+
+/// Regression: after `appupdate rollback` (current 2.0.0, previous 3.0.0), setting
+/// `current = "3.0.0"` by hand left current == previous and the launcher refused to start.
+#[test]
+fn a_hand_edit_that_makes_current_equal_previous_still_starts() {
+    let fixture = Fixture::new();
+    fixture.add_version("2.0.0", "exit 22");
+    fixture.add_version("3.0.0", "exit 33");
+    fixture.write_config("current = \"3.0.0\"\nprevious = \"3.0.0\"\nexecutable = \"bin/app\"\n");
+    let output = run(&mut fixture.launcher());
+    assert_eq!(output.status.code(), Some(33), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -360,10 +394,72 @@ fn a_missing_or_unexecutable_current_falls_back_to_a_usable_previous() {
     fixture.add_version("2.0.0", "exit 0");
     harness::set_mode(&fixture.path("versions/2.0.0/bin/app"), 0o644);
     fixture.write_config("current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\n");
+    // Just switched to: a release that cannot start is a bad release.
+    std::fs::create_dir_all(fixture.path("state")).expect("mkdir");
+    std::fs::write(
+        fixture.path("state/probation.toml"),
+        "version = \"2.0.0\"\n",
+    )
+    .expect("probation");
     let output = run(&mut fixture.launcher());
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(fixture.path("ran").exists());
     assert!(fixture.config().contains("current = \"1.0.0\""));
     let bad = std::fs::read_to_string(fixture.path("state/bad-versions.toml")).expect("bad list");
     assert!(bad.contains("not an executable file"), "{bad}");
+}
+
+/// Regression: a version whose folder was deleted locally after it passed probation (by
+/// antivirus or a tidy user) was recorded as bad for good. Local damage is not a bad release:
+/// fall back, but leave it out of bad-versions so the next update fetches it again.
+#[test]
+fn a_version_damaged_locally_after_probation_falls_back_without_being_marked_bad() {
+    let fixture = Fixture::new();
+    fixture.add_version("1.0.0", r#"echo v1 > "$OUT/ran""#);
+    fixture.add_version("2.0.0", "exit 0");
+    fixture.write_config("current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\n");
+    std::fs::remove_file(fixture.path("versions/2.0.0/bin/app")).expect("delete exe");
+    let output = run(&mut fixture.launcher());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(fixture.path("ran").exists());
+    assert!(fixture.config().contains("current = \"1.0.0\""));
+    assert!(
+        !fixture.path("state/bad-versions.toml").exists(),
+        "local damage is not a bad release"
+    );
+    let history = std::fs::read_to_string(fixture.path("state/history.log")).expect("history");
+    assert!(
+        history.contains("fallback from=2.0.0 to=1.0.0"),
+        "{history}"
+    );
+    assert!(history.contains("damaged locally"), "{history}");
+    // The launcher records its own switch, so the updater does not take it for a hand edit.
+    let switched = std::fs::read_to_string(fixture.path("state/switched.toml")).expect("record");
+    assert!(switched.contains("current = \"1.0.0\""), "{switched}");
+}
+
+/// Regression: after `appupdate rollback` from 3.0.0 to 2.0.0, a hand edit naming a version
+/// whose folder is missing made the launcher fall back to 3.0.0, the very version the user
+/// had rolled back from. A fallback never picks a bad version; with none left the launcher
+/// names the missing folder and lists what is installed.
+#[test]
+fn a_fallback_never_returns_to_a_version_recorded_as_bad() {
+    let fixture = Fixture::new();
+    fixture.add_version("2.0.0", "exit 22");
+    fixture.add_version("3.0.0", r#"echo v3 > "$OUT/ran""#);
+    let config = "current = \"4.0.0\"\nprevious = \"3.0.0\"\nexecutable = \"bin/app\"\n";
+    fixture.write_config(config);
+    std::fs::create_dir_all(fixture.path("state")).expect("mkdir");
+    std::fs::write(
+        fixture.path("state/bad-versions.toml"),
+        "[[bad]]\nversion = \"3.0.0\"\nreason = \"rolled back by hand\"\nat = \"2026-11-23T11:51:24Z\"\n",
+    )
+    .expect("bad list");
+    let output = run(&mut fixture.launcher());
+    assert_eq!(output.status.code(), Some(127));
+    assert!(!fixture.path("ran").exists(), "3.0.0 must not run");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("versions/4.0.0"), "{stderr}");
+    assert!(stderr.contains("installed: 2.0.0, 3.0.0"), "{stderr}");
+    assert_eq!(fixture.config(), config, "unchanged");
 }

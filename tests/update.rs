@@ -219,10 +219,11 @@ fn rollback_switches_back_and_status_reports_it() {
 
     // A version rolled back from is not offered again; an other newer one still is.
     let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
-    assert_eq!(
-        check,
-        serde_json::json!({"current": "1.0.0", "available": "2.0.0"})
-    );
+    assert_eq!(check["current"], "1.0.0");
+    assert_eq!(check["available"], "2.0.0");
+    assert_eq!(check["skipped"][0]["version"], "3.0.0");
+    let reason = check["skipped"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("rolled back by hand on "), "{reason}");
 
     // Rolling forward by name works too; an unknown version is refused and changes nothing.
     let config_before = std::fs::read(dir.join("appstart.toml")).unwrap();
@@ -248,6 +249,232 @@ fn rollback_switches_back_and_status_reports_it() {
         history.contains("rollback from=1.0.0 to=3.0.0"),
         "{history}"
     );
+}
+
+/// Sets `current` in DIR/appstart.toml by hand, as a person rolling back would.
+fn edit_current(dir: &Path, version: &str) {
+    let path = dir.join("appstart.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let edited: Vec<String> = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("current = ") {
+                format!("current = \"{version}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+}
+
+/// Regression: after `appupdate rollback` (current 2.0.0, previous 3.0.0), setting `current`
+/// back to 3.0.0 by hand made current equal previous and the launcher (and the updater)
+/// refused the config.
+#[test]
+fn a_hand_edit_after_a_rollback_that_makes_current_equal_previous_runs() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "2.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "3.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"3", false)],
+        &[],
+    );
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+    appupdate_ok(&["rollback", "--dir", dir_arg(&dir)]);
+    edit_current(&dir, "3.0.0");
+    assert_eq!(run_app(&dir), "app 3.0.0\n");
+    let status = appupdate_json(&["status", "--dir", dir_arg(&dir)]);
+    assert_eq!(status["current"], "3.0.0");
+    assert_eq!(status["previous"], serde_json::Value::Null);
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["current"], "3.0.0");
+}
+
+/// Regression: rolling back by hand (editing `current`) was not noticed by the updater, so
+/// the next `appupdate update` switched straight back to the version the user had left.
+#[test]
+fn a_hand_rollback_is_noticed_and_not_undone_by_the_next_update() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(run_app(&dir), "app 2.0.0\n");
+
+    // current = previous = 1.0.0 now: that must start too.
+    edit_current(&dir, "1.0.0");
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+    let human = appupdate_ok(&["check", "--dir", dir_arg(&dir)]);
+    assert!(
+        human.contains("2.0.0 is skipped: left by a hand edit of appstart.toml on 20"),
+        "{human}"
+    );
+    assert!(human.contains("1.0.0 is up to date"), "{human}");
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["available"], serde_json::Value::Null);
+    assert_eq!(check["skipped"][0]["version"], "2.0.0");
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], serde_json::Value::Null, "{report}");
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+    let history = std::fs::read_to_string(dir.join("state/history.log")).unwrap();
+    assert!(
+        history.contains("hand-edit from=2.0.0 to=1.0.0 skipped=yes"),
+        "{history}"
+    );
+
+    // A newer release still installs.
+    publisher.publish(
+        "sample",
+        "3.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"3", false)],
+        &[],
+    );
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(run_app(&dir), "app 3.0.0\n");
+}
+
+/// Regression: a version deleted locally after it had proved itself was recorded as bad and
+/// never installed again. The launcher falls back without blaming the release, records its
+/// own switch, and the next update (which must not take that fallback for a hand rollback)
+/// fetches the version again.
+#[test]
+fn a_version_deleted_locally_is_fetched_again_by_the_next_update() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(run_app(&dir), "app 2.0.0\n", "passes probation");
+    assert!(!dir.join("state/probation.toml").exists());
+
+    let version_dir = dir.join("versions/2.0.0");
+    run(Command::new("chmod").arg("-R").arg("u+w").arg(&version_dir));
+    std::fs::remove_dir_all(&version_dir).unwrap();
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+    assert!(!dir.join("state/bad-versions.toml").exists());
+
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["available"], "2.0.0", "{check}");
+    assert_eq!(check["skipped"], serde_json::json!([]));
+    appupdate_ok(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(run_app(&dir), "app 2.0.0\n");
+}
+
+/// Regression: `1.0.0-rc` and `1.0.0-RC` are one folder on macOS and Windows, and installing
+/// one removed the folder of the other while it ran. The publisher refuses such a version for
+/// the same app, channel and platform; a client skips one that reaches it anyway (here
+/// through another platform) instead of failing every update.
+#[test]
+fn a_version_differing_only_in_case_is_refused_by_the_publisher_and_skipped_by_clients() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0-RC", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+
+    let source = publisher.dir.path().join("src-case");
+    crate::harness::write_executable(&source.join("bin/app"), "#!/bin/sh\necho rc\n");
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    let publish = |platform: &str| {
+        appupdate(&[
+            "publish",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--app",
+            "sample",
+            "--version",
+            "1.0.0-rc",
+            "--exe",
+            "bin/app",
+            "--platform",
+            platform,
+            source.to_str().unwrap(),
+        ])
+    };
+    let refused = publish("any");
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("differs only in letter case from the published version 1.0.0-RC"),
+        "{stderr}"
+    );
+
+    // Another platform's list may hold it; this client must neither install it nor fail.
+    let platform = updater_core::release::current_platform();
+    let output = publish(&platform);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let check = appupdate_json(&["check", "--dir", dir_arg(&dir)]);
+    assert_eq!(check["available"], serde_json::Value::Null, "{check}");
+    assert_eq!(check["skipped"][0]["version"], "1.0.0-rc");
+    let reason = check["skipped"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("differs only in letter case from installed version 1.0.0-RC"),
+        "{reason}"
+    );
+    let human = appupdate_ok(&["check", "--dir", dir_arg(&dir)]);
+    assert!(
+        human.contains("1.0.0-rc is skipped: differs only"),
+        "{human}"
+    );
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], serde_json::Value::Null, "{report}");
+    assert_eq!(run_app(&dir), "app 1.0.0-RC\n");
+    assert!(!dir.join("versions/1.0.0-rc").exists());
+}
+
+/// An inconsistent `previous` (here naming a version that is not installed) is treated as
+/// absent: the update installs that version instead of refusing it as "already installed".
+#[test]
+fn a_previous_that_is_not_installed_does_not_block_its_update() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    let config_path = dir.join("appstart.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let config = config.replace(
+        "current = \"1.0.0\"\n",
+        "current = \"1.0.0\"\nprevious = \"2.0.0\"\n",
+    );
+    std::fs::write(&config_path, config).unwrap();
+    assert_eq!(run_app(&dir), "app 1.0.0\n");
+    publisher.publish(
+        "sample",
+        "2.0.0",
+        &[("bin/app", APP_SCRIPT, true), ("x", b"2", false)],
+        &[],
+    );
+    let report = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(report["to"], "2.0.0", "{report}");
+    assert_eq!(run_app(&dir), "app 2.0.0\n");
 }
 
 #[test]

@@ -160,10 +160,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let check = updater.check()?;
             let available = check.available.as_ref().map(|r| r.version().clone());
             if args.json {
-                print_json(
-                    &serde_json::json!({ "current": check.current, "available": available }),
-                )?;
+                print_json(&serde_json::json!({
+                    "current": check.current,
+                    "available": available,
+                    "skipped": check.skipped,
+                }))?;
             } else {
+                for skipped in &check.skipped {
+                    println!("{} is skipped: {}", skipped.version, skipped.reason);
+                }
                 match available {
                     Some(version) => {
                         println!("{} is available (current: {})", version, check.current)

@@ -3,7 +3,9 @@
 //! Steps, repeated until the child ends for good (see `docs/launcher.md`):
 //! 1. Read `appstart.toml` beside the launcher (again on every restart).
 //! 2. If the current version's executable is missing or not executable and a usable
-//!    `previous` exists, fall back to it (record the version as bad, log why).
+//!    `previous` exists (installed, runnable, not in `state/bad-versions.toml`), fall back to
+//!    it. The version left is recorded as bad only while it is on probation (a release that
+//!    cannot start); otherwise it was damaged locally and the updater may fetch it again.
 //! 3. Run the executable with the same arguments and `APPSTART_*` variables; forward signals.
 //! 4. Exit 0 or the restart code ends probation. The restart code goes back to step 1, within
 //!    the restart bound. A crash during probation counts against the new version; enough of
@@ -14,7 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::state::{BadVersions, Probation, Switched};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, history};
 
 use crate::platform::{self, Outcome};
@@ -33,7 +35,7 @@ pub enum LaunchError {
     Layout(#[from] appstart_layout::Error),
     /// Neither the current version nor a previous one can be started.
     #[error(
-        "cannot run version {version}: {reason} ({path}); no usable previous version to fall back to"
+        "cannot run version {version}: {reason} ({path}); no usable previous version to fall back to (installed: {installed}); set `current` in {config} to one of them"
     )]
     NotRunnable {
         /// The version that was to run.
@@ -42,6 +44,10 @@ pub enum LaunchError {
         path: PathBuf,
         /// What is wrong with it.
         reason: &'static str,
+        /// The version folders present, comma-separated, or `none`.
+        installed: String,
+        /// The config file, where `current` is set.
+        config: PathBuf,
     },
     /// Starting the child failed.
     #[error("cannot start {path}")]
@@ -77,8 +83,7 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
         // Step 2.
         let version = runnable_version(&install, &mut config)?;
         let executable = config.executable_path(&install, &version);
-        let probation =
-            Probation::load(&install.probation_path())?.filter(|p| p.version == version);
+        let probation = load_probation(&install.probation_path()).filter(|p| p.version == version);
         log_event(&install, "launch", &[("version", version.as_str())]);
         log::info!("starting {} ({})", version, executable.display());
 
@@ -109,7 +114,8 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
             if !within {
                 accept(&install, Some(&probation));
             } else {
-                probation.failures += 1;
+                // Saturating: a hand-edited or corrupt count must not wrap to 0 and skip the fallback.
+                probation.failures = probation.failures.saturating_add(1);
                 let reason = format!(
                     "{} after {:.1} s, crash {} of {} allowed during probation",
                     outcome.describe(),
@@ -120,7 +126,7 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
                 if probation.failures >= config.probation.failures
                     && usable_previous(&install, &config).is_some()
                 {
-                    fall_back(&install, &mut config, &reason)?;
+                    fall_back(&install, &mut config, &reason, Blame::Release)?;
                     bound_restarts(&mut restarts, &config, &install)?;
                     continue;
                 }
@@ -162,10 +168,30 @@ fn runnable_version(
             version: current,
             path,
             reason,
+            installed: list(&install.version_folders()),
+            config: install.config_path(),
         });
     }
-    let why = format!("{reason}: {}", executable.display());
-    fall_back(install, config, &why)?;
+    // A version that cannot start while on probation is a bad release. One that ran before
+    // (probation over) and lost its folder or executable since was damaged here (antivirus,
+    // a tidy user): it is not the release's fault, so the updater may fetch it again.
+    let on_probation =
+        load_probation(&install.probation_path()).is_some_and(|p| p.version == current);
+    let (why, blame) = if on_probation {
+        (
+            format!("{reason}: {}", executable.display()),
+            Blame::Release,
+        )
+    } else {
+        (
+            format!(
+                "damaged locally, not recorded as bad: {reason}: {}",
+                executable.display()
+            ),
+            Blame::LocalDamage,
+        )
+    };
+    fall_back(install, config, &why, blame)?;
     Ok(config.current.clone())
 }
 
@@ -186,26 +212,55 @@ fn unusable_reason(
     }
 }
 
-/// `previous`, when it names a version whose executable can run.
+/// `previous`, when it names a version whose executable can run and that is not recorded as
+/// bad (a fallback must never return to a version the user or the launcher rolled back from).
 fn usable_previous(install: &InstallDir, config: &LauncherConfig) -> Option<VersionName> {
     let previous = config.previous.clone()?;
     let exe = config.executable_path(install, &previous);
-    unusable_reason(install, &previous, &exe)
-        .is_none()
-        .then_some(previous)
+    if let Some(reason) = unusable_reason(install, &previous, &exe) {
+        log::warn!("ignoring previous version {previous}: {reason}");
+        return None;
+    }
+    if load_bad_versions(&install.bad_versions_path()).contains(&previous) {
+        log::warn!(
+            "ignoring previous version {previous}: it is listed in {}",
+            install.bad_versions_path().display()
+        );
+        return None;
+    }
+    Some(previous)
 }
 
-/// Switches `appstart.toml` back to `previous` and records the current version as bad.
+/// Why the current version is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The release itself failed: record it as bad so the updater never installs it again.
+    Release,
+    /// Its files were removed or changed here: do not record it, the updater may repair it.
+    LocalDamage,
+}
+
+/// Switches `appstart.toml` back to `previous`, recording the current version as bad when the
+/// release is to blame.
 fn fall_back(
     install: &InstallDir,
     config: &mut LauncherConfig,
     reason: &str,
+    blame: Blame,
 ) -> Result<(), LaunchError> {
     let bad = config.current.clone();
-    // Bad first: if we crash right after, the updater must not reinstall this version.
-    BadVersions::record(&install.bad_versions_path(), &bad, reason)?;
-    config.fall_back();
-    config.save(&install.config_path())?;
+    if blame == Blame::Release {
+        // Bad first: if we crash right after, the updater must not reinstall this version.
+        BadVersions::record(&install.bad_versions_path(), &bad, reason)?;
+    }
+    let mut switched = config.clone();
+    switched.fall_back();
+    // The switch record goes before the config here (after it for forward switches): a crash
+    // between the two then looks like no move at all, never like a hand rollback that would
+    // skip a version only damaged locally (docs/crash-safety.md).
+    Switched::new(switched.current.clone(), "launcher fallback").save(&install.switched_path())?;
+    switched.save(&install.config_path())?;
+    *config = switched;
     Probation::clear(&install.probation_path())?;
     eprintln!(
         "appstart: version {bad} failed ({reason}); falling back to {}",
@@ -221,6 +276,34 @@ fn fall_back(
         ],
     );
     Ok(())
+}
+
+/// The probation file; a missing or unreadable one means no probation (logged), so a torn
+/// state file never stops the app from starting.
+fn load_probation(path: &Path) -> Option<Probation> {
+    Probation::load(path).unwrap_or_else(|err| {
+        log::warn!("ignoring {}: {err}", path.display());
+        None
+    })
+}
+
+/// The bad-versions list; an unreadable one counts as empty (logged).
+fn load_bad_versions(path: &Path) -> BadVersions {
+    BadVersions::load(path).unwrap_or_else(|err| {
+        log::warn!("ignoring {}: {err}", path.display());
+        BadVersions::default()
+    })
+}
+
+fn list(versions: &[VersionName]) -> String {
+    if versions.is_empty() {
+        return "none".into();
+    }
+    versions
+        .iter()
+        .map(VersionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Ends probation: the version proved itself.

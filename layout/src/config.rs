@@ -119,16 +119,31 @@ impl LauncherConfig {
 
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fsutil::read_to_string(path)?;
+        let text = fsutil::read_to_string_capped(path, fsutil::MAX_STATE_FILE)?;
         LauncherConfig::parse(&text, path)
     }
 
     /// Parses and validates `text`; `path` is used in errors only.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let config: LauncherConfig =
+        let mut config: LauncherConfig =
             toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
         config.validate(path)?;
+        config.forget_previous_equal_to_current(path);
         Ok(config)
+    }
+
+    /// Treats a `previous` equal to `current` as absent. Rolling back by hand is editing the
+    /// `current` line, which may leave `previous` naming the same version: that must start,
+    /// not fail, so it is only logged.
+    fn forget_previous_equal_to_current(&mut self, path: &Path) {
+        if self.previous.as_ref() == Some(&self.current) {
+            log::warn!(
+                "{}: `previous` equals `current` ({}); treating it as absent",
+                path.display(),
+                self.current
+            );
+            self.previous = None;
+        }
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
@@ -142,9 +157,6 @@ impl LauncherConfig {
         }
         if self.probation.failures == 0 {
             return Err(invalid("probation.failures", "must be at least 1"));
-        }
-        if self.previous.as_ref() == Some(&self.current) {
-            return Err(invalid("previous", "must differ from `current`"));
         }
         Ok(())
     }
@@ -302,18 +314,56 @@ mod tests {
         assert!(message.starts_with("x/appstart.toml:3:1:"), "{message}");
     }
 
+    /// Regression: after `appupdate rollback` (current 2.0.0, previous 3.0.0), setting
+    /// `current = "3.0.0"` by hand made the launcher refuse to start.
+    #[test]
+    fn a_previous_equal_to_current_is_treated_as_absent() {
+        let text = "current = \"3.0.0\"\nprevious = \"3.0.0\"\nexecutable = \"a\"\n";
+        let config = LauncherConfig::parse(text, Path::new("c")).unwrap();
+        assert_eq!(config.current, v("3.0.0"));
+        assert_eq!(config.previous, None);
+    }
+
     #[test]
     fn refuses_bad_values() {
         for text in [
             "current = \"../x\"\nexecutable = \"a\"\n",
             "current = \"1\"\nexecutable = \"/bin/sh\"\n",
             "current = \"1\"\nexecutable = \"a\"\nrestart_code = 0\n",
-            "current = \"1\"\nprevious = \"1\"\nexecutable = \"a\"\n",
         ] {
             assert!(
                 LauncherConfig::parse(text, Path::new("c")).is_err(),
                 "{text}"
             );
+        }
+    }
+
+    // Rolling back by hand means editing this file, so anything a person (or a torn editor
+    // save) can leave in it must give an error message, never a panic.
+    mod properties {
+        use super::*;
+        use crate::testing::{cases, mutated};
+        use proptest::prelude::*;
+
+        const FULL: &str = "current = \"2.0.0\"\nprevious = \"1.0.0\"\nexecutable = \"bin/app\"\nrestart_code = 75\n\n[executables]\n\"1.0.0\" = \"bin/old-app\"\n\n[restart]\nmax = 5\nwindow_secs = 60\n\n[probation]\nsecs = 30\nfailures = 1\n";
+
+        proptest! {
+            #![proptest_config(cases())]
+
+            #[test]
+            fn parse_never_panics_on_arbitrary_text(text in any::<String>()) {
+                let _ = LauncherConfig::parse(&text, Path::new("appstart.toml"));
+            }
+
+            #[test]
+            fn parse_never_panics_on_mutated_files(text in mutated(FULL)) {
+                let _ = LauncherConfig::parse(&text, Path::new("appstart.toml"));
+            }
+        }
+
+        #[test]
+        fn the_valid_sample_parses() {
+            LauncherConfig::parse(FULL, Path::new("appstart.toml")).unwrap();
         }
     }
 }

@@ -27,6 +27,8 @@ pub mod history;
 pub mod names;
 pub mod paths;
 pub mod state;
+#[cfg(test)]
+mod testing;
 
 pub use config::LauncherConfig;
 pub use error::{Error, Result};

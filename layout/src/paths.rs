@@ -57,6 +57,20 @@ impl InstallDir {
             .join(format!("{STAGING_PREFIX}{}", version.as_str()))
     }
 
+    /// The names of the folders under `versions/` that are valid version names (so not
+    /// `.staging-*`), sorted by name; empty when there is no `versions/` folder.
+    pub fn version_folders(&self) -> Vec<VersionName> {
+        let mut versions: Vec<VersionName> = std::fs::read_dir(self.versions_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|entry| VersionName::parse(entry.file_name().to_str()?).ok())
+            .collect();
+        versions.sort();
+        versions
+    }
+
     /// `DIR/state`.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
@@ -75,6 +89,12 @@ impl InstallDir {
     /// `DIR/state/probation.toml`: the newly switched-to version and its crash count.
     pub fn probation_path(&self) -> PathBuf {
         self.state_dir().join("probation.toml")
+    }
+
+    /// `DIR/state/switched.toml`: the `current` appstart itself last wrote to `appstart.toml`,
+    /// so that the updater can tell a hand edit from its own and the launcher's switches.
+    pub fn switched_path(&self) -> PathBuf {
+        self.state_dir().join("switched.toml")
     }
 
     /// `DIR/state/install.toml`: the updater's settings (repository URL, app, channel).

@@ -50,4 +50,6 @@ pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName,
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
-pub use updater::{Check, InstallOptions, Plan, Staged, Status, UpdateReport, Updater, install};
+pub use updater::{
+    Check, InstallOptions, Plan, Skipped, Staged, Status, UpdateReport, Updater, install,
+};

@@ -198,6 +198,22 @@ impl Repository {
                 request.app, request.version, request.channel, request.platform
             )));
         }
+        // Clients keep each version in a folder named after it; on macOS and Windows two
+        // versions differing only in case would be one folder.
+        let prefix = format!("{}/{}/{}/", request.app, request.channel, request.platform);
+        if let Some(existing) = targets.targets.keys().find_map(|other| {
+            let version = other
+                .strip_prefix(&prefix)?
+                .strip_suffix("/manifest.json")?;
+            (version != request.version.as_str()
+                && version.eq_ignore_ascii_case(request.version.as_str()))
+            .then_some(version)
+        }) {
+            return Err(Error::Invalid(format!(
+                "{} {} differs only in letter case from the published version {existing} (channel {}, platform {}); clients on macOS and Windows cannot keep both, choose another version",
+                request.app, request.version, request.channel, request.platform
+            )));
+        }
         // Step 1: blobs, then the manifest target.
         let (files, directories) = scan_source(&request.source)?;
         let mut entries = Vec::with_capacity(files.len());

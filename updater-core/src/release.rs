@@ -126,6 +126,19 @@ impl Eligibility<'_> {
     }
 }
 
+/// The installed version that `version` equals ignoring ASCII case but is spelled differently
+/// from, if any. Such a release is not eligible: on a case-insensitive file system (macOS,
+/// Windows) both would be the same folder under `versions/`, so installing it would replace
+/// the folder of a version that may be running.
+pub fn case_conflict<'v>(
+    version: &VersionName,
+    installed: &'v [VersionName],
+) -> Option<&'v VersionName> {
+    installed
+        .iter()
+        .find(|other| *other != version && other.as_str().eq_ignore_ascii_case(version.as_str()))
+}
+
 /// The highest eligible release above `current` (any, when `None`), skipping `excluded`
 /// versions. A platform-specific release wins over an `any` release of the same version.
 pub fn choose<'r>(
@@ -207,6 +220,20 @@ mod tests {
         assert_eq!(chosen.version().as_str(), "1.2.0");
         let current = semver::Version::parse("1.10.0").unwrap();
         assert!(choose(&all, &eligible, Some(&current), |_| false).is_none());
+    }
+
+    /// Regression: `1.0.0-rc` and `1.0.0-RC` are one folder on macOS and Windows; installing
+    /// one replaced the folder of the other while it ran.
+    #[test]
+    fn a_version_differing_only_in_case_from_an_installed_one_conflicts() {
+        let v = |s: &str| VersionName::parse(s).unwrap();
+        let installed = [v("1.0.0-RC"), v("0.9.0")];
+        assert_eq!(
+            case_conflict(&v("1.0.0-rc"), &installed),
+            Some(&v("1.0.0-RC"))
+        );
+        assert_eq!(case_conflict(&v("1.0.0-RC"), &installed), None, "the same");
+        assert_eq!(case_conflict(&v("1.0.1"), &installed), None);
     }
 
     #[test]

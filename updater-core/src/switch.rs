@@ -5,17 +5,24 @@
 //! 6. Rename `versions/.staging-<version>` to `versions/<version>`; `fsync` `versions/`.
 //! 7. If the release ships a launcher, replace `DIR/appstart` atomically.
 //! 8. Write `state/probation.toml` for the new version, then switch `appstart.toml`
-//!    atomically (`current` = new, `previous` = old). This rename is the commit point.
+//!    atomically (`current` = new, `previous` = old). This rename is the commit point. Then
+//!    record the switch in `state/switched.toml`.
 //! 9. Remove versions beyond `keep` (never current or previous), stale staging folders and
 //!    cached blobs.
+//!
+//! Hand edits: rolling back by hand is editing `current` in `appstart.toml`. Before every
+//! check, update and rollback, [`notice_hand_edit`] compares it with `state/switched.toml`
+//! (the `current` appstart itself last wrote) and treats a move to an older version like
+//! `appupdate rollback`, so the next update does not undo it.
 
 use std::path::Path;
 
-use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::state::{BadVersions, Probation, Switched};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, paths::STAGING_PREFIX};
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::release::case_conflict;
 use crate::stage::InstalledRecord;
 
 /// Steps 5 and 6: moves the staged folder into place.
@@ -26,10 +33,19 @@ pub fn commit_version(
 ) -> Result<()> {
     record.save(install)?;
     crate::fault::step("recorded");
-    let target = install.version_dir(&record.manifest.version);
+    let version = &record.manifest.version;
+    let target = install.version_dir(version);
     if target.exists() {
         // Only a version that is neither current nor previous gets here (checked by the
-        // caller), e.g. one renamed into place by a run that died before switching.
+        // caller), e.g. one renamed into place by a run that died before switching. On a
+        // case-insensitive file system `target` may also be the folder of a running version
+        // spelled differently: never remove that.
+        if let Some(running) = case_conflict(version, &running_versions(install)?) {
+            return Err(Error::Invalid(format!(
+                "refusing to replace {}: on a case-insensitive file system it may be the folder of version {running}, which may be running",
+                target.display()
+            )));
+        }
         fsutil::remove_dir_all_if_exists(&target)?;
     }
     fsutil::rename(staging, &target)?;
@@ -55,6 +71,9 @@ pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionNam
     config.switch_to(manifest.version.clone(), manifest.executable.clone());
     config.save(&config_path)?;
     crate::fault::step("switched");
+    // After the config: a crash between the two looks like a forward move, never like a
+    // hand rollback (docs/crash-safety.md).
+    record_switch(install, &manifest.version, "update")?;
     Ok(old)
 }
 
@@ -125,7 +144,67 @@ pub fn rollback(
     Probation::clear(&install.probation_path())?;
     config.switch_to(target.clone(), executable);
     config.save(&config_path)?;
+    // After the config; a crash between them is read as a hand rollback, which records the
+    // same skip as above.
+    record_switch(install, &target, "rollback")?;
     Ok((from, target))
+}
+
+/// Writes `state/switched.toml`: `current` was just written to `appstart.toml` by `by`.
+pub fn record_switch(install: &InstallDir, current: &VersionName, by: &str) -> Result<()> {
+    Switched::new(current.clone(), by).save(&install.switched_path())?;
+    Ok(())
+}
+
+/// The reason recorded in `state/bad-versions.toml` for a version left by a hand edit.
+pub const HAND_EDIT_REASON: &str = "left by a hand edit of appstart.toml";
+
+/// A change of `current` that appstart did not make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandEdit {
+    /// The `current` appstart last wrote.
+    pub from: VersionName,
+    /// The `current` the file names now.
+    pub to: VersionName,
+    /// Whether `from` was recorded as skipped (the edit went to an older version).
+    pub skipped: bool,
+}
+
+/// Notices a hand edit of `current`: when `appstart.toml` names another version than the one
+/// appstart last wrote (`state/switched.toml`) and it is older (SemVer), the version left is
+/// recorded in `state/bad-versions.toml` like `appupdate rollback` does. Then the new current
+/// is recorded. No record (an install older than the record) means no hand edit; one is
+/// written so later edits are noticed. Call it holding the install lock.
+pub fn notice_hand_edit(install: &InstallDir) -> Result<Option<HandEdit>> {
+    let config = LauncherConfig::load(&install.config_path())?;
+    let path = install.switched_path();
+    let record = Switched::load(&path).unwrap_or_else(|err| {
+        // A torn or foreign file: start over from what the config says.
+        log::warn!("ignoring {}: {err}", path.display());
+        None
+    });
+    let Some(record) = record else {
+        record_switch(install, &config.current, "first check")?;
+        return Ok(None);
+    };
+    if record.current == config.current {
+        return Ok(None);
+    }
+    let skipped = is_older(&config.current, &record.current);
+    if skipped {
+        // Skip first: a crash before the record below just repeats this at the next check.
+        BadVersions::record(
+            &install.bad_versions_path(),
+            &record.current,
+            HAND_EDIT_REASON,
+        )?;
+    }
+    record_switch(install, &config.current, "hand edit")?;
+    Ok(Some(HandEdit {
+        from: record.current,
+        to: config.current,
+        skipped,
+    }))
 }
 
 fn is_older(a: &VersionName, b: &VersionName) -> bool {
@@ -183,15 +262,37 @@ pub fn installed_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
     Ok(versions)
 }
 
-/// Step 9: removes versions beyond `keep` (never current or previous), staging leftovers,
-/// temporary files and cached blobs. Returns the versions removed.
+/// `current` and `previous` of `appstart.toml`, the versions that may be running; none
+/// before the config exists (during an install).
+pub fn running_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
+    let path = install.config_path();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let config = LauncherConfig::load(&path)?;
+    let mut running = vec![config.current];
+    running.extend(config.previous);
+    Ok(running)
+}
+
+/// Step 9: removes versions beyond `keep` (never current or previous, compared ignoring ASCII
+/// case, as a case-insensitive file system does), staging leftovers, temporary files and
+/// cached blobs. Returns the versions removed.
 pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
     let config = LauncherConfig::load(&install.config_path())?;
-    let mut kept = vec![config.current.clone()];
-    kept.extend(config.previous.clone());
+    let running = [Some(config.current.clone()), config.previous.clone()];
+    let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
     let mut removed = Vec::new();
     for version in installed_versions(install)? {
         if kept.contains(&version) {
+            continue;
+        }
+        if running
+            .iter()
+            .flatten()
+            .any(|r| r.as_str().eq_ignore_ascii_case(version.as_str()))
+        {
+            // Possibly the very folder of a running version.
             continue;
         }
         if kept.len() < keep {
@@ -238,4 +339,112 @@ fn remove_temp_files(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appstart_layout::RelativePath;
+
+    fn v(s: &str) -> VersionName {
+        VersionName::parse(s).unwrap()
+    }
+
+    fn install_with(current: &str, previous: Option<&str>) -> (tempfile::TempDir, InstallDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let install = InstallDir::new(dir.path());
+        let mut config = LauncherConfig::new(v(current), RelativePath::parse("bin/app").unwrap());
+        config.previous = previous.map(v);
+        config.save(&install.config_path()).unwrap();
+        (dir, install)
+    }
+
+    fn set_current(install: &InstallDir, current: &str) {
+        let mut config = LauncherConfig::load(&install.config_path()).unwrap();
+        config.current = v(current);
+        config.save(&install.config_path()).unwrap();
+    }
+
+    /// Regression: a hand rollback (editing `current`) was not noticed, so the next update
+    /// undid it at once.
+    #[test]
+    fn a_hand_edit_to_an_older_version_skips_the_version_left() {
+        let (_dir, install) = install_with("3.0.0", Some("2.0.0"));
+        record_switch(&install, &v("3.0.0"), "update").unwrap();
+        set_current(&install, "2.0.0");
+        let edit = notice_hand_edit(&install).unwrap();
+        assert_eq!(
+            edit,
+            Some(HandEdit {
+                from: v("3.0.0"),
+                to: v("2.0.0"),
+                skipped: true
+            })
+        );
+        let bad = BadVersions::load(&install.bad_versions_path()).unwrap();
+        assert_eq!(bad.entry(&v("3.0.0")).unwrap().reason, HAND_EDIT_REASON);
+        // Noticed once: the record now follows the edit.
+        assert_eq!(notice_hand_edit(&install).unwrap(), None);
+    }
+
+    /// Regression: on a case-insensitive file system `versions/1.0.0-rc` is the folder of a
+    /// running `1.0.0-RC`; pruning the former deleted the latter.
+    #[test]
+    fn prune_never_removes_a_case_variant_of_current() {
+        let (_dir, install) = install_with("1.0.0-RC", None);
+        for version in ["1.0.0-RC", "1.0.0-rc", "0.9.0"] {
+            std::fs::create_dir_all(install.version_dir(&v(version))).unwrap();
+        }
+        let removed = prune(&install, 1).unwrap();
+        assert_eq!(removed, vec![v("0.9.0")]);
+        assert!(install.version_dir(&v("1.0.0-rc")).is_dir());
+    }
+
+    /// Regression: committing `1.0.0-rc` removed an existing `versions/1.0.0-rc`, which on a
+    /// case-insensitive file system is the folder of the running `1.0.0-RC`.
+    #[test]
+    fn commit_version_never_replaces_a_case_variant_of_current() {
+        let (_dir, install) = install_with("1.0.0-RC", None);
+        let existing = install.version_dir(&v("1.0.0-rc"));
+        std::fs::create_dir_all(&existing).unwrap();
+        std::fs::write(existing.join("marker"), b"running").unwrap();
+        let staging = install.staging_dir(&v("1.0.0-rc"));
+        std::fs::create_dir_all(&staging).unwrap();
+        let record = InstalledRecord {
+            manifest: Manifest {
+                format: crate::manifest::MANIFEST_FORMAT,
+                app: "demo".into(),
+                version: v("1.0.0-rc"),
+                channel: "stable".into(),
+                platform: "any".into(),
+                executable: RelativePath::parse("bin/app").unwrap(),
+                launcher: None,
+                files: Vec::new(),
+                directories: Vec::new(),
+                pack: None,
+            },
+            stats: Default::default(),
+        };
+        let err = commit_version(&install, &staging, &record).unwrap_err();
+        assert!(err.to_string().contains("1.0.0-RC"), "{err}");
+        assert!(existing.join("marker").exists());
+    }
+
+    #[test]
+    fn a_forward_move_or_a_missing_record_skips_nothing() {
+        // An install older than the record: nothing to compare with.
+        let (_dir, install) = install_with("2.0.0", None);
+        assert_eq!(notice_hand_edit(&install).unwrap(), None);
+        // A crash between writing appstart.toml (3.0.0) and the record (still 2.0.0) looks
+        // like a forward move: nothing is skipped.
+        set_current(&install, "3.0.0");
+        let edit = notice_hand_edit(&install).unwrap().unwrap();
+        assert!(!edit.skipped);
+        assert!(
+            BadVersions::load(&install.bad_versions_path())
+                .unwrap()
+                .bad
+                .is_empty()
+        );
+    }
 }

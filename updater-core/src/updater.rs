@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
 use crate::manifest::{MAX_MANIFEST_SIZE, Manifest};
-use crate::release::{Eligibility, Release, choose, releases};
+use crate::release::{Eligibility, Release, case_conflict, choose, releases};
 use crate::settings::InstallSettings;
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
 use crate::switch;
@@ -64,8 +64,19 @@ pub struct Check {
     pub current: VersionName,
     /// A newer eligible release, if any.
     pub available: Option<Release>,
+    /// Newer eligible releases that will not be installed, and why.
+    pub skipped: Vec<Skipped>,
     /// Requests the metadata refresh made.
     pub requests: u32,
+}
+
+/// A newer release that will not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Its version.
+    pub version: VersionName,
+    /// Why, for people: e.g. `left by a hand edit of appstart.toml on 2026-11-23`.
+    pub reason: String,
 }
 
 /// A version built and in place, not yet current.
@@ -301,8 +312,9 @@ impl Updater {
     /// Refreshes the metadata (not yet committed) and picks the best release above the
     /// current version.
     fn refresh_and_choose(&self) -> Result<(Check, TrustedMetadata)> {
+        self.notice_hand_edit()?;
         let config = LauncherConfig::load(&self.install.config_path())?;
-        let (available, requests, trusted) = find_release(
+        let (found, requests, trusted) = find_release(
             &self.install,
             &self.settings,
             self.transport.as_ref(),
@@ -311,7 +323,8 @@ impl Updater {
         )?;
         let check = Check {
             current: config.current,
-            available,
+            available: found.chosen,
+            skipped: found.skipped,
             requests,
         };
         Ok((check, trusted))
@@ -330,9 +343,13 @@ impl Updater {
 
     fn download_locked(&self, release: &Release) -> Result<Staged> {
         let config = LauncherConfig::load(&self.install.config_path())?;
-        if release.version() == &config.current
-            || Some(release.version()) == config.previous.as_ref()
-        {
+        // A `previous` whose folder is gone (deleted, or named by a hand edit) is treated as
+        // absent: installing that version again is a repair, not a conflict.
+        let previous_installed = config
+            .previous
+            .as_ref()
+            .filter(|previous| self.install.version_dir(previous).exists());
+        if release.version() == &config.current || Some(release.version()) == previous_installed {
             return Err(Error::Invalid(format!(
                 "{} is already installed as the current or previous version",
                 release.version()
@@ -448,10 +465,29 @@ impl Updater {
         result
     }
 
+    /// Treats a hand edit of `current` to an older version like a rollback (see
+    /// [`switch::notice_hand_edit`]) and logs it. Call it holding the install lock.
+    fn notice_hand_edit(&self) -> Result<()> {
+        if let Some(edit) = switch::notice_hand_edit(&self.install)? {
+            let skipped = if edit.skipped { "yes" } else { "no" };
+            self.history(
+                "hand-edit",
+                &[
+                    ("from", edit.from.as_str()),
+                    ("to", edit.to.as_str()),
+                    ("skipped", skipped),
+                ],
+            );
+        }
+        Ok(())
+    }
+
     /// Switches back to the previous version, or to `to`.
     pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
         let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
-        let result = switch::rollback(&self.install, to);
+        let result = self
+            .notice_hand_edit()
+            .and_then(|()| switch::rollback(&self.install, to));
         match &result {
             Ok((from, to)) => {
                 self.history("rollback", &[("from", from.as_str()), ("to", to.as_str())])
@@ -468,6 +504,14 @@ impl Updater {
     }
 }
 
+/// What [`find_release`] found.
+struct Found {
+    /// The best eligible release above the current version.
+    chosen: Option<Release>,
+    /// Eligible releases above the current version that are excluded, and why.
+    skipped: Vec<Skipped>,
+}
+
 /// Refreshes the trusted metadata of `install` and picks the best release above `current`.
 fn find_release(
     install: &InstallDir,
@@ -475,7 +519,7 @@ fn find_release(
     transport: &dyn Transport,
     retry: &RetryPolicy,
     current: Option<&VersionName>,
-) -> Result<(Option<Release>, u32, TrustedMetadata)> {
+) -> Result<(Found, u32, TrustedMetadata)> {
     let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
     let metadata_url = join_url(&settings.url, "metadata");
     let report = trusted.refresh_without_commit(transport, &metadata_url, retry)?;
@@ -500,11 +544,46 @@ fn find_release(
         channel: &settings.channel,
         platform: &settings.platform,
     };
+    let skip_reason = |version: &VersionName| {
+        bad.entry(version).map(|entry| {
+            // `at` is RFC 3339; its date is enough for people.
+            let date = entry.at.get(..10).unwrap_or(&entry.at);
+            format!("{} on {date}", entry.reason)
+        })
+    };
+    // Versions that may own a folder under versions/: what is installed and what runs.
+    let mut installed = switch::installed_versions(install)?;
+    installed.extend(switch::running_versions(install)?);
+    let case_reason = |version: &VersionName| {
+        case_conflict(version, &installed).map(|other| {
+            format!(
+                "differs only in letter case from installed version {other} (they would share a folder on macOS and Windows)"
+            )
+        })
+    };
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for release in &all {
+        if !eligibility.allows(release) || current.as_ref().is_some_and(|c| release.semver <= *c) {
+            continue;
+        }
+        if let Some(reason) =
+            skip_reason(release.version()).or_else(|| case_reason(release.version()))
+            && !skipped.iter().any(|s| &s.version == release.version())
+        {
+            skipped.push(Skipped {
+                version: release.version().clone(),
+                reason,
+            });
+        }
+    }
+    skipped.sort_by(|a, b| a.version.cmp(&b.version));
     // A candidate counts only if the delegation search resolves its name to the same entry
     // (a delegated role may list targets it is not trusted for).
     let chosen = loop {
-        let Some(best) = choose(&all, &eligibility, current.as_ref(), |v| bad.contains(v)).cloned()
-        else {
+        let Some(best) = choose(&all, &eligibility, current.as_ref(), |v| {
+            bad.contains(v) || case_conflict(v, &installed).is_some()
+        })
+        .cloned() else {
             break None;
         };
         if trusted.target(fetch, &best.target_name)?.as_ref() == Some(&best.target) {
@@ -516,7 +595,7 @@ fn find_release(
         );
         all.retain(|r| !(r.target_name == best.target_name && r.target == best.target));
     };
-    Ok((chosen, report.requests, trusted))
+    Ok((Found { chosen, skipped }, report.requests, trusted))
 }
 
 /// Downloads and verifies the manifest of `release` against its signed target entry.
@@ -695,8 +774,9 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     );
     let transport = for_url(&settings.url, HttpTimeouts::default())?;
     let retry = RetryPolicy::default();
-    let (release, _, mut trusted) =
+    let (found, _, mut trusted) =
         find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    let release = found.chosen;
     // An install keeps what it verified: the folder is removed anyway if anything fails.
     trusted.commit()?;
     let release = release.ok_or_else(|| {
@@ -734,6 +814,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     // The config is written last: until it exists the folder is not an install.
     let config = LauncherConfig::new(manifest.version.clone(), manifest.executable.clone());
     config.save(&install.config_path())?;
+    switch::record_switch(&install, &manifest.version, "install")?;
     switch::prune(&install, settings.keep)?;
     let version = manifest.version.clone();
     if let Err(err) = history::append(
