@@ -186,7 +186,13 @@ pub fn apply(
             let base = base_in_memory(base)?;
             let mut decoder =
                 zstd::stream::read::Decoder::with_ref_prefix(delta, &base).map_err(invalid)?;
-            decoder.window_log_max(31).map_err(invalid)?;
+            // The encoder's window covers base + target and no more (see `encode`); a frame
+            // asking for more was not made by us, and must not make us reserve up to 2 GiB.
+            let covered = u64::try_from(base.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(expected.size);
+            let window = window_log(usize::try_from(covered).unwrap_or(usize::MAX));
+            decoder.window_log_max(window).map_err(invalid)?;
             crate::blob::copy_verified(decoder, output, expected, what, dest)
         }
         Algorithm::Bsdiff => {
