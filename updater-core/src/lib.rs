@@ -42,6 +42,8 @@ pub mod serve;
 pub mod settings;
 pub mod stage;
 pub mod switch;
+#[cfg(test)]
+mod test_alloc;
 pub mod transport;
 pub mod tuf;
 pub mod updater;

@@ -26,6 +26,8 @@
 //! Deltas are made only when old and new file together are below [`MAX_DELTA_INPUT`] (the
 //! zstd window limit); larger files are updated through their blob, streamed.
 
+#[cfg(test)]
+mod adversarial;
 pub mod bsdiff;
 pub mod bsdiff_lzma;
 pub mod control;
