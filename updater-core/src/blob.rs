@@ -115,7 +115,8 @@ pub fn copy_verified(
     what: &str,
     dest: &Path,
 ) -> Result<()> {
-    let mut limited = input.take(expected.size + 1);
+    // Saturating: a size of u64::MAX (from a hostile or broken manifest) must not overflow.
+    let mut limited = input.take(expected.size.saturating_add(1));
     let mut verifier = VerifyingWriter::new(output, expected, what, dest);
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
@@ -170,7 +171,7 @@ impl<'a, W: Write> VerifyingWriter<'a, W> {
 
     /// Writes `bytes`, with our error type.
     pub fn write_checked(&mut self, bytes: &[u8]) -> Result<()> {
-        self.written += bytes.len() as u64;
+        self.written = self.written.saturating_add(bytes.len() as u64);
         if self.written > self.expected.size {
             return Err(Error::Mismatch {
                 what: format!("{} (for {})", self.what, self.expected.name),
@@ -314,6 +315,19 @@ mod tests {
                 "{size} bytes, level {level}"
             );
         }
+    }
+
+    #[test]
+    fn a_size_of_u64_max_is_an_error_not_an_overflow() {
+        // Found by the delta property tests: `size + 1` overflowed (a panic in debug builds).
+        let expected = Expected {
+            name: "f",
+            size: u64::MAX,
+            blake3: "00",
+        };
+        let err = copy_verified(&b"abc"[..], &mut Vec::new(), &expected, "x", Path::new("o"))
+            .unwrap_err();
+        assert!(err.to_string().contains("size mismatch"), "{err}");
     }
 
     #[test]
