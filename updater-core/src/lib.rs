@@ -35,6 +35,8 @@ pub mod fault;
 pub mod lock;
 pub mod manifest;
 pub mod poller;
+#[cfg(test)]
+mod properties;
 pub mod publish;
 pub mod release;
 #[cfg(feature = "server")]
