@@ -17,7 +17,7 @@
 //!    [`MAX_EMPTY_TRIPLES`] in all: an encoder emits at most a handful, and without a limit a
 //!    few kilobytes of compressed zeros would keep the client busy for minutes. Every other
 //!    triple produces at least one byte, so the work is bounded by the signed output size.
-//! 4. Memory is two fixed [`BUFFER`]-byte buffers, whatever the input.
+//! 4. Memory is two fixed 64 KiB buffers, whatever the input.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
