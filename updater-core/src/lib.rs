@@ -35,6 +35,8 @@ pub mod fault;
 pub mod lock;
 pub mod manifest;
 pub mod poller;
+#[cfg(test)]
+mod properties;
 pub mod publish;
 pub mod release;
 #[cfg(feature = "server")]
@@ -42,6 +44,8 @@ pub mod serve;
 pub mod settings;
 pub mod stage;
 pub mod switch;
+#[cfg(test)]
+mod test_alloc;
 pub mod transport;
 pub mod tuf;
 pub mod updater;

@@ -168,8 +168,10 @@ impl Transport for HttpTransport {
     }
 }
 
-/// The first offset of `Content-Range: bytes START-END/TOTAL`.
-fn parse_content_range_start(value: &str) -> Option<u64> {
+/// The first offset of `Content-Range: bytes START-END/TOTAL`. Public (hidden) only so that
+/// the fuzz targets in `fuzz/` can reach it.
+#[doc(hidden)]
+pub fn parse_content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes ")?;
     rest.split('-').next()?.trim().parse().ok()
 }

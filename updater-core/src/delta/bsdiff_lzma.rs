@@ -18,15 +18,20 @@
 //! ```
 //!
 //! `add`, `copy` and `seek` hold one varint per triple (zigzag for `seek`). Applying reads
-//! all five streams in step and writes the output sequentially; the base is read through
+//! all five streams in step through the triple loop shared with plain bsdiff
+//! ([`super::control`], which bounds the work per output byte) and writes the output
+//! sequentially; the base is read through
 //! `Read + Seek`, so it can stay on disk. Memory is bounded by the LZMA2 dictionaries, which
 //! the encoder sizes to each stream, at most [`MAX_DICT`] (a 64 MiB dictionary made the uv
 //! delta 0.004 % smaller), and the decoder caps at [`DECODER_MEMLIMIT`] each: under 64 MiB in
 //! all, whatever the file size.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, Write};
 
 use liblzma::stream::{Check, Filters, LzmaOptions, Stream};
+
+use super::bsdiff::offtin;
+use super::control::{Triple, TripleSource, apply_triples};
 
 const MAGIC: &[u8; 8] = b"APBSDL01";
 const HEADER: usize = 8 + 8 + 5 * 8;
@@ -135,63 +140,34 @@ pub fn apply(
     if start != patch.len() as u64 {
         return Err(bad("bytes after the last stream".into()));
     }
-    let mut adds = decoder(slices[0])?;
-    let mut copies = decoder(slices[1])?;
-    let mut seeks = decoder(slices[2])?;
+    let mut triples = VarintTriples {
+        adds: decoder(slices[0])?,
+        copies: decoder(slices[1])?,
+        seeks: decoder(slices[2])?,
+    };
     let mut diff = decoder(slices[3])?;
     let mut extra = decoder(slices[4])?;
-    let base_len = base.seek(SeekFrom::End(0))?;
-    base.seek(SeekFrom::Start(0))?;
-    let mut base_pos: u64 = 0;
-    let mut written: u64 = 0;
-    let mut diff_buf = vec![0u8; 64 * 1024];
-    let mut base_buf = vec![0u8; 64 * 1024];
-    while let Some(add) = read_varint(&mut adds)? {
-        let copy =
-            read_varint(&mut copies)?.ok_or_else(|| bad("copy stream ended early".into()))?;
-        let seek = unzigzag(
-            read_varint(&mut seeks)?.ok_or_else(|| bad("seek stream ended early".into()))?,
-        );
-        if written
-            .checked_add(add)
-            .and_then(|w| w.checked_add(copy))
-            .is_none_or(|w| w > target)
-        {
-            return Err(bad(format!(
-                "the delta produces more than its declared {target} bytes"
-            )));
-        }
-        if base_pos.checked_add(add).is_none_or(|end| end > base_len) {
-            return Err(bad("the delta reads past the end of the base".into()));
-        }
-        base.seek(SeekFrom::Start(base_pos))?;
-        let mut left = add;
-        while left > 0 {
-            let n = left.min(diff_buf.len() as u64) as usize;
-            diff.read_exact(&mut diff_buf[..n])?;
-            base.read_exact(&mut base_buf[..n])?;
-            for (d, b) in diff_buf[..n].iter_mut().zip(&base_buf[..n]) {
-                *d = d.wrapping_add(*b);
-            }
-            output.write_all(&diff_buf[..n])?;
-            left -= n as u64;
-        }
-        let copied = io::copy(&mut (&mut extra).take(copy), output)?;
-        if copied != copy {
-            return Err(bad("extra stream ended early".into()));
-        }
-        written += add + copy;
-        base_pos = base_pos
-            .checked_add(add)
-            .and_then(|p| p.checked_add_signed(seek))
-            .ok_or_else(|| bad("the delta seeks outside the base".into()))?;
+    apply_triples(&mut triples, &mut diff, &mut extra, base, target, output)
+}
+
+/// Control triples from the three varint column streams.
+struct VarintTriples<R> {
+    adds: R,
+    copies: R,
+    seeks: R,
+}
+
+impl<R: Read> TripleSource for VarintTriples<R> {
+    fn next_triple(&mut self) -> io::Result<Option<Triple>> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        let Some(add) = read_varint(&mut self.adds)? else {
+            return Ok(None);
+        };
+        let copy = read_varint(&mut self.copies)?.ok_or_else(|| bad("copy stream ended early"))?;
+        let seek =
+            unzigzag(read_varint(&mut self.seeks)?.ok_or_else(|| bad("seek stream ended early"))?);
+        Ok(Some(Triple { add, copy, seek }))
     }
-    if written != target {
-        return Err(bad(format!(
-            "the delta produced {written} of its declared {target} bytes"
-        )));
-    }
-    Ok(written)
 }
 
 fn compress(data: &[u8], literal_context_bits: u32) -> io::Result<Vec<u8>> {
@@ -216,17 +192,6 @@ fn decoder(slice: &[u8]) -> io::Result<io::BufReader<liblzma::read::XzDecoder<&[
         64 * 1024,
         liblzma::read::XzDecoder::new_stream(slice, stream),
     ))
-}
-
-/// bsdiff's sign-magnitude 64-bit integer.
-fn offtin(bytes: [u8; 8]) -> i64 {
-    let raw = u64::from_le_bytes(bytes);
-    let magnitude = (raw & (u64::MAX >> 1)) as i64;
-    if raw >> 63 == 1 {
-        -magnitude
-    } else {
-        magnitude
-    }
 }
 
 fn zigzag(value: i64) -> u64 {

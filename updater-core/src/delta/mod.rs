@@ -7,8 +7,15 @@
 //! - `bsdiff-lzma` ([`bsdiff_lzma`]): bsdiff's matching, its streams re-packed with LZMA2.
 //!   Best on executables, whose code moves and whose addresses all shift a little. Applied
 //!   as a stream from the base on disk.
-//! - `bsdiff`: plain bsdiff 4 (qbsdiff, bzip2), kept for the rare small file where its
-//!   framing is smaller. Applied in memory.
+//! - `bsdiff` ([`bsdiff`]): plain bsdiff 4 (bzip2 streams), kept for the rare small file
+//!   where its framing is smaller. Encoded with qbsdiff, applied as a stream from the base on
+//!   disk by our own decoder, which never trusts the patch's header.
+//!
+//! Every decoder here must be safe on *any* input, even though deltas are also listed with
+//! a signed hash: it writes through one size-capped hashing sink
+//! ([`crate::blob::VerifyingWriter`]) that stops at the signed size, returns an error rather
+//! than panicking, and uses fixed buffers or memory bounded by the signed sizes it was
+//! given. The two bsdiff formats share one control-triple loop ([`control`]).
 //!
 //! The publisher computes all three and keeps the smallest, and only if it is smaller than
 //! the file's blob. A delta is identified by (base BLAKE3, target BLAKE3) and stored at
@@ -19,7 +26,11 @@
 //! Deltas are made only when old and new file together are below [`MAX_DELTA_INPUT`] (the
 //! zstd window limit); larger files are updated through their blob, streamed.
 
+#[cfg(test)]
+mod adversarial;
+pub mod bsdiff;
 pub mod bsdiff_lzma;
+pub mod control;
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -177,25 +188,28 @@ pub fn apply(
             let base = base_in_memory(base)?;
             let mut decoder =
                 zstd::stream::read::Decoder::with_ref_prefix(delta, &base).map_err(invalid)?;
-            decoder.window_log_max(31).map_err(invalid)?;
+            // The encoder's window covers base + target and no more (see `encode`); a frame
+            // asking for more was not made by us, and must not make us reserve up to 2 GiB.
+            let covered = u64::try_from(base.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(expected.size);
+            let window = window_log(usize::try_from(covered).unwrap_or(usize::MAX));
+            decoder.window_log_max(window).map_err(invalid)?;
             crate::blob::copy_verified(decoder, output, expected, what, dest)
         }
         Algorithm::Bsdiff => {
-            let base = base_in_memory(base)?;
-            let patch = qbsdiff::Bspatch::new(delta).map_err(invalid)?;
-            if patch.hint_target_size() != expected.size {
+            let patch = bsdiff::parse(delta).map_err(invalid)?;
+            if patch.new_size != expected.size {
                 return Err(Error::Mismatch {
                     what: what.to_string(),
                     kind: "patched size",
                     expected: expected.size.to_string(),
-                    actual: patch.hint_target_size().to_string(),
+                    actual: patch.new_size.to_string(),
                 });
             }
-            // The patch declares its output size and it matched; the verified copy below
-            // still caps and hashes what it produces.
-            let mut produced = Vec::with_capacity(expected.size as usize);
-            patch.apply(&base, &mut produced).map_err(invalid)?;
-            crate::blob::copy_verified(produced.as_slice(), output, expected, what, dest)
+            let mut verifier = crate::blob::VerifyingWriter::new(output, expected, what, dest);
+            bsdiff::apply(&patch, base, &mut verifier).map_err(invalid)?;
+            verifier.finish()
         }
     }
 }
