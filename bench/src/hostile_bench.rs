@@ -154,16 +154,11 @@ fn run(mib: usize) -> Result<(), Error> {
     println!("|---|---|---|---|---|");
     for case in &cases {
         let size = std::fs::metadata(&case.delta)?.len();
+        let algorithm = serde_json::to_value(case.algorithm)?;
         let output = Command::new(time)
             .args(["-f", "%M %e"])
             .arg(&me)
-            .args([
-                "apply",
-                &serde_json::to_value(case.algorithm)?
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            ])
+            .args(["apply", algorithm.as_str().unwrap_or_default()])
             .arg(&base_path)
             .arg(&case.delta)
             .arg(target.len().to_string())
