@@ -68,6 +68,30 @@ struct Case {
     name: String,
     algorithm: Algorithm,
     delta: PathBuf,
+    /// The base it applies to, and the size and BLAKE3 it must produce (for a crafted delta:
+    /// what it declares, so that the decoder runs as far as the input lets it).
+    base: PathBuf,
+    size: u64,
+    blake3: String,
+}
+
+/// The base the fixtures in `tests/adversarial/` were made against (see its README).
+const FIXTURE_BASE: &[u8] =
+    b"hello world, this is the base file of the adversarial delta fixtures\n";
+/// What the valid fixtures turn it into.
+const FIXTURE_TARGET: &[u8] = b"helloXYZ";
+
+/// The output size a delta declares in its header, if its format has one.
+fn declared_size(bytes: &[u8]) -> Option<u64> {
+    let field = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
+    if bytes.starts_with(b"BSDIFF40") {
+        let raw = u64::from_le_bytes(field(24)?);
+        return Some(raw & (u64::MAX >> 1));
+    }
+    if bytes.starts_with(b"APBSDL01") {
+        return Some(u64::from_le_bytes(field(8)?));
+    }
+    None
 }
 
 fn run(mib: usize) -> Result<(), Error> {
@@ -107,12 +131,18 @@ fn run(mib: usize) -> Result<(), Error> {
             started.elapsed().as_secs_f64()
         );
         cases.push(Case {
-            name: format!("normal {}", algorithm.extension()),
+            name: format!("normal {} ({mib} MiB)", algorithm.extension()),
             algorithm,
             delta: path,
+            base: base_path.clone(),
+            size: target.len() as u64,
+            blake3: target_hash.clone(),
         });
     }
-    // The fixture set, by extension.
+    // The fixture set, by extension, against the base they were made for.
+    let fixture_base = dir.join("fixture-base");
+    std::fs::write(&fixture_base, FIXTURE_BASE)?;
+    let fixture_hash = blake3::hash(FIXTURE_TARGET).to_hex().to_string();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/adversarial");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&fixtures)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -125,13 +155,17 @@ fn run(mib: usize) -> Result<(), Error> {
             Some("bsdiff") => Algorithm::Bsdiff,
             _ => continue,
         };
+        let declared = declared_size(&std::fs::read(&path)?);
         cases.push(Case {
             name: format!(
-                "crafted {}",
+                "fixture {}",
                 path.file_name().unwrap_or_default().to_string_lossy()
             ),
             algorithm,
             delta: path,
+            base: fixture_base.clone(),
+            size: declared.unwrap_or(FIXTURE_TARGET.len() as u64),
+            blake3: fixture_hash.clone(),
         });
     }
     // Made here: a bsdiff header that wraps a bounds check, declaring the right size.
@@ -143,9 +177,12 @@ fn run(mib: usize) -> Result<(), Error> {
     let path = dir.join("wrapping-header.bsdiff");
     std::fs::write(&path, &wrapping)?;
     cases.push(Case {
-        name: "crafted wrapping-header.bsdiff (made here)".into(),
+        name: "wrapping-header.bsdiff (made here)".into(),
         algorithm: Algorithm::Bsdiff,
         delta: path,
+        base: base_path.clone(),
+        size: target.len() as u64,
+        blake3: target_hash.clone(),
     });
 
     let me = std::env::current_exe()?;
@@ -159,10 +196,10 @@ fn run(mib: usize) -> Result<(), Error> {
             .args(["-f", "%M %e"])
             .arg(&me)
             .args(["apply", algorithm.as_str().unwrap_or_default()])
-            .arg(&base_path)
+            .arg(&case.base)
             .arg(&case.delta)
-            .arg(target.len().to_string())
-            .arg(&target_hash)
+            .arg(case.size.to_string())
+            .arg(&case.blake3)
             .output()?;
         let (peak, seconds, outcome) = measured(&output);
         println!(
@@ -184,13 +221,15 @@ fn run(mib: usize) -> Result<(), Error> {
                 let output = Command::new(time)
                     .args(["-f", "%M %e"])
                     .arg(&bspatch)
-                    .arg(&base_path)
+                    .arg(&case.base)
                     .arg(&out)
                     .arg(&case.delta)
                     .output()?;
                 let (peak, seconds, outcome) = measured(&output);
                 let outcome = if output.status.success() {
-                    let same = std::fs::read(&out).map(|b| b == target).unwrap_or(false);
+                    let same = std::fs::read(&out)
+                        .map(|b| blake3::hash(&b).to_hex().as_str() == case.blake3)
+                        .unwrap_or(false);
                     format!(
                         "{outcome}, output {}",
                         if same { "correct" } else { "WRONG" }
