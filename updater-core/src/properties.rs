@@ -208,7 +208,7 @@ fn zip() -> &'static Vec<u8> {
     })
 }
 
-const MANIFEST: &str = r#"{"format":1,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"bin/app","files":[{"path":"bin/app","size":1,"executable":true,"blake3":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","blob_size":1,"deltas":[{"base":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","base_size":5,"algorithm":"bsdiff","size":10}]}]}"#;
+const MANIFEST: &str = r#"{"format":2,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"bin/app","files":[{"path":"bin/app","size":1,"executable":true,"blake3":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","blob_size":1,"blob_blake3":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","pack_offset":0,"deltas":[{"base":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","base_size":5,"algorithm":"bsdiff","size":10,"blake3":"dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"}]}],"pack":{"path":"packs/demo/stable/any/1.0.0.pack","size":1}}"#;
 
 const ROLES: [&str; 4] = [
     r#"{"signatures":[{"keyid":"ab","sig":"00"}],"signed":{"_type":"root","spec_version":"1.0.0","consistent_snapshot":true,"version":1,"expires":"2030-01-01T00:00:00Z","keys":{"ab":{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"00"}}},"roles":{"root":{"keyids":["ab"],"threshold":1}}}}"#,
