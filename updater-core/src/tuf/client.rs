@@ -17,8 +17,11 @@
 //! - 5.6 Targets: the version the snapshot names; fetch `N.targets.json`, check listed
 //!   length and hashes, verify, version must match, check expiry.
 //!
-//! Every verified file is stored under its unversioned name (`root.json`, ...) byte for
-//! byte as downloaded, with an atomic write.
+//! Every role is stored as soon as it is verified (5.3.8, 5.4.5, 5.5.7, 5.6.6), under its
+//! unversioned name (`root.json`, ..., `<quoted role>.json`) byte for byte as downloaded,
+//! with an atomic write. A refresh that fails half-way therefore leaves the roles verified
+//! before the failure stored and nothing after it; choosing a release is a separate step that
+//! callers take only after a refresh that fully succeeded.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,14 +92,10 @@ pub struct TrustedMetadata {
     snapshot: Option<Trusted<Snapshot>>,
     targets: Option<Trusted<Targets>>,
     limits: Limits,
-    timestamp_first: bool,
     /// Delegated targets roles loaded so far (this refresh), by role name.
     delegated: BTreeMap<String, Trusted<Targets>>,
     /// Start time of the last refresh, for the expiry of roles loaded after it.
     start: Option<SystemTime>,
-    /// File writes (`Some`) and removals (`None`) of the refresh in progress, committed only
-    /// when the whole refresh succeeds.
-    pending: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Where to fetch delegated metadata from.
@@ -142,10 +141,8 @@ impl TrustedMetadata {
             snapshot: None,
             targets: None,
             limits,
-            timestamp_first: true,
             delegated: BTreeMap::new(),
             start: None,
-            pending: Vec::new(),
         };
         trusted.timestamp = trusted.load_local("timestamp");
         trusted.snapshot = trusted.load_local("snapshot");
@@ -192,70 +189,14 @@ impl TrustedMetadata {
         self.timestamp.as_ref().map(|t| t.value.version)
     }
 
-    /// Runs the workflow against `metadata_url` (the folder holding `timestamp.json`).
+    /// Runs the workflow against `metadata_url` (the folder holding `timestamp.json`), in the
+    /// specification's order: root chain (5.3), timestamp (5.4), snapshot (5.5), targets
+    /// (5.6), each role stored as soon as it is verified. An up-to-date client costs two
+    /// small requests: a 404 for the next root and a 304 for the timestamp.
     ///
-    /// Off-spec (documented in `docs/security.md`): when the client already trusts a complete
-    /// set of metadata, the timestamp is fetched *first*; if it is unchanged (304, or the same
-    /// version), the refresh ends there after checking every trusted role's expiry, so an
-    /// up-to-date client costs one small request. Only when the timestamp changed does the
-    /// root chain (5.3) run before the timestamp is processed (5.4). A publisher that rotates
-    /// keys therefore publishes a new timestamp with the new root, as `appupdate` does.
-    ///
-    /// Off-spec (documented): the refresh is a transaction. Every role is verified in memory
-    /// and the trusted files are written only when the whole workflow succeeded, so a refused
-    /// update leaves the trusted state exactly as it was.
+    /// On error, the roles verified before the failure are stored (and trusted in memory);
+    /// the caller must not choose a release from this refresh.
     pub fn refresh(
-        &mut self,
-        transport: &dyn Transport,
-        metadata_url: &str,
-        retry: &RetryPolicy,
-    ) -> Result<RefreshReport> {
-        let report = self.refresh_without_commit(transport, metadata_url, retry)?;
-        self.commit()?;
-        Ok(report)
-    }
-
-    /// Runs the workflow but keeps the newly trusted files in memory until [`commit`]: an
-    /// updater commits only once the update they were fetched for has succeeded. On failure
-    /// the in-memory state is restored too.
-    ///
-    /// [`commit`]: TrustedMetadata::commit
-    pub fn refresh_without_commit(
-        &mut self,
-        transport: &dyn Transport,
-        metadata_url: &str,
-        retry: &RetryPolicy,
-    ) -> Result<RefreshReport> {
-        let saved = (
-            self.root.clone(),
-            self.timestamp.clone(),
-            self.snapshot.clone(),
-            self.targets.clone(),
-        );
-        self.pending.clear();
-        match self.refresh_uncommitted(transport, metadata_url, retry) {
-            Ok(report) => Ok(report),
-            Err(err) => {
-                (self.root, self.timestamp, self.snapshot, self.targets) = saved;
-                self.pending.clear();
-                Err(err)
-            }
-        }
-    }
-
-    /// Writes the last refresh's newly trusted files, in order, each atomically.
-    pub fn commit(&mut self) -> Result<()> {
-        for (name, content) in std::mem::take(&mut self.pending) {
-            let path = self.dir.join(name);
-            match content {
-                Some(bytes) => appstart_layout::fsutil::write_atomic(&path, &bytes)?,
-                None => appstart_layout::fsutil::remove_file_if_exists(&path)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn refresh_uncommitted(
         &mut self,
         transport: &dyn Transport,
         metadata_url: &str,
@@ -266,39 +207,9 @@ impl TrustedMetadata {
         self.start = Some(start);
         self.delegated.clear();
         let mut requests = 0;
-        let complete =
-            self.timestamp.is_some() && self.snapshot.is_some() && self.targets.is_some();
-        let mut prefetched = None;
-        if self.timestamp_first && complete {
-            requests += 1;
-            let fetched = self.fetch_timestamp(transport, metadata_url, retry)?;
-            let unchanged = match &fetched {
-                None => true,
-                Some((bytes, _)) => match (
-                    self.verify::<Timestamp>(bytes, "timestamp", "timestamp.json"),
-                    &self.timestamp,
-                ) {
-                    (Ok(new), Some(trusted)) => new.version == trusted.value.version,
-                    _ => false,
-                },
-            };
-            if unchanged {
-                self.check_all_expiry(start)?;
-                return Ok(RefreshReport {
-                    timestamp_changed: false,
-                    requests,
-                });
-            }
-            prefetched = fetched;
-        }
         self.update_root(transport, metadata_url, retry, start, &mut requests)?;
-        let fetched = match prefetched {
-            Some(fetched) => Some(fetched),
-            None => {
-                requests += 1;
-                self.fetch_timestamp(transport, metadata_url, retry)?
-            }
-        };
+        requests += 1;
+        let fetched = self.fetch_timestamp(transport, metadata_url, retry)?;
         let timestamp_changed = self.update_timestamp(fetched, metadata_url, start)?;
         self.update_snapshot(transport, metadata_url, retry, start, &mut requests)?;
         self.update_targets(transport, metadata_url, retry, start, &mut requests)?;
@@ -306,26 +217,6 @@ impl TrustedMetadata {
             timestamp_changed,
             requests,
         })
-    }
-
-    /// Follows the specification's order exactly (root chain before the timestamp, on every
-    /// refresh), for conformance testing.
-    pub fn set_strict_order(&mut self, strict: bool) {
-        self.timestamp_first = !strict;
-    }
-
-    fn check_all_expiry(&self, start: SystemTime) -> Result<()> {
-        check_expiry(&self.root.value, start)?;
-        if let Some(t) = &self.timestamp {
-            check_expiry(&t.value, start)?;
-        }
-        if let Some(s) = &self.snapshot {
-            check_expiry(&s.value, start)?;
-        }
-        if let Some(t) = &self.targets {
-            check_expiry(&t.value, start)?;
-        }
-        Ok(())
     }
 
     /// Fetches `timestamp.json`, conditional on the stored ETag. `None` means 304.
@@ -414,7 +305,7 @@ impl TrustedMetadata {
                     actual: new_root.version,
                 });
             }
-            // 5.3.8: persist, then 5.3.9: repeat.
+            // 5.3.8: persist at once, then 5.3.9: repeat.
             self.persist("root", &bytes)?;
             self.root = Trusted {
                 value: new_root,
@@ -497,15 +388,20 @@ impl TrustedMetadata {
         }
         snapshot_meta(&new, &url)?;
         if changed {
-            // 5.4.4: expiry, then persist.
+            // 5.4.4: expiry, then 5.4.5: persist.
             check_expiry(&new, start)?;
             self.persist("timestamp", &bytes)?;
             self.timestamp = Some(Trusted { value: new, bytes });
         } else if let Some(trusted) = &self.timestamp {
             check_expiry(&trusted.value, start)?;
         }
-        self.pending
-            .push((ETAG_FILE.to_string(), new_etag.map(String::into_bytes)));
+        // The ETag only makes the next request conditional; it is written after the
+        // timestamp it belongs to.
+        let etag_path = self.dir.join(ETAG_FILE);
+        match new_etag {
+            Some(etag) => appstart_layout::fsutil::write_atomic(&etag_path, etag.as_bytes())?,
+            None => appstart_layout::fsutil::remove_file_if_exists(&etag_path)?,
+        }
         Ok(changed)
     }
 
@@ -562,7 +458,7 @@ impl TrustedMetadata {
                 }
             }
         }
-        // 5.5.6: expiry, then persist.
+        // 5.5.6: expiry, then 5.5.7: persist.
         check_expiry(&new, start)?;
         self.persist("snapshot", &bytes)?;
         self.snapshot = Some(Trusted { value: new, bytes });
@@ -604,7 +500,7 @@ impl TrustedMetadata {
             self.limits.max_targets_size,
         )?;
         *requests += 1;
-        // 5.6.5: expiry, then persist.
+        // 5.6.5: expiry, then 5.6.6: persist.
         check_expiry(&new, start)?;
         self.persist("targets", &bytes)?;
         self.targets = Some(Trusted { value: new, bytes });
@@ -720,8 +616,8 @@ impl TrustedMetadata {
         if !self.delegated.contains_key(role) {
             let (loaded, downloaded) = self.load_delegated(fetch, role, parent)?;
             if downloaded {
-                self.pending
-                    .push((format!("{}.json", quote(role)), Some(loaded.bytes.clone())));
+                // 5.6.6 for a delegated role: persist as soon as it is verified.
+                self.persist(&quote(role), &loaded.bytes)?;
             }
             self.delegated.insert(role.to_string(), loaded);
         }
@@ -819,16 +715,18 @@ impl TrustedMetadata {
         envelope.decode(what)
     }
 
-    fn persist(&mut self, role: &str, bytes: &[u8]) -> Result<()> {
-        self.pending
-            .push((format!("{role}.json"), Some(bytes.to_vec())));
+    /// Stores a verified role under `<file_stem>.json`, atomically (temporary file, fsync,
+    /// rename).
+    fn persist(&self, file_stem: &str, bytes: &[u8]) -> Result<()> {
+        appstart_layout::fsutil::write_atomic(&self.dir.join(format!("{file_stem}.json")), bytes)?;
         Ok(())
     }
 
-    fn forget(&mut self, role: &str) -> Result<()> {
-        self.pending.push((format!("{role}.json"), None));
+    /// Deletes a stored role that is no longer trusted (and the timestamp's ETag with it).
+    fn forget(&self, role: &str) -> Result<()> {
+        appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(format!("{role}.json")))?;
         if role == "timestamp" {
-            self.pending.push((ETAG_FILE.to_string(), None));
+            appstart_layout::fsutil::remove_file_if_exists(&self.dir.join(ETAG_FILE))?;
         }
         Ok(())
     }
