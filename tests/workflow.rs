@@ -64,6 +64,44 @@ fn a_refresh_that_fails_after_the_snapshot_stores_the_new_snapshot() {
     );
 }
 
+/// 5.4.5 then 5.5.1 / 5.5.3: the new timestamp verified, so it is stored before the snapshot
+/// it names fails (missing on the server, or a `_type` other than `snapshot`); the old
+/// snapshot stays. Regression: the transactional refresh kept the old timestamp.
+#[test]
+fn a_refresh_that_fails_after_the_timestamp_stores_the_new_timestamp() {
+    for failure in ["404", "wrong _type"] {
+        let scenario = Scenario::new();
+        let editor = scenario.editor();
+        let old_snapshot = trusted(&scenario, "snapshot.json");
+        let version = editor.snapshot_version();
+        let path = editor.path(&format!("{version}.snapshot.json"));
+        let needle = if failure == "404" {
+            std::fs::remove_file(&path).unwrap();
+            "404"
+        } else {
+            let mut snapshot = editor.signed(&format!("{version}.snapshot.json"));
+            snapshot["_type"] = json!("targets");
+            let bytes = editor.write(
+                &format!("{version}.snapshot.json"),
+                &snapshot,
+                &[&editor.key("snapshot")],
+            );
+            editor.new_timestamp(version, &bytes, |_| {});
+            "field `_type`"
+        };
+        check_fails(&scenario, needle);
+        assert!(
+            trusted(&scenario, "timestamp.json")
+                == std::fs::read(editor.path("timestamp.json")).unwrap(),
+            "{failure}: the new timestamp was not stored"
+        );
+        assert!(
+            trusted(&scenario, "snapshot.json") == old_snapshot,
+            "{failure}"
+        );
+    }
+}
+
 /// Metadata whose `signatures` list one key id twice is refused outright, as python-tuf
 /// does, even when one of the signatures alone meets the threshold.
 /// Regression: the duplicate was counted once and the file accepted.
