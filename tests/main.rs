@@ -18,3 +18,4 @@ mod interop;
 mod launcher;
 mod packs;
 mod update;
+mod workflow;

@@ -477,8 +477,10 @@ fn a_previous_that_is_not_installed_does_not_block_its_update() {
     assert_eq!(run_app(&dir), "app 2.0.0\n");
 }
 
+/// An up-to-date client, in the specification's order (5.3 then 5.4), asks for the next root
+/// (404) and for the timestamp with its ETag (304): two requests, under 2 KiB on the wire.
 #[test]
-fn check_when_current_costs_one_request() {
+fn check_when_current_costs_two_requests() {
     let publisher = Publisher::new();
     publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
     let server = Server::start(&publisher.repo());
@@ -493,11 +495,20 @@ fn check_when_current_costs_one_request() {
             Some("1.0.0")
         );
         let made: Vec<String> = server.requests()[before..].to_vec();
-        assert_eq!(made.len(), 1, "{command}: {made:?}");
+        assert_eq!(made.len(), 2, "{command}: {made:?}");
         assert!(
-            made[0].starts_with("GET /metadata/timestamp.json 304"),
+            made[0].starts_with("GET /metadata/2.root.json 404"),
             "{made:?}"
         );
+        assert!(
+            made[1].starts_with("GET /metadata/timestamp.json 304"),
+            "{made:?}"
+        );
+        let bytes: u64 = made
+            .iter()
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert!(bytes <= 2048, "{command}: {bytes} bytes: {made:?}");
     }
 }
 
@@ -653,8 +664,9 @@ fn failures_name_the_culprit_and_leave_the_install_as_it_was() {
     let before = std::fs::read(dir.join("appstart.toml")).unwrap();
     let output = appupdate(&["check", "--dir", dir_arg(&dir)]);
     assert!(!output.status.success());
+    // The first request of a refresh is the next root (5.3).
     assert!(
-        text(&output.stderr).contains("/metadata/timestamp.json"),
+        text(&output.stderr).contains("/metadata/2.root.json"),
         "{}",
         text(&output.stderr)
     );

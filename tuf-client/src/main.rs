@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit code exactly 0 on success and exactly 1 on any failure: bad arguments, errors and
-//! panics alike. The refresh follows the specification's order strictly (root chain first).
+//! panics alike. The refresh follows the specification's order (root chain first), storing
+//! each role as soon as it is verified.
 //! Downloaded targets are stored in the target dir under their percent-encoded name; one
 //! already there with matching length and hashes is not downloaded again.
 
@@ -150,7 +151,6 @@ fn transport(url: &str) -> Result<Box<dyn Transport>, String> {
 
 fn refresh(dir: &Path, url: &str, transport: &dyn Transport) -> Result<TrustedMetadata, String> {
     let mut trusted = TrustedMetadata::load(dir, Limits::default()).map_err(|e| chain(&e))?;
-    trusted.set_strict_order(true);
     trusted
         .refresh(transport, url, &retry_policy())
         .map_err(|e| chain(&e))?;
@@ -169,8 +169,6 @@ fn download(
         .target(fetch, name)
         .map_err(|e| chain(&e))?
         .ok_or_else(|| format!("target {name} is not in the trusted targets metadata"))?;
-    // Delegated roles verified during the search become trusted.
-    trusted.commit().map_err(|e| chain(&e))?;
     let path = dir.join(quote(name));
     if let Ok(bytes) = std::fs::read(&path)
         && check_target(&target, &bytes, name).is_ok()

@@ -304,13 +304,12 @@ impl Updater {
     }
 
     fn check_locked(&self) -> Result<Check> {
-        let (check, mut trusted) = self.refresh_and_choose()?;
-        trusted.commit()?;
+        let (check, _) = self.refresh_and_choose()?;
         Ok(check)
     }
 
-    /// Refreshes the metadata (not yet committed) and picks the best release above the
-    /// current version.
+    /// Refreshes the metadata (each role stored as it is verified) and, only if the whole
+    /// refresh succeeded, picks the best release above the current version.
     fn refresh_and_choose(&self) -> Result<(Check, TrustedMetadata)> {
         self.notice_hand_edit()?;
         let config = LauncherConfig::load(&self.install.config_path())?;
@@ -334,14 +333,16 @@ impl Updater {
     /// it current.
     pub fn download(&self, release: &Release) -> Result<Staged> {
         let _lock = InstallLock::acquire(&self.install, "download", self.lock_wait)?;
-        let result = self.download_locked(release);
+        // The metadata the check that found `release` refreshed, as it stored it.
+        let result = TrustedMetadata::load(&self.install.metadata_dir(), Limits::default())
+            .and_then(|trusted| self.download_locked(&trusted, release));
         if let Err(err) = &result {
             self.failed("download", err);
         }
         result
     }
 
-    fn download_locked(&self, release: &Release) -> Result<Staged> {
+    fn download_locked(&self, trusted: &TrustedMetadata, release: &Release) -> Result<Staged> {
         let config = LauncherConfig::load(&self.install.config_path())?;
         // A `previous` whose folder is gone (deleted, or named by a hand edit) is treated as
         // absent: installing that version again is a repair, not a conflict.
@@ -356,7 +357,7 @@ impl Updater {
             )));
         }
         let manifest = fetch_manifest(
-            &self.install,
+            trusted,
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
@@ -427,12 +428,11 @@ impl Updater {
     pub fn update(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
         let result = (|| {
-            // The refreshed metadata becomes trusted only once the update succeeded: a refused
-            // release leaves the trusted state exactly as it was.
-            let (check, mut trusted) = self.refresh_and_choose()?;
+            // A release is chosen only from a refresh that fully succeeded; the manifest is
+            // then fetched with the metadata that refresh verified, not reloaded.
+            let (check, trusted) = self.refresh_and_choose()?;
             crate::fault::step("refreshed");
             let Some(release) = check.available else {
-                trusted.commit()?;
                 // Nothing to do: clear what an interrupted run may have left behind.
                 switch::prune(&self.install, self.settings.keep)?;
                 self.history(
@@ -453,11 +453,8 @@ impl Updater {
                 current: check.current.clone(),
                 available: release.version().clone(),
             });
-            let staged = self.download_locked(&release)?;
-            let report = self.apply_locked(staged)?;
-            trusted.commit()?;
-            crate::fault::step("committed");
-            Ok(report)
+            let staged = self.download_locked(&trusted, &release)?;
+            self.apply_locked(staged)
         })();
         if let Err(err) = &result {
             self.failed("update", err);
@@ -522,7 +519,7 @@ fn find_release(
 ) -> Result<(Found, u32, TrustedMetadata)> {
     let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
     let metadata_url = join_url(&settings.url, "metadata");
-    let report = trusted.refresh_without_commit(transport, &metadata_url, retry)?;
+    let report = trusted.refresh(transport, &metadata_url, retry)?;
     let fetch = Fetch {
         transport,
         metadata_url: &metadata_url,
@@ -598,15 +595,15 @@ fn find_release(
     Ok((Found { chosen, skipped }, report.requests, trusted))
 }
 
-/// Downloads and verifies the manifest of `release` against its signed target entry.
+/// Downloads and verifies the manifest of `release` against its signed target entry, with
+/// `trusted`: the metadata of the refresh `release` was chosen from.
 fn fetch_manifest(
-    install: &InstallDir,
+    trusted: &TrustedMetadata,
     settings: &InstallSettings,
     transport: &dyn Transport,
     retry: &RetryPolicy,
     release: &Release,
 ) -> Result<Manifest> {
-    let trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
     let url = trusted.target_url(
         &join_url(&settings.url, "targets"),
         &release.target_name,
@@ -774,18 +771,15 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     );
     let transport = for_url(&settings.url, HttpTimeouts::default())?;
     let retry = RetryPolicy::default();
-    let (found, _, mut trusted) =
-        find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    let (found, _, trusted) = find_release(&install, &settings, transport.as_ref(), &retry, None)?;
     let release = found.chosen;
-    // An install keeps what it verified: the folder is removed anyway if anything fails.
-    trusted.commit()?;
     let release = release.ok_or_else(|| {
         Error::Invalid(format!(
             "{} has no release of app {:?} for channel {:?} and platform {:?} (or \"any\")",
             options.url, options.app, options.channel, options.platform
         ))
     })?;
-    let manifest = fetch_manifest(&install, &settings, transport.as_ref(), &retry, &release)?;
+    let manifest = fetch_manifest(&trusted, &settings, transport.as_ref(), &retry, &release)?;
     let mut staged = stage_version(
         &install,
         &settings,

@@ -5,7 +5,7 @@
 //! - [`keys`]: key ids, ed25519 signing keys and signature verification.
 //! - [`sign`]: canonical JSON (OLPC) and signing/verifying whole metadata files.
 //! - [`client`]: the client workflow of the specification's section 5, with the step numbers
-//!   of `docs/security.md` cited in the code.
+//!   of `docs/security.md` cited in the code, split along the specification's sections.
 
 pub mod client;
 pub mod keys;

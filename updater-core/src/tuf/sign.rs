@@ -72,6 +72,18 @@ impl Envelope {
             .ok_or_else(|| Error::format(what, "missing field `signatures`"))?;
         let signatures: Vec<Signature> = serde_json::from_value(signatures)
             .map_err(|e| Error::format(what, format!("field `signatures`: {e}")))?;
+        // As python-tuf does: a file with two signatures by one key id is malformed, whatever
+        // the threshold (counting the key once would be safe, but hides a broken signer).
+        let mut seen = HashSet::new();
+        if let Some(twice) = signatures.iter().find(|s| !seen.insert(s.keyid.as_str())) {
+            return Err(Error::format(
+                what,
+                format!(
+                    "field `signatures` has more than one signature by key id {}",
+                    twice.keyid
+                ),
+            ));
+        }
         let message = canonical_json(&signed);
         Ok(Envelope {
             signatures,
@@ -255,6 +267,25 @@ mod tests {
         role.keyids.push(other.key_id());
         envelope.signatures.push(other.sign(&envelope.message));
         assert_eq!(envelope.valid_signatures(&keys, &role), 2);
+    }
+
+    #[test]
+    fn two_signatures_by_one_key_id_are_refused_when_parsing() {
+        let key = SigningKey::generate().unwrap();
+        let bytes = sign_metadata(&serde_json::json!({"_type": "x", "v": 1}), &[&key]).unwrap();
+        let mut file: Value = serde_json::from_slice(&bytes).unwrap();
+        let signature = file["signatures"][0].clone();
+        file["signatures"].as_array_mut().unwrap().push(signature);
+        let twice = serde_json::to_vec(&file).unwrap();
+        let err = Envelope::parse(&twice, "timestamp.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("timestamp.json")
+                && err.contains("more than one signature by key id")
+                && err.contains(&key.key_id()),
+            "{err}"
+        );
     }
 
     #[test]
