@@ -45,16 +45,22 @@ pub enum Command {
 /// `appupdate keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate signing keys: one `default.key` for all roles, or one per role.
+    /// Generate signing keys: one per role (`root.key`, `targets.key`, `snapshot.key`,
+    /// `timestamp.key`), each with its public half (`.pub`).
     Generate {
         /// Folder to write the keys to (created; existing keys are never overwritten).
         #[arg(long)]
         out: PathBuf,
-        /// One key per role (root, targets, snapshot, timestamp) instead of one for all.
+        /// One `default.key` for every role instead of one key per role (the root key then
+        /// cannot be kept offline).
+        #[arg(long, conflicts_with = "per_role")]
+        shared: bool,
+        /// One key per role: the default; accepted for older scripts.
         #[arg(long)]
         per_role: bool,
-        /// Add one more key for this role (repeatable), for thresholds above 1: writes
-        /// `ROLE.key`, then `ROLE.2.key`, ...
+        /// Add one more key for this role (repeatable), for thresholds above 1 or for a
+        /// delegated role (`appupdate repo delegate`): writes `ROLE.key` and `ROLE.pub`, then
+        /// `ROLE.2.key`, ...
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
     },

@@ -18,22 +18,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Keys(KeysCommand::Generate {
             out,
-            per_role,
+            shared,
+            per_role: _, // one key per role is the default
             roles,
         }) => {
             let keys = KeyDir::new(&out);
             let written = if roles.is_empty() {
-                keys.generate(per_role)?
+                keys.generate(shared)?
             } else {
-                roles
-                    .iter()
-                    .map(|role| keys.add_role_key(role))
-                    .collect::<Result<Vec<_>, _>>()?
+                let mut written = Vec::new();
+                for role in &roles {
+                    written.extend(keys.add_role_key(role)?);
+                }
+                written
             };
             for path in written {
                 println!("wrote {}", path.display());
             }
-            println!("keep these files secret; the root key can stay offline after `repo init`");
+            println!(
+                "keep the .key files secret (.pub files are public); the root key can stay offline after `repo init`"
+            );
         }
         Command::Repo(RepoCommand::Init {
             repo,
