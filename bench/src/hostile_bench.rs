@@ -159,10 +159,9 @@ fn run(mib: usize) -> Result<(), Error> {
             .arg(&me)
             .args([
                 "apply",
-                &serde_json::to_value(case.algorithm)?
+                serde_json::to_value(case.algorithm)?
                     .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                    .unwrap_or_default(),
             ])
             .arg(&base_path)
             .arg(&case.delta)
