@@ -106,6 +106,47 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
+    /// Delegate some target paths to a new role with its own keys (signed with the targets
+    /// key), and write the role's first, empty metadata.
+    Delegate {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder (needs the targets, snapshot and timestamp keys).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The delegated role's name.
+        #[arg(long)]
+        role: String,
+        /// Release paths the role is trusted for (repeatable), like 'myapp/*/*/*/*'
+        /// (releases are APP/CHANNEL/PLATFORM/VERSION/manifest.json; `*` never matches `/`).
+        #[arg(long, required = true, value_name = "PATTERN")]
+        paths: Vec<String>,
+        /// The role's public key, a `.pub` file written by `appupdate keys generate --role
+        /// ROLE` (repeatable). Its private half (beside it, or ROLE.key in --keys) signs the
+        /// role's first metadata.
+        #[arg(long = "key-file", required = true, value_name = "PUB")]
+        key_files: Vec<PathBuf>,
+        /// Signatures required.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// Releases matching the paths are never looked up in later delegations.
+        #[arg(long)]
+        terminating: bool,
+    },
+    /// Remove a delegation (signed with the targets key): clients stop trusting the role's
+    /// releases.
+    RevokeDelegation {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder (needs the targets, snapshot and timestamp keys).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The delegated role's name.
+        #[arg(long)]
+        role: String,
+    },
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.
@@ -123,9 +164,14 @@ pub struct PublishArgs {
     /// Repository folder.
     #[arg(long)]
     pub repo: PathBuf,
-    /// Key folder (needs the targets, snapshot and timestamp keys).
+    /// Key folder (needs the targets, snapshot and timestamp keys; with --role, that role's
+    /// key instead of the targets key).
     #[arg(long)]
     pub keys: PathBuf,
+    /// Publish into this delegated role (see `repo delegate`), signed with its key
+    /// (`ROLE.key` in --keys): the top-level targets key is not needed.
+    #[arg(long)]
+    pub role: Option<String>,
     /// App name (a-z 0-9 . _ -).
     #[arg(long)]
     pub app: String,
