@@ -330,14 +330,13 @@ fn duplicate_signatures_by_one_key_do_not_meet_a_threshold_of_two() {
     // A repository whose timestamp role needs 2 of its 2 keys.
     let publisher = Publisher::new();
     let keys = publisher.dir.path().join("keys2");
+    // One key per role, then a second timestamp key (timestamp.2.key).
     appupdate_ok(&["keys", "generate", "--out", keys.to_str().unwrap()]);
     appupdate_ok(&[
         "keys",
         "generate",
         "--out",
         keys.to_str().unwrap(),
-        "--role",
-        "timestamp",
         "--role",
         "timestamp",
     ]);

@@ -288,6 +288,19 @@ impl Publisher {
         files: &[(&str, &[u8], bool)],
         extra: &[&str],
     ) -> serde_json::Value {
+        self.publish_with_keys(&self.keys(), app, version, files, extra)
+    }
+
+    /// [`Publisher::publish`] signing with the keys in `keys` (e.g. a delegated role's
+    /// folder, with `--role ROLE` in `extra`).
+    pub fn publish_with_keys(
+        &self,
+        keys: &Path,
+        app: &str,
+        version: &str,
+        files: &[(&str, &[u8], bool)],
+        extra: &[&str],
+    ) -> serde_json::Value {
         let source = self.dir.path().join(format!(
             "src-{app}-{version}-{}",
             extra.join("_").replace(['-', ' '], "")
@@ -300,7 +313,6 @@ impl Publisher {
             set_mode(&full, if *executable { 0o755 } else { 0o644 });
         }
         let repo = self.repo();
-        let keys = self.keys();
         let mut args = vec![
             "publish",
             "--repo",

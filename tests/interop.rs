@@ -178,6 +178,85 @@ fn python_tuf_reads_an_appupdate_repository() {
     assert_eq!(result["custom"]["app"], "demo");
 }
 
+/// (c) A release published into a delegated role (`publish --role`, signed by the role's key
+/// only) is found and downloaded by python-tuf's ngclient, through the delegation (a role name
+/// with every punctuation character quoting leaves as it is). After `repo revoke-delegation` python-tuf still accepts
+/// the repository (the snapshot keeps the role's entry: ngclient refuses a snapshot missing
+/// a file the trusted one listed) and no longer finds the role's release.
+#[test]
+fn python_tuf_reads_a_release_published_into_a_delegated_role() {
+    let Some(python) = python_with_tuf() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    let team = crate::delegation::delegate(&publisher, "demo_team.v1~ci", "demo/*/*/*/*");
+    publisher.publish_with_keys(
+        &team,
+        "demo",
+        "1.0.0",
+        &[("bin/app", b"#!/bin/sh\n", true)],
+        &["--role", "demo_team.v1~ci"],
+    );
+    let server = Server::start(&publisher.repo());
+    let work = crate::harness::temp_dir();
+    let download = |target: &str| {
+        run(Command::new(python)
+            .arg(test_file("interop/ngclient_download.py"))
+            .args([
+                &format!("{}/metadata/", server.url),
+                &format!("{}/targets/", server.url),
+                publisher.root_json().to_str().unwrap(),
+                work.path().to_str().unwrap(),
+                target,
+            ]))
+    };
+    let output = download("demo/stable/any/1.0.0/manifest.json");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["sha256"], result["downloaded_sha256"]);
+    assert_eq!(result["custom"]["version"], "1.0.0");
+    assert!(
+        work.path().join("metadata/demo_team.v1~ci.json").is_file(),
+        "python-tuf stores the role under the same name"
+    );
+
+    publisher.publish("other", "1.0.0", &[("bin/app", b"#!/bin/sh\n", true)], &[]);
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    crate::harness::appupdate_ok(&[
+        "repo",
+        "revoke-delegation",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--role",
+        "demo_team.v1~ci",
+    ]);
+    let output = download("other/stable/any/1.0.0/manifest.json");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let output = download("demo/stable/any/1.0.0/manifest.json");
+    assert!(
+        !output.status.success(),
+        "a revoked role's release is not found"
+    );
+    assert!(
+        text(&output.stderr).contains("not found"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(bytes))

@@ -10,6 +10,7 @@
 mod archives;
 mod attacks;
 mod crash;
+mod delegation;
 mod deltas;
 mod faults;
 mod harness;

@@ -955,6 +955,63 @@ fn repo_refresh_re_signs_snapshot_and_timestamp_for_clients() {
     );
 }
 
+/// The tutorial promises the root key can go offline after `repo init`: `keys generate`
+/// makes one key per role, and publishing and refreshing need no root key. (Before, it wrote
+/// one `default.key` for all four roles, so there was no root key to take away.)
+#[test]
+fn publish_and_refresh_work_with_the_root_key_offline() {
+    let publisher = Publisher::new();
+    let keys = publisher.keys();
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        assert!(keys.join(format!("{role}.key")).is_file(), "{role}.key");
+        assert!(keys.join(format!("{role}.pub")).is_file(), "{role}.pub");
+    }
+    assert!(!keys.join("default.key").exists());
+    let offline = publisher.dir.path().join("offline");
+    std::fs::create_dir(&offline).unwrap();
+    std::fs::rename(keys.join("root.key"), offline.join("root.key")).unwrap();
+
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let server = Server::start(&publisher.repo());
+    let home = crate::harness::temp_dir();
+    let dir = home.path().join("app");
+    install(&publisher, &server, "sample", &dir, &[]);
+    publisher.publish(
+        "sample",
+        "1.1.0",
+        &[("bin/app", b"#!/bin/sh\necho 1.1\n", true)],
+        &[],
+    );
+    let repo = publisher.repo();
+    appupdate_ok(&[
+        "repo",
+        "refresh",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+    let update = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+    assert_eq!(update["to"], "1.1.0");
+    // Rotation is what needs the root key: without it, it fails and names the file.
+    let output = appupdate(&[
+        "repo",
+        "rotate",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--new-keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("root.key"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[test]
 fn a_second_publisher_waits_for_the_first() {
     let publisher = Publisher::new();

@@ -45,16 +45,22 @@ pub enum Command {
 /// `appupdate keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate signing keys: one `default.key` for all roles, or one per role.
+    /// Generate signing keys: one per role (`root.key`, `targets.key`, `snapshot.key`,
+    /// `timestamp.key`), each with its public half (`.pub`).
     Generate {
         /// Folder to write the keys to (created; existing keys are never overwritten).
         #[arg(long)]
         out: PathBuf,
-        /// One key per role (root, targets, snapshot, timestamp) instead of one for all.
+        /// One `default.key` for every role instead of one key per role (the root key then
+        /// cannot be kept offline).
+        #[arg(long, conflicts_with = "per_role")]
+        shared: bool,
+        /// One key per role: the default; accepted for older scripts.
         #[arg(long)]
         per_role: bool,
-        /// Add one more key for this role (repeatable), for thresholds above 1: writes
-        /// `ROLE.key`, then `ROLE.2.key`, ...
+        /// Add one more key for this role (repeatable), for thresholds above 1 or for a
+        /// delegated role (`appupdate repo delegate`): writes `ROLE.key` and `ROLE.pub`, then
+        /// `ROLE.2.key`, ...
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
     },
@@ -100,6 +106,47 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
+    /// Delegate some target paths to a new role with its own keys (signed with the targets
+    /// key), and write the role's first, empty metadata.
+    Delegate {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder (needs the targets, snapshot and timestamp keys).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The delegated role's name.
+        #[arg(long)]
+        role: String,
+        /// Release paths the role is trusted for (repeatable), like 'myapp/*/*/*/*'
+        /// (releases are APP/CHANNEL/PLATFORM/VERSION/manifest.json; `*` never matches `/`).
+        #[arg(long, required = true, value_name = "PATTERN")]
+        paths: Vec<String>,
+        /// The role's public key, a `.pub` file written by `appupdate keys generate --role
+        /// ROLE` (repeatable). Its private half (beside it, or ROLE.key in --keys) signs the
+        /// role's first metadata.
+        #[arg(long = "key-file", required = true, value_name = "PUB")]
+        key_files: Vec<PathBuf>,
+        /// Signatures required.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// Releases matching the paths are never looked up in later delegations.
+        #[arg(long)]
+        terminating: bool,
+    },
+    /// Remove a delegation (signed with the targets key): clients stop trusting the role's
+    /// releases.
+    RevokeDelegation {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Key folder (needs the targets, snapshot and timestamp keys).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The delegated role's name.
+        #[arg(long)]
+        role: String,
+    },
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.
@@ -117,9 +164,14 @@ pub struct PublishArgs {
     /// Repository folder.
     #[arg(long)]
     pub repo: PathBuf,
-    /// Key folder (needs the targets, snapshot and timestamp keys).
+    /// Key folder (needs the targets, snapshot and timestamp keys; with --role, that role's
+    /// key instead of the targets key).
     #[arg(long)]
     pub keys: PathBuf,
+    /// Publish into this delegated role (see `repo delegate`), signed with its key
+    /// (`ROLE.key` in --keys): the top-level targets key is not needed.
+    #[arg(long)]
+    pub role: Option<String>,
     /// App name (a-z 0-9 . _ -).
     #[arg(long)]
     pub app: String,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use updater_core::publish::{Expiry, PublishRequest, Repository};
+use updater_core::publish::{DelegationRequest, Expiry, PublishRequest, Repository};
 use updater_core::release::current_platform;
 use updater_core::serve::RepoServer;
 use updater_core::tuf::keys::KeyDir;
@@ -18,22 +18,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Keys(KeysCommand::Generate {
             out,
-            per_role,
+            shared,
+            per_role: _, // one key per role is the default
             roles,
         }) => {
             let keys = KeyDir::new(&out);
             let written = if roles.is_empty() {
-                keys.generate(per_role)?
+                keys.generate(shared)?
             } else {
-                roles
-                    .iter()
-                    .map(|role| keys.add_role_key(role))
-                    .collect::<Result<Vec<_>, _>>()?
+                let mut written = Vec::new();
+                for role in &roles {
+                    written.extend(keys.add_role_key(role)?);
+                }
+                written
             };
             for path in written {
                 println!("wrote {}", path.display());
             }
-            println!("keep these files secret; the root key can stay offline after `repo init`");
+            println!(
+                "keep the .key files secret (.pub files are public); the root key can stay offline after `repo init`"
+            );
         }
         Command::Repo(RepoCommand::Init {
             repo,
@@ -74,6 +78,39 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             println!("{} packs removed", removed.len());
         }
+        Command::Repo(RepoCommand::Delegate {
+            repo,
+            keys,
+            role,
+            paths,
+            key_files,
+            threshold,
+            terminating,
+        }) => {
+            let version = Repository::new(&repo).delegate(
+                &KeyDir::new(keys),
+                &Expiry::default(),
+                &DelegationRequest {
+                    role: role.clone(),
+                    paths: paths.clone(),
+                    key_files,
+                    threshold,
+                    terminating,
+                },
+            )?;
+            println!(
+                "delegated {} to role {role} (its metadata version {version}); publish with `appupdate publish --role {role}`",
+                paths.join(" ")
+            );
+        }
+        Command::Repo(RepoCommand::RevokeDelegation { repo, keys, role }) => {
+            Repository::new(&repo).revoke_delegation(
+                &KeyDir::new(keys),
+                &Expiry::default(),
+                &role,
+            )?;
+            println!("revoked role {role}: clients no longer trust its releases");
+        }
         Command::Repo(RepoCommand::Refresh { repo, keys }) => {
             let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
             println!("re-signed snapshot and timestamp (timestamp version {version})");
@@ -94,6 +131,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 source: args.source_dir,
                 level: args.level,
                 delta_depth: args.delta_depth,
+                role: args.role,
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -103,6 +141,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if args.json {
                 print_json(&serde_json::json!({
                     "target": report.target_name,
+                    "role": report.role,
                     "files": report.files,
                     "new_blobs": report.new_blobs,
                     "new_blob_bytes": report.new_blob_bytes,

@@ -192,6 +192,7 @@ fn publish(
             source,
             level: 3,
             delta_depth: 3,
+            role: None,
         },
     )?;
     println!(

@@ -151,6 +151,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     source: source.to_path_buf(),
                     level: 19,
                     delta_depth: 1,
+                    role: None,
                 },
             )?)
         };

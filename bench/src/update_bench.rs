@@ -227,6 +227,7 @@ fn publish(
             source: source.to_path_buf(),
             level: 3,
             delta_depth: 3,
+            role: None,
         },
     )?)
 }

@@ -16,6 +16,13 @@
 //!
 //! Two publishers at once: the second waits for `REPO/.publish.lock`, up to a timeout, then
 //! fails naming the lock.
+//!
+//! Delegated roles (`repo delegate`, `publish --role`): the top-level targets role may trust
+//! another role, with its own keys, for some target paths (TUF 1.0 section 4.5). Its metadata
+//! is `N.<quoted name>.json` (the name percent-encoded as python-tuf does; `repo delegate`
+//! accepts only names that quoting leaves unchanged), listed in the snapshot as `<name>.json`. Publishing into it re-signs that file, the snapshot and the
+//! timestamp, never `targets.json`: a team or a CI job holding the role's key and the
+//! snapshot and timestamp keys can publish without the top-level targets key.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,9 +44,10 @@ use crate::manifest::{
 pub const MAX_ARCHIVE_IN_MEMORY: u64 = 1 << 30;
 use crate::release::{ReleaseCustom, target_name};
 use crate::tuf::SPEC_VERSION;
-use crate::tuf::keys::{KeyDir, TOP_LEVEL_ROLES, key_id};
+use crate::tuf::keys::{KeyDir, SigningKey, TOP_LEVEL_ROLES, key_id, load_public_key};
 use crate::tuf::metadata::{
-    MetaFile, Role, RoleKeys, Root, Snapshot, TargetFile, Targets, Timestamp, expires_in_days,
+    DelegatedRole, Delegations, MetaFile, Role, RoleKeys, Root, Snapshot, TargetFile, Targets,
+    Timestamp, expires_in_days, quote,
 };
 use crate::tuf::sign::{Envelope, sign_metadata};
 
@@ -90,6 +98,25 @@ pub struct PublishRequest {
     pub level: i32,
     /// Compute deltas against this many previous releases (0: none).
     pub delta_depth: usize,
+    /// The delegated role to publish into, signed with its keys only (`None`: the top-level
+    /// targets role).
+    pub role: Option<String>,
+}
+
+/// A delegation to add with [`Repository::delegate`].
+#[derive(Debug, Clone)]
+pub struct DelegationRequest {
+    /// The delegated role's name.
+    pub role: String,
+    /// Target path patterns it is trusted for, like `myapp/*/*/*/*`.
+    pub paths: Vec<String>,
+    /// Public key files of its keys (written by `appupdate keys generate --role NAME` as
+    /// `NAME.pub`).
+    pub key_files: Vec<PathBuf>,
+    /// Signatures required.
+    pub threshold: u64,
+    /// Whether a target path it matches is never looked up in later delegations.
+    pub terminating: bool,
 }
 
 /// What a publish did.
@@ -103,7 +130,9 @@ pub struct PublishReport {
     pub new_blobs: usize,
     /// Bytes of newly written blobs.
     pub new_blob_bytes: u64,
-    /// The new targets version.
+    /// The role the release went into: `targets` or a delegated role.
+    pub role: String,
+    /// The new version of that role's metadata.
     pub targets_version: u64,
     /// Deltas computed and stored.
     pub deltas: usize,
@@ -192,7 +221,13 @@ impl Repository {
             &request.platform,
             &request.version,
         );
-        if targets.targets.contains_key(&name) {
+        // Checked before any file is written: the role, its paths and its keys.
+        let delegated = match &request.role {
+            Some(role) => Some(self.delegated_for_publish(keys, &targets, &snapshot, role, &name)?),
+            None => None,
+        };
+        let published = self.all_release_targets(&targets, &snapshot)?;
+        if published.contains_key(&name) {
             return Err(Error::Invalid(format!(
                 "{} {} is already published for channel {} and platform {}; versions are immutable, publish a new one",
                 request.app, request.version, request.channel, request.platform
@@ -236,7 +271,7 @@ impl Repository {
             }
             entries.push(entry);
         }
-        let deltas = self.add_deltas(&targets, request, &mut entries)?;
+        let deltas = self.add_deltas(&published, request, &mut entries)?;
         let pack = self.write_pack(request, &mut entries)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -276,29 +311,291 @@ impl Repository {
         };
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), sha256);
-        targets.targets.insert(
-            name.clone(),
-            TargetFile {
-                length: bytes.len() as u64,
-                hashes,
-                custom: Some(
-                    serde_json::to_value(&custom).map_err(|e| Error::Invalid(e.to_string()))?,
-                ),
-                extra: Map::new(),
-            },
-        );
-        targets.version += 1;
-        targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
-        self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))?;
+        let target = TargetFile {
+            length: bytes.len() as u64,
+            hashes,
+            custom: Some(serde_json::to_value(&custom).map_err(|e| Error::Invalid(e.to_string()))?),
+            extra: Map::new(),
+        };
+        let (role, version) = match delegated {
+            None => {
+                targets.targets.insert(name.clone(), target);
+                targets.version += 1;
+                targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+                self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))?;
+                ("targets".to_string(), targets.version)
+            }
+            Some(mut delegated) => {
+                delegated.targets.targets.insert(name.clone(), target);
+                delegated.targets.version += 1;
+                delegated.targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+                let version = delegated.targets.version;
+                self.write_delegated_snapshot_timestamp(
+                    keys,
+                    expiry,
+                    &delegated.name,
+                    &delegated.targets,
+                    &delegated.signers,
+                    &snapshot,
+                )?;
+                (delegated.name, version)
+            }
+        };
         Ok(PublishReport {
             target_name: name,
             files: manifest.files.len(),
             new_blobs,
             new_blob_bytes,
-            targets_version: targets.version,
+            role,
+            targets_version: version,
             deltas,
             archives,
         })
+    }
+
+    /// Adds a delegation from the top-level targets role (signed with the targets key) and
+    /// writes the delegated role's first, empty metadata (signed with its own keys, which
+    /// must be in `keys` or beside the public key files: clients refuse a repository whose
+    /// delegated metadata is not signed). Returns that metadata's version.
+    pub fn delegate(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        request: &DelegationRequest,
+    ) -> Result<u64> {
+        let role = &request.role;
+        if role.is_empty() || TOP_LEVEL_ROLES.contains(&role.as_str()) {
+            return Err(Error::Invalid(format!(
+                "--role {role:?}: a delegated role cannot be empty or use a top-level role name"
+            )));
+        }
+        // Clients ask for `N.<quoted name>.json`, and static web servers (and `appupdate
+        // serve`) decode `%XX` before looking for the file: a name that needs quoting would be
+        // asked for under another name than the one written. Such names are refused.
+        if quote(role) != *role {
+            return Err(Error::Invalid(format!(
+                "--role {role:?}: use only A-Z a-z 0-9 _ . - ~ in a role name (its metadata file name is the name as clients ask for it in URLs)"
+            )));
+        }
+        check_release_patterns(&request.paths)?;
+        let mut public_keys = BTreeMap::new();
+        for file in &request.key_files {
+            let key = load_public_key(file)?;
+            public_keys.insert(key_id(&key), key);
+        }
+        if request.threshold == 0 || request.threshold > public_keys.len() as u64 {
+            return Err(Error::Invalid(format!(
+                "--threshold {} needs at least that many distinct --key-file keys (found {})",
+                request.threshold,
+                public_keys.len()
+            )));
+        }
+        let _lock = self.lock()?;
+        let (mut targets, snapshot) = self.current_targets()?;
+        let delegations = targets.delegations.get_or_insert_with(|| Delegations {
+            keys: BTreeMap::new(),
+            roles: Vec::new(),
+            extra: Map::new(),
+        });
+        if delegations.roles.iter().any(|r| &r.name == role) {
+            return Err(Error::Invalid(format!(
+                "role {role} is already delegated; revoke it first (appupdate repo revoke-delegation)"
+            )));
+        }
+        let spec = DelegatedRole {
+            name: role.clone(),
+            keyids: public_keys.keys().cloned().collect(),
+            threshold: request.threshold,
+            terminating: request.terminating,
+            paths: Some(request.paths.clone()),
+            path_hash_prefixes: None,
+            extra: Map::new(),
+        };
+        // The private keys that sign the role's first metadata: beside each `.pub`, or in
+        // the key folder as `<role>.key`, `<role>.2.key`, ...
+        let mut candidates: Vec<SigningKey> = request
+            .key_files
+            .iter()
+            .map(|file| file.with_extension("key"))
+            .filter(|file| file.is_file())
+            .map(|file| SigningKey::load(&file))
+            .collect::<Result<_>>()?;
+        candidates.extend(keys.role_keys(role).unwrap_or_default());
+        let signers = signers_for(&spec, candidates).map_err(|found| {
+            Error::Invalid(format!(
+                "the first metadata of role {role} must be signed by {} of its keys, found {found} private key(s) for them (looked beside each --key-file and for {} in the key folder): clients refuse a delegated role without its signatures",
+                request.threshold,
+                keys.path(role).display()
+            ))
+        })?;
+        for (id, key) in public_keys {
+            delegations.keys.insert(id, key);
+        }
+        delegations.roles.push(spec);
+        // A role revoked before keeps its place in the snapshot (clients refuse a snapshot
+        // that drops a file): its new metadata continues from that version.
+        let version = snapshot
+            .meta
+            .get(&format!("{role}.json"))
+            .map_or(1, |m| m.version + 1);
+        let role_targets = Targets {
+            type_: "targets".into(),
+            spec_version: SPEC_VERSION.into(),
+            version,
+            expires: expires_in_days(SystemTime::now(), expiry.targets_days),
+            targets: BTreeMap::new(),
+            delegations: None,
+            extra: Map::new(),
+        };
+        let role_bytes = sign_metadata(&role_targets, &signers.iter().collect::<Vec<_>>())?;
+        let metadata = self.metadata_dir();
+        fsutil::write_atomic(
+            &metadata.join(format!("{version}.{}.json", quote(role))),
+            &role_bytes,
+        )?;
+        let mut snapshot = snapshot;
+        snapshot
+            .meta
+            .insert(format!("{role}.json"), meta_file(version, &role_bytes));
+        targets.version += 1;
+        targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+        self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))?;
+        Ok(version)
+    }
+
+    /// Removes the delegation to `role` from the top-level targets role (signed with the
+    /// targets key). Its releases are no longer trusted by clients. The snapshot keeps listing
+    /// its last metadata version: TUF 1.0 5.5.5 (and python-tuf) refuse a snapshot from which
+    /// a listed file disappears, and a later delegation of the same name continues from that
+    /// version.
+    pub fn revoke_delegation(&self, keys: &KeyDir, expiry: &Expiry, role: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let (mut targets, snapshot) = self.current_targets()?;
+        let delegations = targets
+            .delegations
+            .as_mut()
+            .filter(|d| d.roles.iter().any(|r| r.name == role))
+            .ok_or_else(|| {
+                Error::Invalid(format!("role {role} is not delegated by the targets role"))
+            })?;
+        delegations.roles.retain(|r| r.name != role);
+        let used: std::collections::BTreeSet<String> = delegations
+            .roles
+            .iter()
+            .flat_map(|r| r.keyids.iter().cloned())
+            .collect();
+        delegations.keys.retain(|id, _| used.contains(id));
+        if delegations.roles.is_empty() {
+            targets.delegations = None;
+        }
+        targets.version += 1;
+        targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
+        self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))
+    }
+
+    /// The delegated role `role` a release named `name` is published into, with the keys
+    /// of `keys` that sign it. Refuses a role that is not delegated, a name it is not
+    /// trusted for and missing keys, naming what to fix.
+    fn delegated_for_publish(
+        &self,
+        keys: &KeyDir,
+        targets: &Targets,
+        snapshot: &Snapshot,
+        role: &str,
+        name: &str,
+    ) -> Result<DelegatedTargets> {
+        let spec = targets
+            .delegations
+            .as_ref()
+            .and_then(|d| d.roles.iter().find(|r| r.name == role))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--role {role}: the targets role delegates no role of that name (appupdate repo delegate adds one)"
+                ))
+            })?;
+        if !spec.is_for(name) {
+            return Err(Error::Invalid(format!(
+                "--role {role}: the release {name} does not match the role's paths {:?}; it may publish only those",
+                spec.paths.clone().unwrap_or_default()
+            )));
+        }
+        let signers = signers_for(spec, keys.role_keys(role)?).map_err(|found| {
+            Error::Invalid(format!(
+                "--role {role}: {found} of the keys in {} sign for the role, it needs {} (the keys listed in its delegation)",
+                keys.path(role).display(),
+                spec.threshold
+            ))
+        })?;
+        let targets = self.delegated_targets(snapshot, role)?;
+        Ok(DelegatedTargets {
+            name: role.to_string(),
+            targets,
+            signers,
+        })
+    }
+
+    /// The current metadata of delegated role `role`, as the snapshot names it.
+    fn delegated_targets(&self, snapshot: &Snapshot, role: &str) -> Result<Targets> {
+        let version = snapshot
+            .meta
+            .get(&format!("{role}.json"))
+            .map(|m| m.version)
+            .ok_or_else(|| {
+                Error::format(
+                    "snapshot.json",
+                    format!("field `meta` has no `{role}.json`"),
+                )
+            })?;
+        read_role(
+            &self
+                .metadata_dir()
+                .join(format!("{version}.{}.json", quote(role))),
+        )
+    }
+
+    /// Every release target a client can see: the top-level targets and those of the roles
+    /// it delegates to.
+    fn all_release_targets(
+        &self,
+        targets: &Targets,
+        snapshot: &Snapshot,
+    ) -> Result<BTreeMap<String, TargetFile>> {
+        let mut all = BTreeMap::new();
+        for role in targets.delegations.iter().flat_map(|d| &d.roles) {
+            all.extend(self.delegated_targets(snapshot, &role.name)?.targets);
+        }
+        // The top-level role is searched first by clients: its entry wins.
+        all.extend(targets.targets.clone());
+        Ok(all)
+    }
+
+    /// Writes delegated role `role`'s new metadata signed by `signers`, then a snapshot
+    /// listing it and the timestamp.
+    fn write_delegated_snapshot_timestamp(
+        &self,
+        keys: &KeyDir,
+        expiry: &Expiry,
+        role: &str,
+        role_targets: &Targets,
+        signers: &[SigningKey],
+        previous_snapshot: &Snapshot,
+    ) -> Result<()> {
+        let bytes = sign_metadata(role_targets, &signers.iter().collect::<Vec<_>>())?;
+        fsutil::write_atomic(
+            &self
+                .metadata_dir()
+                .join(format!("{}.{}.json", role_targets.version, quote(role))),
+            &bytes,
+        )?;
+        let mut snapshot = previous_snapshot.clone();
+        snapshot.meta.insert(
+            format!("{role}.json"),
+            meta_file(role_targets.version, &bytes),
+        );
+        snapshot.version += 1;
+        snapshot.expires = expires_in_days(SystemTime::now(), expiry.snapshot_days);
+        self.write_snapshot_timestamp(keys, expiry, &snapshot)?;
+        Ok(())
     }
 
     /// Computes deltas for the files of a new release that the last `delta_depth` releases of
@@ -308,7 +605,7 @@ impl Repository {
     /// many were stored.
     fn add_deltas(
         &self,
-        targets: &Targets,
+        published: &BTreeMap<String, TargetFile>,
         request: &PublishRequest,
         entries: &mut [FileEntry],
     ) -> Result<usize> {
@@ -316,7 +613,7 @@ impl Repository {
             return Ok(0);
         }
         let new_version = semver::Version::parse(request.version.as_str()).ok();
-        let mut previous: Vec<_> = crate::release::releases(&targets.targets)
+        let mut previous: Vec<_> = crate::release::releases(published)
             .into_iter()
             .filter(|r| {
                 r.custom.app == request.app
@@ -614,10 +911,11 @@ impl Repository {
     /// this never breaks an install. Returns the files removed.
     pub fn prune_packs(&self, keep: usize) -> Result<Vec<PathBuf>> {
         let _lock = self.lock()?;
-        let (targets, _) = self.current_targets()?;
+        let (targets, snapshot) = self.current_targets()?;
+        let published = self.all_release_targets(&targets, &snapshot)?;
         let mut groups: BTreeMap<(String, String, String), Vec<crate::release::Release>> =
             BTreeMap::new();
-        for release in crate::release::releases(&targets.targets) {
+        for release in crate::release::releases(&published) {
             let key = (
                 release.custom.app.clone(),
                 release.custom.channel.clone(),
@@ -909,6 +1207,53 @@ impl Repository {
             || "another publish has held it for over 60 s".into(),
         )
     }
+}
+
+/// A delegated role being published into: its current metadata and the keys that sign it.
+struct DelegatedTargets {
+    name: String,
+    targets: Targets,
+    signers: Vec<SigningKey>,
+}
+
+/// The keys among `candidates` that `spec` lists (each once), if they reach its threshold;
+/// else how many were found.
+fn signers_for(
+    spec: &DelegatedRole,
+    candidates: Vec<SigningKey>,
+) -> std::result::Result<Vec<SigningKey>, usize> {
+    let mut signers: Vec<SigningKey> = Vec::new();
+    for key in candidates {
+        let id = key.key_id();
+        if spec.keyids.contains(&id) && !signers.iter().any(|s| s.key_id() == id) {
+            signers.push(key);
+        }
+    }
+    if (signers.len() as u64) < spec.threshold {
+        return Err(signers.len());
+    }
+    Ok(signers)
+}
+
+/// Refuses delegation patterns that can never match a release. A pattern matches a target
+/// name part by part (`*` never crosses `/`, TUF 1.0 and python-tuf), and a release is named
+/// `APP/CHANNEL/PLATFORM/VERSION/manifest.json`, so `myapp/*` matches nothing.
+fn check_release_patterns(patterns: &[String]) -> Result<()> {
+    if patterns.is_empty() {
+        return Err(Error::Invalid(
+            "--paths: give at least one pattern, like 'myapp/*/*/*/*'".into(),
+        ));
+    }
+    for pattern in patterns {
+        let parts: Vec<&str> = pattern.split('/').collect();
+        if parts.len() != 5 || parts.iter().any(|p| p.is_empty()) {
+            let app = parts.first().copied().unwrap_or("APP");
+            return Err(Error::Invalid(format!(
+                "--paths {pattern:?} can never match a release: releases are named APP/CHANNEL/PLATFORM/VERSION/manifest.json and `*` never matches `/`; for every release of an app use '{app}/*/*/*/*'"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The file of `manifest` most like `entry`: the same file name, the closest size.

@@ -1,9 +1,11 @@
 //! Keys: ids, ed25519 signing keys on disk, and signature verification.
 //!
 //! A key id is the SHA-256 of the canonical JSON of the public key object, as in the TUF
-//! specification and python-tuf. Publisher keys live in a key folder as `<role>.key` files,
-//! with `default.key` used for every role that has no file of its own (one key for all roles
-//! is the simple default).
+//! specification and python-tuf. Publisher keys live in a key folder as `<role>.key` files
+//! (one per top-level role by default, so the root key can be kept offline), with
+//! `default.key` used for every role that has no file of its own (one shared key, only on
+//! request). Beside every private key, `<role>.pub` holds its public half: the file a
+//! delegated role's owner hands to the targets key holder (`appupdate repo delegate`).
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +15,7 @@ use serde_json::Map;
 use sha2::Digest;
 
 use crate::error::{Error, Result};
-use crate::tuf::metadata::{Key, KeyValue, Signature};
+use crate::tuf::metadata::{Key, KeyValue, Signature, quote};
 use crate::tuf::sign::canonical_json;
 
 /// The four top-level roles.
@@ -207,6 +209,21 @@ impl SigningKey {
         handle.sync_all().map_err(|e| Error::io("syncing", path, e))
     }
 
+    /// Writes the public half to `path` as a TUF key object (`{"keytype", "scheme",
+    /// "keyval": {"public"}}`, as listed in root), refusing to overwrite an existing file.
+    pub fn save_public(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.public_key())
+            .map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+        let mut handle = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io("creating public key file", path, e))?;
+        std::io::Write::write_all(&mut handle, format!("{text}\n").as_bytes())
+            .map_err(|e| Error::io("writing", path, e))?;
+        handle.sync_all().map_err(|e| Error::io("syncing", path, e))
+    }
+
     /// Reads a key written by [`SigningKey::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let text =
@@ -239,6 +256,32 @@ impl SigningKey {
     }
 }
 
+/// Reads a public key file written by [`SigningKey::save_public`] (any TUF key object of a
+/// type [`verify_signature`] accepts). A private key file is refused: its secret must never
+/// be copied into metadata.
+pub fn load_public_key(path: &Path) -> Result<Key> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("reading public key file", path, e))?;
+    let what = path.display().to_string();
+    let key: Key = serde_json::from_str(&text).map_err(|e| Error::format(&what, e.to_string()))?;
+    if key.keyval.extra.contains_key("private") {
+        return Err(Error::format(
+            what,
+            "field `keyval.private`: this is a private key; pass its public half (the `.pub` file beside it)",
+        ));
+    }
+    if key_identity(&key).is_none() {
+        return Err(Error::format(
+            what,
+            format!(
+                "field `keyval.public`: not a valid {}/{} public key",
+                key.keytype, key.scheme
+            ),
+        ));
+    }
+    Ok(key)
+}
+
 /// A publisher's key folder.
 #[derive(Debug, Clone)]
 pub struct KeyDir {
@@ -251,48 +294,59 @@ impl KeyDir {
         KeyDir { dir: dir.into() }
     }
 
-    /// `KEYDIR/<name>.key`.
+    /// `KEYDIR/<name>.key`, the name percent-encoded like a delegated role's metadata file
+    /// (so any role name is one file name; top-level role names are unchanged).
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.key"))
+        self.dir.join(format!("{}.key", quote(name)))
     }
 
-    /// Generates keys: one `default.key`, or with `per_role` one key per top-level role.
-    /// Refuses to overwrite existing keys. Returns the files written.
-    pub fn generate(&self, per_role: bool) -> Result<Vec<PathBuf>> {
+    /// Generates keys: one per top-level role (`root.key`, `targets.key`, `snapshot.key`,
+    /// `timestamp.key`), so the root key can go offline after `repo init`; or with `shared`
+    /// one `default.key` for every role. Each comes with its `.pub` file. Refuses to overwrite
+    /// existing keys. Returns the files written.
+    pub fn generate(&self, shared: bool) -> Result<Vec<PathBuf>> {
         appstart_layout::fsutil::create_dir_all(&self.dir)?;
-        let names: Vec<&str> = if per_role {
-            TOP_LEVEL_ROLES.to_vec()
-        } else {
+        let names: Vec<&str> = if shared {
             vec!["default"]
+        } else {
+            TOP_LEVEL_ROLES.to_vec()
         };
         let mut written = Vec::new();
         for name in names {
-            let path = self.path(name);
-            SigningKey::generate()?.save(&path)?;
-            written.push(path);
+            written.extend(self.write_new_key(&self.path(name))?);
         }
         appstart_layout::fsutil::sync_dir(&self.dir)?;
         Ok(written)
     }
 
+    /// Writes a new key to `path` and its public half beside it (`.pub`).
+    fn write_new_key(&self, path: &Path) -> Result<[PathBuf; 2]> {
+        let key = SigningKey::generate()?;
+        key.save(path)?;
+        let public = path.with_extension("pub");
+        key.save_public(&public)?;
+        Ok([path.to_path_buf(), public])
+    }
+
     /// Adds one more key for `role` (`<role>.key`, then `<role>.2.key`, ...), for roles signed
-    /// by several keys with a threshold. Returns the file written.
-    pub fn add_role_key(&self, role: &str) -> Result<PathBuf> {
+    /// by several keys with a threshold, or a key for a delegated role. Returns the files
+    /// written: the key and its `.pub`.
+    pub fn add_role_key(&self, role: &str) -> Result<Vec<PathBuf>> {
         appstart_layout::fsutil::create_dir_all(&self.dir)?;
         let path = (1..)
             .map(|n| self.slot(role, n))
             .find(|p| !p.exists())
             .unwrap_or_else(|| self.slot(role, 1));
-        SigningKey::generate()?.save(&path)?;
+        let written = self.write_new_key(&path)?;
         appstart_layout::fsutil::sync_dir(&self.dir)?;
-        Ok(path)
+        Ok(written.to_vec())
     }
 
     fn slot(&self, role: &str, n: usize) -> PathBuf {
         if n == 1 {
             self.path(role)
         } else {
-            self.path(&format!("{role}.{n}"))
+            self.dir.join(format!("{}.{n}.key", quote(role)))
         }
     }
 
@@ -386,14 +440,36 @@ mod tests {
     }
 
     #[test]
-    fn key_files_round_trip_and_are_private() {
+    fn keys_are_per_role_by_default() {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyDir::new(dir.path());
         keys.generate(false).unwrap();
+        assert!(!keys.path("default").exists());
+        let ids: std::collections::BTreeSet<String> = TOP_LEVEL_ROLES
+            .iter()
+            .map(|role| keys.role_key(role).unwrap().key_id())
+            .collect();
+        assert_eq!(ids.len(), 4, "one distinct key per role");
+        std::fs::remove_file(keys.path("root")).unwrap();
+        assert!(keys.role_key("root").is_err());
+        assert!(keys.role_key("timestamp").is_ok());
+    }
+
+    #[test]
+    fn key_files_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDir::new(dir.path());
+        keys.generate(true).unwrap();
         let a = keys.role_key("targets").unwrap();
         let b = keys.role_key("root").unwrap();
         assert_eq!(a.key_id(), b.key_id(), "default.key serves every role");
-        assert!(keys.generate(false).is_err(), "never overwrites a key");
+        assert!(keys.generate(true).is_err(), "never overwrites a key");
+        let public = load_public_key(&dir.path().join("default.pub")).unwrap();
+        assert_eq!(key_id(&public), a.key_id());
+        assert!(
+            load_public_key(&keys.path("default")).is_err(),
+            "a private key file is not a public key"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

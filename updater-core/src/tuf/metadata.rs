@@ -424,6 +424,22 @@ impl Targets {
     }
 }
 
+/// A delegated role's name as a file name: every byte but `A-Z a-z 0-9 _ . - ~`
+/// percent-encoded, exactly like python-tuf's `urllib.parse.quote(name, "")`. Its metadata
+/// file is `<quoted>.json` (`N.<quoted>.json` with consistent snapshots); the snapshot lists
+/// it under the unquoted `<name>.json`.
+pub fn quote(name: &str) -> String {
+    let mut out = String::new();
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Parses an RFC 3339 expiry.
 pub fn parse_expires(role: &str, value: &str) -> Result<SystemTime> {
     humantime::parse_rfc3339(value).map_err(|e| {
@@ -554,5 +570,21 @@ mod tests {
         let parsed = parse_expires("root", &text).unwrap();
         assert_eq!(parsed, now + std::time::Duration::from_secs(86_400));
         assert!(parse_expires("root", "tomorrow").is_err());
+    }
+
+    #[test]
+    fn quote_matches_python_urllib_quote_with_no_safe_characters() {
+        // Expected values from python3 -c 'from urllib.parse import quote; print(quote(n, ""))'.
+        for (name, quoted) in [
+            ("apps", "apps"),
+            ("team a/b", "team%20a%2Fb"),
+            ("..", ".."),
+            ("../delegatedrole", "..%2Fdelegatedrole"),
+            ("a?b#c", "a%3Fb%23c"),
+            ("caf\u{e9}~x", "caf%C3%A9~x"),
+            ("a%b", "a%25b"),
+        ] {
+            assert_eq!(super::quote(name), quoted, "{name}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use crate::download::fetch_bytes;
 use crate::error::{Error, Result};
 use crate::transport::join_url;
-use crate::tuf::metadata::{RoleKeys, TargetFile, Targets};
+use crate::tuf::metadata::{RoleKeys, TargetFile, Targets, quote};
 use crate::tuf::sign::Envelope;
 
 use super::hashes::{capped, check_meta_file};
@@ -185,39 +185,5 @@ impl TrustedMetadata {
         }
         check_expiry(&value, start)?;
         Ok((Trusted { value, bytes }, true))
-    }
-}
-
-/// Percent-encodes every byte but `A-Z a-z 0-9 _ . - ~` (Python's `quote(name, safe="")`),
-/// as TUF clients do for role names in file names and URLs.
-pub fn quote(name: &str) -> String {
-    let mut out = String::new();
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn quote_matches_python_urllib_quote_with_no_safe_characters() {
-        // Values from python3: urllib.parse.quote(name, '').
-        for (name, quoted) in [
-            ("../delegatedrole", "..%2Fdelegatedrole"),
-            ("a?b#c", "a%3Fb%23c"),
-            ("apps/x y", "apps%2Fx%20y"),
-            ("A-Z_a.z~0", "A-Z_a.z~0"),
-            ("caf\u{e9}", "caf%C3%A9"),
-            ("%", "%25"),
-        ] {
-            assert_eq!(quote(name), quoted, "{name}");
-        }
     }
 }

@@ -32,7 +32,7 @@ use crate::tuf::metadata::{
 };
 use crate::tuf::sign::Envelope;
 
-pub use delegations::quote;
+pub use crate::tuf::metadata::quote;
 pub use hashes::{check_hashes, check_target};
 
 /// Size caps on metadata downloads (endless-data attack).
