@@ -59,9 +59,22 @@ fn current_snapshot(repo: &Path) -> serde_json::Value {
 #[test]
 fn a_release_published_into_a_delegated_role_installs_and_updates() {
     let publisher = Publisher::new();
-    let team = delegate(&publisher, "demo-team", "demo/*/*/*/*");
+    // The issue's form: `APP/*` means every release of the app (widened to the five parts of
+    // a release name, since `*` never crosses `/`).
+    let team = delegate(&publisher, "demo-team", "demo/*");
     assert!(!team.join("targets.key").exists());
     let repo = publisher.repo();
+    let top = signed(
+        &repo,
+        &format!(
+            "{}.targets.json",
+            current_snapshot(&repo)["meta"]["targets.json"]["version"]
+        ),
+    );
+    assert_eq!(
+        top["delegations"]["roles"][0]["paths"],
+        serde_json::json!(["demo/*/*/*/*"])
+    );
     let targets_before = current_snapshot(&repo)["meta"]["targets.json"]["version"].clone();
 
     let v1 = publisher.publish_with_keys(
@@ -217,8 +230,9 @@ fn delegating_and_publishing_refuse_what_clients_could_not_use() {
         );
     };
     let public = team.join("apps.pub");
-    // `*` never crosses `/`: `demo/*` matches no release name.
-    run(delegate("demo/*", &public, "apps"), "demo/*/*/*/*");
+    // `*` never crosses `/`: a pattern that cannot reach APP/CHANNEL/PLATFORM/VERSION/
+    // manifest.json is refused (`demo/*` is widened instead: see the test above).
+    run(delegate("demo/*.json", &public, "apps"), "demo/*");
     // A private key must never be copied into metadata.
     run(
         delegate("demo/*/*/*/*", &team.join("apps.key"), "apps"),

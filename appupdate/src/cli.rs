@@ -118,7 +118,7 @@ pub enum RepoCommand {
         /// The delegated role's name.
         #[arg(long)]
         role: String,
-        /// Release paths the role is trusted for (repeatable), like 'myapp/*/*/*/*'
+        /// Release paths the role is trusted for (repeatable), like 'myapp/*' (every release of myapp)
         /// (releases are APP/CHANNEL/PLATFORM/VERSION/manifest.json; `*` never matches `/`).
         #[arg(long, required = true, value_name = "PATTERN")]
         paths: Vec<String>,

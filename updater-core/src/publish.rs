@@ -377,7 +377,7 @@ impl Repository {
                 "--role {role:?}: use only A-Z a-z 0-9 _ . - ~ in a role name (its metadata file name is the name as clients ask for it in URLs)"
             )));
         }
-        check_release_patterns(&request.paths)?;
+        let paths = release_patterns(&request.paths)?;
         let mut public_keys = BTreeMap::new();
         for file in &request.key_files {
             let key = load_public_key(file)?;
@@ -407,7 +407,7 @@ impl Repository {
             keyids: public_keys.keys().cloned().collect(),
             threshold: request.threshold,
             terminating: request.terminating,
-            paths: Some(request.paths.clone()),
+            paths: Some(paths),
             path_hash_prefixes: None,
             extra: Map::new(),
         };
@@ -1235,28 +1235,41 @@ fn signers_for(
     Ok(signers)
 }
 
-/// Refuses delegation patterns that can never match a release. A pattern matches a target
-/// name part by part (`*` never crosses `/`, TUF 1.0 and python-tuf), and a release is named
-/// `APP/CHANNEL/PLATFORM/VERSION/manifest.json`, so `myapp/*` matches nothing.
-fn check_release_patterns(patterns: &[String]) -> Result<()> {
+/// The delegation patterns as written into metadata. A pattern matches a target name part by
+/// part (`*` never crosses `/`: TUF 1.0 and python-tuf), and a release is named
+/// `APP/CHANNEL/PLATFORM/VERSION/manifest.json`, so a pattern ending in `/*` with fewer parts
+/// (`myapp/*`, `myapp/beta/*`: "everything below") is widened with `/*` to those five parts;
+/// any other pattern that cannot match a release is refused.
+fn release_patterns(patterns: &[String]) -> Result<Vec<String>> {
     if patterns.is_empty() {
         return Err(Error::Invalid(
-            "--paths: give at least one pattern, like 'myapp/*/*/*/*'".into(),
+            "--paths: give at least one pattern, like 'myapp/*'".into(),
         ));
     }
-    for pattern in patterns {
-        let parts: Vec<&str> = pattern.split('/').collect();
-        if parts.len() != 5 || parts.iter().any(|p| p.is_empty()) {
+    patterns
+        .iter()
+        .map(|pattern| {
+            let parts: Vec<&str> = pattern.split('/').collect();
+            let empty = parts.iter().any(|p| p.is_empty());
+            if parts.len() == 5 && !empty {
+                return Ok(pattern.clone());
+            }
+            if parts.len() < 5 && !empty && parts.last() == Some(&"*") {
+                let mut widened = pattern.clone();
+                for _ in parts.len()..5 {
+                    widened.push_str("/*");
+                }
+                log::info!("--paths {pattern:?} is written as {widened:?}");
+                return Ok(widened);
+            }
             let app = parts.first().copied().unwrap_or("APP");
-            return Err(Error::Invalid(format!(
-                "--paths {pattern:?} can never match a release: releases are named APP/CHANNEL/PLATFORM/VERSION/manifest.json and `*` never matches `/`; for every release of an app use '{app}/*/*/*/*'"
-            )));
-        }
-    }
-    Ok(())
+            Err(Error::Invalid(format!(
+                "--paths {pattern:?} can never match a release: releases are named APP/CHANNEL/PLATFORM/VERSION/manifest.json and `*` never matches `/`; for every release of an app use '{app}/*'"
+            )))
+        })
+        .collect()
 }
 
-/// The file of `manifest` most like `entry`: the same file name, the closest size.
 /// A file as stored in the repository: what clients download and authenticate.
 #[derive(Debug, Clone)]
 struct StoredFile {
@@ -1264,6 +1277,7 @@ struct StoredFile {
     blake3: String,
 }
 
+/// The file of `manifest` most like `entry`: the same file name, the closest size.
 fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Option<&'m FileEntry> {
     let name = entry.path.as_str().rsplit('/').next()?;
     manifest
