@@ -271,7 +271,11 @@ fn measured(output: &std::process::Output) -> (u64, String, String) {
         } else {
             ""
         };
-        let short: String = message.chars().take(90).collect();
+        // The reason, without the file path that precedes it.
+        let reason = message
+            .split_once("cannot apply the delta: ")
+            .map_or(message.as_str(), |(_, reason)| reason);
+        let short: String = reason.chars().take(90).collect();
         format!("refused{signal}: {}", short.replace('|', "/"))
     };
     (peak, seconds, outcome)
