@@ -18,5 +18,6 @@ mod hostile;
 mod interop;
 mod launcher;
 mod packs;
+mod platforms;
 mod update;
 mod workflow;
