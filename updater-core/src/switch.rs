@@ -479,6 +479,66 @@ mod tests {
         assert!(!aside("2").exists());
     }
 
+    /// Windows: a running `.exe` cannot be replaced or deleted, only renamed. The launcher
+    /// (here a copy of this test binary, kept running) is renamed aside, the new one takes
+    /// its place, and prune deletes the old one once it has exited.
+    #[cfg(windows)]
+    #[test]
+    fn windows_replaces_a_running_launcher_by_renaming_it_aside() {
+        let (_dir, install) = install_with("1.0.0", None);
+        let launcher = install.launcher_path();
+        std::fs::copy(std::env::current_exe().unwrap(), &launcher).unwrap();
+        let mut running = std::process::Command::new(&launcher)
+            .args([
+                "--ignored",
+                "--exact",
+                "switch::tests::windows_running_launcher_stand_in",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            std::fs::remove_file(&launcher).is_err(),
+            "the running .exe was deleted"
+        );
+
+        let new = install.root().join("new-launcher");
+        std::fs::write(&new, "new launcher").unwrap();
+        replace_launcher(&install, &new).unwrap();
+        assert_eq!(std::fs::read(&launcher).unwrap(), b"new launcher");
+        let prefix = launcher_aside_prefix(&install);
+        let aside = || {
+            std::fs::read_dir(install.root())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&prefix)
+                })
+                .count()
+        };
+        assert_eq!(aside(), 1);
+
+        prune(&install, 1).unwrap(); // Still running: left for later, not an error.
+        assert_eq!(aside(), 1);
+        running.kill().unwrap();
+        running.wait().unwrap();
+        prune(&install, 1).unwrap();
+        assert_eq!(aside(), 0);
+        assert_eq!(std::fs::read(&launcher).unwrap(), b"new launcher");
+    }
+
+    /// Not a test: the process the test above keeps running as its "launcher".
+    #[cfg(windows)]
+    #[test]
+    #[ignore = "run only as a child of windows_replaces_a_running_launcher_by_renaming_it_aside"]
+    fn windows_running_launcher_stand_in() {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
     /// Regression: a hand rollback (editing `current`) was not noticed, so the next update
     /// undid it at once.
     #[test]

@@ -50,3 +50,41 @@ impl FileStat {
         self.ino != 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(path: &Path) -> FileStat {
+        FileStat::of(path, &std::fs::symlink_metadata(path).unwrap())
+    }
+
+    /// The reuse check must not be fooled by a replace: a new file renamed over the old
+    /// one with the same size and modification time has another identity (on Windows the
+    /// NTFS file index; creation times would be tunnelled to the new file).
+    #[test]
+    fn a_file_replaced_with_the_same_size_and_time_has_another_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, "one").unwrap();
+        let before = stat(&path);
+        assert!(before.is_known());
+        assert_eq!(before, stat(&path));
+
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, "two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        // Keep the old file alive elsewhere, so its identity cannot be reused at once.
+        std::fs::rename(&path, dir.path().join("kept")).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let after = stat(&path);
+        assert_eq!((after.size, after.mtime_ns), (before.size, before.mtime_ns));
+        assert_ne!(after, before);
+    }
+}
