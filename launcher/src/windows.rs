@@ -9,21 +9,27 @@
 //! then ends the child. Windows has no catchable equivalent of SIGTERM from another process
 //! (`TerminateProcess` cannot be seen), so nothing else is forwarded.
 //!
-//! Lifetime: the launcher puts itself in a job object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`
-//! before starting the child, so the child is in the job from its first instruction. When the
-//! launcher ends for any reason (even `TerminateProcess`) the last handle to the job closes
-//! and Windows ends the child: the equivalent of Linux's `PR_SET_PDEATHSIG`. Like that, it
-//! holds for the direct child only: `JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK` leaves processes
-//! the app starts (an updater it runs before exiting with the restart code) outside the job.
+//! Lifetime: the child is put in a job object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` right
+//! after it starts. The launcher holds the only handle to the job; when the launcher ends for
+//! any reason (even `TerminateProcess`) the handle closes and Windows ends the child: the
+//! equivalent of Linux's `PR_SET_PDEATHSIG`. Like that, it holds for the direct child only:
+//! `JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK` leaves processes the app starts (an updater it runs
+//! before exiting with the restart code) outside the job.
+//!
+//! Off-spec from uv's trampoline, which puts itself in the job before spawning: Wine (our
+//! CI) does not end the job's processes when a launcher inside its own job is killed, but
+//! does when the launcher only holds the handle. The cost is a window of microseconds
+//! between the child's start and its assignment in which a killed launcher leaves it
+//! running; std cannot start a child suspended and resume it without its thread handle.
 
 use std::ffi::OsString;
 use std::os::windows::io::AsRawHandle;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use windows_sys::Win32::Foundation::{FALSE, TRUE};
+use windows_sys::Win32::Foundation::{FALSE, HANDLE, TRUE};
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
     SetConsoleCtrlHandler,
@@ -33,7 +39,6 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JobObjectExtendedLimitInformation, SetInformationJobObject,
 };
-use windows_sys::Win32::System::Threading::GetCurrentProcess;
 use windows_sys::core::BOOL;
 
 /// How the child ended. Windows has no signals: every end is an exit code (a crash is an
@@ -83,10 +88,23 @@ pub fn termination_requested() -> bool {
     TERMINATION.load(Ordering::SeqCst)
 }
 
-/// Puts the launcher in a job that kills its members when the launcher ends (module docs).
-/// Failing is logged, not fatal: the app still runs, only not tied to the launcher (e.g. an
-/// old Windows where the launcher already sits in a job that forbids nesting).
-fn tie_children_to_launcher() -> std::io::Result<()> {
+/// The job that ends its members when the launcher ends (module docs), created once. Its
+/// handle is never closed: it must stay open for the launcher's whole life, and closing it
+/// is what ends the child. Stored as an address because raw handles are not `Sync`.
+fn kill_on_close_job() -> std::io::Result<HANDLE> {
+    static JOB: OnceLock<Result<usize, i32>> = OnceLock::new();
+    let job = JOB.get_or_init(|| {
+        create_kill_on_close_job()
+            .map(|handle| handle as usize)
+            .map_err(|e| e.raw_os_error().unwrap_or(0))
+    });
+    match *job {
+        Ok(handle) => Ok(handle as HANDLE),
+        Err(code) => Err(std::io::Error::from_raw_os_error(code)),
+    }
+}
+
+fn create_kill_on_close_job() -> std::io::Result<HANDLE> {
     // SAFETY: null security attributes and name are allowed and mean default, unnamed.
     let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
     if job.is_null() {
@@ -108,12 +126,24 @@ fn tie_children_to_launcher() -> std::io::Result<()> {
     if set == 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: both handles are valid. The job handle is never closed: it must stay open for
-    // the launcher's whole life, and closing it is what ends the child.
-    if unsafe { AssignProcessToJobObject(job, GetCurrentProcess()) } == 0 {
-        return Err(std::io::Error::last_os_error());
+    Ok(job)
+}
+
+/// Ties `child` to the launcher's lifetime. Failing is logged, not fatal: the app still runs,
+/// only not tied to the launcher (e.g. an old Windows where the launcher already sits in a job
+/// that forbids nesting).
+fn tie_to_launcher(child: &std::process::Child) {
+    let result = kill_on_close_job().and_then(|job| {
+        // SAFETY: both handles are valid: the job is never closed, the child is not yet
+        // waited for.
+        if unsafe { AssignProcessToJobObject(job, child.as_raw_handle()) } == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    });
+    if let Err(err) = result {
+        log::warn!("the app will not end with the launcher: cannot put it in a job object: {err}");
     }
-    Ok(())
 }
 
 /// Runs `exe` with `args` and extra environment `env`; waits for it and returns how it ended.
@@ -124,19 +154,13 @@ pub fn run_child(
     args: &[OsString],
     env: &[(&'static str, OsString)],
 ) -> std::io::Result<Outcome> {
-    static JOB: Once = Once::new();
-    JOB.call_once(|| {
-        if let Err(err) = tie_children_to_launcher() {
-            log::warn!("the app will not end with the launcher: cannot create a job object: {err}");
-        }
-    });
     let mut command = Command::new(exe);
     command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
     let mut child = command.spawn()?;
-    log::debug!("started process {:?}", child.as_raw_handle());
+    tie_to_launcher(&child);
     let status = child.wait()?;
     // On Windows `code()` is always `Some`: the full DWORD, as i32.
     Ok(Outcome::Exited(
