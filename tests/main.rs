@@ -19,4 +19,6 @@ mod interop;
 mod launcher;
 mod packs;
 mod update;
+#[cfg(unix)]
+mod windows;
 mod workflow;
