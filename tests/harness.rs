@@ -27,7 +27,13 @@ pub const FAULT_HOOK_VARIABLE: &str = "APPSTART_FAULT_KILL_AT";
 
 /// The binaries that embed updater-core or ship to users: none may carry the fault hook
 /// unless built with the `fault-injection` feature.
-const SHIPPED_BINARIES: &[&str] = &["appupdate", "appstart", "sample-app", "tuf-client"];
+const SHIPPED_BINARIES: &[&str] = &[
+    "appupdate",
+    "appstart",
+    "appstart-gui",
+    "sample-app",
+    "tuf-client",
+];
 
 /// Prefixes of the variables cargo sets for a test process (not its configuration).
 const SET_BY_CARGO_FOR_TESTS: &[&str] = &[

@@ -10,6 +10,10 @@
 //! 4. Exit 0 or the restart code ends probation. The restart code goes back to step 1, within
 //!    the restart bound. A crash during probation counts against the new version; enough of
 //!    them fall back to `previous` and go back to step 1. Otherwise exit with the child's code.
+#![allow(
+    clippy::result_large_err,
+    reason = "a LaunchError is returned once, as the launcher ends; Windows paths (WTF-8) push it just past clippy's 128 bytes"
+)]
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -71,8 +75,9 @@ pub enum LaunchError {
     },
 }
 
-/// Runs the app until it ends for good; returns the exit code to end with.
-pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
+/// Runs the app until it ends for good; returns the exit code to end with (the child's, all
+/// 32 bits of it on Windows; 128 + the signal when a signal killed it on Unix).
+pub fn run(args: Vec<OsString>) -> Result<i32, LaunchError> {
     let launcher = std::env::current_exe().map_err(LaunchError::OwnPath)?;
     let install = InstallDir::new(fsutil::parent_of(&launcher));
     platform::forward_signals();
@@ -134,7 +139,8 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
             }
         }
         return Ok(match outcome {
-            Outcome::Exited(code) => u8::try_from(code).unwrap_or(LAUNCHER_FAILURE),
+            Outcome::Exited(code) => code,
+            #[cfg(unix)]
             Outcome::Signaled(signal) => {
                 eprintln!("appstart: version {version} was killed by signal {signal}");
                 log_event(
@@ -145,7 +151,11 @@ pub fn run(args: Vec<OsString>) -> Result<u8, LaunchError> {
                         ("signal", &signal.to_string()),
                     ],
                 );
-                u8::try_from(128 + signal).unwrap_or(LAUNCHER_FAILURE)
+                if (1..128).contains(&signal) {
+                    128 + signal
+                } else {
+                    i32::from(LAUNCHER_FAILURE)
+                }
             }
         });
     }

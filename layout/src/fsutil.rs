@@ -6,6 +6,9 @@
 //! 2. `fsync` the temporary file, so its data is on disk before its name is,
 //! 3. rename it over the target (retried briefly: antivirus scanners on Windows hold files),
 //! 4. `fsync` the folder, so the rename itself survives a power cut.
+//!
+//! The few system calls that differ per platform are in `fsutil/unix.rs` and
+//! `fsutil/windows.rs` (rename with write-through, folder `fsync`, the executable bit).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -14,6 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 /// Prefix of every temporary file this project creates; leftovers are safe to delete.
 pub const TEMP_PREFIX: &str = ".appstart-tmp-";
@@ -54,22 +66,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// Renames `from` to `to`, retrying a few times on errors that can be transient.
+/// Renames `from` to `to`, replacing `to`, retrying with backoff (for about a second in all)
+/// on errors that can be transient: on Windows, antivirus scanners and the indexer hold files
+/// briefly.
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
     let mut delay = Duration::from_millis(5);
     let mut attempt = 0;
     loop {
-        match fs::rename(from, to) {
+        match platform::rename_replacing(from, to) {
             Ok(()) => return Ok(()),
-            Err(err)
-                if attempt < 5
-                    && matches!(
-                        err.kind(),
-                        std::io::ErrorKind::PermissionDenied
-                            | std::io::ErrorKind::ResourceBusy
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-            {
+            Err(err) if attempt < 8 && platform::is_transient(&err) => {
                 attempt += 1;
                 std::thread::sleep(delay);
                 delay *= 2;
@@ -85,20 +91,10 @@ pub fn rename(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
-/// `fsync`s a folder so that renames and new entries in it are durable.
+/// `fsync`s a folder so that renames and new entries in it are durable (a no-op on Windows,
+/// where renames are written through instead).
 pub fn sync_dir(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = File::open(path).map_err(|e| Error::io("opening folder", path, e))?;
-        dir.sync_all()
-            .map_err(|e| Error::io("syncing folder", path, e))
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows cannot open a folder as a file; NTFS journals its metadata.
-        let _ = path;
-        Ok(())
-    }
+    platform::sync_dir(path).map_err(|e| Error::io("syncing folder", path, e))
 }
 
 /// Largest state file (`appstart.toml`, `state/*.toml`) read: far above anything the
@@ -176,23 +172,13 @@ pub fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Whether `path` is a regular file the current user may execute.
+/// Whether `path` is a regular file the current user may execute (on Windows: any regular
+/// file; there is no execute bit).
 pub fn is_executable_file(path: &Path) -> bool {
     let Ok(metadata) = fs::metadata(path) else {
         return false;
     };
-    if !metadata.is_file() {
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        metadata.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        true
-    }
+    metadata.is_file() && platform::is_executable(&metadata)
 }
 
 /// The current time as RFC 3339 UTC with seconds, for logs and state files.
