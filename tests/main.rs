@@ -18,6 +18,7 @@ mod hostile;
 mod interop;
 mod launcher;
 mod packs;
+mod platforms;
 mod update;
 #[cfg(unix)]
 mod windows;

@@ -255,7 +255,8 @@ impl Repository {
         let mut new_blobs = 0;
         let mut new_blob_bytes = 0;
         let mut archives = 0;
-        for (path, executable) in files {
+        for (path, execute_bit) in files {
+            let executable = marks_executable(request, &path, execute_bit);
             let source = path.join_to(&request.source);
             let (mut entry, written) = self.store_blob(&source, path, executable, request.level)?;
             if written {
@@ -1354,10 +1355,32 @@ fn read_role<T: Role>(path: &Path) -> Result<T> {
     Envelope::parse(&bytes, &path.display().to_string())?.decode(&path.display().to_string())
 }
 
-/// Regular files (with their executable bit) and empty folders of a source folder.
-type SourceTree = (Vec<(RelativePath, bool)>, Vec<RelativePath>);
+/// Whether a release's platform is Windows (`windows-x86_64`, `windows-aarch64`, ...).
+pub fn is_windows_platform(platform: &str) -> bool {
+    platform == "windows" || platform.starts_with("windows-")
+}
 
-/// Lists the regular files (with executable bit) and empty folders below `source`, sorted.
+/// Whether the manifest marks `path` executable. Windows has no execute bit: for a Windows
+/// release, and on a Windows publisher (whose files carry no bit), the executable files are
+/// exactly the ones named by `--exe` and `--launcher`. So a `windows-x86_64` release
+/// cross-published from Linux, whose files have no `x` bit, is accepted. Otherwise the
+/// source file's execute bit decides.
+fn marks_executable(
+    request: &PublishRequest,
+    path: &RelativePath,
+    execute_bit: Option<bool>,
+) -> bool {
+    match execute_bit {
+        Some(bit) if !is_windows_platform(&request.platform) => bit,
+        _ => *path == request.executable || request.launcher.as_ref() == Some(path),
+    }
+}
+
+/// Regular files (with their execute bit, `None` on Windows) and empty folders of a source
+/// folder.
+type SourceTree = (Vec<(RelativePath, Option<bool>)>, Vec<RelativePath>);
+
+/// Lists the regular files (with execute bit) and empty folders below `source`, sorted.
 /// Symlinks and special files are refused: a release is plain files, so it installs the same
 /// everywhere and cannot point outside its folder.
 fn scan_source(source: &Path) -> Result<SourceTree> {
@@ -1392,7 +1415,7 @@ fn scan_source(source: &Path) -> Result<SourceTree> {
             } else if file_type.is_file() {
                 let relative = RelativePath::from_path(relative)
                     .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-                files.push((relative, is_executable(&path)?));
+                files.push((relative, execute_bit(&path)?));
             } else {
                 return Err(Error::Invalid(format!(
                     "{} is not a regular file or folder",
@@ -1413,7 +1436,8 @@ fn scan_source(source: &Path) -> Result<SourceTree> {
     Ok((files, empty_dirs))
 }
 
-fn is_executable(path: &Path) -> Result<bool> {
+/// The execute bit of a source file; `None` on Windows, which has no such bit.
+fn execute_bit(path: &Path) -> Result<Option<bool>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1421,11 +1445,11 @@ fn is_executable(path: &Path) -> Result<bool> {
             .map_err(|e| Error::io("reading", path, e))?
             .permissions()
             .mode();
-        Ok(mode & 0o111 != 0)
+        Ok(Some(mode & 0o111 != 0))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
         let _ = path;
-        Ok(false)
+        Ok(None)
     }
 }

@@ -3,12 +3,16 @@
 //! Steps after staging (see `docs/crash-safety.md`):
 //! 5. Record the manifest and file stats in `state/manifests/<version>.json`.
 //! 6. Rename `versions/.staging-<version>` to `versions/<version>`; `fsync` `versions/`.
-//! 7. If the release ships a launcher, replace `DIR/appstart` atomically.
+//! 7. If the release ships a launcher, replace `DIR/appstart` atomically. On Windows a
+//!    running `.exe` cannot be replaced or deleted, only renamed: the old launcher is first
+//!    renamed aside to `appstart.exe.old-<n>`, and step 9 deletes it once it has exited.
 //! 8. Write `state/probation.toml` for the new version, then switch `appstart.toml`
 //!    atomically (`current` = new, `previous` = old). This rename is the commit point. Then
 //!    record the switch in `state/switched.toml`.
-//! 9. Remove versions beyond `keep` (never current or previous), stale staging folders and
-//!    cached blobs.
+//! 9. Remove versions beyond `keep` (never current or previous), stale staging folders,
+//!    launchers renamed aside and cached blobs. A folder or launcher still in use (Windows
+//!    refuses to delete open files) is left for the next prune, with a warning: it must not
+//!    fail an update that has already switched.
 //!
 //! Hand edits: rolling back by hand is editing `current` in `appstart.toml`. Before every
 //! check, update and rollback, [`notice_hand_edit`] compares it with `state/switched.toml`
@@ -77,7 +81,8 @@ pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionNam
     Ok(old)
 }
 
-/// Replaces `DIR/appstart` with `source`: copy beside it, `fsync`, rename over, `fsync`.
+/// Replaces `DIR/appstart` with `source`: copy beside it, `fsync`, rename over, `fsync`. On
+/// Windows the running launcher is renamed aside first (`move_launcher_aside`).
 pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
     let target = install.launcher_path();
     let temp = install.root().join(fsutil::temp_name("appstart"));
@@ -92,7 +97,15 @@ pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
         std::fs::File::open(&temp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io("syncing", &temp, e))?;
-        fsutil::rename(&temp, &target)?;
+        #[cfg(windows)]
+        let aside = move_launcher_aside(install)?;
+        let renamed = fsutil::rename(&temp, &target);
+        #[cfg(windows)]
+        if let (Err(_), Some(aside)) = (&renamed, &aside) {
+            // Put the old one back: an install must never be left without a launcher.
+            fsutil::rename(aside, &target)?;
+        }
+        renamed?;
         fsutil::sync_dir(install.root())?;
         Ok(())
     })();
@@ -100,6 +113,70 @@ pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// The file name prefix of launchers renamed aside, e.g. `appstart.exe.old-`.
+fn launcher_aside_prefix(install: &InstallDir) -> String {
+    let launcher = install.launcher_path();
+    let name = launcher
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}.old-")
+}
+
+/// Windows: renames the (possibly running) launcher aside; `None` when there is none. A
+/// running `.exe` can be renamed but not replaced or deleted.
+#[cfg(windows)]
+fn move_launcher_aside(install: &InstallDir) -> Result<Option<std::path::PathBuf>> {
+    let target = install.launcher_path();
+    if !target.exists() {
+        return Ok(None);
+    }
+    // `DIR/appstart.exe.old-<n>`, n unique (pid and clock, as in temporary names).
+    let unique = fsutil::temp_name("launcher").replace(fsutil::TEMP_PREFIX, "");
+    let aside = install
+        .root()
+        .join(format!("{}{unique}", launcher_aside_prefix(install)));
+    fsutil::rename(&target, &aside)?;
+    Ok(Some(aside))
+}
+
+/// Step 9 for launchers renamed aside: deletes them, leaving any still running for the next
+/// prune. Restores the newest one first if a crash between the two renames of
+/// [`replace_launcher`] left the install without a launcher.
+fn remove_launchers_aside(install: &InstallDir) {
+    let prefix = launcher_aside_prefix(install);
+    let Ok(entries) = std::fs::read_dir(install.root()) else {
+        return;
+    };
+    let mut aside: Vec<_> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    if aside.is_empty() {
+        return;
+    }
+    let launcher = install.launcher_path();
+    if !launcher.exists() {
+        aside.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        if let Some(newest) = aside.pop() {
+            match fsutil::rename(&newest, &launcher) {
+                Ok(()) => log::warn!(
+                    "restored the launcher {} from {}",
+                    launcher.display(),
+                    newest.display()
+                ),
+                Err(err) => log::warn!("the launcher {} is missing: {err}", launcher.display()),
+            }
+        }
+    }
+    for path in aside {
+        if let Err(err) = fsutil::remove_file_if_exists(&path) {
+            log::warn!("{err}; it is removed at the next update once it no longer runs");
+        }
+    }
 }
 
 /// Switches back to `to` (default: `previous`). A version rolled back from (to an older one)
@@ -299,7 +376,12 @@ pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
             kept.push(version);
             continue;
         }
-        fsutil::remove_dir_all_if_exists(&install.version_dir(&version))?;
+        // Windows refuses to delete files that are open (a version still running, an
+        // antivirus scan): leave the folder for the next prune rather than fail the update.
+        if let Err(err) = fsutil::remove_dir_all_if_exists(&install.version_dir(&version)) {
+            log::warn!("{err}; it is removed at the next update");
+            continue;
+        }
         fsutil::remove_file_if_exists(&InstalledRecord::path(install, &version))?;
         removed.push(version);
     }
@@ -307,8 +389,10 @@ pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
     if let Ok(entries) = std::fs::read_dir(&versions_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with(STAGING_PREFIX) {
-                fsutil::remove_dir_all_if_exists(&entry.path())?;
+            if name.to_string_lossy().starts_with(STAGING_PREFIX)
+                && let Err(err) = fsutil::remove_dir_all_if_exists(&entry.path())
+            {
+                log::warn!("{err}; it is removed at the next update");
             }
         }
     }
@@ -322,6 +406,7 @@ pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
     ] {
         remove_temp_files(&folder)?;
     }
+    remove_launchers_aside(install);
     fsutil::remove_dir_all_if_exists(&install.cache_dir())?;
     Ok(removed)
 }
@@ -363,6 +448,26 @@ mod tests {
         let mut config = LauncherConfig::load(&install.config_path()).unwrap();
         config.current = v(current);
         config.save(&install.config_path()).unwrap();
+    }
+
+    /// Launchers renamed aside on Windows (a running .exe cannot be replaced) are deleted by
+    /// the next prune; if a crash left no launcher between the two renames, the newest one
+    /// aside is put back first.
+    #[test]
+    fn prune_removes_launchers_renamed_aside_and_restores_a_missing_one() {
+        let (_dir, install) = install_with("1.0.0", None);
+        let launcher = install.launcher_path();
+        let prefix = launcher_aside_prefix(&install);
+        let aside = |n: &str| install.root().join(format!("{prefix}{n}"));
+        std::fs::write(aside("1"), "old").unwrap();
+        prune(&install, 1).unwrap();
+        assert_eq!(std::fs::read_to_string(&launcher).unwrap(), "old");
+        assert!(!aside("1").exists());
+
+        std::fs::write(aside("2"), "older").unwrap();
+        prune(&install, 1).unwrap();
+        assert_eq!(std::fs::read_to_string(&launcher).unwrap(), "old");
+        assert!(!aside("2").exists());
     }
 
     /// Regression: a hand rollback (editing `current`) was not noticed, so the next update

@@ -56,7 +56,7 @@ impl LocalFile {
     /// Whether its stat shows it untouched since we wrote it.
     pub fn untouched(&self, meta: &std::fs::Metadata) -> bool {
         self.stat
-            .is_some_and(|s| s.ino != 0 && s == FileStat::of(meta))
+            .is_some_and(|s| s.is_known() && s == FileStat::of(&self.path, meta))
     }
 }
 

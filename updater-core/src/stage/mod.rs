@@ -33,7 +33,10 @@ use appstart_layout::{InstallDir, VersionName, fsutil};
 use serde::{Deserialize, Serialize};
 
 mod archive;
+mod file_stat;
 mod local;
+
+pub use file_stat::FileStat;
 
 pub use local::LocalFiles;
 
@@ -48,41 +51,6 @@ use crate::transport::{Transport, join_url};
 pub const PACK_MIN_BLOBS: usize = 4;
 /// Blobs closer than this in the pack are fetched in one range, gap included.
 pub const PACK_GAP: u64 = 64 * 1024;
-
-/// What identifies a file's on-disk state cheaply: if all three are unchanged, the content is
-/// the one we wrote (mtime changes on every write through the file system).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStat {
-    /// Inode number (0 where unknown: never trusted).
-    pub ino: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-}
-
-impl FileStat {
-    /// The stat of `meta`.
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            FileStat {
-                ino: meta.ino(),
-                size: meta.size(),
-                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            FileStat {
-                ino: 0,
-                size: meta.len(),
-                mtime_ns: 0,
-            }
-        }
-    }
-}
 
 /// What we keep about an installed version: its manifest and its files' stats.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,12 +90,14 @@ impl InstalledRecord {
     /// Whether `dir` still holds exactly this version, judged by stats (no reading).
     pub fn matches_by_stat(&self, dir: &Path) -> bool {
         self.manifest.files.iter().all(|entry| {
-            let Ok(meta) = std::fs::symlink_metadata(entry.path.join_to(dir)) else {
+            let path = entry.path.join_to(dir);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 return false;
             };
-            meta.is_file()
-                && self.stats.get(entry.path.as_str()) == Some(&FileStat::of(&meta))
-                && FileStat::of(&meta).ino != 0
+            meta.is_file() && {
+                let stat = FileStat::of(&path, &meta);
+                stat.is_known() && self.stats.get(entry.path.as_str()) == Some(&stat)
+            }
         })
     }
 }
@@ -864,7 +834,7 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
                         entry.executable
                     ));
                 }
-                stats.insert(relative, FileStat::of(&meta));
+                stats.insert(relative, FileStat::of(&path, &meta));
             } else {
                 return problem(format!("unexpected entry {relative}"));
             }
