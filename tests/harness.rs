@@ -195,14 +195,17 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Writes `content` to `path` (creating folders) with the executable bit set.
+/// Writes `content` to `path` (creating folders) with the executable bit set (Unix; Windows
+/// has no such bit).
 pub fn write_executable(path: &Path, content: &str) {
     std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
     std::fs::write(path, content).expect("write");
+    #[cfg(unix)]
     set_mode(path, 0o755);
 }
 
 /// Sets the Unix permission bits of `path`.
+#[cfg(unix)]
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -316,7 +319,10 @@ impl Publisher {
             let full = source.join(path);
             std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
             std::fs::write(&full, content).expect("write");
+            #[cfg(unix)]
             set_mode(&full, if *executable { 0o755 } else { 0o644 });
+            #[cfg(windows)]
+            let _ = executable; // No execute bit: --exe names the executable.
         }
         let repo = self.repo();
         let mut args = vec![
@@ -411,6 +417,7 @@ impl Drop for Server {
 }
 
 /// Every file below `dir` with its mode and content hash, for "unchanged" assertions.
+#[cfg(unix)]
 pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<String, (u32, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = std::collections::BTreeMap::new();

@@ -1,7 +1,5 @@
 //! Releases for another platform than the publisher's: cross-publishing is the normal CI case.
 
-use crate::harness::{Publisher, appupdate, set_mode, text};
-
 /// Regression: publishing for Windows from Linux was refused, because the source files carry
 /// no `x` bit (Windows has none) and the executable had to be marked executable. For a
 /// `windows-*` release the executable files are exactly those named by `--exe` and
@@ -9,6 +7,8 @@ use crate::harness::{Publisher, appupdate, set_mode, text};
 #[cfg(unix)]
 #[test]
 fn unix_publishes_a_windows_release_without_execute_bits() {
+    use crate::harness::{Publisher, appupdate, set_mode, text};
+
     let publisher = Publisher::new();
     let files: &[(&str, &[u8], bool)] = &[
         ("bin/app", b"MZ app", false),

@@ -369,9 +369,18 @@ fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1_000_000.0)
 }
 
+/// Marks `path` executable. Windows has no execute bit: the publisher goes by `--exe`.
 fn set_executable(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    }
+    #[cfg(windows)]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 struct Shared(Arc<Mutex<Vec<u8>>>);

@@ -272,9 +272,18 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Marks `path` executable. Windows has no execute bit: the publisher goes by `--exe`.
 fn set_executable(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    }
+    #[cfg(windows)]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 struct SharedLog(Arc<Mutex<Vec<u8>>>);
