@@ -160,6 +160,17 @@ pub fn remove_dir_all_if_exists(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Installed files are read-only, and Windows refuses to delete a read-only file
+        // (Unix only asks for write access to the folder): clear the attribute and retry.
+        #[cfg(windows)]
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            windows::clear_read_only(path);
+            match fs::remove_dir_all(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("removing folder", path, e)),
+            }
+        }
         Err(e) => Err(Error::io("removing folder", path, e)),
     }
 }

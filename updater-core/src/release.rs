@@ -165,6 +165,20 @@ mod tests {
     use crate::tuf::metadata::Targets;
     use std::collections::BTreeMap;
 
+    /// Publishers name Windows releases `windows-x86_64`: a Windows client must pick them.
+    #[test]
+    fn this_machines_platform_is_os_dash_arch() {
+        let platform = current_platform();
+        if cfg!(all(windows, target_arch = "x86_64")) {
+            assert_eq!(platform, "windows-x86_64");
+        } else if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert_eq!(platform, "linux-x86_64");
+        } else if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
+            assert_eq!(platform, "macos-aarch64");
+        }
+        check_label("platform", &platform).unwrap();
+    }
+
     fn release(app: &str, channel: &str, platform: &str, version: &str) -> (String, TargetFile) {
         let version_name = VersionName::parse(version).unwrap();
         let custom = serde_json::json!({

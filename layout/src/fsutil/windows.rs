@@ -57,3 +57,31 @@ pub fn sync_dir(_path: &Path) -> std::io::Result<()> {
 pub fn is_executable(_metadata: &Metadata) -> bool {
     true
 }
+
+/// Clears the read-only attribute of every file below `path` (links are not followed), so
+/// the tree can be deleted. Best effort: what cannot be changed makes the delete fail, and
+/// that error names the path.
+pub fn clear_read_only(path: &Path) {
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.permissions().readonly() {
+                let mut permissions = meta.permissions();
+                #[expect(
+                    clippy::permissions_set_readonly_false,
+                    reason = "this file is Windows-only: it clears FILE_ATTRIBUTE_READONLY; the lint's concern (world-writable on Unix) does not apply"
+                )]
+                permissions.set_readonly(false);
+                let _ = std::fs::set_permissions(entry.path(), permissions);
+            }
+        }
+    }
+}

@@ -776,9 +776,9 @@ fn set_read_only(path: &Path, executable: bool) -> Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("setting permissions of", path, e))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let _ = executable;
+        let _ = executable; // No execute bit: any file can be started.
         let mut permissions = std::fs::metadata(path)
             .map_err(|e| Error::io("reading", path, e))?
             .permissions();
