@@ -87,16 +87,25 @@ pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
     let target = install.launcher_path();
     let temp = install.root().join(fsutil::temp_name("appstart"));
     let result = (|| {
-        std::fs::copy(source, &temp).map_err(|e| Error::io("copying the launcher to", &temp, e))?;
+        // Copied through a new file, not `fs::copy`: on Windows that would carry over the
+        // installed file's read-only attribute, and flushing needs a handle opened for
+        // writing (`FlushFileBuffers`).
+        let mut input = std::fs::File::open(source).map_err(|e| Error::io("opening", source, e))?;
+        let mut output =
+            std::fs::File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
+        std::io::copy(&mut input, &mut output)
+            .map_err(|e| Error::io("copying the launcher to", &temp, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))
+            output
+                .set_permissions(std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| Error::io("setting permissions of", &temp, e))?;
         }
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
+        output
+            .sync_all()
             .map_err(|e| Error::io("syncing", &temp, e))?;
+        drop(output);
         #[cfg(windows)]
         let aside = move_launcher_aside(install)?;
         let renamed = fsutil::rename(&temp, &target);
