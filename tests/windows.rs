@@ -85,7 +85,6 @@ fn describe(output: &Output) -> String {
 /// update by `appupdate.exe` while the app runs, a rollback, and the fallback from a release
 /// that crashes during probation.
 #[test]
-#[ignore = "install fails on Windows until updater-core's replace_launcher opens the launcher copy for writing before sync_all (FlushFileBuffers needs write access): `syncing DIR\\.appstart-tmp-appstart-...: Access denied. (os error 5)`"]
 fn windows_install_update_relaunch_rollback_fallback_under_wine() {
     let Some(wine) = harness::wine() else {
         return;
