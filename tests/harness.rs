@@ -516,3 +516,171 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The Windows target the Wine tests cross-build for.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// Windows binaries of the workspace run under Wine on this Linux host (`tests/windows.rs`).
+#[derive(Debug)]
+pub struct Wine {
+    /// `wine` (Debian's wrapper picks `wine64` when there is no 32-bit Wine).
+    program: PathBuf,
+    /// The Wine prefix (`WINEPREFIX`): made once and kept in the target folder.
+    prefix: PathBuf,
+    /// `target/x86_64-pc-windows-gnu/<profile>`, holding the `.exe` files.
+    pub bin_dir: PathBuf,
+}
+
+impl Wine {
+    /// The path of the workspace's Windows binary `name` (`appstart` -> `appstart.exe`).
+    pub fn exe(&self, name: &str) -> PathBuf {
+        let path = self.bin_dir.join(format!("{name}.exe"));
+        assert!(path.exists(), "binary {} is missing", path.display());
+        path
+    }
+
+    /// A command running the Windows program `exe` under Wine. Unix paths given to it as
+    /// arguments work as they are: Wine maps drive `Z:` to `/`, and a path starting with `\`
+    /// or `/` is on the current drive, which is `Z:` for a Unix working folder.
+    pub fn command(&self, exe: &Path) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .arg(exe)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all");
+        command
+    }
+}
+
+/// Wine, the Windows binaries and a Wine prefix with the ProcessPrng shim, made on first use;
+/// `None` (with the reason printed) when this machine cannot run them, outside CI. In CI (`CI`
+/// set) that fails the test: `.ci/run` installs Wine, mingw and the Rust target.
+pub fn wine() -> Option<&'static Wine> {
+    static WINE: OnceLock<Result<Wine, String>> = OnceLock::new();
+    match WINE.get_or_init(prepare_wine) {
+        Ok(wine) => Some(wine),
+        Err(reason) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Windows tests cannot run under Wine: {reason}"
+            );
+            eprintln!("SKIPPED: {reason} - the Windows tests did not run");
+            None
+        }
+    }
+}
+
+fn prepare_wine() -> Result<Wine, String> {
+    let found = |program: &str, arg: &str| {
+        Command::new(program)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !found("wine", "--version") {
+        return Err("wine is not installed (apt-get install wine64)".into());
+    }
+    if !found("x86_64-w64-mingw32-gcc", "--version") {
+        return Err("mingw is not installed (apt-get install gcc-mingw-w64-x86-64)".into());
+    }
+    // target/<profile> -> target
+    let profile_dir = bin_dir();
+    let target = profile_dir.parent().expect("target/<profile> has a parent");
+    let profile = profile_dir
+        .file_name()
+        .expect("target/<profile> has a name");
+    build_for_windows()?;
+    let prefix = target.join("wine-prefix");
+    prepare_wine_prefix(target, &prefix)?;
+    Ok(Wine {
+        program: PathBuf::from("wine"),
+        prefix,
+        bin_dir: target.join(WINDOWS_TARGET).join(profile),
+    })
+}
+
+/// The packages whose Windows binaries the tests run.
+const WINDOWS_TESTED_PACKAGES: &[&str] = &["appupdate", "appstart-launcher", "sample-app"];
+
+/// `cargo build --target x86_64-pc-windows-gnu --bins` of the packages the tests run, into the
+/// same target folder (`target/x86_64-pc-windows-gnu/<profile>/`).
+fn build_for_windows() -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Err("the tests run outside cargo, which builds the Windows binaries".into());
+    };
+    let mut command = Command::new(cargo);
+    command.args(["build", "--target", WINDOWS_TARGET, "--bins", "--quiet"]);
+    for package in WINDOWS_TESTED_PACKAGES {
+        command.args(["--package", package]);
+    }
+    // As in `built`: cargo's variables for the test process would change what build scripts
+    // see, and so rebuild what a plain cross-build built.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if SET_BY_CARGO_FOR_TESTS.iter().any(|p| key.starts_with(p)) {
+            command.env_remove(&*key);
+        }
+    }
+    if bin_dir().file_name() == Some(OsStr::new("release")) {
+        command.arg("--release");
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running cargo build --target {WINDOWS_TARGET}: {e}"))?;
+    if !output.status.success() {
+        let stderr = text(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("error"))
+            .take(5)
+            .collect();
+        return Err(format!(
+            "{} do not build for {WINDOWS_TARGET} (rustup target add {WINDOWS_TARGET}?): {}",
+            WINDOWS_TESTED_PACKAGES.join(", "),
+            errors.join(" | ")
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the Wine prefix once (about 10 s) and puts the ProcessPrng shim into its
+/// `system32`: Rust programs need it under Wine 8 (see `tests/windows/bcryptprimitives.c`).
+/// The shim is copied last, so a prefix holding it is complete.
+fn prepare_wine_prefix(target: &Path, prefix: &Path) -> Result<(), String> {
+    let shim_in_prefix = prefix.join("drive_c/windows/system32/bcryptprimitives.dll");
+    if shim_in_prefix.exists() {
+        return Ok(());
+    }
+    let shim = target.join("wine-shim/bcryptprimitives.dll");
+    std::fs::create_dir_all(shim.parent().expect("has a parent")).expect("mkdir");
+    let compiled = run(Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(&shim)
+        .arg(test_file("windows/bcryptprimitives.c"))
+        .arg(test_file("windows/bcryptprimitives.def"))
+        .arg("-ladvapi32"));
+    if !compiled.status.success() {
+        return Err(format!(
+            "mingw could not build the ProcessPrng shim: {}",
+            text(&compiled.stderr)
+        ));
+    }
+    let booted = run(Command::new("wine")
+        .args(["wineboot", "--init"])
+        .env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        // No Mono or Gecko: nothing here needs .NET or a browser engine.
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml="));
+    if !booted.status.success() || !prefix.join("drive_c/windows/system32").is_dir() {
+        return Err(format!(
+            "wineboot could not make the prefix {}: {}",
+            prefix.display(),
+            text(&booted.stderr)
+        ));
+    }
+    std::fs::copy(&shim, &shim_in_prefix).expect("copying the shim into the Wine prefix");
+    Ok(())
+}

@@ -46,3 +46,7 @@ mod rollback;
 mod update;
 #[cfg(unix)]
 mod workflow;
+
+// Windows, from a Linux host: the cross-built binaries run under Wine.
+#[cfg(unix)]
+mod windows;

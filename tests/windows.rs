@@ -1,0 +1,224 @@
+//! Windows, tested from Linux: the workspace cross-built for `x86_64-pc-windows-gnu` and run
+//! under Wine (set up by [`harness::wine`]).
+//!
+//! Releases are published for `windows-x86_64` by the Linux `appupdate` (cross-publishing, as
+//! a Linux CI job does) and hold the sample app built for Windows. Everything on the client
+//! side is the Windows build: `appupdate.exe` installs from a `file://` repository, updates
+//! and rolls back; `appstart.exe` runs the app. Wine maps drive `Z:` to `/`, so the Unix paths
+//! of the temporary folders are valid Windows paths on the current drive, and
+//! `file:///tmp/...` is the repository. Skipped loudly without Wine outside CI.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::harness::{self, Publisher, Wine, run, text};
+
+const APP: &str = "sample";
+
+/// Publishes `version` for `windows-x86_64`: the sample app as `bin/app.exe` and `message`
+/// in `share/message.txt`, with the Linux `appupdate`.
+fn publish_for_windows(publisher: &Publisher, wine: &Wine, version: &str, message: &str) {
+    let source = publisher.dir.path().join(format!("windows-src-{version}"));
+    std::fs::create_dir_all(source.join("bin")).expect("mkdir");
+    std::fs::create_dir_all(source.join("share")).expect("mkdir");
+    std::fs::copy(wine.exe("sample-app"), source.join("bin/app.exe")).expect("copy app");
+    std::fs::write(source.join("share/message.txt"), message).expect("write message");
+    let (repo, keys) = (publisher.repo(), publisher.keys());
+    harness::appupdate_ok(&[
+        "publish",
+        "--repo",
+        repo.to_str().expect("utf-8"),
+        "--keys",
+        keys.to_str().expect("utf-8"),
+        "--app",
+        APP,
+        "--version",
+        version,
+        "--platform",
+        "windows-x86_64",
+        "--exe",
+        "bin/app.exe",
+        // The debug sample app is 18 MB: the fastest zstd level keeps publishing quick.
+        "--level",
+        "1",
+        source.to_str().expect("utf-8"),
+    ]);
+}
+
+/// Runs `appupdate.exe` under Wine and panics with its output unless it succeeds; returns
+/// its stdout parsed as the one JSON object `--json` prints.
+fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
+    let output = run(wine
+        .command(&wine.exe("appupdate"))
+        .args(args)
+        .arg("--json"));
+    assert!(
+        output.status.success(),
+        "appupdate.exe {args:?} failed ({}): {}{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let stdout = text(&output.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+}
+
+/// Starts the installed `appstart.exe` under Wine with `args`.
+fn appstart_exe(wine: &Wine, dir: &Path, args: &[&str]) -> Command {
+    let mut command = wine.command(&dir.join("appstart.exe"));
+    command.args(args);
+    command
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+/// The whole client path on Windows: install, run through the launcher (exit code
+/// forwarded), an update found by the running app and a relaunch on the restart code, an
+/// update by `appupdate.exe` while the app runs, a rollback, and the fallback from a release
+/// that crashes during probation.
+#[test]
+fn windows_install_update_relaunch_rollback_fallback_under_wine() {
+    let Some(wine) = harness::wine() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    publish_for_windows(&publisher, wine, "1.0.0", "one");
+    let url = format!("file://{}", publisher.repo().display());
+    let root_json = publisher.root_json();
+    let home = harness::temp_dir();
+    let dir = home.path().join("app");
+    let dir_arg = dir.to_str().expect("utf-8");
+
+    // Install from the file:// repository; the launcher is appstart.exe beside appupdate.exe.
+    let installed = appupdate_exe(
+        wine,
+        &[
+            "install",
+            "--url",
+            &url,
+            "--trusted-root",
+            root_json.to_str().expect("utf-8"),
+            "--app",
+            APP,
+            "--dir",
+            dir_arg,
+        ],
+    );
+    assert_eq!(installed["to"], "1.0.0", "{installed}");
+    assert!(
+        dir.join("appstart.exe").is_file(),
+        "the launcher is installed"
+    );
+
+    // The launcher runs the current version; the app's exit code comes back unchanged.
+    let output = run(&mut appstart_exe(wine, &dir, &["--until-version", "1.0.0"]));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).contains("sample-app 1.0.0: one"),
+        "{}",
+        describe(&output)
+    );
+    let output = run(&mut appstart_exe(
+        wine,
+        &dir,
+        &["--crash-in-version", "1.0.0"],
+    ));
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+
+    // 2.0.0 is found by the running app's poller, staged beside the running 1.0.0 and
+    // switched to; the app exits with the restart code and appstart.exe starts 2.0.0.
+    publish_for_windows(&publisher, wine, "2.0.0", "two");
+    let output = run(&mut appstart_exe(
+        wine,
+        &dir,
+        &["--poll-ms", "200", "--until-version", "2.0.0"],
+    ));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", describe(&output));
+    for expected in [
+        "sample-app 1.0.0: one",
+        "switched to 2.0.0",
+        "sample-app 2.0.0: two",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "no {expected:?}: {}",
+            describe(&output)
+        );
+    }
+
+    // 3.0.0 is installed by appupdate.exe while 2.0.0 runs (its .exe open, so locked on
+    // Windows); the next start runs 3.0.0.
+    publish_for_windows(&publisher, wine, "3.0.0", "three");
+    let mut running = appstart_exe(wine, &dir, &["--poll-ms", "600000", "--max-secs", "4"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting appstart.exe");
+    // It is running once it has printed its first line.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(running.stdout.take().expect("piped")),
+        &mut first,
+    )
+    .expect("the app prints its version");
+    assert!(first.contains("sample-app 2.0.0: two"), "{first:?}");
+    let updated = appupdate_exe(wine, &["update", "--dir", dir_arg]);
+    assert_eq!(updated["from"], "2.0.0", "{updated}");
+    assert_eq!(updated["to"], "3.0.0", "{updated}");
+    let status = harness::wait_with_deadline(&mut running, harness::DEADLINE);
+    assert!(
+        status.success(),
+        "the running 2.0.0 finishes normally: {status}"
+    );
+    let output = run(&mut appstart_exe(wine, &dir, &["--until-version", "0"]));
+    assert!(
+        text(&output.stdout).contains("sample-app 3.0.0: three"),
+        "{}",
+        describe(&output)
+    );
+
+    // Rolling back returns to 2.0.0.
+    let rolled = appupdate_exe(wine, &["rollback", "--dir", dir_arg]);
+    assert_eq!(rolled["to"], "2.0.0", "{rolled}");
+    let output = run(&mut appstart_exe(wine, &dir, &["--until-version", "0"]));
+    assert!(
+        text(&output.stdout).contains("sample-app 2.0.0: two"),
+        "{}",
+        describe(&output)
+    );
+
+    // 4.0.0 crashes on start during its probation: appstart.exe falls back to 2.0.0 (3.0.0
+    // was rolled back from, so it is skipped) and runs it with the same arguments.
+    publish_for_windows(&publisher, wine, "4.0.0", "four");
+    let updated = appupdate_exe(wine, &["update", "--dir", dir_arg]);
+    assert_eq!(updated["to"], "4.0.0", "{updated}");
+    let output = run(&mut appstart_exe(
+        wine,
+        &dir,
+        &["--crash-in-version", "4.0.0", "--until-version", "0"],
+    ));
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("sample-app 2.0.0: two"),
+        "{}",
+        describe(&output)
+    );
+    let status = appupdate_exe(wine, &["status", "--dir", dir_arg]);
+    assert_eq!(status["current"], "2.0.0", "{status}");
+    assert!(
+        std::fs::read_to_string(dir.join("state/bad-versions.toml"))
+            .expect("bad versions recorded")
+            .contains("4.0.0"),
+        "4.0.0 is recorded as bad"
+    );
+}
