@@ -539,6 +539,13 @@ impl Wine {
         path
     }
 
+    /// The Wine user's profile folder in the prefix (`%USERPROFILE%`,
+    /// `drive_c/users/<user>`): Wine sets `USERPROFILE` and `APPDATA` itself, so tests look
+    /// for shortcuts here rather than redirecting those variables.
+    pub fn user_profile(&self) -> PathBuf {
+        wine_user_profile(&self.prefix).expect("the Wine prefix has a user profile")
+    }
+
     /// A command running the Windows program `exe` under Wine. Unix paths given to it as
     /// arguments work as they are: Wine maps drive `Z:` to `/`, and a path starting with `\`
     /// or `/` is on the current drive, which is `Z:` for a Unix working folder.
@@ -594,6 +601,7 @@ fn prepare_wine() -> Result<Wine, String> {
     build_for_windows()?;
     let prefix = target.join("wine-prefix");
     prepare_wine_prefix(target, &prefix)?;
+    keep_wine_off_the_real_desktop(&prefix)?;
     Ok(Wine {
         program: PathBuf::from("wine"),
         prefix,
@@ -644,6 +652,28 @@ fn build_for_windows() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `drive_c/users/<user>` of `prefix` (the one folder there besides `Public`).
+fn wine_user_profile(prefix: &Path) -> Result<PathBuf, String> {
+    let users = prefix.join("drive_c/users");
+    std::fs::read_dir(&users)
+        .map_err(|e| format!("{}: {e}", users.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.file_name().is_some_and(|name| name != "Public") && path.is_dir())
+        .ok_or_else(|| format!("no user profile in {}", users.display()))
+}
+
+/// Wine links the user's `Desktop` in the prefix to `$HOME` (or `~/Desktop`): a test that
+/// makes a desktop shortcut would write to this machine's real desktop. Replace the link with
+/// a folder of the prefix, once.
+fn keep_wine_off_the_real_desktop(prefix: &Path) -> Result<(), String> {
+    let desktop = wine_user_profile(prefix)?.join("Desktop");
+    if desktop.is_symlink() {
+        std::fs::remove_file(&desktop).map_err(|e| format!("{}: {e}", desktop.display()))?;
+    }
+    std::fs::create_dir_all(&desktop).map_err(|e| format!("{}: {e}", desktop.display()))
 }
 
 /// Makes the Wine prefix once (about 10 s) and puts the ProcessPrng shim into its

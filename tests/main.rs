@@ -43,6 +43,8 @@ mod packs;
 #[cfg(unix)]
 mod rollback;
 #[cfg(unix)]
+mod shortcuts;
+#[cfg(unix)]
 mod update;
 #[cfg(unix)]
 mod workflow;

@@ -222,3 +222,83 @@ fn windows_install_update_relaunch_rollback_fallback_under_wine() {
         "4.0.0 is recorded as bad"
     );
 }
+
+/// `install --shortcut desktop --shortcut start-menu` under Wine writes `.lnk` files to
+/// `appstart.exe` in the Wine user's Desktop and Start Menu (Wine sets `USERPROFILE` and
+/// `APPDATA` itself; the harness keeps the prefix's Desktop off the real one); `uninstall`
+/// removes them and the install folder.
+#[test]
+fn windows_install_with_shortcuts_then_uninstall_under_wine() {
+    let Some(wine) = harness::wine() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    publish_for_windows(&publisher, wine, "1.0.0", "one");
+    let url = format!("file://{}", publisher.repo().display());
+    let root_json = publisher.root_json();
+    let home = harness::temp_dir();
+    let dir = home.path().join("app");
+    let dir_arg = dir.to_str().expect("utf-8");
+    let profile = wine.user_profile();
+    let desktop = profile.join("Desktop/sample.lnk");
+    let menu = profile.join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/sample.lnk");
+    for stale in [&desktop, &menu] {
+        // Left by an earlier run that was killed before it uninstalled.
+        let _ = std::fs::remove_file(stale);
+    }
+
+    appupdate_exe(
+        wine,
+        &[
+            "install",
+            "--url",
+            &url,
+            "--trusted-root",
+            root_json.to_str().expect("utf-8"),
+            "--app",
+            APP,
+            "--dir",
+            dir_arg,
+            "--shortcut",
+            "desktop",
+            "--shortcut",
+            "start-menu",
+        ],
+    );
+    for shortcut in [&desktop, &menu] {
+        let bytes = std::fs::read(shortcut)
+            .unwrap_or_else(|e| panic!("no shortcut {}: {e}", shortcut.display()));
+        // A shell link: its header starts with the header size, 0x4C.
+        assert_eq!(
+            &bytes[..4],
+            &[0x4C, 0, 0, 0],
+            "{} is a .lnk",
+            shortcut.display()
+        );
+        // Its strings are UTF-16: the relative path names appstart.exe and the working
+        // folder is the install folder, as Windows sees it (Wine maps `/` to drive Z:).
+        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            contains(&utf16("appstart.exe")),
+            "{} targets appstart.exe",
+            shortcut.display()
+        );
+        let windows_dir = format!("Z:{}", dir_arg.replace('/', "\\"));
+        assert!(
+            contains(&utf16(&windows_dir)),
+            "{} starts in {windows_dir}",
+            shortcut.display()
+        );
+    }
+
+    let report = appupdate_exe(wine, &["uninstall", "--dir", dir_arg]);
+    assert_eq!(
+        report["shortcuts"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    assert!(!desktop.exists(), "the desktop shortcut is removed");
+    assert!(!menu.exists(), "the start-menu shortcut is removed");
+    assert!(!dir.exists(), "the install folder is removed");
+}

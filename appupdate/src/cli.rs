@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use updater_core::ShortcutLocation;
 
 /// Publish signed application releases to a static repository, and install, check, update
 /// and roll back installations.
@@ -35,6 +36,8 @@ pub enum Command {
     Update(DirArgs),
     /// Show what is installed.
     Status(DirArgs),
+    /// Remove an install completely: its shortcuts, then its folder.
+    Uninstall(DirArgs),
     /// Switch back to the previous version, or to any installed one.
     Rollback(RollbackArgs),
     /// Run the whole path end to end in a temporary folder: keys, publish, serve, install,
@@ -239,6 +242,10 @@ pub struct InstallArgs {
     /// this program.
     #[arg(long)]
     pub launcher: Option<PathBuf>,
+    /// Make a shortcut to the launcher on the desktop or in the start menu (applications
+    /// menu). Repeat for both: `--shortcut desktop --shortcut start-menu`.
+    #[arg(long = "shortcut", value_name = "WHERE", value_parser = ShortcutLocation::NAMES)]
+    pub shortcuts: Vec<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -179,6 +179,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 channel: args.channel,
                 platform: args.platform.unwrap_or_else(current_platform),
                 launcher,
+                shortcuts: args
+                    .shortcuts
+                    .iter()
+                    .map(|name| name.parse())
+                    .collect::<Result<_, _>>()
+                    .context("--shortcut")?,
             };
             let report = updater_core::install(&options)?;
             if args.json {
@@ -255,6 +261,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 if !status.bad_versions.is_empty() {
                     println!("skipped:   {}", join(&status.bad_versions));
                 }
+            }
+        }
+        Command::Uninstall(args) => {
+            let report = updater_core::uninstall(
+                &args.dir,
+                std::time::Duration::from_secs(args.lock_timeout),
+            )?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                for path in &report.shortcuts {
+                    println!("removed shortcut {}", path.display());
+                }
+                println!("removed {}", report.dir.display());
             }
         }
         Command::Rollback(args) => {

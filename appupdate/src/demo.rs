@@ -78,6 +78,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         channel: "stable".into(),
         platform: current_platform(),
         launcher,
+        shortcuts: Vec::new(),
     })?;
     println!(
         "    installed 1.0.0: {} bytes downloaded",

@@ -168,6 +168,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         channel: "stable".into(),
         platform: "any".into(),
         launcher: bin_dir.join("appstart"),
+        shortcuts: Vec::new(),
     })?;
     publish(v2, "2.0.0")?;
     let before = lines(&log);

@@ -119,6 +119,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         channel: "stable".into(),
         platform: "any".into(),
         launcher,
+        shortcuts: Vec::new(),
     })?;
     println!(
         "fresh install of v1: {:.2} s, {} bytes downloaded",

@@ -102,6 +102,12 @@ impl InstallDir {
         self.state_dir().join("install.toml")
     }
 
+    /// `DIR/state/shortcuts.toml`: the desktop and start-menu shortcuts `install --shortcut`
+    /// made, outside the folder, so that `uninstall` removes exactly those.
+    pub fn shortcuts_path(&self) -> PathBuf {
+        self.state_dir().join("shortcuts.toml")
+    }
+
     /// `DIR/state/metadata`: trusted TUF metadata.
     pub fn metadata_dir(&self) -> PathBuf {
         self.state_dir().join("metadata")

@@ -42,18 +42,22 @@ pub mod release;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod settings;
+pub mod shortcut;
 pub mod stage;
 pub mod switch;
 #[cfg(test)]
 mod test_alloc;
 pub mod transport;
 pub mod tuf;
+pub mod uninstall;
 pub mod updater;
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
+pub use shortcut::{Shortcut, ShortcutLocation};
+pub use uninstall::{UninstallReport, uninstall};
 pub use updater::{
     Check, InstallOptions, Plan, Skipped, Staged, Status, UpdateReport, Updater, install,
 };

@@ -29,6 +29,7 @@ use crate::lock::InstallLock;
 use crate::manifest::{MAX_MANIFEST_SIZE, Manifest};
 use crate::release::{Eligibility, Release, case_conflict, choose, releases};
 use crate::settings::InstallSettings;
+use crate::shortcut::{self, ShortcutLocation};
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
 use crate::switch;
 use crate::transport::{HttpTimeouts, Transport, for_url, join_url};
@@ -704,10 +705,13 @@ pub struct InstallOptions {
     pub platform: String,
     /// The launcher binary to place as `DIR/appstart` when the release ships none.
     pub launcher: PathBuf,
+    /// Shortcuts to the launcher to create (recorded in `state/shortcuts.toml`).
+    pub shortcuts: Vec<ShortcutLocation>,
 }
 
-/// Installs the newest eligible release of an app into a new folder. On failure the folder
-/// is removed again (or emptied, if it existed and was empty).
+/// Installs the newest eligible release of an app into a new folder, with the shortcuts
+/// asked for. On failure the shortcuts made so far and the folder are removed again (the
+/// folder is emptied, if it existed and was empty).
 pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     let dir = &options.dir;
     let existed = dir.exists();
@@ -722,6 +726,10 @@ pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     }
     let result = install_into(options);
     if result.is_err() {
+        match shortcut::remove_recorded(&InstallDir::new(dir)) {
+            Ok(_) => {}
+            Err(err) => log::warn!("could not remove the shortcuts made: {err}"),
+        }
         let cleanup = if existed {
             empty_folder(dir)
         } else {
@@ -810,6 +818,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     config.save(&install.config_path())?;
     switch::record_switch(&install, &manifest.version, "install")?;
     switch::prune(&install, settings.keep)?;
+    shortcut::create(&install, &options.app, &options.shortcuts)?;
     let version = manifest.version.clone();
     if let Err(err) = history::append(
         &install.history_path(),
