@@ -35,6 +35,8 @@ mod faults;
 #[cfg(unix)]
 mod hostile;
 #[cfg(unix)]
+mod installer;
+#[cfg(unix)]
 mod interop;
 #[cfg(unix)]
 mod launcher;

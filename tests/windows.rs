@@ -302,3 +302,53 @@ fn windows_install_with_shortcuts_then_uninstall_under_wine() {
     assert!(!menu.exists(), "the start-menu shortcut is removed");
     assert!(!dir.exists(), "the install folder is removed");
 }
+
+/// An installer for Windows made on Linux (`appupdate installer --platform windows-x86_64`
+/// with the cross-built `appupdate.exe` and `appstart.exe`) installs the Windows release when
+/// run under Wine and starts the app through the installed `appstart.exe`.
+#[test]
+fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
+    let Some(wine) = harness::wine() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    publish_for_windows(&publisher, wine, "1.0.0", "one");
+    let url = format!("file://{}", publisher.repo().display());
+    let home = harness::temp_dir();
+    let installer = home.path().join("sample-setup.exe");
+    harness::appupdate_ok(&[
+        "installer",
+        "--repo",
+        publisher.repo().to_str().expect("utf-8"),
+        "--app",
+        APP,
+        "--url",
+        &url,
+        "--platform",
+        "windows-x86_64",
+        "--appupdate-binary",
+        wine.exe("appupdate").to_str().expect("utf-8"),
+        "--launcher-binary",
+        wine.exe("appstart").to_str().expect("utf-8"),
+        "--out",
+        installer.to_str().expect("utf-8"),
+    ]);
+
+    // The arguments after `--` make the sample app exit once it has printed its line.
+    let dir = home.path().join("app");
+    let dir_arg = dir.to_str().expect("utf-8");
+    let output =
+        run(wine
+            .command(&installer)
+            .args(["--dir", dir_arg, "--", "--until-version", "0"]));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).contains("sample-app 1.0.0: one"),
+        "the app is started: {}",
+        describe(&output)
+    );
+    assert!(dir.join("appstart.exe").is_file(), "{}", describe(&output));
+    let status = appupdate_exe(wine, &["status", "--dir", dir_arg]);
+    assert_eq!(status["current"], "1.0.0", "{status}");
+    assert_eq!(status["platform"], "windows-x86_64", "{status}");
+}

@@ -30,6 +30,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Install the newest eligible release of an app into a new folder.
     Install(InstallArgs),
+    /// Write a self-contained installer: one file that installs an app (from the repository
+    /// at --url, trusting REPO's first root) and starts it, run or double-clicked.
+    Installer(InstallerArgs),
     /// Look for a newer release (refreshes the trusted metadata).
     Check(DirArgs),
     /// Download, verify and switch to the newest eligible release.
@@ -249,6 +252,37 @@ pub struct InstallArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `appupdate installer ...`
+#[derive(Debug, Args)]
+pub struct InstallerArgs {
+    /// Repository folder (its `metadata/1.root.json` is built into the installer).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// App the installer installs.
+    #[arg(long)]
+    pub app: String,
+    /// Repository base URL clients install and update from (http://, https:// or file://).
+    #[arg(long)]
+    pub url: String,
+    /// Channel the installed app follows.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Platform the installer is for. Default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The `appupdate` executable built for --platform that the installer is made from.
+    /// Default: this program (only for this machine's platform).
+    #[arg(long, value_name = "PATH")]
+    pub appupdate_binary: Option<PathBuf>,
+    /// The launcher (`appstart`) built for --platform, installed when the release ships none.
+    /// Default: `appstart` beside this program (only for this machine's platform).
+    #[arg(long, value_name = "PATH")]
+    pub launcher_binary: Option<PathBuf>,
+    /// The installer file to write (`hello-setup.exe` for Windows).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `--dir DIR [--json] [--lock-timeout SECS]`

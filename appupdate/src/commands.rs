@@ -200,6 +200,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Installer(args) => crate::installer::build(args)?,
         Command::Check(args) => {
             let updater = open(&args.dir, args.lock_timeout)?;
             let check = updater.check()?;

@@ -3,11 +3,14 @@
 //! Thin by design: it parses arguments, calls `updater-core`, prints the result (as one JSON
 //! object with `--json`) and turns errors into exit code 1 with the whole error chain. The
 //! command names and flags are an interface that users' scripts rely on; see
-//! `docs/cli.md`.
+//! `docs/cli.md`. With an installer payload at its end it is an installer instead
+//! (`installer.rs`).
 
 mod cli;
 mod commands;
 mod demo;
+mod installer;
+mod payload;
 
 use std::process::ExitCode;
 
@@ -17,8 +20,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_target(false)
         .init();
-    let args = cli::Cli::parse();
-    match commands::run(args) {
+    // A copy of appupdate with an installer payload appended is an installer (installer.rs).
+    let result = match installer::embedded_payload() {
+        Ok(Some(payload)) => installer::run(payload),
+        Ok(None) => commands::run(cli::Cli::parse()),
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("appupdate: error: {err:#}");
