@@ -1,0 +1,114 @@
+//! Packs: one file per release holding all of its blobs, for fresh installs in one request;
+//! and pruning old ones.
+
+use super::{PublishRequest, Repository};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use appstart_layout::{RelativePath, fsutil};
+
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::manifest::FileEntry;
+
+impl Repository {
+    /// Writes `packs/<app>/<channel>/<platform>/<version>.pack`: every blob of the release
+    /// once, in file order, and records each file's offset in it.
+    pub(super) fn write_pack(
+        &self,
+        request: &PublishRequest,
+        entries: &mut [FileEntry],
+    ) -> Result<crate::manifest::PackRef> {
+        let relative = format!(
+            "packs/{}/{}/{}/{}.pack",
+            request.app, request.channel, request.platform, request.version
+        );
+        let path = self.root.join(&relative);
+        let folder = fsutil::parent_of(&path);
+        fsutil::create_dir_all(&folder)?;
+        let temp = folder.join(fsutil::temp_name("pack"));
+        let result = (|| -> Result<u64> {
+            let mut out = std::io::BufWriter::new(
+                File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?,
+            );
+            let mut offsets: std::collections::HashMap<String, u64> =
+                std::collections::HashMap::new();
+            let mut size = 0u64;
+            let mut place = |blake3: &str, pack_offset: &mut Option<u64>| -> Result<()> {
+                if let Some(offset) = offsets.get(blake3) {
+                    *pack_offset = Some(*offset);
+                    return Ok(());
+                }
+                let blob_path = self.root.join(blob::blob_path(blake3));
+                let mut blob_file =
+                    File::open(&blob_path).map_err(|e| Error::io("opening", &blob_path, e))?;
+                let copied = std::io::copy(&mut blob_file, &mut out)
+                    .map_err(|e| Error::io("writing", &temp, e))?;
+                offsets.insert(blake3.to_string(), size);
+                *pack_offset = Some(size);
+                size += copied;
+                Ok(())
+            };
+            for entry in entries.iter_mut() {
+                place(&entry.blake3, &mut entry.pack_offset)?;
+                if let Some(archive) = &mut entry.archive {
+                    let skeleton = &mut archive.skeleton;
+                    place(&skeleton.blake3, &mut skeleton.pack_offset)?;
+                    for member in &mut archive.members {
+                        place(&member.blake3, &mut member.pack_offset)?;
+                    }
+                }
+            }
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io("writing", &temp, e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| Error::io("syncing", &temp, e))?;
+            fsutil::rename(&temp, &path)?;
+            fsutil::sync_dir(&folder)?;
+            Ok(size)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        Ok(crate::manifest::PackRef {
+            path: RelativePath::parse(&relative)?,
+            size: result?,
+        })
+    }
+
+    /// Deletes the packs of all but the newest `keep` releases of each app, channel and
+    /// platform. Packs only save requests; clients fetch what a pack lacks from `blobs/`, so
+    /// this never breaks an install. Returns the files removed.
+    pub fn prune_packs(&self, keep: usize) -> Result<Vec<PathBuf>> {
+        let _lock = self.lock()?;
+        let (targets, snapshot) = self.current_targets()?;
+        let published = self.all_release_targets(&targets, &snapshot)?;
+        let mut groups: BTreeMap<(String, String, String), Vec<crate::release::Release>> =
+            BTreeMap::new();
+        for release in crate::release::releases(&published) {
+            let key = (
+                release.custom.app.clone(),
+                release.custom.channel.clone(),
+                release.custom.platform.clone(),
+            );
+            groups.entry(key).or_default().push(release);
+        }
+        let mut removed = Vec::new();
+        for ((app, channel, platform), mut releases) in groups {
+            releases.sort_by(|a, b| b.semver.cmp(&a.semver));
+            for release in releases.iter().skip(keep) {
+                let path = self.root.join(format!(
+                    "packs/{app}/{channel}/{platform}/{}.pack",
+                    release.version()
+                ));
+                if path.exists() {
+                    fsutil::remove_file_if_exists(&path)?;
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
