@@ -51,8 +51,10 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// The installer installs into --dir and starts the app (passing the arguments after `--`);
-/// without --dir it installs into `$XDG_DATA_HOME/APP`, else `~/.local/share/APP`.
+/// The installer installs into --dir, makes a desktop and a start-menu shortcut, and starts
+/// the app (passing the arguments after `--`); without --dir it installs into
+/// `$XDG_DATA_HOME/APP`, else `~/.local/share/APP`. `--no-shortcut` and `--shortcut` choose
+/// the shortcuts; `appupdate uninstall` removes the ones it made.
 #[test]
 fn installer_installs_and_starts_the_app() {
     let publisher = published();
@@ -60,9 +62,12 @@ fn installer_installs_and_starts_the_app() {
     let installer = home.path().join("hello-setup");
     build_installer(&publisher, &installer);
 
+    // Every run gets its own HOME: shortcuts never go to this machine's real desktop.
+    let first_home = home.path().join("first-home");
     let dir = home.path().join("app");
     let output = run(Command::new(&installer)
         .args(["--dir", dir.to_str().expect("utf-8"), "--", "first"])
+        .env("HOME", &first_home)
         .env_remove("XDG_DATA_HOME"));
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = text(&output.stdout);
@@ -75,11 +80,31 @@ fn installer_installs_and_starts_the_app() {
     let status = harness::appupdate_json(&["status", "--dir", dir.to_str().expect("utf-8")]);
     assert_eq!(status["current"], "1.0.0", "{status}");
     assert_eq!(status["app"], APP, "{status}");
+    let desktop = first_home.join("Desktop/hello.desktop");
+    let menu = first_home.join(".local/share/applications/hello.desktop");
+    for shortcut in [&desktop, &menu] {
+        let entry = std::fs::read_to_string(shortcut)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", shortcut.display(), describe(&output)));
+        assert!(
+            entry.contains(dir.join("appstart").to_str().expect("utf-8")),
+            "the shortcut starts the launcher: {entry}"
+        );
+        assert!(
+            stdout.contains(&format!("made a shortcut: {}", shortcut.display())),
+            "{stdout}"
+        );
+    }
+    harness::appupdate_ok(&["uninstall", "--dir", dir.to_str().expect("utf-8")]);
+    assert!(
+        !desktop.exists() && !menu.exists(),
+        "uninstall removes them"
+    );
+    assert!(!dir.exists(), "uninstall removes the install");
 
-    // The default folders, with --no-start.
+    // The default folders, with --no-start and --no-shortcut.
     let user = home.path().join("user");
     let output = run(Command::new(&installer)
-        .arg("--no-start")
+        .args(["--no-start", "--no-shortcut"])
         .env("HOME", &user)
         .env_remove("XDG_DATA_HOME"));
     assert!(output.status.success(), "{}", describe(&output));
@@ -92,9 +117,15 @@ fn installer_installs_and_starts_the_app() {
     let status =
         harness::appupdate_json(&["status", "--dir", default_dir.to_str().expect("utf-8")]);
     assert_eq!(status["current"], "1.0.0", "{status}");
+    assert!(
+        !user.join("Desktop").exists() && !user.join(".local/share/applications").exists(),
+        "--no-shortcut makes none"
+    );
 
+    // --shortcut start-menu: only that one, in $XDG_DATA_HOME/applications.
     let data = home.path().join("data");
     let output = run(Command::new(&installer)
+        .args(["--shortcut", "start-menu"])
         .env("HOME", &user)
         .env("XDG_DATA_HOME", &data));
     assert!(output.status.success(), "{}", describe(&output));
@@ -104,6 +135,11 @@ fn installer_installs_and_starts_the_app() {
         describe(&output)
     );
     assert!(data.join(APP).join("appstart").is_file());
+    assert!(data.join("applications/hello.desktop").is_file());
+    assert!(
+        !user.join("Desktop").exists(),
+        "no desktop shortcut asked for"
+    );
 }
 
 /// A byte flipped in the payload (a damaged download, or a changed URL) is caught by the

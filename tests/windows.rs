@@ -14,10 +14,24 @@ use std::process::{Command, Output};
 use crate::harness::{self, Publisher, Wine, run, text};
 
 const APP: &str = "sample";
+/// The app the installer test installs (its shortcuts must not meet the shortcut test's).
+const SETUP_APP: &str = "sample-setup";
 
 /// Publishes `version` for `windows-x86_64`: the sample app as `bin/app.exe` and `message`
 /// in `share/message.txt`, with the Linux `appupdate`.
 fn publish_for_windows(publisher: &Publisher, wine: &Wine, version: &str, message: &str) {
+    publish_app_for_windows(publisher, wine, APP, version, message);
+}
+
+/// [`publish_for_windows`] for another app name: tests that make shortcuts (named after the
+/// app, in the one Wine prefix all tests share) each use their own.
+fn publish_app_for_windows(
+    publisher: &Publisher,
+    wine: &Wine,
+    app: &str,
+    version: &str,
+    message: &str,
+) {
     let source = publisher.dir.path().join(format!("windows-src-{version}"));
     std::fs::create_dir_all(source.join("bin")).expect("mkdir");
     std::fs::create_dir_all(source.join("share")).expect("mkdir");
@@ -31,7 +45,7 @@ fn publish_for_windows(publisher: &Publisher, wine: &Wine, version: &str, messag
         "--keys",
         keys.to_str().expect("utf-8"),
         "--app",
-        APP,
+        app,
         "--version",
         version,
         "--platform",
@@ -312,7 +326,7 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
         return;
     };
     let publisher = Publisher::new();
-    publish_for_windows(&publisher, wine, "1.0.0", "one");
+    publish_app_for_windows(&publisher, wine, SETUP_APP, "1.0.0", "one");
     let url = format!("file://{}", publisher.repo().display());
     let home = harness::temp_dir();
     let installer = home.path().join("sample-setup.exe");
@@ -321,7 +335,7 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
         "--repo",
         publisher.repo().to_str().expect("utf-8"),
         "--app",
-        APP,
+        SETUP_APP,
         "--url",
         &url,
         "--platform",
@@ -351,4 +365,25 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
     let status = appupdate_exe(wine, &["status", "--dir", dir_arg]);
     assert_eq!(status["current"], "1.0.0", "{status}");
     assert_eq!(status["platform"], "windows-x86_64", "{status}");
+
+    // A desktop and a start-menu shortcut, as a double-clicked Setup.exe makes; the installed
+    // appupdate.exe's uninstall removes them with the install.
+    let profile = wine.user_profile();
+    let desktop = profile.join(format!("Desktop/{SETUP_APP}.lnk"));
+    let menu = profile.join(format!(
+        "AppData/Roaming/Microsoft/Windows/Start Menu/Programs/{SETUP_APP}.lnk"
+    ));
+    assert!(
+        desktop.is_file(),
+        "{}: {}",
+        desktop.display(),
+        describe(&output)
+    );
+    assert!(menu.is_file(), "{}: {}", menu.display(), describe(&output));
+    appupdate_exe(wine, &["uninstall", "--dir", dir_arg]);
+    assert!(
+        !desktop.exists() && !menu.exists(),
+        "uninstall removes the shortcuts"
+    );
+    assert!(!dir.exists(), "uninstall removes the install");
 }

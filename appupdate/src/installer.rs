@@ -12,6 +12,8 @@
 //! 2. Write the trusted root and the launcher to a temporary folder.
 //! 3. Install with `updater_core::install` into `--dir` or the per-user default
 //!    ([`default_install_dir`]).
+//!    It makes the shortcuts asked for: by default one on the desktop and one in the start
+//!    menu, as a double-clicked `Setup.exe` is expected to; `appupdate uninstall` removes them.
 //! 4. Start the app through the installed launcher (unless `--no-start`) and exit without
 //!    waiting for it.
 
@@ -22,8 +24,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
-use updater_core::InstallOptions;
 use updater_core::release::current_platform;
+use updater_core::{InstallOptions, ShortcutLocation};
 
 use crate::cli::InstallerArgs;
 use crate::payload::{self, Payload};
@@ -42,6 +44,13 @@ pub struct InstallerCli {
     /// Install only; do not start the app.
     #[arg(long = "no-start", action = clap::ArgAction::SetFalse)]
     start: bool,
+    /// Make a shortcut to the app here (repeatable). Default: on the desktop and in the start
+    /// menu (the applications menu on Linux).
+    #[arg(long = "shortcut", value_name = "WHERE", value_parser = ShortcutLocation::NAMES)]
+    shortcuts: Vec<String>,
+    /// Make no shortcut.
+    #[arg(long = "no-shortcut", conflicts_with = "shortcuts")]
+    no_shortcut: bool,
     /// Arguments for the app's first start (after `--`).
     #[arg(last = true)]
     app_args: Vec<String>,
@@ -124,6 +133,17 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         Some(dir) => dir,
         None => default_install_dir(&payload.app)?,
     };
+    let shortcuts = if cli.no_shortcut {
+        Vec::new()
+    } else if cli.shortcuts.is_empty() {
+        vec![ShortcutLocation::Desktop, ShortcutLocation::StartMenu]
+    } else {
+        cli.shortcuts
+            .iter()
+            .map(|name| name.parse())
+            .collect::<Result<_, _>>()
+            .context("--shortcut")?
+    };
     let scratch = tempfile::Builder::new()
         .prefix("appupdate-installer-")
         .tempdir()
@@ -142,8 +162,7 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         channel: payload.channel,
         platform: payload.platform,
         launcher,
-        // Installers create no shortcut yet (`appupdate install --shortcut` does).
-        shortcuts: Vec::new(),
+        shortcuts,
     };
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;
@@ -155,6 +174,10 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         dir.display(),
         installed_launcher.display()
     );
+    let install = updater_core::InstallDir::new(&dir);
+    for shortcut in updater_core::shortcut::recorded(&install)? {
+        println!("made a shortcut: {}", shortcut.path.display());
+    }
     if cli.start {
         // The app's output follows ours: flush first.
         std::io::stdout().flush().context("writing to stdout")?;
