@@ -78,6 +78,31 @@ fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
 }
 
+/// Installs `APP` from `publisher`'s `file://` repository into `dir` with `appupdate.exe`
+/// (and `extra` flags); returns its JSON report.
+fn install_exe(
+    wine: &Wine,
+    publisher: &Publisher,
+    dir: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let url = format!("file://{}", publisher.repo().display());
+    let root_json = publisher.root_json();
+    let mut args = vec![
+        "install",
+        "--url",
+        &url,
+        "--trusted-root",
+        root_json.to_str().expect("utf-8"),
+        "--app",
+        APP,
+        "--dir",
+        dir.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    appupdate_exe(wine, &args)
+}
+
 /// Starts the installed `appstart.exe` under Wine with `args`.
 fn appstart_exe(wine: &Wine, dir: &Path, args: &[&str]) -> Command {
     let mut command = wine.command(&dir.join("appstart.exe"));
@@ -105,27 +130,12 @@ fn windows_install_update_relaunch_rollback_fallback_under_wine() {
     };
     let publisher = Publisher::new();
     publish_for_windows(&publisher, wine, "1.0.0", "one");
-    let url = format!("file://{}", publisher.repo().display());
-    let root_json = publisher.root_json();
     let home = harness::temp_dir();
     let dir = home.path().join("app");
     let dir_arg = dir.to_str().expect("utf-8");
 
     // Install from the file:// repository; the launcher is appstart.exe beside appupdate.exe.
-    let installed = appupdate_exe(
-        wine,
-        &[
-            "install",
-            "--url",
-            &url,
-            "--trusted-root",
-            root_json.to_str().expect("utf-8"),
-            "--app",
-            APP,
-            "--dir",
-            dir_arg,
-        ],
-    );
+    let installed = install_exe(wine, &publisher, &dir, &[]);
     assert_eq!(installed["to"], "1.0.0", "{installed}");
     assert!(
         dir.join("appstart.exe").is_file(),
@@ -248,8 +258,6 @@ fn windows_install_with_shortcuts_then_uninstall_under_wine() {
     };
     let publisher = Publisher::new();
     publish_for_windows(&publisher, wine, "1.0.0", "one");
-    let url = format!("file://{}", publisher.repo().display());
-    let root_json = publisher.root_json();
     let home = harness::temp_dir();
     let dir = home.path().join("app");
     let dir_arg = dir.to_str().expect("utf-8");
@@ -261,23 +269,11 @@ fn windows_install_with_shortcuts_then_uninstall_under_wine() {
         let _ = std::fs::remove_file(stale);
     }
 
-    appupdate_exe(
+    install_exe(
         wine,
-        &[
-            "install",
-            "--url",
-            &url,
-            "--trusted-root",
-            root_json.to_str().expect("utf-8"),
-            "--app",
-            APP,
-            "--dir",
-            dir_arg,
-            "--shortcut",
-            "desktop",
-            "--shortcut",
-            "start-menu",
-        ],
+        &publisher,
+        &dir,
+        &["--shortcut", "desktop", "--shortcut", "start-menu"],
     );
     for shortcut in [&desktop, &menu] {
         let bytes = std::fs::read(shortcut)
@@ -348,6 +344,16 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
         installer.to_str().expect("utf-8"),
     ]);
 
+    let profile = wine.user_profile();
+    let desktop = profile.join(format!("Desktop/{SETUP_APP}.lnk"));
+    let menu = profile.join(format!(
+        "AppData/Roaming/Microsoft/Windows/Start Menu/Programs/{SETUP_APP}.lnk"
+    ));
+    for stale in [&desktop, &menu] {
+        // Left by an earlier run that was killed before it uninstalled.
+        let _ = std::fs::remove_file(stale);
+    }
+
     // The arguments after `--` make the sample app exit once it has printed its line.
     let dir = home.path().join("app");
     let dir_arg = dir.to_str().expect("utf-8");
@@ -368,11 +374,6 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
 
     // A desktop and a start-menu shortcut, as a double-clicked Setup.exe makes; the installed
     // appupdate.exe's uninstall removes them with the install.
-    let profile = wine.user_profile();
-    let desktop = profile.join(format!("Desktop/{SETUP_APP}.lnk"));
-    let menu = profile.join(format!(
-        "AppData/Roaming/Microsoft/Windows/Start Menu/Programs/{SETUP_APP}.lnk"
-    ));
     assert!(
         desktop.is_file(),
         "{}: {}",
@@ -386,4 +387,53 @@ fn windows_installer_built_on_linux_installs_and_starts_under_wine() {
         "uninstall removes the shortcuts"
     );
     assert!(!dir.exists(), "uninstall removes the install");
+}
+
+/// An install folder deep enough that its paths pass `MAX_PATH` (260 characters): the
+/// install, the launcher starting the app, an update (its state files and `appstart.toml`
+/// replaced with `MoveFileExW`, which gets `\\?\` paths) and a rollback all work there.
+#[test]
+fn windows_install_update_rollback_in_a_long_path_under_wine() {
+    let Some(wine) = harness::wine() else {
+        return;
+    };
+    let publisher = Publisher::new();
+    publish_for_windows(&publisher, wine, "1.0.0", "one");
+    let home = harness::temp_dir();
+    let mut dir = home.path().to_path_buf();
+    for level in 0..8 {
+        dir.push(format!("a-folder-with-a-long-name-{level}"));
+    }
+    dir.push("app");
+    let dir_arg = dir.to_str().expect("utf-8");
+    let config = dir.join("appstart.toml");
+    assert!(
+        config.as_os_str().len() > 260,
+        "{} is not long enough",
+        config.display()
+    );
+
+    let installed = install_exe(wine, &publisher, &dir, &[]);
+    assert_eq!(installed["to"], "1.0.0", "{installed}");
+    let output = run(&mut appstart_exe(wine, &dir, &["--until-version", "0"]));
+    assert!(
+        text(&output.stdout).contains("sample-app 1.0.0: one"),
+        "{}",
+        describe(&output)
+    );
+
+    publish_for_windows(&publisher, wine, "2.0.0", "two");
+    let updated = appupdate_exe(wine, &["update", "--dir", dir_arg]);
+    assert_eq!(updated["to"], "2.0.0", "{updated}");
+    let output = run(&mut appstart_exe(wine, &dir, &["--until-version", "0"]));
+    assert!(
+        text(&output.stdout).contains("sample-app 2.0.0: two"),
+        "{}",
+        describe(&output)
+    );
+
+    let rolled = appupdate_exe(wine, &["rollback", "--dir", dir_arg]);
+    assert_eq!(rolled["to"], "1.0.0", "{rolled}");
+    let toml = std::fs::read_to_string(&config).expect("read appstart.toml");
+    assert!(toml.contains("\"1.0.0\""), "{toml}");
 }

@@ -23,13 +23,15 @@
 //! running; std cannot start a child suspended and resume it without its thread handle.
 
 use std::ffi::OsString;
+use std::os::windows::ffi::OsStringExt;
 use std::os::windows::io::AsRawHandle;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use windows_sys::Win32::Foundation::{FALSE, HANDLE, TRUE};
+use windows_sys::Win32::Storage::FileSystem::GetShortPathNameW;
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
     SetConsoleCtrlHandler,
@@ -154,7 +156,7 @@ pub fn run_child(
     args: &[OsString],
     env: &[(&'static str, OsString)],
 ) -> std::io::Result<Outcome> {
-    let mut command = Command::new(exe);
+    let mut command = Command::new(startable(exe)?);
     command.args(args);
     for (key, value) in env {
         command.env(key, value);
@@ -168,4 +170,45 @@ pub fn run_child(
             .code()
             .unwrap_or(i32::from(super::launch::LAUNCHER_FAILURE)),
     ))
+}
+
+/// `CreateProcessW` takes a program path of at most `MAX_PATH` (260) characters, even where
+/// Windows has long paths turned on, while the install itself (std's file functions and
+/// `fsutil`) handles longer ones with `\\?\`. A longer path is started by its 8.3 short form
+/// (`GetShortPathNameW`), which NTFS makes by default; where short names are off, the error
+/// says what to do.
+fn startable(exe: &Path) -> std::io::Result<PathBuf> {
+    const MAX_PATH: usize = 260;
+    if exe.as_os_str().len() < MAX_PATH {
+        return Ok(exe.to_path_buf());
+    }
+    let long = appstart_layout::fsutil::wide_path(exe);
+    let mut short = vec![0u16; 32_768];
+    let capacity = u32::try_from(short.len()).unwrap_or(u32::MAX);
+    // SAFETY: `long` is NUL-terminated; `short` is writable for `capacity` units.
+    let written = unsafe { GetShortPathNameW(long.as_ptr(), short.as_mut_ptr(), capacity) };
+    let written = usize::try_from(written).unwrap_or(usize::MAX);
+    if written == 0 || written >= short.len() {
+        let cause = std::io::Error::last_os_error();
+        return Err(std::io::Error::other(format!(
+            "{} is longer than the {MAX_PATH} characters Windows starts a program from, and it has no short (8.3) name ({cause}): install into a shorter folder",
+            exe.display()
+        )));
+    }
+    short.truncate(written);
+    let short = OsString::from_wide(&short);
+    let short = short.to_string_lossy();
+    // CreateProcessW wants a plain path: `\\?\C:\x` -> `C:\x`, `\\?\UNC\s\x` -> `\\s\x`.
+    let plain = if let Some(rest) = short.strip_prefix(r"\\?\UNC\") {
+        format!(r"\\{rest}")
+    } else {
+        short.strip_prefix(r"\\?\").unwrap_or(&short).to_owned()
+    };
+    if plain.len() >= MAX_PATH {
+        return Err(std::io::Error::other(format!(
+            "{} is longer than the {MAX_PATH} characters Windows starts a program from, even as {plain}: install into a shorter folder",
+            exe.display()
+        )));
+    }
+    Ok(PathBuf::from(plain))
 }

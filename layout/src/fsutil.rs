@@ -26,6 +26,8 @@ use unix as platform;
 mod windows;
 #[cfg(windows)]
 use windows as platform;
+#[cfg(windows)]
+pub use windows::wide_path;
 
 /// Prefix of every temporary file this project creates; leftovers are safe to delete.
 pub const TEMP_PREFIX: &str = ".appstart-tmp-";

@@ -11,16 +11,58 @@ use windows_sys::Win32::Storage::FileSystem::{
     MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH, MoveFileExW,
 };
 
-/// A NUL-terminated UTF-16 path for the wide Windows API.
-fn wide(path: &Path) -> Vec<u16> {
-    path.as_os_str().encode_wide().chain(Some(0)).collect()
+/// Paths this long or longer get the `\\?\` prefix. The limit is `MAX_PATH` (260) less the
+/// 12 characters `CreateDirectoryW` keeps for an 8.3 file name, as std uses for its own calls.
+const LONG_PATH: usize = 248;
+
+/// A NUL-terminated UTF-16 path for the wide Windows API. A long path (an install folder deep
+/// in a profile, a release with deep folders) gets the verbatim prefix `\\?\` (`\\?\UNC\`
+/// for a share), which lifts `MAX_PATH` for the wide file functions; std's own file
+/// functions do the same, this is for the calls made here directly. Windows does not
+/// normalize a verbatim path, so it is made absolute first (`GetFullPathNameW`, which also
+/// turns `/` into `\` and resolves `.` and `..`).
+pub fn wide_path(path: &Path) -> Vec<u16> {
+    let units: Vec<u16> = path.as_os_str().encode_wide().collect();
+    let mut wide = if units.len() < LONG_PATH || starts(&units, r"\\?\") || starts(&units, r"\\.\")
+    {
+        units
+    } else {
+        match std::path::absolute(path) {
+            Ok(absolute) => verbatim(absolute.as_os_str().encode_wide().collect()),
+            // Left as it is: the call then fails with an error naming the path.
+            Err(_) => units,
+        }
+    };
+    wide.push(0);
+    wide
+}
+
+/// `C:\x` -> `\\?\C:\x`, `\\server\share\x` -> `\\?\UNC\server\share\x`, for an absolute path.
+fn verbatim(absolute: Vec<u16>) -> Vec<u16> {
+    if starts(&absolute, r"\\?\") {
+        absolute
+    } else if starts(&absolute, r"\\") {
+        r"\\?\UNC\"
+            .encode_utf16()
+            .chain(absolute[2..].iter().copied())
+            .collect()
+    } else if absolute.get(1) == Some(&u16::from(b':')) {
+        r"\\?\".encode_utf16().chain(absolute).collect()
+    } else {
+        absolute
+    }
+}
+
+fn starts(units: &[u16], prefix: &str) -> bool {
+    let prefix: Vec<u16> = prefix.encode_utf16().collect();
+    units.starts_with(&prefix)
 }
 
 /// Renames `from` over `to` with `MoveFileExW(MOVEFILE_REPLACE_EXISTING |
 /// MOVEFILE_WRITE_THROUGH)`: the replacement is atomic on NTFS, and write-through returns
 /// only once the move is on disk (Windows cannot `fsync` a folder, see [`sync_dir`]).
 pub fn rename_replacing(from: &Path, to: &Path) -> std::io::Result<()> {
-    let (from, to) = (wide(from), wide(to));
+    let (from, to) = (wide_path(from), wide_path(to));
     // SAFETY: both buffers are NUL-terminated UTF-16 strings that outlive the call.
     let moved = unsafe {
         MoveFileExW(
