@@ -523,11 +523,13 @@ pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 /// Windows binaries of the workspace run under Wine on this Linux host (`tests/windows.rs`).
 #[derive(Debug)]
 pub struct Wine {
-    /// `wine` (Debian's wrapper picks `wine64` when there is no 32-bit Wine).
-    program: PathBuf,
+    /// `wine` (Debian's wrapper picks `wine64` when there is no 32-bit Wine); `None` on
+    /// Windows, where the binaries run natively.
+    program: Option<PathBuf>,
     /// The Wine prefix (`WINEPREFIX`): made once and kept in the target folder.
-    prefix: PathBuf,
-    /// `target/x86_64-pc-windows-gnu/<profile>`, holding the `.exe` files.
+    prefix: Option<PathBuf>,
+    /// `target/x86_64-pc-windows-gnu/<profile>`, holding the `.exe` files (natively: the
+    /// binaries the other tests run).
     pub bin_dir: PathBuf,
 }
 
@@ -539,21 +541,62 @@ impl Wine {
         path
     }
 
-    /// The Wine user's profile folder in the prefix (`%USERPROFILE%`,
-    /// `drive_c/users/<user>`): Wine sets `USERPROFILE` and `APPDATA` itself, so tests look
-    /// for shortcuts here rather than redirecting those variables.
+    /// The Windows user's profile folder (`%USERPROFILE%`); under Wine `drive_c/users/<user>`
+    /// in the prefix: Wine sets `USERPROFILE` and `APPDATA` itself, so tests look for
+    /// shortcuts here rather than redirecting those variables.
     pub fn user_profile(&self) -> PathBuf {
-        wine_user_profile(&self.prefix).expect("the Wine prefix has a user profile")
+        match &self.prefix {
+            Some(prefix) => wine_user_profile(prefix).expect("the Wine prefix has a user profile"),
+            None => PathBuf::from(std::env::var_os("USERPROFILE").expect("USERPROFILE is set")),
+        }
     }
 
-    /// A command running the Windows program `exe` under Wine. Unix paths given to it as
-    /// arguments work as they are: Wine maps drive `Z:` to `/`, and a path starting with `\`
-    /// or `/` is on the current drive, which is `Z:` for a Unix working folder.
+    /// A command running the Windows program `exe` under Wine (natively: `exe` itself). Unix
+    /// paths given to it as arguments work as they are: Wine maps drive `Z:` to `/`, and a
+    /// path starting with `\` or `/` is on the current drive, which is `Z:` for a Unix
+    /// working folder.
     pub fn command(&self, exe: &Path) -> Command {
-        let mut command = Command::new(&self.program);
+        match (&self.program, &self.prefix) {
+            (Some(program), Some(prefix)) => {
+                let mut command = Command::new(program);
+                command
+                    .arg(exe)
+                    .env("WINEPREFIX", prefix)
+                    .env("WINEDEBUG", "-all");
+                command
+            }
+            _ => Command::new(exe),
+        }
+    }
+
+    /// Like [`Wine::command`] with `args`, but on a console of its own, as when started from
+    /// a terminal or a shortcut. Wine gives a console program one only when it runs on a
+    /// terminal, so `script` (util-linux) runs it on a pseudo-terminal; its output comes back
+    /// through the terminal (with its escape sequences) on stdout, and `script --return`
+    /// returns the exit code. Natively, `CREATE_NEW_CONSOLE` (a Ctrl-C sent to that console
+    /// must not reach the test runner's).
+    pub fn console_command(&self, exe: &Path, args: &[&str]) -> Command {
+        let (Some(program), Some(prefix)) = (&self.program, &self.prefix) else {
+            let mut command = Command::new(exe);
+            command.args(args);
+            #[cfg(windows)]
+            {
+                use std::os::windows::process::CommandExt;
+                const CREATE_NEW_CONSOLE: u32 = 0x10;
+                command.creation_flags(CREATE_NEW_CONSOLE);
+            }
+            return command;
+        };
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = quote(program.to_str().expect("utf-8"));
+        for arg in std::iter::once(exe.to_str().expect("utf-8")).chain(args.iter().copied()) {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        let mut command = Command::new("script");
         command
-            .arg(exe)
-            .env("WINEPREFIX", &self.prefix)
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env("WINEPREFIX", prefix)
             .env("WINEDEBUG", "-all");
         command
     }
@@ -577,6 +620,17 @@ pub fn wine() -> Option<&'static Wine> {
     }
 }
 
+/// On Windows the Windows tests run natively: the binaries are the ones every test runs.
+#[cfg(windows)]
+fn prepare_wine() -> Result<Wine, String> {
+    Ok(Wine {
+        program: None,
+        prefix: None,
+        bin_dir: bin_dir().to_path_buf(),
+    })
+}
+
+#[cfg(not(windows))]
 fn prepare_wine() -> Result<Wine, String> {
     let found = |program: &str, arg: &str| {
         Command::new(program)
@@ -603,8 +657,8 @@ fn prepare_wine() -> Result<Wine, String> {
     prepare_wine_prefix(target, &prefix)?;
     keep_wine_off_the_real_desktop(&prefix)?;
     Ok(Wine {
-        program: PathBuf::from("wine"),
-        prefix,
+        program: Some(PathBuf::from("wine")),
+        prefix: Some(prefix),
         bin_dir: target.join(WINDOWS_TARGET).join(profile),
     })
 }

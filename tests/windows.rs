@@ -157,6 +157,30 @@ fn windows_install_update_relaunch_rollback_fallback_under_wine() {
     ));
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
 
+    // Ctrl-C on the console (a pseudo-terminal: see `Wine::console_command`) reaches the
+    // app, and the launcher survives it: the app's own exit
+    // code comes back (not the launcher's STATUS_CONTROL_C_EXIT). After a Ctrl-C, even the
+    // restart code (75) does not relaunch: the user asked to stop.
+    for code in [42, 75] {
+        let output = run(&mut wine.console_command(
+            &dir.join("appstart.exe"),
+            &["--ctrl-c-then-exit", &code.to_string()],
+        ));
+        assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains(&format!("got Ctrl-C, exiting with {code}")),
+            "{}",
+            describe(&output)
+        );
+        assert_eq!(
+            stdout.matches("sample-app 1.0.0: one").count(),
+            1,
+            "started once: {}",
+            describe(&output)
+        );
+    }
+
     // 2.0.0 is found by the running app's poller, staged beside the running 1.0.0 and
     // switched to; the app exits with the restart code and appstart.exe starts 2.0.0.
     publish_for_windows(&publisher, wine, "2.0.0", "two");
