@@ -191,7 +191,12 @@ pub fn is_executable_file(path: &Path) -> bool {
     let Ok(metadata) = fs::metadata(path) else {
         return false;
     };
-    metadata.is_file() && platform::is_executable(&metadata)
+    is_executable(&metadata)
+}
+
+/// [`is_executable_file`] for metadata already read (of a file, not followed through a link).
+pub fn is_executable(metadata: &fs::Metadata) -> bool {
+    metadata.is_file() && platform::is_executable(metadata)
 }
 
 /// The current time as RFC 3339 UTC with seconds, for logs and state files.

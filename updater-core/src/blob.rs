@@ -83,6 +83,13 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
 /// Decompresses `blob` into a new file at `dest`, verifying size and BLAKE3 against
 /// `expected` while streaming, and `fsync`s it. On any mismatch `dest` is removed.
 pub fn decompress_verified(blob: &Path, dest: &Path, expected: &Expected<'_>) -> Result<()> {
+    let output = decompress_to_file(blob, dest, expected)?;
+    output.sync_all().map_err(|e| Error::io("syncing", dest, e))
+}
+
+/// [`decompress_verified`] without the `fsync`: returns the written file, for a caller that
+/// makes many files durable at once. On any mismatch `dest` is removed.
+pub fn decompress_to_file(blob: &Path, dest: &Path, expected: &Expected<'_>) -> Result<File> {
     let result = (|| {
         let input = File::open(blob).map_err(|e| Error::io("opening", blob, e))?;
         let mut decoder = zstd::stream::read::Decoder::new(input)
@@ -98,12 +105,110 @@ pub fn decompress_verified(blob: &Path, dest: &Path, expected: &Expected<'_>) ->
             &blob.display().to_string(),
             dest,
         )?;
-        output.sync_all().map_err(|e| Error::io("syncing", dest, e))
+        Ok(output)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// Outputs up to this size are decoded in one call into a reused buffer; larger ones stream.
+const DECODE_IN_MEMORY: u64 = 4 << 20;
+
+/// Decodes authenticated blobs held in memory into new files, reusing one decoder context
+/// and one output buffer across calls (a fresh context per small file cost more than the
+/// decoding). Memory: the buffer, at most [`DECODE_IN_MEMORY`].
+#[derive(Default)]
+pub struct MemoryDecoder {
+    context: Option<zstd::bulk::Decompressor<'static>>,
+    output: Vec<u8>,
+}
+
+impl std::fmt::Debug for MemoryDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryDecoder").finish_non_exhaustive()
+    }
+}
+
+impl MemoryDecoder {
+    /// Decodes `blob` (already authenticated against its signed BLAKE3; `what` names it in
+    /// errors) into the new file `dest`, checking the output's size and BLAKE3 against
+    /// `expected` before writing a byte. Returns the file, written but not flushed (see
+    /// `stage/durable.rs`). On any failure `dest` does not exist afterwards.
+    pub fn decode_to_file(
+        &mut self,
+        blob: &[u8],
+        what: &str,
+        dest: &Path,
+        expected: &Expected<'_>,
+    ) -> Result<File> {
+        if expected.size > DECODE_IN_MEMORY {
+            let result = (|| {
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(blob)
+                    .map_err(|e| Error::io("starting decompression for", dest, e))?;
+                decoder
+                    .window_log_max(BLOB_WINDOW_LOG)
+                    .map_err(|e| Error::io("starting decompression for", dest, e))?;
+                let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
+                copy_verified(decoder, &mut output, expected, what, dest)?;
+                Ok(output)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(dest);
+            }
+            return result;
+        }
+        let context = match &mut self.context {
+            Some(context) => context,
+            empty => empty.insert(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| Error::io("starting decompression for", dest, e))?,
+            ),
+        };
+        self.output.clear();
+        // Bounded by the signed size (at most DECODE_IN_MEMORY): a frame that would produce
+        // more fails for want of room, whatever size it declares.
+        self.output
+            .reserve_exact(usize::try_from(expected.size).unwrap_or(usize::MAX));
+        let mismatch = |actual: String| Error::Mismatch {
+            what: format!("{what} (for {})", expected.name),
+            kind: "size",
+            expected: expected.size.to_string(),
+            actual,
+        };
+        context
+            .decompress_to_buffer(blob, &mut self.output)
+            .map_err(|e| {
+                Error::format(
+                    what,
+                    format!("cannot decode content for {}: {e}", expected.name),
+                )
+            })?;
+        if self.output.len() as u64 != expected.size {
+            return Err(mismatch(self.output.len().to_string()));
+        }
+        let actual = blake3::hash(&self.output).to_hex();
+        if actual.as_str() != expected.blake3 {
+            return Err(Error::Mismatch {
+                what: format!("{what} (for {})", expected.name),
+                kind: "blake3",
+                expected: expected.blake3.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let result = (|| {
+            let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
+            output
+                .write_all(&self.output)
+                .map_err(|e| Error::io("writing", dest, e))?;
+            Ok(output)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        result
+    }
 }
 
 /// Copies `input` to `output` (the file `dest`), refusing more than `expected.size` bytes and
@@ -261,6 +366,71 @@ mod tests {
             pack_offset: None,
             archive: None,
         }
+    }
+
+    /// The in-memory decoder (pack slices): round trips small and streamed sizes with one
+    /// reused context, and refuses a bomb, a wrong size or a wrong hash without leaving a file.
+    #[test]
+    fn memory_decoder_round_trips_and_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut decoder = MemoryDecoder::default();
+        let compressed = |data: &[u8]| zstd::bulk::compress(data, 3).unwrap();
+        for (name, data) in [
+            ("small", b"hello".to_vec()),
+            ("empty", Vec::new()),
+            ("streamed", vec![5u8; (DECODE_IN_MEMORY + 1) as usize]),
+            ("again", b"hello again".to_vec()),
+        ] {
+            let dest = dir.path().join(name);
+            let entry = entry_for(&data, 0);
+            decoder
+                .decode_to_file(&compressed(&data), name, &dest, &entry.expected())
+                .unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), data, "{name}");
+        }
+        let data = vec![9u8; 100_000];
+        let blob = compressed(&data);
+        let cases = [
+            // Declared smaller than it decodes to: refused, whatever the frame says.
+            (
+                "bomb",
+                FileEntry {
+                    size: 1000,
+                    ..entry_for(&data, 0)
+                },
+            ),
+            (
+                "hash",
+                FileEntry {
+                    blake3: entry_for(b"other", 0).blake3,
+                    ..entry_for(&data, 0)
+                },
+            ),
+            (
+                "short",
+                FileEntry {
+                    size: 200_000,
+                    ..entry_for(&data, 0)
+                },
+            ),
+        ];
+        for (name, entry) in cases {
+            let dest = dir.path().join(name);
+            let err = decoder
+                .decode_to_file(&blob, name, &dest, &entry.expected())
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Mismatch { .. } | Error::Format { .. }),
+                "{name}: {err}"
+            );
+            assert!(!dest.exists(), "{name}: no file is left");
+        }
+        let garbage = dir.path().join("garbage");
+        let entry = entry_for(&data, 0);
+        decoder
+            .decode_to_file(b"not zstd at all", "garbage", &garbage, &entry.expected())
+            .unwrap_err();
+        assert!(!garbage.exists());
     }
 
     #[test]

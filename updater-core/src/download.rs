@@ -218,8 +218,8 @@ pub fn fetch_to_partial(
         };
         let result = read_capped(response.body, &mut counting, remaining, url);
         received += counting.count;
-        file.sync_data()
-            .map_err(|e| Error::io("syncing", partial, e))?;
+        // No `fsync`: a cached download is authenticated again before every use, so one torn
+        // by a crash is deleted and fetched again (docs/crash-safety.md).
         let got = result?;
         if got < remaining {
             return Err(Error::Transport {

@@ -142,7 +142,7 @@ pub(super) fn rebuild(
     let file = output
         .into_inner()
         .map_err(|e| Error::io("writing", dest, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io("syncing", dest, e))?;
+    super::durable::file_written(&file, dest)?;
     Ok(report)
 }
 

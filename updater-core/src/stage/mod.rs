@@ -16,12 +16,14 @@
 //!    - its blob.
 //!
 //!    Blobs the plan needs are fetched first from the release's pack, neighbours coalesced
-//!    into one `Range` request ([`PACK_GAP`]), into `state/cache`.
-//! 3. Carry the plan out, file by file (every written file is `fsync`ed and made read-only).
+//!    into one `Range` request ([`PACK_GAP`]); each slice, once authenticated, is decoded
+//!    straight into the files made from it, or kept in `state/cache` ([`pack`]).
+//! 3. Carry the plan out, file by file (every written file is made read-only).
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
 //!    signed size), then are applied or decompressed and verified while streaming. A delta or
 //!    archive rebuild that fails falls back to the blob, never to a broken file.
-//! 4. `fsync` every folder, deepest first.
+//! 4. Make the folder durable: one `syncfs` on Linux, else each file as it was written and
+//!    every folder deepest first ([`durable`]).
 //! 5. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else.
 
@@ -33,8 +35,10 @@ use appstart_layout::{InstallDir, VersionName, fsutil};
 use serde::{Deserialize, Serialize};
 
 mod archive;
+mod durable;
 mod file_stat;
 mod local;
+mod pack;
 
 pub use file_stat::FileStat;
 
@@ -44,7 +48,7 @@ use crate::blob;
 use crate::download::{CachedFile, RetryPolicy, fetch_authenticated};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
-use crate::manifest::{Content, Expected, FileEntry, Manifest, PackRef};
+use crate::manifest::{Content, Expected, FileEntry, Manifest};
 use crate::transport::{Transport, join_url};
 
 /// Fetch blobs from the pack only when at least this many are needed.
@@ -291,8 +295,46 @@ impl Stager<'_> {
         // Step 2.
         let (routes, blobs) = self.plan(manifest, local);
         let mut report = StageReport::default();
+        // Files written while their blobs stream in from the pack (step 3 skips them).
+        let mut from_pack = vec![false; manifest.files.len()];
         if let Some(pack) = &manifest.pack {
-            let (received, requests) = self.prefetch_from_pack(pack, blobs);
+            // The files each blob makes, for those the plan takes from their blob.
+            let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (index, (entry, route)) in manifest.files.iter().zip(&routes).enumerate() {
+                if *route == Route::Whole
+                    && !local.has(&entry.blake3)
+                    && usable_deltas(entry, local).is_empty()
+                {
+                    wanted.entry(entry.blake3.as_str()).or_default().push(index);
+                }
+            }
+            let mut decoder = blob::MemoryDecoder::default();
+            let mut sink = |slice: &Slice<'_>, bytes: &[u8]| -> Result<bool> {
+                let Some(indexes) = wanted.remove(slice.content) else {
+                    return Ok(false);
+                };
+                for index in indexes {
+                    let entry = &manifest.files[index];
+                    let dest = entry.path.join_to(&staging);
+                    let what = format!("the pack slice of {}", entry.path);
+                    match decoder.decode_to_file(bytes, &what, &dest, &entry.expected()) {
+                        Ok(file) => {
+                            durable::file_written(&file, &dest)?;
+                            drop(file);
+                            set_read_only(&dest, entry.executable)?;
+                            from_pack[index] = true;
+                        }
+                        // Signed, yet not what the manifest describes: step 3 fetches the
+                        // blob on its own and reports the mismatch.
+                        Err(err @ (Error::Mismatch { .. } | Error::Format { .. })) => {
+                            log::warn!("{}", crate::error::chain(&err));
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(true)
+            };
+            let (received, requests) = self.prefetch_from_pack(pack, blobs, &mut sink)?;
             report.blob_bytes += received;
             report.bytes_downloaded += received;
             report.pack_requests += requests;
@@ -301,8 +343,12 @@ impl Stager<'_> {
         let total = manifest.files.len();
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             let dest = entry.path.join_to(&staging);
-            let mut done = route == Route::Local && self.reuse(entry, &dest, local)?;
+            let mut done = from_pack[index];
             if done {
+                report.files_downloaded += 1;
+                report.files_from_blobs += 1;
+            } else if route == Route::Local && self.reuse(entry, &dest, local)? {
+                done = true;
                 report.files_reused += 1;
             }
             if !done
@@ -357,10 +403,8 @@ impl Stager<'_> {
             }
         }
         fsutil::remove_dir_all_if_exists(&scratch)?;
-        // Step 4: deepest folders first, so each folder's entries are durable before it is.
-        for folder in folders.iter().rev() {
-            fsutil::sync_dir(folder)?;
-        }
+        // Step 4: every file and folder on disk before the folder is renamed into place.
+        durable::staging_written(&staging, &folders)?;
         crate::fault::step("staged");
         // Step 5.
         let stats = verify_tree(&staging, manifest)?;
@@ -486,9 +530,7 @@ impl Stager<'_> {
                 let output = output
                     .into_inner()
                     .map_err(|e| Error::io("writing", dest, e.into_error()))?;
-                output
-                    .sync_all()
-                    .map_err(|e| Error::io("syncing", dest, e))?;
+                durable::file_written(&output, dest)?;
                 Ok(received)
             })();
             match attempt {
@@ -504,164 +546,6 @@ impl Stager<'_> {
             }
         }
         Ok(None)
-    }
-
-    /// Fetches the planned blobs from the release's pack, with one `Range` request per run
-    /// of neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split), into
-    /// the blob cache, where the per-file step finds them. Each slice is authenticated by its
-    /// blob's BLAKE3 as it streams in and kept only if it matches. Only worth it for several
-    /// blobs. Best effort: whatever fails here is fetched blob by blob afterwards, so this
-    /// returns only the bytes received and the requests made.
-    fn prefetch_from_pack(&self, pack: &PackRef, planned: Vec<Slice<'_>>) -> (u64, usize) {
-        let cache = self.install.cache_dir();
-        let mut seen = std::collections::HashSet::new();
-        let mut needed: Vec<Slice<'_>> = planned
-            .into_iter()
-            .filter(|slice| {
-                seen.insert(slice.content)
-                    && !std::fs::metadata(cache.join(format!("{}.zst", slice.content)))
-                        .is_ok_and(|m| m.len() == slice.size)
-            })
-            .collect();
-        if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
-            return (0, 0);
-        }
-        needed.sort();
-        // The manifest was validated (slices inside the pack, not overlapping), and one
-        // slice per blob was kept above: offsets now strictly increase.
-        let url = join_url(self.repo_url, pack.path.as_str());
-        let mut received = 0;
-        let mut requests = 0;
-        let mut start_index = 0;
-        while start_index < needed.len() {
-            // One range: neighbours closer than PACK_GAP.
-            let mut end_index = start_index + 1;
-            while end_index < needed.len() {
-                let previous = needed[end_index - 1];
-                let previous_end = previous.offset.saturating_add(previous.size);
-                if needed[end_index].offset.saturating_sub(previous_end) > PACK_GAP {
-                    break;
-                }
-                end_index += 1;
-            }
-            let run = &needed[start_index..end_index];
-            requests += 1;
-            match self.fetch_pack_range(&url, pack.size, run, &cache) {
-                Ok((bytes, whole)) => {
-                    received += bytes;
-                    if whole {
-                        // The server sent the whole pack: every slice is written already.
-                        break;
-                    }
-                }
-                Err(err) => {
-                    log::warn!(
-                        "pack range of {url} failed, fetching blobs one by one: {}",
-                        crate::error::chain(&err)
-                    );
-                    break;
-                }
-            }
-            start_index = end_index;
-        }
-        (received, requests)
-    }
-
-    /// Fetches one run of slices from the pack. Returns the bytes received and whether the
-    /// server ignored the range and sent the whole pack (then every needed slice was taken
-    /// from it, as `run` extends to the end of the list). A slice that does not match its
-    /// signed BLAKE3 is dropped (its blob is fetched on its own later); the others are kept.
-    fn fetch_pack_range(
-        &self,
-        url: &str,
-        pack_size: u64,
-        run: &[Slice<'_>],
-        cache: &Path,
-    ) -> Result<(u64, bool)> {
-        let (Some(first), Some(last)) = (run.first(), run.last()) else {
-            return Ok((0, false));
-        };
-        let (first, last) = (first.offset, last.offset.saturating_add(last.size));
-        let request = crate::transport::Request {
-            range_start: Some(first),
-            range_end: Some(last.saturating_sub(1)),
-            if_none_match: None,
-        };
-        let response = self.transport.get(url, &request)?;
-        let (mut position, whole) = match response.status {
-            crate::transport::Status::Partial if response.range_start == Some(first) => {
-                (first, false)
-            }
-            crate::transport::Status::Full => (0, true),
-            _ => {
-                return Err(Error::format(
-                    url,
-                    "the server answered a range request with a range we did not ask for",
-                ));
-            }
-        };
-        let limit = if whole { pack_size } else { last - first };
-        let mut body = std::io::Read::take(response.body, limit);
-        let mut received = 0u64;
-        let broken = |message: String| Error::Transport {
-            url: url.to_string(),
-            message,
-            retryable: true,
-            retry_after: None,
-        };
-        for slice in run {
-            // Skip the gap before this slice.
-            let gap = slice.offset.checked_sub(position).ok_or_else(|| {
-                Error::format(
-                    url,
-                    "pack slices out of order (the manifest was not validated)",
-                )
-            })?;
-            let skipped = std::io::copy(
-                &mut std::io::Read::take(&mut body, gap),
-                &mut std::io::sink(),
-            )
-            .map_err(|e| broken(e.to_string()))?;
-            received += skipped;
-            let partial = cache.join(format!("{}.zst.partial", slice.content));
-            let file = File::create(&partial).map_err(|e| Error::io("creating", &partial, e))?;
-            let mut hashing = HashingWriter {
-                inner: file,
-                hasher: blake3::Hasher::new(),
-            };
-            let copied = crate::download::read_capped(
-                std::io::Read::take(&mut body, slice.size),
-                &mut hashing,
-                slice.size,
-                url,
-            )?;
-            received += copied;
-            position = slice.offset + slice.size;
-            if copied != slice.size {
-                fsutil::remove_file_if_exists(&partial)?;
-                return Err(broken(format!(
-                    "the pack ended {copied} bytes into a {}-byte slice",
-                    slice.size
-                )));
-            }
-            let actual = hashing.hasher.finalize().to_hex().to_string();
-            if actual != slice.blob_blake3 {
-                log::warn!(
-                    "{url}: the slice at {}+{} does not match its signed blake3 {} (got {actual}); fetching that blob on its own",
-                    slice.offset,
-                    slice.size,
-                    slice.blob_blake3
-                );
-                fsutil::remove_file_if_exists(&partial)?;
-                continue;
-            }
-            hashing
-                .inner
-                .sync_data()
-                .map_err(|e| Error::io("syncing", &partial, e))?;
-            fsutil::rename(&partial, &cache.join(format!("{}.zst", slice.content)))?;
-        }
-        Ok((received, whole))
     }
 
     /// Downloads (or finds in the cache) the blob of `content`, authenticated by its signed
@@ -685,7 +569,9 @@ impl Stager<'_> {
             },
             &self.retry,
         )?;
-        if let Err(err) = blob::decompress_verified(&blob_file, dest, &expected) {
+        let written = blob::decompress_to_file(&blob_file, dest, &expected)
+            .and_then(|file| durable::file_written(&file, dest));
+        if let Err(err) = written {
             // Signed, yet not the content the manifest describes (a publisher's fault): never
             // kept, so the next run fetches it again once the repository is fixed.
             fsutil::remove_file_if_exists(&blob_file)?;
@@ -705,23 +591,6 @@ impl Stager<'_> {
             });
         }
         Ok(received)
-    }
-}
-
-/// A file writer that hashes what passes through it.
-struct HashingWriter {
-    inner: File,
-    hasher: blake3::Hasher,
-}
-
-impl std::io::Write for HashingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -763,7 +632,7 @@ fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Re
         &source.display().to_string(),
         dest,
     )?;
-    output.sync_all().map_err(|e| Error::io("syncing", dest, e))
+    durable::file_written(&output, dest)
 }
 
 /// Installed files are read-only: a version folder is immutable, and files may be shared
@@ -828,7 +697,7 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
                         entry.size
                     ));
                 }
-                if fsutil::is_executable_file(&path) != entry.executable && cfg!(unix) {
+                if fsutil::is_executable(&meta) != entry.executable && cfg!(unix) {
                     return problem(format!(
                         "{relative}: executable bit is not {}",
                         entry.executable

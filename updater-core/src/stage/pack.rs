@@ -1,0 +1,242 @@
+//! Fetching the blobs a plan needs from the release's pack: one `Range` request per run of
+//! neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split).
+//!
+//! Each slice is authenticated by its blob's signed BLAKE3 before anything decodes it. A
+//! small slice (up to [`SLICE_IN_MEMORY`]) is read into memory, checked, and handed to the
+//! caller's sink, which decodes it straight into the files that need it: a fresh install of
+//! many small files then writes each file once, with no round trip through `state/cache`.
+//! Slices the sink does not take (archive parts) and large slices go to the cache, where the
+//! per-file step finds them. Best effort: a range that fails is fetched blob by blob
+//! afterwards; only an error of the sink (a file that cannot be written) stops staging.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use appstart_layout::fsutil;
+
+use super::{PACK_GAP, PACK_MIN_BLOBS, Slice, Stager};
+use crate::error::{Error, Result};
+use crate::manifest::PackRef;
+use crate::transport::join_url;
+
+/// Slices up to this size are held in memory and handed to the sink; larger ones are cached.
+/// Memory stays bounded: one slice at a time.
+pub const SLICE_IN_MEMORY: u64 = 4 << 20;
+
+/// Takes an authenticated slice (`slice`'s signed BLAKE3 matched `bytes`): returns whether it
+/// used it (else it is cached for the per-file step).
+pub(super) type Sink<'s> = dyn FnMut(&Slice<'_>, &[u8]) -> Result<bool> + 's;
+
+/// Why a range stopped.
+enum Stop {
+    /// The network or the server: the rest is fetched blob by blob.
+    Transport(Error),
+    /// The sink or the cache failed: staging fails.
+    Fatal(Error),
+}
+
+impl Stager<'_> {
+    /// Fetches `planned` from `pack` (see the module docs). Returns the bytes received and the
+    /// requests made.
+    pub(super) fn prefetch_from_pack(
+        &self,
+        pack: &PackRef,
+        planned: Vec<Slice<'_>>,
+        sink: &mut Sink<'_>,
+    ) -> Result<(u64, usize)> {
+        let cache = self.install.cache_dir();
+        let mut seen = std::collections::HashSet::new();
+        let mut needed: Vec<Slice<'_>> = planned
+            .into_iter()
+            .filter(|slice| {
+                seen.insert(slice.content)
+                    && !std::fs::metadata(cache.join(format!("{}.zst", slice.content)))
+                        .is_ok_and(|m| m.len() == slice.size)
+            })
+            .collect();
+        if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
+            return Ok((0, 0));
+        }
+        needed.sort();
+        // The manifest was validated (slices inside the pack, not overlapping), and one
+        // slice per blob was kept above: offsets now strictly increase.
+        let url = join_url(self.repo_url, pack.path.as_str());
+        let mut received = 0;
+        let mut requests = 0;
+        let mut start_index = 0;
+        while start_index < needed.len() {
+            // One range: neighbours closer than PACK_GAP.
+            let mut end_index = start_index + 1;
+            while end_index < needed.len() {
+                let previous = needed[end_index - 1];
+                let previous_end = previous.offset.saturating_add(previous.size);
+                if needed[end_index].offset.saturating_sub(previous_end) > PACK_GAP {
+                    break;
+                }
+                end_index += 1;
+            }
+            let run = &needed[start_index..end_index];
+            requests += 1;
+            let mut bytes = 0;
+            let result = self.fetch_pack_range(&url, pack.size, run, &cache, sink, &mut bytes);
+            received += bytes;
+            match result {
+                Ok(true) => break, // The server sent the whole pack: every slice is done.
+                Ok(false) => {}
+                Err(Stop::Transport(err)) => {
+                    log::warn!(
+                        "pack range of {url} failed, fetching blobs one by one: {}",
+                        crate::error::chain(&err)
+                    );
+                    break;
+                }
+                Err(Stop::Fatal(err)) => return Err(err),
+            }
+            start_index = end_index;
+        }
+        Ok((received, requests))
+    }
+
+    /// Fetches one run of slices from the pack, counting the bytes received in `received`.
+    /// Returns whether the server ignored the range and sent the whole pack (then every
+    /// needed slice was taken from it, as `run` extends to the end of the list). A slice that
+    /// does not match its signed BLAKE3 is dropped (its blob is fetched on its own later).
+    fn fetch_pack_range(
+        &self,
+        url: &str,
+        pack_size: u64,
+        run: &[Slice<'_>],
+        cache: &Path,
+        sink: &mut Sink<'_>,
+        received: &mut u64,
+    ) -> std::result::Result<bool, Stop> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(false);
+        };
+        let (first, last) = (first.offset, last.offset.saturating_add(last.size));
+        let request = crate::transport::Request {
+            range_start: Some(first),
+            range_end: Some(last.saturating_sub(1)),
+            if_none_match: None,
+        };
+        let response = self.transport.get(url, &request).map_err(Stop::Transport)?;
+        let (mut position, whole) = match response.status {
+            crate::transport::Status::Partial if response.range_start == Some(first) => {
+                (first, false)
+            }
+            crate::transport::Status::Full => (0, true),
+            _ => {
+                return Err(Stop::Transport(Error::format(
+                    url,
+                    "the server answered a range request with a range we did not ask for",
+                )));
+            }
+        };
+        let limit = if whole { pack_size } else { last - first };
+        let mut body = response.body.take(limit);
+        let broken = |message: String| {
+            Stop::Transport(Error::Transport {
+                url: url.to_string(),
+                message,
+                retryable: true,
+                retry_after: None,
+            })
+        };
+        let mut buffer = Vec::new();
+        for slice in run {
+            // Skip the gap before this slice.
+            let gap = slice.offset.checked_sub(position).ok_or_else(|| {
+                Stop::Transport(Error::format(
+                    url,
+                    "pack slices out of order (the manifest was not validated)",
+                ))
+            })?;
+            let skipped = std::io::copy(&mut (&mut body).take(gap), &mut std::io::sink())
+                .map_err(|e| broken(e.to_string()))?;
+            *received += skipped;
+            position = slice.offset + slice.size;
+            let in_memory = slice.size <= SLICE_IN_MEMORY;
+            let partial = cache.join(format!("{}.zst.partial", slice.content));
+            let mut hashing = HashingWriter {
+                inner: if in_memory {
+                    buffer.clear();
+                    Target::Memory(&mut buffer)
+                } else {
+                    Target::File(
+                        File::create(&partial)
+                            .map_err(|e| Stop::Fatal(Error::io("creating", &partial, e)))?,
+                    )
+                },
+                hasher: blake3::Hasher::new(),
+            };
+            let copied = crate::download::read_capped(
+                (&mut body).take(slice.size),
+                &mut hashing,
+                slice.size,
+                url,
+            )
+            .map_err(Stop::Transport)?;
+            *received += copied;
+            let actual = hashing.hasher.finalize().to_hex();
+            drop(hashing.inner);
+            if copied != slice.size || actual.as_str() != slice.blob_blake3 {
+                let _ = fsutil::remove_file_if_exists(&partial);
+                if copied != slice.size {
+                    return Err(broken(format!(
+                        "the pack ended {copied} bytes into a {}-byte slice",
+                        slice.size
+                    )));
+                }
+                log::warn!(
+                    "{url}: the slice at {}+{} does not match its signed blake3 {} (got {actual}); fetching that blob on its own",
+                    slice.offset,
+                    slice.size,
+                    slice.blob_blake3
+                );
+                continue;
+            }
+            let cached = cache.join(format!("{}.zst", slice.content));
+            if in_memory {
+                // Authenticated above: only now may the sink decode it.
+                if sink(slice, &buffer).map_err(Stop::Fatal)? {
+                    continue;
+                }
+                // No `fsync`: cached blobs are authenticated again before each use.
+                std::fs::write(&partial, &buffer)
+                    .map_err(|e| Stop::Fatal(Error::io("writing", &partial, e)))?;
+            }
+            fsutil::rename(&partial, &cached).map_err(|e| Stop::Fatal(e.into()))?;
+        }
+        Ok(whole)
+    }
+}
+
+/// Where a slice goes while it is hashed.
+enum Target<'b> {
+    Memory(&'b mut Vec<u8>),
+    File(File),
+}
+
+/// A writer that hashes what passes through it.
+struct HashingWriter<'b> {
+    inner: Target<'b>,
+    hasher: blake3::Hasher,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = match &mut self.inner {
+            Target::Memory(buffer) => buffer.write(bytes)?,
+            Target::File(file) => file.write(bytes)?,
+        };
+        self.hasher.update(&bytes[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.inner {
+            Target::Memory(_) => Ok(()),
+            Target::File(file) => file.flush(),
+        }
+    }
+}
