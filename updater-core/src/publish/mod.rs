@@ -35,9 +35,11 @@
 //! snapshot and timestamp keys can publish without the top-level targets key.
 //!
 //! Where each part lives: [`release`] (one publish, in write order), [`source`] (reading the
-//! folder), [`store`] (blobs and archives), [`deltas`], [`packs`], [`metadata`] (signing the
+//! folder), [`store`] (blobs and archives), [`compress`] (each thread's reused zstd
+//! context), [`durable`] (one sync for all blobs), [`deltas`], [`packs`], [`metadata`] (signing the
 //! top-level roles) and [`delegation`] (delegated roles).
 
+mod compress;
 mod delegation;
 mod deltas;
 mod durable;

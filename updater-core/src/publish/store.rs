@@ -1,8 +1,8 @@
 //! Content-addressed blob storage: `blobs/<xx>/<blake3>.zst`, written once, never rewritten.
 
+use super::compress::{HashTee, Worker, copy_with, with_worker};
 use super::durable::Pending;
 use super::{MAX_ARCHIVE_IN_MEMORY, Repository};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,6 +19,10 @@ use crate::manifest::{Archive, ArchiveFormat, Expected, FileEntry, Member, Skele
 /// larger ones are streamed.
 pub(super) const SMALL_FILE: u64 = 1 << 20;
 
+/// Archives over this size are taken apart one at a time (see [`Repository::store_archive`]).
+const LARGE_ARCHIVE: u64 = 64 << 20;
+static LARGE_ARCHIVES: Mutex<()> = Mutex::new(());
+
 /// What the workers of one publish share: the blobs stored or checked so far (by content
 /// BLAKE3), and the files to make durable before signing.
 #[derive(Debug, Default)]
@@ -27,107 +31,10 @@ pub(super) struct Run {
     pub(super) pending: Pending,
 }
 
-/// One thread's reusable compression state. A zstd context allocates its tables (megabytes
-/// at level 12) once per thread and keeps them across blobs: a new encoder per blob cost an
-/// allocation and a `munmap` of those buffers for every file.
-struct Worker {
-    level: i32,
-    context: zstd::zstd_safe::CCtx<'static>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-}
-
-thread_local! {
-    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
-}
-
-/// Runs `work` with this thread's [`Worker`] for `level`, creating it on first use. Every
-/// blob is compressed with the same parameters (level, [`blob::BLOB_WINDOW_LOG`], the
-/// content size pledged), single-threaded, so its bytes do not depend on which thread made
-/// it or on how many there are.
-fn with_worker<T>(level: i32, work: impl FnOnce(&mut Worker) -> Result<T>) -> Result<T> {
-    WORKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|w| w.level != level) {
-            let mut context = zstd::zstd_safe::CCtx::create();
-            for parameter in [
-                zstd::zstd_safe::CParameter::CompressionLevel(level),
-                zstd::zstd_safe::CParameter::WindowLog(blob::BLOB_WINDOW_LOG),
-            ] {
-                context.set_parameter(parameter).map_err(|code| {
-                    Error::Invalid(format!(
-                        "zstd level {level}: {}",
-                        zstd::zstd_safe::get_error_name(code)
-                    ))
-                })?;
-            }
-            *slot = Some(Worker {
-                level,
-                context,
-                input: Vec::new(),
-                output: Vec::new(),
-            });
-        }
-        match slot.as_mut() {
-            Some(worker) => work(worker),
-            None => Err(Error::Invalid("no compression worker".into())),
-        }
-    })
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Passes bytes through (reading or writing) while hashing them.
-pub(super) struct HashTee<T> {
-    inner: T,
-    hasher: blake3::Hasher,
-}
-
-impl<W: Write> Write for HashTee<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for HashTee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Copies `input` to `output` through `buffer` (grown to 256 KiB), naming `source` in errors.
-fn copy_with(
-    input: &mut impl Read,
-    output: &mut impl Write,
-    buffer: &mut Vec<u8>,
-    source: &Path,
-) -> Result<u64> {
-    buffer.resize(256 * 1024, 0);
-    let mut total = 0u64;
-    loop {
-        let n = match input.read(buffer) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("reading", source, e)),
-        };
-        output
-            .write_all(&buffer[..n])
-            .map_err(|e| Error::io("compressing", source, e))?;
-        total += n as u64;
-    }
 }
 
 /// A file as stored in the repository: what clients download and authenticate.
@@ -415,6 +322,11 @@ impl Repository {
         {
             return Ok(None);
         }
+        // An archive is taken apart in memory (the whole file and its members' contents): a
+        // large one is taken apart while no other large one is, so a publish holds one at a
+        // time, not one per thread.
+        let size = std::fs::metadata(source).map_or(0, |m| m.len());
+        let _alone = (size > LARGE_ARCHIVE).then(|| lock(&LARGE_ARCHIVES));
         let bytes = fsutil::read(source)?;
         let Some(parts) = crate::archive::zip::take_apart(&bytes) else {
             return Ok(None);
