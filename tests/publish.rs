@@ -198,21 +198,30 @@ fn a_release_that_changes_nothing_adds_no_blob() {
 
 #[test]
 fn a_blob_left_incomplete_on_disk_is_rewritten_not_reused() {
-    // Blobs are renamed into place without a fsync each; after a power cut one may exist
-    // with incomplete data. The next publish must not list it as it is.
-    let publisher = Publisher::new();
+    // Blobs are renamed into place without a fsync each; after a power cut during a publish,
+    // one may exist with incomplete data and no signed manifest naming it. The next publish
+    // must not list it as it is. Made here by copying half of a blob from another repository.
     let work = temp_dir();
     let source = work.path().join("tree");
     write_tree(&source, &tree(1));
-    publish(&publisher, &source, "1.0.0", 2, &[]);
-    let large = blob_files(&publisher.repo())
+    let reference = Publisher::new();
+    publish(&reference, &source, "1.0.0", 2, &[]);
+    let large = blob_files(&reference.repo())
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
     let whole = std::fs::read(&large).unwrap();
-    std::fs::write(&large, &whole[..whole.len() / 2]).unwrap();
-    let report = publish(&publisher, &source, "1.0.1", 2, &[]);
-    assert_eq!(report["new_blobs"], 1, "{report}");
-    assert_eq!(std::fs::read(&large).unwrap(), whole);
-    assert_installs(&publisher, "1.0.1", &tree(1));
+    let publisher = Publisher::new();
+    let relative = large.strip_prefix(reference.repo()).unwrap();
+    let left = publisher.repo().join(relative);
+    std::fs::create_dir_all(left.parent().unwrap()).unwrap();
+    std::fs::write(&left, &whole[..whole.len() / 2]).unwrap();
+
+    let report = publish(&publisher, &source, "1.0.0", 2, &[]);
+    assert_eq!(report["new_blobs"], 159, "{report}");
+    assert!(
+        std::fs::read(&left).unwrap() == whole,
+        "the blob was rewritten"
+    );
+    assert_installs(&publisher, "1.0.0", &tree(1));
 }

@@ -11,7 +11,8 @@
 //! random bytes in 100 folders: 20 MB) and 1,001 files (the first 1,000 of those: 2 MB).
 //! For each, it times three runs of the real `appupdate publish` (release build, beside this
 //! binary) into a fresh repository, and three runs of `tar -c | zstd -12 -T0` of the same
-//! tree to a file, and prints the medians and their ratio. `sync` runs before each timed run,
+//! tree to a file, and prints the medians and their ratio; also the time to publish the same
+//! tree again as the next release (nothing new: no blob is written). `sync` runs before each timed run,
 //! so neither tool pays for writing out data dirtied before it started (publish ends with a
 //! `syncfs`; `tar | zstd` does not sync). Then it publishes one 200 MB file
 //! under `/usr/bin/time -v` and prints the peak memory (maximum resident set size).
@@ -90,7 +91,13 @@ fn fresh_repo(appupdate: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), Failur
     Ok((repo, keys))
 }
 
-fn publish_command(appupdate: &Path, repo: &Path, keys: &Path, source: &Path) -> Command {
+fn publish_command(
+    appupdate: &Path,
+    repo: &Path,
+    keys: &Path,
+    source: &Path,
+    version: &str,
+) -> Command {
     let mut command = Command::new(appupdate);
     command
         .arg("publish")
@@ -98,7 +105,7 @@ fn publish_command(appupdate: &Path, repo: &Path, keys: &Path, source: &Path) ->
         .arg(repo)
         .arg("--keys")
         .arg(keys)
-        .args(["--app", "bench", "--version", "1.0.0", "--exe", "bin/app"])
+        .args(["--app", "bench", "--version", version, "--exe", "bin/app"])
         .args(["--platform", "any", "--delta-depth", "0"])
         .arg(source);
     command
@@ -122,21 +129,30 @@ fn run() -> Result<(), Failure> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     println!(
-        "| files | data | appupdate publish --delta-depth 0 (median of 3) | tar -c \\| zstd -12 -T0 (median of 3) | ratio |"
+        "| files | data | appupdate publish --delta-depth 0 (median of 3) | tar -c \\| zstd -12 -T0 (median of 3) | ratio | the same tree published again |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for count in [10_000, 1_000] {
         let tree = work.join(format!("tree-{count}"));
         make_tree(&tree, count)?;
-        let (mut ours, mut reference) = (Vec::new(), Vec::new());
+        let (mut ours, mut reference, mut again) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..3 {
             let (repo, keys) = fresh_repo(&appupdate, &work.join("publisher"))?;
             // Nothing else dirty when the clock starts: publish ends with one syncfs,
             // which would otherwise also write out the tree just made (or other data).
             check(&mut Command::new("sync"))?;
             let start = Instant::now();
-            check(&mut publish_command(&appupdate, &repo, &keys, &tree))?;
+            check(&mut publish_command(
+                &appupdate, &repo, &keys, &tree, "1.0.0",
+            ))?;
             ours.push(start.elapsed());
+            // The same tree again as the next release: no new blob.
+            check(&mut Command::new("sync"))?;
+            let start = Instant::now();
+            check(&mut publish_command(
+                &appupdate, &repo, &keys, &tree, "1.0.1",
+            ))?;
+            again.push(start.elapsed());
 
             let out = work.join(format!("tree-{round}.tar.zst"));
             check(&mut Command::new("sync"))?;
@@ -152,14 +168,15 @@ fn run() -> Result<(), Failure> {
             reference.push(start.elapsed());
             std::fs::remove_file(&out)?;
         }
-        let (ours, reference) = (median(ours), median(reference));
+        let (ours, reference, again) = (median(ours), median(reference), median(again));
         println!(
-            "| {} | {:.1} MB | {:.2} s | {:.2} s | {:.2}x |",
+            "| {} | {:.1} MB | {:.2} s | {:.2} s | {:.2}x | {:.2} s |",
             count + 1,
             (count * 2_000) as f64 / 1e6,
             ours.as_secs_f64(),
             reference.as_secs_f64(),
-            ours.as_secs_f64() / reference.as_secs_f64()
+            ours.as_secs_f64() / reference.as_secs_f64(),
+            again.as_secs_f64()
         );
     }
 
@@ -175,7 +192,7 @@ fn run() -> Result<(), Failure> {
         file.flush()?;
     }
     let (repo, keys) = fresh_repo(&appupdate, &work.join("publisher"))?;
-    let publish = publish_command(&appupdate, &repo, &keys, &big);
+    let publish = publish_command(&appupdate, &repo, &keys, &big, "1.0.0");
     let mut timed = Command::new("/usr/bin/time");
     timed
         .arg("-v")

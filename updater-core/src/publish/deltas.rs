@@ -25,20 +25,15 @@ pub(super) fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Opt
 }
 
 impl Repository {
-    /// Computes deltas for the files of a new release that the last `delta_depth` releases of
-    /// the same app, channel and platform do not have, against the file at the same path in
-    /// each of them, or else the most similar file (same file name, closest size: paths often
-    /// carry the version, like `uv-0.5.10.data/scripts/uv`). Keeps a delta only when it is smaller than the file's blob;
-    /// tries none for content under [`MIN_DELTA_TARGET`]. Returns how many were stored.
-    pub(super) fn add_deltas(
+    /// The manifests of the newest `depth` releases of the request's app, channel and
+    /// platform older than it, newest first. A release published by an older appupdate
+    /// (format 1) is skipped: still a fine release, but nothing is taken from it.
+    pub(super) fn previous_manifests(
         &self,
         published: &BTreeMap<String, TargetFile>,
         request: &PublishRequest,
-        entries: &mut [FileEntry],
-    ) -> Result<usize> {
-        if request.delta_depth == 0 {
-            return Ok(0);
-        }
+        depth: usize,
+    ) -> Result<Vec<Manifest>> {
         let new_version = semver::Version::parse(request.version.as_str()).ok();
         let mut previous: Vec<_> = crate::release::releases(published)
             .into_iter()
@@ -50,7 +45,7 @@ impl Repository {
             .filter(|r| new_version.as_ref().is_none_or(|v| r.semver < *v))
             .collect();
         previous.sort_by(|a, b| b.semver.cmp(&a.semver));
-        previous.truncate(request.delta_depth);
+        previous.truncate(depth);
         let mut manifests = Vec::new();
         for release in &previous {
             let sha = release
@@ -70,10 +65,27 @@ impl Repository {
                 .join(format!("{sha}.{base}"));
             match Manifest::parse(&fsutil::read(&path)?, &path.display().to_string()) {
                 Ok(manifest) => manifests.push(manifest),
-                // A release published by an older appupdate (format 1) is still a fine
-                // release, but no delta is made against it.
-                Err(err) => log::warn!("no deltas from {}: {err}", release.target_name),
+                Err(err) => log::warn!("nothing taken from {}: {err}", release.target_name),
             }
+        }
+        Ok(manifests)
+    }
+
+    /// Computes deltas for the files of a new release that the last `delta_depth` releases of
+    /// the same app, channel and platform (`previous`, newest first) do not have, against the
+    /// file at the same path in each of them, or else the most similar file (same file name,
+    /// closest size: paths often carry the version, like `uv-0.5.10.data/scripts/uv`). Keeps
+    /// a delta only when it is smaller than the file's blob; tries none for content under
+    /// [`MIN_DELTA_TARGET`]. Returns how many were stored.
+    pub(super) fn add_deltas(
+        &self,
+        previous: &[Manifest],
+        request: &PublishRequest,
+        entries: &mut [FileEntry],
+    ) -> Result<usize> {
+        let manifests = &previous[..request.delta_depth.min(previous.len())];
+        if manifests.is_empty() {
+            return Ok(0);
         }
         let known = |hash: &str| {
             manifests.iter().any(|m| {
@@ -88,7 +100,7 @@ impl Repository {
             if known(&entry.blake3) {
                 continue; // clients coming from those releases already have it
             }
-            for manifest in &manifests {
+            for manifest in manifests {
                 let Some(base) = manifest
                     .files
                     .iter()

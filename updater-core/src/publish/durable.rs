@@ -11,9 +11,9 @@
 //!   folder that received a new name (a no-op on Windows, whose renames are written through).
 //!
 //! A power cut before the sync can leave a blob's name pointing at incomplete data. Nothing
-//! signed refers to it yet, and the next publish never trusts a blob because it exists: it
-//! decompresses and checks it first, and rewrites it when it does not match (see
-//! `store.rs`). Deltas keep their own `fsync` (`fsutil::write_atomic`): they are few, each
+//! signed refers to it yet, and the next publish never trusts a blob because it exists: unless
+//! a signed manifest names it, it decompresses and checks it first, and rewrites it when it
+//! does not match (see `store.rs`). Deltas keep their own `fsync` (`fsutil::write_atomic`): they are few, each
 //! costs far more to compute than to sync, and an existing one is reused without a check.
 
 use std::collections::BTreeSet;

@@ -12,8 +12,10 @@
 //! 1. blobs, deltas and the pack, then the manifest target (new files, nothing refers to
 //!    them yet). Blobs and the pack are renamed into place without a `fsync` each; one sync
 //!    (`syncfs` on Linux, see [`durable`]) makes all of them durable at the end of this step,
-//!    before anything that names them is signed. A blob found on disk is reused only after it
-//!    is checked, so one left incomplete by a power cut is rewritten, never listed;
+//!    before anything that names them is signed. A blob named by an earlier release's
+//!    manifest is reused as it is (that manifest was signed after the blob was durable); any
+//!    other blob found on disk only after it is checked, so one left incomplete by a power
+//!    cut is rewritten, never listed;
 //! 2. `N+1.targets.json`, then `M+1.snapshot.json` (new versioned names);
 //! 3. `timestamp.json` last, by atomic rename: the single switch that makes the new release
 //!    visible. A client reading before step 3 sees the old, complete set; after, the new one;

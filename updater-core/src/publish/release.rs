@@ -78,7 +78,11 @@ impl Repository {
         }
         // Step 1: blobs, deltas, the pack, then the manifest target; then one sync.
         let (files, directories) = scan_source(&request.source)?;
+        // The releases before this one: deltas are made against them, and their blobs are
+        // reused without being checked again (a signed manifest names only durable blobs).
+        let previous = self.previous_manifests(&published, request, request.delta_depth.max(1))?;
         let run = Run::default();
+        run.trust(&self.root, &previous);
         super::durable::make_fan_out(&self.root.join("blobs"), &run.pending)?;
         // Hashing and compressing on every core; `collect` keeps the files' order, and a
         // blob's bytes do not depend on the thread that made it, so the manifest is the same
@@ -114,7 +118,7 @@ impl Repository {
             new_blob_bytes += bytes;
             archives += usize::from(is_archive);
         }
-        let deltas = self.add_deltas(&published, request, &mut entries)?;
+        let deltas = self.add_deltas(&previous, request, &mut entries)?;
         let pack = self.write_pack(request, &mut entries, &run.pending)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,

@@ -13,7 +13,7 @@ use appstart_layout::{RelativePath, fsutil};
 
 use crate::blob;
 use crate::error::{Error, Result};
-use crate::manifest::{Archive, ArchiveFormat, Expected, FileEntry, Member, Skeleton};
+use crate::manifest::{Archive, ArchiveFormat, Content, Expected, FileEntry, Member, Skeleton};
 
 /// Files up to this size are read into memory once (hashed and compressed from there);
 /// larger ones are streamed.
@@ -35,6 +35,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Run {
+    /// Takes the blobs named by already published manifests as stored: they were durable
+    /// before those manifests were signed, so they are reused without being read (only
+    /// checked to exist, in case one was deleted by hand).
+    pub(super) fn trust(&self, root: &Path, manifests: &[crate::manifest::Manifest]) {
+        let mut stored = lock(&self.stored);
+        for file in manifests.iter().flat_map(|m| &m.files) {
+            let parts = file.parts();
+            for content in std::iter::once(file as &dyn Content).chain(parts.iter().copied()) {
+                let blake3 = content.expected().blake3;
+                if !stored.contains_key(blake3) && root.join(blob::blob_path(blake3)).is_file() {
+                    let blob = StoredFile {
+                        size: content.blob_size(),
+                        blake3: content.blob_blake3().to_string(),
+                    };
+                    stored.insert(blake3.to_string(), blob);
+                }
+            }
+        }
+    }
 }
 
 /// A file as stored in the repository: what clients download and authenticate.
