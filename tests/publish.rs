@@ -225,3 +225,36 @@ fn a_blob_left_incomplete_on_disk_is_rewritten_not_reused() {
     );
     assert_installs(&publisher, "1.0.0", &tree(1));
 }
+
+#[test]
+fn files_under_4_kib_get_no_delta() {
+    // A delta of a file this small saves less than the request it costs.
+    let publisher = Publisher::new();
+    let work = temp_dir();
+    for n in [1u8, 2] {
+        let source = work.path().join(format!("v{n}"));
+        let mut small = noise(5, 4_000);
+        let mut large = noise(6, 8_000);
+        small[10] = n;
+        large[10] = n;
+        write_tree(
+            &source,
+            &[
+                ("bin/app".to_string(), APP.to_vec()),
+                ("small.bin".to_string(), small),
+                ("large.bin".to_string(), large),
+            ],
+        );
+        let report = publish(&publisher, &source, &format!("{n}.0.0"), 2, &[]);
+        assert_eq!(report["deltas"], u64::from(n - 1), "{report}");
+    }
+    let (_, bytes) = manifest_file(&publisher, "2.0.0");
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let deltas = file
+            .get("deltas")
+            .and_then(|d| d.as_array())
+            .map_or(0, Vec::len);
+        assert_eq!(deltas, usize::from(file["path"] == "large.bin"), "{file}");
+    }
+}
