@@ -3,7 +3,6 @@
 use super::{PublishRequest, Repository};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use appstart_layout::fsutil;
 use rayon::prelude::*;
@@ -131,20 +130,24 @@ impl Repository {
                     unique.len() - 1
                 });
         }
-        let large = Mutex::new(());
-        let results: Vec<Option<DeltaEntry>> = unique
+        // Bounded memory: small pairs run side by side on every core; large ones (their
+        // inputs and the encoder's index) one after the other on this thread, so a publish
+        // holds one large delta search at a time. (Not a lock inside the parallel loop: a
+        // thread holding it while the encoder waits on its own rayon work could pick up
+        // another large pair and wait for itself.)
+        let is_large = |job: &&Job| job.base.size + job.target.size > LARGE_PAIR;
+        let mut results: Vec<Option<DeltaEntry>> = unique
             .par_iter()
-            .map(|job| {
-                // Bounded memory: a large pair (its inputs and the encoder's index) runs
-                // alone; small ones run side by side.
-                let _alone = (job.base.size + job.target.size > LARGE_PAIR).then(|| {
-                    large
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                });
-                self.compute_delta(job)
+            .map(|job| match is_large(job) {
+                true => Ok(None),
+                false => self.compute_delta(job),
             })
             .collect::<Result<_>>()?;
+        for (job, result) in unique.iter().zip(results.iter_mut()) {
+            if is_large(job) {
+                *result = self.compute_delta(job)?;
+            }
+        }
         let mut stored = 0;
         for job in &jobs {
             let key = (job.base.blake3.clone(), job.target.blake3.clone());
@@ -228,7 +231,8 @@ impl Repository {
 pub(super) const MIN_DELTA_TARGET: u64 = 4096;
 
 /// A pair whose inputs exceed this is computed while no other large pair is, so that a
-/// publish's memory is that of one large delta search (plus small ones), not one per core.
+/// publish's memory is that of one large delta search (plus small ones running before it),
+/// not one per core.
 const LARGE_PAIR: u64 = 64 << 20;
 
 /// Content on one side of a delta.
