@@ -1,5 +1,7 @@
-//! Publishing one release: scan the folder, store its blobs and archives, write the
-//! manifest, add deltas and a pack, then sign the metadata that names them (in that order).
+//! Publishing one release: scan the folder, store its blobs and archives (on every core),
+//! add deltas and a pack, write the manifest, make all of it durable with one sync, then sign
+//! the metadata that names them, and last delete the packs of older releases beyond
+//! `keep_packs` (in that order; the argument is in [`super`]'s docs).
 
 use super::source::{marks_executable, scan_source};
 use super::store::Run;
