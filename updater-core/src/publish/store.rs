@@ -37,6 +37,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The error for a source file that changed while it was being read.
+fn changed(source: &Path) -> Error {
+    Error::Invalid(format!(
+        "{} changed while it was being published; publish a folder that nothing writes to",
+        source.display()
+    ))
+}
+
 impl Run {
     /// Takes the blobs named by already published manifests as stored: they were durable
     /// before those manifests were signed, so they are reused without being read (only
@@ -134,7 +142,10 @@ impl Repository {
                 .take(SMALL_FILE + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| Error::io("reading", source, e))
-                .and_then(|_| self.store_bytes_with(run, worker, &bytes, source));
+                .and_then(|read| match read as u64 == length {
+                    true => self.store_bytes_with(run, worker, &bytes, source),
+                    false => Err(changed(source)),
+                });
             worker.input = bytes;
             return result;
         }
@@ -158,10 +169,7 @@ impl Repository {
             let copied = copy_with(&mut input, &mut again, &mut worker.input, source)?;
             let again = again.hasher.finalize().to_hex().to_string();
             if copied != size || again != blake3 {
-                return Err(Error::Invalid(format!(
-                    "{} changed while it was being published; publish a folder that nothing writes to",
-                    source.display()
-                )));
+                return Err(changed(source));
             }
             writer
                 .finish()
