@@ -85,6 +85,16 @@ fn sync_all(root: &Path, _files: &[PathBuf], _folders: &BTreeSet<PathBuf>) -> Re
 
 #[cfg(not(target_os = "linux"))]
 fn sync_all(_root: &Path, files: &[PathBuf], folders: &BTreeSet<PathBuf>) -> Result<()> {
+    sync_each(files, folders)
+}
+
+/// The sync of platforms without `syncfs`: each file, then each folder. (Built everywhere
+/// so that its test runs on Linux too.)
+#[cfg_attr(
+    target_os = "linux",
+    allow(dead_code, reason = "Linux uses syncfs; tested")
+)]
+fn sync_each(files: &[PathBuf], folders: &BTreeSet<PathBuf>) -> Result<()> {
     for file in files {
         // Windows flushes only a handle opened for writing.
         let handle = std::fs::OpenOptions::new()
@@ -123,4 +133,38 @@ pub(super) fn make_fan_out(blobs: &Path, pending: &Pending) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncing_each_file_and_folder_keeps_them_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("blob");
+        std::fs::write(&file, b"content").unwrap();
+        let folders = BTreeSet::from([dir.path().to_path_buf()]);
+        sync_each(std::slice::from_ref(&file), &folders).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"content");
+
+        let missing = dir.path().join("missing");
+        let err = sync_each(&[missing], &folders).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn the_fan_out_folders_are_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        let pending = Pending::default();
+        make_fan_out(&blobs, &pending).unwrap();
+        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 256);
+        assert!(blobs.join("00").is_dir() && blobs.join("ff").is_dir());
+        assert!(!lock(&pending.folders).is_empty());
+        pending.sync(dir.path()).unwrap();
+        let again = Pending::default();
+        make_fan_out(&blobs, &again).unwrap();
+        assert!(lock(&again.folders).is_empty(), "nothing new to sync");
+    }
 }
