@@ -81,7 +81,7 @@ fn a_release_published_into_a_delegated_role_installs_and_updates() {
         &team,
         "demo",
         "1.0.0",
-        &[("bin/app", APP_V1, true), ("data.bin", &[7; 4000], false)],
+        &[("bin/app", APP_V1, true), ("data.bin", &[7; 8000], false)],
         &["--role", "demo-team"],
     );
     assert_eq!(v1["role"], "demo-team");
@@ -104,7 +104,8 @@ fn a_release_published_into_a_delegated_role_installs_and_updates() {
     assert_eq!(installed["to"], "1.0.0");
 
     // The next release, also from the team: a delta against the first, found in the role.
-    let mut data = vec![7; 4000];
+    // (Over 4 KiB: smaller files get no delta.)
+    let mut data = vec![7; 8000];
     data[100] = 8;
     let v2 = publisher.publish_with_keys(
         &team,

@@ -43,6 +43,8 @@ mod launcher;
 #[cfg(unix)]
 mod packs;
 #[cfg(unix)]
+mod publish;
+#[cfg(unix)]
 mod rollback;
 #[cfg(unix)]
 mod shortcuts;

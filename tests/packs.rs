@@ -108,7 +108,13 @@ fn old_packs_can_be_pruned_and_installs_still_work() {
     for version in ["1.0.0", "2.0.0", "3.0.0"] {
         let mut all: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
         all.extend(files.iter().map(|(p, c)| (p.as_str(), c.as_slice(), false)));
-        publisher.publish("many", version, &all, &["--delta-depth", "0"]);
+        // Keeping every pack at publish time leaves the pruning to `repo prune-packs`.
+        publisher.publish(
+            "many",
+            version,
+            &all,
+            &["--delta-depth", "0", "--keep-packs", "3"],
+        );
     }
     let repo = publisher.repo();
     let output = crate::harness::appupdate_ok(&[

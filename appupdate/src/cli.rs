@@ -202,6 +202,11 @@ pub struct PublishArgs {
     /// Compute deltas against this many previous releases (0 disables deltas).
     #[arg(long, default_value_t = 3)]
     pub delta_depth: usize,
+    /// Keep the packs of this many newest releases of the app, channel and platform (and
+    /// always the new one's); older packs are deleted once the release is live.
+    #[arg(long, default_value_t = updater_core::publish::DEFAULT_KEEP_PACKS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub keep_packs: usize,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -132,6 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 level: args.level,
                 delta_depth: args.delta_depth,
                 role: args.role,
+                keep_packs: Some(args.keep_packs),
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -148,16 +149,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     "targets_version": report.targets_version,
                     "deltas": report.deltas,
                     "archives": report.archives,
+                    "pruned_packs": report.pruned_packs.len(),
                 }))?;
             } else {
                 println!(
-                    "published {} ({} files, {} new blobs, {} bytes, {} deltas, {} archives taken apart)",
+                    "published {} ({} files, {} new blobs, {} bytes, {} deltas, {} archives taken apart, {} older packs removed)",
                     report.target_name,
                     report.files,
                     report.new_blobs,
                     report.new_blob_bytes,
                     report.deltas,
-                    report.archives
+                    report.archives,
+                    report.pruned_packs.len()
                 );
             }
         }

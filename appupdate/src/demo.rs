@@ -194,6 +194,7 @@ fn publish(
             level: 3,
             delta_depth: 3,
             role: None,
+            keep_packs: Some(updater_core::publish::DEFAULT_KEEP_PACKS),
         },
     )?;
     println!(

@@ -152,6 +152,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     level: 19,
                     delta_depth: 1,
                     role: None,
+                    keep_packs: None,
                 },
             )?)
         };

@@ -229,6 +229,7 @@ fn publish(
             level: 3,
             delta_depth: 3,
             role: None,
+            keep_packs: None,
         },
     )?)
 }

@@ -99,6 +99,24 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     platform::sync_dir(path).map_err(|e| Error::io("syncing folder", path, e))
 }
 
+/// `syncfs(2)` (Linux only): writes back every dirty file and folder of the file system
+/// holding `path`, data and names, in one call, and reports a write-back error of any of them
+/// (Linux 5.8 and later). For a batch of thousands of new files this replaces one `fsync`
+/// each; it also flushes other programs' dirty data on that file system, so what it costs
+/// depends on the machine. Other systems have no equivalent that waits and reports errors
+/// without administrator rights: callers `fsync` each file there.
+#[cfg(target_os = "linux")]
+pub fn sync_file_system(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let folder = fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    // SAFETY: the descriptor is open for the duration of the call; syncfs only reads it.
+    if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(Error::io("flushing the file system of", path, err));
+    }
+    Ok(())
+}
+
 /// Largest state file (`appstart.toml`, `state/*.toml`) read: far above anything the
 /// updater or a person writes, far below what could hurt. A file over it is refused by name.
 pub const MAX_STATE_FILE: u64 = 1 << 20;

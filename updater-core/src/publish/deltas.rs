@@ -1,13 +1,15 @@
 //! Deltas for a new release against the releases before it, per file and per archive part.
 
 use super::{PublishRequest, Repository};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use appstart_layout::fsutil;
+use rayon::prelude::*;
 
 use crate::blob;
 use crate::error::Result;
-use crate::manifest::{Archive, Content, DeltaEntry, FileEntry, Manifest};
+use crate::manifest::{Archive, Content, DeltaEntry, Expected, FileEntry, Manifest};
 
 use crate::tuf::metadata::TargetFile;
 
@@ -22,20 +24,15 @@ pub(super) fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Opt
 }
 
 impl Repository {
-    /// Computes deltas for the files of a new release that the last `delta_depth` releases of
-    /// the same app, channel and platform do not have, against the file at the same path in
-    /// each of them, or else the most similar file (same file name, closest size: paths often
-    /// carry the version, like `uv-0.5.10.data/scripts/uv`). Keeps a delta only when it is smaller than the file's blob. Returns how
-    /// many were stored.
-    pub(super) fn add_deltas(
+    /// The manifests of the newest `depth` releases of the request's app, channel and
+    /// platform older than it, newest first. A release published by an older appupdate
+    /// (format 1) is skipped: still a fine release, but nothing is taken from it.
+    pub(super) fn previous_manifests(
         &self,
         published: &BTreeMap<String, TargetFile>,
         request: &PublishRequest,
-        entries: &mut [FileEntry],
-    ) -> Result<usize> {
-        if request.delta_depth == 0 {
-            return Ok(0);
-        }
+        depth: usize,
+    ) -> Result<Vec<Manifest>> {
         let new_version = semver::Version::parse(request.version.as_str()).ok();
         let mut previous: Vec<_> = crate::release::releases(published)
             .into_iter()
@@ -47,7 +44,7 @@ impl Repository {
             .filter(|r| new_version.as_ref().is_none_or(|v| r.semver < *v))
             .collect();
         previous.sort_by(|a, b| b.semver.cmp(&a.semver));
-        previous.truncate(request.delta_depth);
+        previous.truncate(depth);
         let mut manifests = Vec::new();
         for release in &previous {
             let sha = release
@@ -67,10 +64,27 @@ impl Repository {
                 .join(format!("{sha}.{base}"));
             match Manifest::parse(&fsutil::read(&path)?, &path.display().to_string()) {
                 Ok(manifest) => manifests.push(manifest),
-                // A release published by an older appupdate (format 1) is still a fine
-                // release, but no delta is made against it.
-                Err(err) => log::warn!("no deltas from {}: {err}", release.target_name),
+                Err(err) => log::warn!("nothing taken from {}: {err}", release.target_name),
             }
+        }
+        Ok(manifests)
+    }
+
+    /// Computes deltas for the files of a new release that the last `delta_depth` releases of
+    /// the same app, channel and platform (`previous`, newest first) do not have, against the
+    /// file at the same path in each of them, or else the most similar file (same file name,
+    /// closest size: paths often carry the version, like `uv-0.5.10.data/scripts/uv`). Keeps
+    /// a delta only when it is smaller than the file's blob; tries none for content under
+    /// [`MIN_DELTA_TARGET`]. Returns how many were stored.
+    pub(super) fn add_deltas(
+        &self,
+        previous: &[Manifest],
+        request: &PublishRequest,
+        entries: &mut [FileEntry],
+    ) -> Result<usize> {
+        let manifests = &previous[..request.delta_depth.min(previous.len())];
+        if manifests.is_empty() {
+            return Ok(0);
         }
         let known = |hash: &str| {
             manifests.iter().any(|m| {
@@ -79,13 +93,13 @@ impl Repository {
                 })
             })
         };
-        let mut stored = 0;
-        for entry in entries.iter_mut() {
+        // What to try, in a fixed order: per file (and per archive part), per older release.
+        let mut jobs = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
             if known(&entry.blake3) {
                 continue; // clients coming from those releases already have it
             }
-            let mut target_bytes: Option<Vec<u8>> = None;
-            for manifest in &manifests {
+            for manifest in manifests {
                 let Some(base) = manifest
                     .files
                     .iter()
@@ -94,105 +108,75 @@ impl Repository {
                 else {
                     continue;
                 };
-                if let (Some(archive), Some(base_archive)) = (&mut entry.archive, &base.archive) {
+                if let (Some(archive), Some(base_archive)) = (&entry.archive, &base.archive) {
                     // Deltas for the parts; a whole-file delta of a compressed archive saves
                     // nothing.
-                    stored += self.add_part_deltas(archive, base_archive, &known)?;
+                    part_jobs(index, archive, base_archive, &known, &mut jobs);
                     continue;
                 }
-                if target_bytes.is_none() {
-                    target_bytes = Some(fsutil::read(&entry.path.join_to(&request.source))?);
-                }
-                let target = target_bytes.as_deref().unwrap_or_default();
-                let (blake3, blob_size) = (entry.blake3.clone(), entry.blob_size);
-                stored += usize::from(self.add_delta(
-                    base,
-                    &blake3,
-                    blob_size,
-                    target,
-                    &mut entry.deltas,
-                )?);
+                let source = Some(entry.path.join_to(&request.source));
+                jobs.push(Job::new(Owner::File(index), entry, base, source));
             }
         }
-        Ok(stored)
-    }
-
-    /// Deltas for an archive's skeleton and changed members against an older archive's:
-    /// each member against the member of the same name, or else the most similar one (same
-    /// file name, closest size). Returns how many were stored.
-    pub(super) fn add_part_deltas(
-        &self,
-        archive: &mut Archive,
-        base: &Archive,
-        known: &dyn Fn(&str) -> bool,
-    ) -> Result<usize> {
+        // Each (base, target) pair is computed once, on every core; the results go back to
+        // their files in the order above, so the manifest does not depend on the threads.
+        let mut unique: Vec<&Job> = Vec::new();
+        let mut index_of = HashMap::new();
+        for job in &jobs {
+            index_of
+                .entry((job.base.blake3.clone(), job.target.blake3.clone()))
+                .or_insert_with(|| {
+                    unique.push(job);
+                    unique.len() - 1
+                });
+        }
+        // Bounded memory: small pairs run side by side on every core; large ones (their
+        // inputs and the encoder's index) one after the other on this thread, so a publish
+        // holds one large delta search at a time. (Not a lock inside the parallel loop: a
+        // thread holding it while the encoder waits on its own rayon work could pick up
+        // another large pair and wait for itself.)
+        let is_large = |job: &&Job| job.base.size + job.target.size > LARGE_PAIR;
+        let mut results: Vec<Option<DeltaEntry>> = unique
+            .par_iter()
+            .map(|job| match is_large(job) {
+                true => Ok(None),
+                false => self.compute_delta(job),
+            })
+            .collect::<Result<_>>()?;
+        for (job, result) in unique.iter().zip(results.iter_mut()) {
+            if is_large(job) {
+                *result = self.compute_delta(job)?;
+            }
+        }
         let mut stored = 0;
-        let skeleton = &mut archive.skeleton;
-        if !known(&skeleton.blake3) {
-            let target = self.blob_content(&*skeleton)?;
-            let (blake3, blob_size) = (skeleton.blake3.clone(), skeleton.blob_size);
-            stored += usize::from(self.add_delta(
-                &base.skeleton,
-                &blake3,
-                blob_size,
-                &target,
-                &mut skeleton.deltas,
-            )?);
-        }
-        for member in &mut archive.members {
-            if known(&member.blake3) {
-                continue;
-            }
-            let file_name = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
-            let Some(base_member) =
-                base.members
-                    .iter()
-                    .find(|m| m.name == member.name)
-                    .or_else(|| {
-                        base.members
-                            .iter()
-                            .filter(|m| file_name(&m.name) == file_name(&member.name))
-                            .min_by_key(|m| m.size.abs_diff(member.size))
-                    })
-            else {
+        for job in &jobs {
+            let key = (job.base.blake3.clone(), job.target.blake3.clone());
+            let Some(Some(delta)) = index_of.get(&key).and_then(|i| results.get(*i)) else {
                 continue;
             };
-            let target = self.blob_content(&*member)?;
-            let (blake3, blob_size) = (member.blake3.clone(), member.blob_size);
-            stored += usize::from(self.add_delta(
-                base_member,
-                &blake3,
-                blob_size,
-                &target,
-                &mut member.deltas,
-            )?);
+            let deltas = job.owner.deltas(entries);
+            if !deltas.iter().any(|d| d.base == delta.base) {
+                deltas.push(delta.clone());
+                stored += 1;
+            }
         }
         Ok(stored)
     }
 
-    /// Computes the smallest delta from `base` to `target` (whose BLAKE3 and blob size are
-    /// given) and stores it if it is smaller than the blob and not listed yet. Returns
-    /// whether it stored one.
-    pub(super) fn add_delta(
-        &self,
-        base: &dyn Content,
-        target_blake3: &str,
-        target_blob_size: u64,
-        target: &[u8],
-        deltas: &mut Vec<DeltaEntry>,
-    ) -> Result<bool> {
-        let base_expected = base.expected();
-        if deltas.iter().any(|d| d.base == base_expected.blake3)
-            || base_expected.size + target.len() as u64 >= crate::delta::MAX_DELTA_INPUT
+    /// Computes the smallest delta for `job` and stores it if it is smaller than the target's
+    /// blob; returns it (`None`: no delta pays). A delta that already exists is listed as it
+    /// is, never rewritten (older manifests may list it with its hash).
+    fn compute_delta(&self, job: &Job) -> Result<Option<DeltaEntry>> {
+        let (base, target) = (&job.base, &job.target);
+        if base.size + target.size >= crate::delta::MAX_DELTA_INPUT
+            || target.size < MIN_DELTA_TARGET
         {
-            return Ok(false);
+            return Ok(None);
         }
-        // A delta file is named by its base and target, and older manifests may list it with
-        // its hash: one that exists is listed as it is, never rewritten (nor recomputed).
         let existing = crate::delta::ALGORITHMS.into_iter().find_map(|algorithm| {
             let path = self.root.join(crate::delta::delta_path(
-                base_expected.blake3,
-                target_blake3,
+                &base.blake3,
+                &target.blake3,
                 algorithm,
             ));
             path.is_file().then_some((algorithm, path))
@@ -203,18 +187,23 @@ impl Repository {
                 (algorithm, blake3, size)
             }
             None => {
-                let base_bytes = self.blob_content(base)?;
-                let Some((algorithm, delta)) =
-                    crate::delta::encode_smallest(&base_bytes, target, 19)?
-                else {
-                    return Ok(false);
+                let base_bytes = self.blob_content(&base.expected())?;
+                let target_bytes = match &job.source {
+                    Some(path) => fsutil::read(path)?,
+                    None => self.blob_content(&target.expected())?,
                 };
-                if delta.len() as u64 >= target_blob_size {
-                    return Ok(false);
+                let Some((algorithm, delta)) =
+                    crate::delta::encode_smallest(&base_bytes, &target_bytes, 19)?
+                else {
+                    return Ok(None);
+                };
+                drop((base_bytes, target_bytes));
+                if delta.len() as u64 >= target.blob_size {
+                    return Ok(None);
                 }
                 let path = self.root.join(crate::delta::delta_path(
-                    base_expected.blake3,
-                    target_blake3,
+                    &base.blake3,
+                    &target.blake3,
                     algorithm,
                 ));
                 fsutil::create_dir_all(&fsutil::parent_of(&path))?;
@@ -223,16 +212,145 @@ impl Repository {
                 (algorithm, blake3, delta.len() as u64)
             }
         };
-        if size >= target_blob_size {
-            return Ok(false);
+        if size >= target.blob_size {
+            return Ok(None);
         }
-        deltas.push(DeltaEntry {
-            base: base_expected.blake3.to_string(),
-            base_size: base_expected.size,
+        Ok(Some(DeltaEntry {
+            base: base.blake3.clone(),
+            base_size: base.size,
             algorithm,
             size,
             blake3,
-        });
-        Ok(true)
+        }))
+    }
+}
+
+/// Targets below this size get no delta: their blob is at most a few KiB, so a delta could
+/// save little more than the request it costs, and the search would cost the publisher a
+/// delta encoder run per small file (thousands in a large app).
+pub(super) const MIN_DELTA_TARGET: u64 = 4096;
+
+/// A pair whose inputs exceed this is computed while no other large pair is, so that a
+/// publish's memory is that of one large delta search (plus small ones running before it),
+/// not one per core.
+const LARGE_PAIR: u64 = 64 << 20;
+
+/// Content on one side of a delta.
+#[derive(Debug, Clone)]
+struct Side {
+    name: String,
+    size: u64,
+    blake3: String,
+    blob_size: u64,
+}
+
+impl Side {
+    fn of(content: &dyn Content, name: &str) -> Self {
+        let expected = content.expected();
+        Side {
+            name: name.to_string(),
+            size: expected.size,
+            blake3: expected.blake3.to_string(),
+            blob_size: content.blob_size(),
+        }
+    }
+
+    fn expected(&self) -> Expected<'_> {
+        Expected {
+            name: &self.name,
+            size: self.size,
+            blake3: &self.blake3,
+        }
+    }
+}
+
+/// Whose delta list a result goes to: a file, or a part of its archive.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    File(usize),
+    Skeleton(usize),
+    Member(usize, usize),
+}
+
+impl Owner {
+    fn deltas(self, entries: &mut [FileEntry]) -> &mut Vec<DeltaEntry> {
+        let index = match self {
+            Owner::File(i) | Owner::Skeleton(i) | Owner::Member(i, _) => i,
+        };
+        let entry = &mut entries[index];
+        match (self, entry.archive.as_deref_mut()) {
+            (Owner::Skeleton(_), Some(archive)) => &mut archive.skeleton.deltas,
+            (Owner::Member(_, m), Some(archive)) if m < archive.members.len() => {
+                &mut archive.members[m].deltas
+            }
+            _ => &mut entry.deltas,
+        }
+    }
+}
+
+/// One delta to try: `base` (an older release's content) to `target`, whose bytes are read
+/// from `source` (a file of the folder being published) or else from its blob.
+#[derive(Debug)]
+struct Job {
+    owner: Owner,
+    base: Side,
+    target: Side,
+    source: Option<PathBuf>,
+}
+
+impl Job {
+    fn new(
+        owner: Owner,
+        target: &dyn Content,
+        base: &dyn Content,
+        source: Option<PathBuf>,
+    ) -> Self {
+        let name = target.expected().name.to_string();
+        Job {
+            owner,
+            base: Side::of(base, &format!("base of {name}")),
+            target: Side::of(target, &name),
+            source,
+        }
+    }
+}
+
+/// Jobs for an archive's skeleton and changed members against an older archive's: each
+/// member against the member of the same name, or else the most similar one (same file name,
+/// closest size).
+fn part_jobs(
+    index: usize,
+    archive: &Archive,
+    base: &Archive,
+    known: &dyn Fn(&str) -> bool,
+    jobs: &mut Vec<Job>,
+) {
+    if !known(&archive.skeleton.blake3) {
+        jobs.push(Job::new(
+            Owner::Skeleton(index),
+            &archive.skeleton,
+            &base.skeleton,
+            None,
+        ));
+    }
+    let file_name = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
+    for (m, member) in archive.members.iter().enumerate() {
+        if known(&member.blake3) {
+            continue;
+        }
+        let Some(base_member) = base
+            .members
+            .iter()
+            .find(|b| b.name == member.name)
+            .or_else(|| {
+                base.members
+                    .iter()
+                    .filter(|b| file_name(&b.name) == file_name(&member.name))
+                    .min_by_key(|b| b.size.abs_diff(member.size))
+            })
+        else {
+            continue;
+        };
+        jobs.push(Job::new(Owner::Member(index, m), member, base_member, None));
     }
 }

@@ -9,10 +9,22 @@
 //! ```
 //!
 //! Publishing is atomic for readers because of the write order and consistent snapshots:
-//! 1. blobs, then the manifest target (new files, nothing refers to them yet);
+//! 1. blobs, deltas and the pack, then the manifest target (new files, nothing refers to
+//!    them yet). Blobs and the pack are renamed into place without a `fsync` each; one sync
+//!    (`syncfs` on Linux, see [`durable`]) makes all of them durable at the end of this step,
+//!    before anything that names them is signed. A blob named by an earlier release's
+//!    manifest is reused as it is (that manifest was signed after the blob was durable); any
+//!    other blob found on disk only after it is checked, so one left incomplete by a power
+//!    cut is rewritten, never listed;
 //! 2. `N+1.targets.json`, then `M+1.snapshot.json` (new versioned names);
 //! 3. `timestamp.json` last, by atomic rename: the single switch that makes the new release
-//!    visible. A client reading before step 3 sees the old, complete set; after, the new one.
+//!    visible. A client reading before step 3 sees the old, complete set; after, the new one;
+//! 4. the packs of older releases beyond `keep_packs` are deleted. Clients of the old
+//!    metadata may still want them, but a missing pack only costs requests: they fetch the
+//!    blobs instead.
+//!
+//! Hashing, compression and delta search run on every core (rayon); the results are put
+//! together in file order, so the manifest's bytes do not depend on the number of threads.
 //!
 //! Two publishers at once: the second waits for `REPO/.publish.lock`, up to a timeout, then
 //! fails naming the lock.
@@ -25,11 +37,14 @@
 //! snapshot and timestamp keys can publish without the top-level targets key.
 //!
 //! Where each part lives: [`release`] (one publish, in write order), [`source`] (reading the
-//! folder), [`store`] (blobs and archives), [`deltas`], [`packs`], [`metadata`] (signing the
+//! folder), [`store`] (blobs and archives), [`compress`] (each thread's reused zstd
+//! context), [`durable`] (one sync for all blobs), [`deltas`], [`packs`], [`metadata`] (signing the
 //! top-level roles) and [`delegation`] (delegated roles).
 
+mod compress;
 mod delegation;
 mod deltas;
+mod durable;
 mod metadata;
 mod packs;
 mod release;
@@ -105,7 +120,17 @@ pub struct PublishRequest {
     /// The delegated role to publish into, signed with its keys only (`None`: the top-level
     /// targets role).
     pub role: Option<String>,
+    /// Keep the packs of this many newest releases of the same app, channel and platform
+    /// (and always the new release's); older ones are deleted once the new metadata is live.
+    /// `None` deletes none. The CLI's default is [`DEFAULT_KEEP_PACKS`].
+    pub keep_packs: Option<usize>,
 }
+
+/// How many releases per app, channel and platform keep their pack by default: the newest
+/// two, so that a fresh install of the current release, or of the one before while it rolls
+/// out, takes a handful of requests, while the repository does not grow by a full copy of
+/// the app per release.
+pub const DEFAULT_KEEP_PACKS: usize = 2;
 
 /// A delegation to add with [`Repository::delegate`].
 #[derive(Debug, Clone)]
@@ -142,6 +167,8 @@ pub struct PublishReport {
     pub deltas: usize,
     /// Zip archives taken apart, to be rebuilt from their members.
     pub archives: usize,
+    /// Packs of older releases deleted (see [`PublishRequest::keep_packs`]).
+    pub pruned_packs: Vec<PathBuf>,
 }
 
 /// A repository folder on the publisher's disk.

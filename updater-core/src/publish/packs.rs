@@ -1,6 +1,7 @@
 //! Packs: one file per release holding all of its blobs, for fresh installs in one request;
 //! and pruning old ones.
 
+use super::durable::Pending;
 use super::{PublishRequest, Repository};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,6 +20,7 @@ impl Repository {
         &self,
         request: &PublishRequest,
         entries: &mut [FileEntry],
+        pending: &Pending,
     ) -> Result<crate::manifest::PackRef> {
         let relative = format!(
             "packs/{}/{}/{}/{}.pack",
@@ -63,10 +65,10 @@ impl Repository {
             let file = out
                 .into_inner()
                 .map_err(|e| Error::io("writing", &temp, e.into_error()))?;
-            file.sync_all()
-                .map_err(|e| Error::io("syncing", &temp, e))?;
+            drop(file);
+            // Made durable with the blobs, before the manifest naming it is signed.
             fsutil::rename(&temp, &path)?;
-            fsutil::sync_dir(&folder)?;
+            pending.wrote(path.clone(), &folder);
             Ok(size)
         })();
         if result.is_err() {
@@ -83,6 +85,17 @@ impl Repository {
     /// this never breaks an install. Returns the files removed.
     pub fn prune_packs(&self, keep: usize) -> Result<Vec<PathBuf>> {
         let _lock = self.lock()?;
+        self.prune_packs_locked(keep, None)
+    }
+
+    /// [`Repository::prune_packs`] with the publish lock held, for every release group or
+    /// only `only`'s (app, channel, platform; its own pack is always kept: a release
+    /// published after a newer one, like a fix for an older line, keeps its pack).
+    pub(super) fn prune_packs_locked(
+        &self,
+        keep: usize,
+        only: Option<&PublishRequest>,
+    ) -> Result<Vec<PathBuf>> {
         let (targets, snapshot) = self.current_targets()?;
         let published = self.all_release_targets(&targets, &snapshot)?;
         let mut groups: BTreeMap<(String, String, String), Vec<crate::release::Release>> =
@@ -93,12 +106,17 @@ impl Repository {
                 release.custom.channel.clone(),
                 release.custom.platform.clone(),
             );
-            groups.entry(key).or_default().push(release);
+            if only.is_none_or(|r| (&r.app, &r.channel, &r.platform) == (&key.0, &key.1, &key.2)) {
+                groups.entry(key).or_default().push(release);
+            }
         }
         let mut removed = Vec::new();
         for ((app, channel, platform), mut releases) in groups {
             releases.sort_by(|a, b| b.semver.cmp(&a.semver));
             for release in releases.iter().skip(keep) {
+                if only.is_some_and(|r| r.version.as_str() == release.version().as_str()) {
+                    continue;
+                }
                 let path = self.root.join(format!(
                     "packs/{app}/{channel}/{platform}/{}.pack",
                     release.version()

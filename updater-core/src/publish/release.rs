@@ -1,7 +1,10 @@
-//! Publishing one release: scan the folder, store its blobs and archives, write the
-//! manifest, add deltas and a pack, then sign the metadata that names them (in that order).
+//! Publishing one release: scan the folder, store its blobs and archives (on every core),
+//! add deltas and a pack, write the manifest, make all of it durable with one sync, then sign
+//! the metadata that names them, and last delete the packs of older releases beyond
+//! `keep_packs` (in that order; the argument is in [`super`]'s docs).
 
 use super::source::{marks_executable, scan_source};
+use super::store::Run;
 use super::{Expiry, PublishReport, PublishRequest, Repository};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -11,7 +14,8 @@ use serde_json::Map;
 use sha2::Digest;
 
 use crate::error::{Error, Result};
-use crate::manifest::{MANIFEST_FORMAT, Manifest, check_label};
+use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
+use rayon::prelude::*;
 
 use crate::release::{ReleaseCustom, target_name};
 use crate::tuf::keys::KeyDir;
@@ -74,31 +78,50 @@ impl Repository {
                 request.app, request.version, request.channel, request.platform
             )));
         }
-        // Step 1: blobs, then the manifest target.
+        // Step 1: blobs, deltas, the pack, then the manifest target; then one sync.
         let (files, directories) = scan_source(&request.source)?;
-        let mut entries = Vec::with_capacity(files.len());
-        let mut new_blobs = 0;
-        let mut new_blob_bytes = 0;
-        let mut archives = 0;
-        for (path, execute_bit) in files {
-            let executable = marks_executable(request, &path, execute_bit);
-            let source = path.join_to(&request.source);
-            let (mut entry, written) = self.store_blob(&source, path, executable, request.level)?;
-            if written {
-                new_blobs += 1;
-                new_blob_bytes += entry.blob_size;
-            }
-            let mut new = (0, 0);
-            if let Some(archive) = self.store_archive(&source, request.level, &mut new)? {
-                entry.archive = Some(Box::new(archive));
-                archives += 1;
-                new_blobs += new.0;
-                new_blob_bytes += new.1;
-            }
+        // The releases before this one: deltas are made against them, and their blobs are
+        // reused without being checked again (a signed manifest names only durable blobs).
+        let previous = self.previous_manifests(&published, request, request.delta_depth.max(1))?;
+        let run = Run::default();
+        run.trust(&self.root, &previous);
+        super::durable::make_fan_out(&self.root.join("blobs"), &run.pending)?;
+        // Hashing and compressing on every core; `collect` keeps the files' order, and a
+        // blob's bytes do not depend on the thread that made it, so the manifest is the same
+        // whatever the number of threads.
+        let stored: Vec<(FileEntry, usize, u64, bool)> = files
+            .into_par_iter()
+            .map(|(path, execute_bit)| {
+                let executable = marks_executable(request, &path, execute_bit);
+                let source = path.join_to(&request.source);
+                let (mut entry, written) =
+                    self.store_blob(&run, &source, path, executable, request.level)?;
+                let (mut new_blobs, mut new_blob_bytes) = (0, 0);
+                if written {
+                    new_blobs += 1;
+                    new_blob_bytes += entry.blob_size;
+                }
+                let mut new = (0, 0);
+                let archive = self.store_archive(&run, &source, request.level, &mut new)?;
+                let is_archive = archive.is_some();
+                if let Some(archive) = archive {
+                    entry.archive = Some(Box::new(archive));
+                    new_blobs += new.0;
+                    new_blob_bytes += new.1;
+                }
+                Ok((entry, new_blobs, new_blob_bytes, is_archive))
+            })
+            .collect::<Result<_>>()?;
+        let mut entries = Vec::with_capacity(stored.len());
+        let (mut new_blobs, mut new_blob_bytes, mut archives) = (0, 0, 0);
+        for (entry, blobs, bytes, is_archive) in stored {
             entries.push(entry);
+            new_blobs += blobs;
+            new_blob_bytes += bytes;
+            archives += usize::from(is_archive);
         }
-        let deltas = self.add_deltas(&published, request, &mut entries)?;
-        let pack = self.write_pack(request, &mut entries)?;
+        let deltas = self.add_deltas(&previous, request, &mut entries)?;
+        let pack = self.write_pack(request, &mut entries, &run.pending)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             app: request.app.clone(),
@@ -126,6 +149,8 @@ impl Repository {
             .join(format!("{sha256}.{base}"));
         fsutil::create_dir_all(&fsutil::parent_of(&target_path))?;
         fsutil::write_atomic(&target_path, &bytes)?;
+        // Everything above is durable before anything that names it is signed.
+        run.pending.sync(&self.root)?;
 
         // Step 2 and 3: targets, snapshot, timestamp.
         let custom = ReleaseCustom {
@@ -167,6 +192,11 @@ impl Repository {
                 (delegated.name, version)
             }
         };
+        // Step 4: the new metadata is live; older packs only cost space now.
+        let pruned_packs = match request.keep_packs {
+            Some(keep) => self.prune_packs_locked(keep, Some(request))?,
+            None => Vec::new(),
+        };
         Ok(PublishReport {
             target_name: name,
             files: manifest.files.len(),
@@ -176,6 +206,7 @@ impl Repository {
             targets_version: version,
             deltas,
             archives,
+            pruned_packs,
         })
     }
 }

@@ -39,7 +39,7 @@ pub(super) fn staging_written(staging: &Path, folders: &BTreeSet<PathBuf>) -> Re
     #[cfg(target_os = "linux")]
     {
         let _ = folders;
-        syncfs(staging)
+        Ok(appstart_layout::fsutil::sync_file_system(staging)?)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -50,20 +50,4 @@ pub(super) fn staging_written(staging: &Path, folders: &BTreeSet<PathBuf>) -> Re
         }
         Ok(())
     }
-}
-
-/// `syncfs(2)` on the file system holding `path`.
-#[cfg(target_os = "linux")]
-fn syncfs(path: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let folder = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    // SAFETY: `folder` is an open file descriptor for the duration of the call.
-    if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
-        return Err(Error::io(
-            "flushing the file system of",
-            path,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
 }
