@@ -25,11 +25,13 @@
 //! snapshot and timestamp keys can publish without the top-level targets key.
 //!
 //! Where each part lives: [`release`] (one publish, in write order), [`source`] (reading the
-//! folder), [`store`] (blobs and archives), [`deltas`], [`packs`], [`metadata`] (signing the
+//! folder), [`store`] (blobs and archives), [`deltas`], [`manifest_delta`] (compressed
+//! manifests and manifest deltas), [`packs`], [`metadata`] (signing the
 //! top-level roles) and [`delegation`] (delegated roles).
 
 mod delegation;
 mod deltas;
+mod manifest_delta;
 mod metadata;
 mod packs;
 mod release;
