@@ -122,7 +122,9 @@ pub struct UpdateReport {
     /// Bytes received in all: `metadata_bytes + content_bytes`.
     pub bytes_downloaded: u64,
     /// Bytes received for metadata: TUF roles (root, timestamp, snapshot, targets, delegated
-    /// roles) and the release manifest (its delta, compressed or plain form).
+    /// roles) and the release manifest (its delta, compressed or plain form). After
+    /// [`Updater::check`] then [`Updater::download`] and [`Updater::apply`], only the manifest:
+    /// the refresh was the check's.
     pub metadata_bytes: u64,
     /// Bytes received for file contents: blobs, deltas and pack ranges.
     pub content_bytes: u64,
@@ -373,8 +375,13 @@ impl Updater {
             )));
         }
         let metered = Metered::new(self.transport.as_ref());
+        // Delta bases for the manifest: the running version first, then the others installed.
         let mut bases = vec![config.current.clone()];
-        bases.extend(switch::installed_versions(&self.install)?);
+        bases.extend(
+            switch::installed_versions(&self.install)?
+                .into_iter()
+                .filter(|v| *v != config.current),
+        );
         let manifest = fetch_manifest(
             &ManifestSource {
                 trusted,

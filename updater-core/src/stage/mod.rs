@@ -16,7 +16,8 @@
 //!    - its blob.
 //!
 //!    Blobs the plan needs are fetched first from the release's pack, neighbours coalesced
-//!    into one `Range` request ([`PACK_GAP`]), into `state/cache`.
+//!    into one `Range` request ([`PACK_GAP`], smallest gaps first within a waste budget,
+//!    [`PACK_WASTE_DIVISOR`]), into `state/cache`.
 //! 3. Carry the plan out, file by file (every written file is `fsync`ed and made read-only).
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
 //!    signed size), then are applied or decompressed and verified while streaming. A delta or
@@ -49,8 +50,42 @@ use crate::transport::{Transport, join_url};
 
 /// Fetch blobs from the pack only when at least this many are needed.
 pub const PACK_MIN_BLOBS: usize = 4;
-/// Blobs closer than this in the pack are fetched in one range, gap included.
+/// Blobs closer than this in the pack may be fetched in one range, gap included.
 pub const PACK_GAP: u64 = 64 * 1024;
+/// Gap bytes fetched to save requests are at most the needed bytes over this, plus
+/// [`PACK_WASTE_FLOOR`]: issue 14 wants an update's wire bytes within 1.1x its content.
+pub const PACK_WASTE_DIVISOR: u64 = 10;
+/// Gap bytes any update may fetch to save requests, whatever its size.
+pub const PACK_WASTE_FLOOR: u64 = 16 * 1024;
+
+/// For slices sorted by offset, whether each is fetched in one range with the one before
+/// (`joined[i]`: the gap between slice `i - 1` and `i` is fetched rather than split). Gaps
+/// over [`PACK_GAP`] are never bridged; the others smallest first, while the bridged bytes
+/// stay within the needed bytes / [`PACK_WASTE_DIVISOR`] + [`PACK_WASTE_FLOOR`].
+fn bridged_gaps(sorted: &[Slice<'_>]) -> Vec<bool> {
+    let needed: u64 = sorted.iter().map(|s| s.size).sum();
+    let budget = needed / PACK_WASTE_DIVISOR + PACK_WASTE_FLOOR;
+    let mut gaps: Vec<(u64, usize)> = sorted
+        .windows(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let end = pair[0].offset.saturating_add(pair[0].size);
+            (pair[1].offset.saturating_sub(end), i + 1)
+        })
+        .filter(|(gap, _)| *gap <= PACK_GAP)
+        .collect();
+    gaps.sort_unstable();
+    let mut joined = vec![false; sorted.len()];
+    let mut spent = 0u64;
+    for (gap, index) in gaps {
+        spent = spent.saturating_add(gap);
+        if spent > budget {
+            break;
+        }
+        joined[index] = true;
+    }
+    joined
+}
 
 /// What we keep about an installed version: its manifest and its files' stats.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -507,7 +542,9 @@ impl Stager<'_> {
     }
 
     /// Fetches the planned blobs from the release's pack, with one `Range` request per run
-    /// of neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split), into
+    /// of neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split, the
+    /// smallest first, while the gap bytes stay within a tenth of the needed bytes plus
+    /// [`PACK_WASTE_FLOOR`]), into
     /// the blob cache, where the per-file step finds them. Each slice is authenticated by its
     /// blob's BLAKE3 as it streams in and kept only if it matches. Only worth it for several
     /// blobs. Best effort: whatever fails here is fetched blob by blob afterwards, so this
@@ -529,23 +566,19 @@ impl Stager<'_> {
         needed.sort();
         // The manifest was validated (slices inside the pack, not overlapping), and one
         // slice per blob was kept above: offsets now strictly increase.
+        let joined = bridged_gaps(&needed);
         let url = join_url(self.repo_url, pack.path.as_str());
         let mut received = 0;
         let mut requests = 0;
         let mut start_index = 0;
         while start_index < needed.len() {
-            // One range: neighbours closer than PACK_GAP.
+            // One range: neighbours whose gap is bridged.
             let mut end_index = start_index + 1;
-            while end_index < needed.len() {
-                let previous = needed[end_index - 1];
-                let previous_end = previous.offset.saturating_add(previous.size);
-                if needed[end_index].offset.saturating_sub(previous_end) > PACK_GAP {
-                    break;
-                }
+            while joined.get(end_index).copied().unwrap_or(false) {
                 end_index += 1;
             }
-            let run = &needed[start_index..end_index];
             requests += 1;
+            let run = (&needed[start_index..], end_index - start_index);
             match self.fetch_pack_range(&url, pack.size, run, &cache) {
                 Ok((bytes, whole)) => {
                     received += bytes;
@@ -567,17 +600,19 @@ impl Stager<'_> {
         (received, requests)
     }
 
-    /// Fetches one run of slices from the pack. Returns the bytes received and whether the
-    /// server ignored the range and sent the whole pack (then every needed slice was taken
-    /// from it, as `run` extends to the end of the list). A slice that does not match its
-    /// signed BLAKE3 is dropped (its blob is fetched on its own later); the others are kept.
+    /// Fetches one run of slices from the pack: the first `run_len` of `rest` (the needed
+    /// slices not fetched yet). Returns the bytes received and whether the server ignored
+    /// the range and sent the whole pack (then every slice of `rest` was taken from it). A
+    /// slice that does not match its signed BLAKE3 is dropped (its blob is fetched on its
+    /// own later); the others are kept.
     fn fetch_pack_range(
         &self,
         url: &str,
         pack_size: u64,
-        run: &[Slice<'_>],
+        (rest, run_len): (&[Slice<'_>], usize),
         cache: &Path,
     ) -> Result<(u64, bool)> {
+        let run = rest.get(..run_len).unwrap_or(rest);
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return Ok((0, false));
         };
@@ -609,7 +644,7 @@ impl Stager<'_> {
             retryable: true,
             retry_after: None,
         };
-        for slice in run {
+        for slice in if whole { rest } else { run } {
             // Skip the gap before this slice.
             let gap = slice.offset.checked_sub(position).ok_or_else(|| {
                 Error::format(
@@ -848,4 +883,39 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
         ));
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PACK_GAP, Slice, bridged_gaps};
+
+    fn slices(count: u64, size: u64, gap: u64) -> Vec<Slice<'static>> {
+        (0..count)
+            .map(|i| Slice {
+                offset: i * (size + gap),
+                size,
+                blob_blake3: "",
+                content: "",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_gaps_are_bridged_within_the_waste_budget() {
+        // Neighbours with small gaps: one range.
+        assert!(
+            bridged_gaps(&slices(10, 1000, 100))
+                .iter()
+                .skip(1)
+                .all(|j| *j)
+        );
+        // 100 slices of 2,000 bytes, 2,000 apart: 200,000 needed, so at most 20,000 + 16 KiB
+        // of gaps are fetched (18 gaps), not 198,000.
+        let joined = bridged_gaps(&slices(100, 2000, 2000));
+        assert_eq!(joined.iter().filter(|j| **j).count(), 18);
+        assert!(!joined[0]);
+        // A gap over PACK_GAP is never bridged, whatever the budget.
+        let far = bridged_gaps(&slices(4, 10 << 20, PACK_GAP + 1));
+        assert!(far.iter().all(|j| !*j));
+    }
 }
