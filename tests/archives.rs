@@ -112,7 +112,7 @@ fn a_zip_archive_is_rebuilt_byte_identical_from_its_changed_members() {
     assert_eq!(plan["archive_parts_delta"], 2, "{report}");
     assert_eq!(plan["archive_parts_blob"], 0, "{report}");
     assert_eq!(installed(&dir, 2), archive(2));
-    let bytes = report["bytes_downloaded"].as_u64().unwrap();
+    let bytes = report["content_bytes"].as_u64().unwrap();
     assert!(
         bytes * 20 < whole_blob,
         "the update cost {bytes} bytes; the whole archive's blob is {whole_blob}"

@@ -165,6 +165,14 @@ pub(crate) struct Editor {
 }
 
 impl Editor {
+    /// An editor of `publisher`'s repository, signing with its keys.
+    pub(crate) fn of(publisher: &Publisher) -> Self {
+        Editor {
+            repo: publisher.repo(),
+            keys: KeyDir::new(publisher.keys()),
+        }
+    }
+
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.repo.join("metadata").join(name)
     }
@@ -236,7 +244,7 @@ impl Editor {
     }
 
     /// A new targets version made by `edit`, with snapshot and timestamp for it.
-    fn new_targets(&self, edit: impl FnOnce(&mut Value)) {
+    pub(crate) fn new_targets(&self, edit: impl FnOnce(&mut Value)) {
         let mut targets = self.signed(&format!("{}.targets.json", self.targets_version()));
         let version = targets["version"].as_u64().unwrap() + 1;
         targets["version"] = json!(version);

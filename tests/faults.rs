@@ -462,7 +462,7 @@ fn persistent_failures_end_cleanly_and_the_next_run_resumes() {
         .as_u64()
         .unwrap();
     assert_eq!(
-        report["bytes_downloaded"].as_u64().unwrap(),
+        report["content_bytes"].as_u64().unwrap(),
         blob_size - partial_size,
         "no byte fetched twice"
     );

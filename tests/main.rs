@@ -41,6 +41,8 @@ mod interop;
 #[cfg(unix)]
 mod launcher;
 #[cfg(unix)]
+mod manifest_cost;
+#[cfg(unix)]
 mod packs;
 #[cfg(unix)]
 mod publish;

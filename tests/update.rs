@@ -132,7 +132,7 @@ fn update_jumps_to_the_newest_and_downloads_only_what_changed() {
         .iter()
         .map(|f| f["blob_size"].as_u64().unwrap())
         .sum();
-    assert_eq!(report["bytes_downloaded"].as_u64().unwrap(), expected_bytes);
+    assert_eq!(report["content_bytes"].as_u64().unwrap(), expected_bytes);
     assert_eq!(report["files_downloaded"], 2);
     assert_eq!(report["files_reused"], 3);
     let blob_requests = server.requests()[requests_before..]

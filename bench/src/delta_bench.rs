@@ -188,7 +188,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
     let old_files = files(v1)?;
     let new_files = files(v2)?;
     let mut row = Row {
-        bytes: report["bytes_downloaded"].as_u64().unwrap_or(0),
+        bytes: report["content_bytes"].as_u64().unwrap_or(0),
         requests,
         seconds,
         peak_kib,

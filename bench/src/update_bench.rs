@@ -4,7 +4,10 @@
 //!
 //! Publishes v1 and v2 into a repository, serves it on 127.0.0.1 with the real development
 //! server, installs v1, then updates to v2 through the library, and reports:
-//! - bytes downloaded against the bytes that changed (raw and compressed);
+//! - bytes downloaded against the bytes that changed (raw and compressed), and the update's
+//!   wire bytes from the server's access log, split into metadata (TUF roles and the release
+//!   manifest) and content, against issue 14's goal (<= 1.1x the compressed changed files
+//!   + 64 KiB);
 //! - staging time (building v2 beside v1) against `cp -a` of the v1 folder, run in the same
 //!   process right after, as a ratio;
 //! - requests and body bytes of a no-op check.
@@ -87,11 +90,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let keys = KeyDir::new(root.join("keys"));
     keys.generate(false)?;
-    let repo = Repository::new(root.join("repo"));
-    repo.init(&keys, &Expiry::default(), &Default::default())?;
+    // repo1 holds v1 only (to install from); repo is a copy of it to which v2 is added.
+    let repo1 = Repository::new(root.join("repo1"));
+    repo1.init(&keys, &Expiry::default(), &Default::default())?;
     let start = Instant::now();
-    publish(&repo, &keys, &v1, "1.0.0")?;
+    publish(&repo1, &keys, &v1, "1.0.0")?;
     let publish_v1 = start.elapsed();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(root.join("repo1"))
+        .arg(root.join("repo"))
+        .status()?;
+    if !status.success() {
+        return Err("cp -a repo1 repo failed".into());
+    }
+    let repo = Repository::new(root.join("repo"));
     let v2_report = publish(&repo, &keys, &v2, "2.0.0")?;
     println!(
         "publish v1: {:.2} s; publish v2: {} new blobs, {} bytes",
@@ -104,12 +117,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let server = RepoServer::bind(&root.join("repo"), "127.0.0.1:0")?
         .spawn_with_log(4, SharedLog(Arc::clone(&log)));
     let install_dir = root.join("installed");
-    // Install only v1: publish of v2 happened already, so install from a repository view
-    // that has v1 only is simulated by installing first from a second repository.
-    let repo1 = Repository::new(root.join("repo1"));
-    repo1.init(&keys, &Expiry::default(), &Default::default())?;
-    publish(&repo1, &keys, &v1, "1.0.0")?;
-    let server1 = RepoServer::bind(&root.join("repo1"), "127.0.0.1:0")?.spawn(4);
+    // Install only v1, from repo1 (the repository before v2 was published).
+    let log1 = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let server1 = RepoServer::bind(&root.join("repo1"), "127.0.0.1:0")?
+        .spawn_with_log(4, SharedLog(Arc::clone(&log1)));
     let start = Instant::now();
     let installed = updater_core::install(&InstallOptions {
         url: server1.url().to_string(),
@@ -121,10 +132,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         launcher,
         shortcuts: Vec::new(),
     })?;
+    let install_log = log1
+        .lock()
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .unwrap_or_default();
     println!(
-        "fresh install of v1: {:.2} s, {} bytes downloaded",
+        "fresh install of v1: {:.2} s, {} bytes downloaded ({} metadata, {} content), {} requests: {}",
         start.elapsed().as_secs_f64(),
-        installed.bytes_downloaded
+        installed.bytes_downloaded,
+        installed.metadata_bytes,
+        installed.content_bytes,
+        install_log.lines().count(),
+        install_log.lines().collect::<Vec<_>>().join("; ")
     );
     drop(server1);
     // Point the install at the repository that has v2 (same keys, so the same root).
@@ -136,12 +155,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut updater = Updater::open(&install_dir)?;
     updater.set_lock_wait(Duration::from_secs(5));
+    let log_before_update = log.lock().map(|l| l.len()).unwrap_or(0);
     let check = updater.check()?;
     let release = check.available.ok_or("v2 not found")?;
     let start = Instant::now();
     let staged = updater.download(&release)?;
     let staging = start.elapsed();
     let report = updater.apply(staged)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let update_log = log
+        .lock()
+        .map(|l| String::from_utf8_lossy(&l[log_before_update..]).into_owned())
+        .unwrap_or_default();
+    let wire = Wire::from_log(&update_log);
 
     let copy_target = root.join("copy");
     let start = Instant::now();
@@ -167,6 +193,35 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| downloaded / changed (raw) | {:.3} |",
         report.bytes_downloaded as f64 / changed_bytes as f64
+    );
+    println!(
+        "| update on the wire (access log): metadata / content / total | {} / {} / {} ({} requests) |",
+        wire.metadata,
+        wire.content,
+        wire.metadata + wire.content,
+        wire.requests
+    );
+    println!(
+        "| of which the release manifest (`plan.manifest_bytes`) | {} |",
+        report.plan.manifest_bytes
+    );
+    let sizes = manifest_sizes(&root.join("repo/targets/bench/stable/any/2.0.0"))?;
+    println!(
+        "| v2 manifest: plain / compressed / delta from v1 | {} / {} / {} |",
+        sizes[0], sizes[1], sizes[2]
+    );
+    println!(
+        "| total wire / compressed changed | {:.3} |",
+        (wire.metadata + wire.content) as f64 / compressed_changed as f64
+    );
+    let allowance = compressed_changed as f64 * 1.1 + 65536.0;
+    println!(
+        "| goal: total wire <= 1.1 x compressed changed + 64 KiB = {allowance:.0} | {} |",
+        if ((wire.metadata + wire.content) as f64) <= allowance {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "| files downloaded / reused | {} / {} |",
@@ -207,6 +262,59 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(server);
     Ok(())
+}
+
+/// Sizes of the manifest files in a release folder: plain, `.zst`, `.zst-patch` (0 if none).
+fn manifest_sizes(folder: &Path) -> Result<[u64; 3], Box<dyn std::error::Error>> {
+    let mut sizes = [0u64; 3];
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let slot = if name.ends_with(".manifest.json") {
+            0
+        } else if name.ends_with(".manifest.json.zst") {
+            1
+        } else if name.ends_with(".manifest.json.zst-patch") {
+            2
+        } else {
+            continue;
+        };
+        sizes[slot] = entry.metadata()?.len();
+    }
+    Ok(sizes)
+}
+
+/// Body bytes of status 200/206 answers in an access log, split by kind of file.
+struct Wire {
+    metadata: u64,
+    content: u64,
+    requests: usize,
+}
+
+impl Wire {
+    fn from_log(log: &str) -> Wire {
+        let mut wire = Wire {
+            metadata: 0,
+            content: 0,
+            requests: 0,
+        };
+        for line in log.lines() {
+            wire.requests += 1;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [_, path, status, bytes] = fields.as_slice() else {
+                continue;
+            };
+            let (true, Ok(bytes)) = (matches!(*status, "200" | "206"), bytes.parse::<u64>()) else {
+                continue;
+            };
+            if path.starts_with("/metadata/") || path.starts_with("/targets/") {
+                wire.metadata += bytes;
+            } else {
+                wire.content += bytes;
+            }
+        }
+        wire
+    }
 }
 
 fn publish(

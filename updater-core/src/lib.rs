@@ -34,6 +34,9 @@ pub mod events;
 pub mod fault;
 pub mod lock;
 pub mod manifest;
+pub mod manifest_encoding;
+mod manifest_fetch;
+mod metered;
 pub mod poller;
 #[cfg(test)]
 mod properties;

@@ -22,18 +22,20 @@ use appstart_layout::state::{BadVersions, Probation};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
 use serde::Serialize;
 
-use crate::download::{RetryPolicy, fetch_bytes};
+use crate::download::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
-use crate::manifest::{MAX_MANIFEST_SIZE, Manifest};
+use crate::manifest::Manifest;
+use crate::manifest_fetch::{ManifestSource, fetch_manifest};
+use crate::metered::Metered;
 use crate::release::{Eligibility, Release, case_conflict, choose, releases};
 use crate::settings::InstallSettings;
 use crate::shortcut::{self, ShortcutLocation};
 use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
 use crate::switch;
 use crate::transport::{HttpTimeouts, Transport, for_url, join_url};
-use crate::tuf::client::{Fetch, Limits, TrustedMetadata, check_target};
+use crate::tuf::client::{Fetch, Limits, TrustedMetadata};
 
 /// The state of an install, as `appupdate status --json` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +87,13 @@ pub struct Skipped {
 pub struct Staged {
     manifest: Manifest,
     report: StageReport,
+    /// Bytes received for the release manifest (delta, compressed or plain).
     manifest_bytes: u64,
+    /// Bytes received for metadata: the manifest, plus the TUF roles of the refresh when it
+    /// was part of the same operation.
+    metadata_bytes: u64,
+    /// Bytes received for file contents (blobs, deltas, pack ranges), as read off the wire.
+    content_bytes: u64,
 }
 
 impl Staged {
@@ -111,8 +119,15 @@ pub struct UpdateReport {
     pub from: VersionName,
     /// The new current version; `None` when already up to date.
     pub to: Option<VersionName>,
-    /// Bytes received for file contents.
+    /// Bytes received in all: `metadata_bytes + content_bytes`.
     pub bytes_downloaded: u64,
+    /// Bytes received for metadata: TUF roles (root, timestamp, snapshot, targets, delegated
+    /// roles) and the release manifest (its delta, compressed or plain form). After
+    /// [`Updater::check`] then [`Updater::download`] and [`Updater::apply`], only the manifest:
+    /// the refresh was the check's.
+    pub metadata_bytes: u64,
+    /// Bytes received for file contents: blobs, deltas and pack ranges.
+    pub content_bytes: u64,
     /// Files taken from installed versions.
     pub files_reused: usize,
     /// Files that came over the network (from a delta or a blob).
@@ -146,7 +161,8 @@ pub struct Plan {
     pub archive_parts_blob: usize,
     /// Range requests to the release's pack.
     pub pack_requests: usize,
-    /// Bytes of the release manifest.
+    /// Bytes received for the release manifest: its delta, compressed or plain form (also
+    /// counted in `metadata_bytes`).
     pub manifest_bytes: u64,
 }
 
@@ -305,16 +321,17 @@ impl Updater {
     }
 
     fn check_locked(&self) -> Result<Check> {
-        let (check, _) = self.refresh_and_choose()?;
+        let (check, _, _) = self.refresh_and_choose()?;
         Ok(check)
     }
 
     /// Refreshes the metadata (each role stored as it is verified) and, only if the whole
     /// refresh succeeded, picks the best release above the current version.
-    fn refresh_and_choose(&self) -> Result<(Check, TrustedMetadata)> {
+    /// Also returns the bytes the refresh received.
+    fn refresh_and_choose(&self) -> Result<(Check, TrustedMetadata, u64)> {
         self.notice_hand_edit()?;
         let config = LauncherConfig::load(&self.install.config_path())?;
-        let (found, requests, trusted) = find_release(
+        let (found, requests, trusted, metadata_bytes) = find_release(
             &self.install,
             &self.settings,
             self.transport.as_ref(),
@@ -327,7 +344,7 @@ impl Updater {
             skipped: found.skipped,
             requests,
         };
-        Ok((check, trusted))
+        Ok((check, trusted, metadata_bytes))
     }
 
     /// Builds `release` beside the running version and moves it into place, without making
@@ -357,11 +374,23 @@ impl Updater {
                 release.version()
             )));
         }
+        let metered = Metered::new(self.transport.as_ref());
+        // Delta bases for the manifest: the running version first, then the others installed.
+        let mut bases = vec![config.current.clone()];
+        bases.extend(
+            switch::installed_versions(&self.install)?
+                .into_iter()
+                .filter(|v| *v != config.current),
+        );
         let manifest = fetch_manifest(
-            trusted,
-            &self.settings,
-            self.transport.as_ref(),
-            &self.retry,
+            &ManifestSource {
+                trusted,
+                repo_url: &self.settings.url,
+                transport: &metered,
+                retry: &self.retry,
+                bases: &bases,
+                install: &self.install,
+            },
             release,
         )?;
         crate::fault::step("manifest");
@@ -373,7 +402,8 @@ impl Updater {
             self.events.as_deref(),
             &manifest,
         )?;
-        staged.manifest_bytes = release.target.length;
+        staged.manifest_bytes = metered.bytes();
+        staged.metadata_bytes = metered.bytes();
         self.emit(Event::Staged {
             version: manifest.version.clone(),
         });
@@ -404,7 +434,9 @@ impl Updater {
         let report = UpdateReport {
             from: from.clone(),
             to: Some(staged.manifest.version.clone()),
-            bytes_downloaded: staged.report.bytes_downloaded,
+            bytes_downloaded: staged.metadata_bytes + staged.content_bytes,
+            metadata_bytes: staged.metadata_bytes,
+            content_bytes: staged.content_bytes,
             files_reused: staged.report.files_reused,
             files_downloaded: staged.report.files_downloaded,
             plan: staged.plan(),
@@ -431,7 +463,7 @@ impl Updater {
         let result = (|| {
             // A release is chosen only from a refresh that fully succeeded; the manifest is
             // then fetched with the metadata that refresh verified, not reloaded.
-            let (check, trusted) = self.refresh_and_choose()?;
+            let (check, trusted, refresh_bytes) = self.refresh_and_choose()?;
             crate::fault::step("refreshed");
             let Some(release) = check.available else {
                 // Nothing to do: clear what an interrupted run may have left behind.
@@ -443,7 +475,9 @@ impl Updater {
                 return Ok(UpdateReport {
                     from: check.current,
                     to: None,
-                    bytes_downloaded: 0,
+                    bytes_downloaded: refresh_bytes,
+                    metadata_bytes: refresh_bytes,
+                    content_bytes: 0,
                     files_reused: 0,
                     files_downloaded: 0,
                     plan: Plan::default(),
@@ -454,7 +488,8 @@ impl Updater {
                 current: check.current.clone(),
                 available: release.version().clone(),
             });
-            let staged = self.download_locked(&trusted, &release)?;
+            let mut staged = self.download_locked(&trusted, &release)?;
+            staged.metadata_bytes += refresh_bytes;
             self.apply_locked(staged)
         })();
         if let Err(err) = &result {
@@ -517,7 +552,9 @@ fn find_release(
     transport: &dyn Transport,
     retry: &RetryPolicy,
     current: Option<&VersionName>,
-) -> Result<(Found, u32, TrustedMetadata)> {
+) -> Result<(Found, u32, TrustedMetadata, u64)> {
+    let metered = Metered::new(transport);
+    let transport: &dyn Transport = &metered;
     let mut trusted = TrustedMetadata::load(&install.metadata_dir(), Limits::default())?;
     let metadata_url = join_url(&settings.url, "metadata");
     let report = trusted.refresh(transport, &metadata_url, retry)?;
@@ -593,41 +630,13 @@ fn find_release(
         );
         all.retain(|r| !(r.target_name == best.target_name && r.target == best.target));
     };
-    Ok((Found { chosen, skipped }, report.requests, trusted))
-}
-
-/// Downloads and verifies the manifest of `release` against its signed target entry, with
-/// `trusted`: the metadata of the refresh `release` was chosen from.
-fn fetch_manifest(
-    trusted: &TrustedMetadata,
-    settings: &InstallSettings,
-    transport: &dyn Transport,
-    retry: &RetryPolicy,
-    release: &Release,
-) -> Result<Manifest> {
-    let url = trusted.target_url(
-        &join_url(&settings.url, "targets"),
-        &release.target_name,
-        &release.target,
-    );
-    // The signed length, capped: a stolen targets key must not make us buffer 100 GB.
-    let limit = release.target.length.min(MAX_MANIFEST_SIZE);
-    let bytes = fetch_bytes(transport, &url, limit, retry)?;
-    check_target(&release.target, &bytes, &url)?;
-    let manifest = Manifest::parse(&bytes, &url)?;
-    let custom = &release.custom;
-    if manifest.app != custom.app
-        || manifest.version != custom.version
-        || manifest.channel != custom.channel
-        || manifest.platform != custom.platform
-        || manifest.executable != custom.executable
-    {
-        return Err(Error::format(
-            &url,
-            "the manifest's app, version, channel, platform or executable differ from the signed target's custom fields",
-        ));
-    }
-    Ok(manifest)
+    let received = metered.bytes();
+    Ok((
+        Found { chosen, skipped },
+        report.requests,
+        trusted,
+        received,
+    ))
 }
 
 /// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
@@ -649,6 +658,8 @@ fn stage_version(
             manifest: manifest.clone(),
             report: StageReport::default(),
             manifest_bytes: 0,
+            metadata_bytes: 0,
+            content_bytes: 0,
         });
     }
     let installed = switch::installed_versions(install)?;
@@ -657,9 +668,10 @@ fn stage_version(
         .filter(|v| *v != manifest.version)
         .collect();
     let local = LocalFiles::index(install, &sources);
+    let metered = Metered::new(transport);
     let stager = Stager {
         install,
-        transport,
+        transport: &metered,
         repo_url: &settings.url,
         retry: *retry,
         events,
@@ -685,6 +697,8 @@ fn stage_version(
         manifest: manifest.clone(),
         report,
         manifest_bytes: 0,
+        metadata_bytes: 0,
+        content_bytes: metered.bytes(),
     })
 }
 
@@ -779,7 +793,8 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     );
     let transport = for_url(&settings.url, HttpTimeouts::default())?;
     let retry = RetryPolicy::default();
-    let (found, _, trusted) = find_release(&install, &settings, transport.as_ref(), &retry, None)?;
+    let (found, _, trusted, refresh_bytes) =
+        find_release(&install, &settings, transport.as_ref(), &retry, None)?;
     let release = found.chosen;
     let release = release.ok_or_else(|| {
         Error::Invalid(format!(
@@ -787,7 +802,18 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             options.url, options.app, options.channel, options.platform
         ))
     })?;
-    let manifest = fetch_manifest(&trusted, &settings, transport.as_ref(), &retry, &release)?;
+    let metered = Metered::new(transport.as_ref());
+    let manifest = fetch_manifest(
+        &ManifestSource {
+            trusted: &trusted,
+            repo_url: &settings.url,
+            transport: &metered,
+            retry: &retry,
+            bases: &[],
+            install: &install,
+        },
+        &release,
+    )?;
     let mut staged = stage_version(
         &install,
         &settings,
@@ -796,7 +822,8 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         None,
         &manifest,
     )?;
-    staged.manifest_bytes = release.target.length;
+    staged.manifest_bytes = metered.bytes();
+    staged.metadata_bytes = refresh_bytes + metered.bytes();
     match &manifest.launcher {
         Some(launcher) => switch::replace_launcher(
             &install,
@@ -830,7 +857,9 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     Ok(UpdateReport {
         from: version.clone(),
         to: Some(version),
-        bytes_downloaded: staged.report.bytes_downloaded,
+        bytes_downloaded: staged.metadata_bytes + staged.content_bytes,
+        metadata_bytes: staged.metadata_bytes,
+        content_bytes: staged.content_bytes,
         files_reused: staged.report.files_reused,
         files_downloaded: staged.report.files_downloaded,
         plan: staged.plan(),

@@ -33,35 +33,10 @@ impl Repository {
         request: &PublishRequest,
         depth: usize,
     ) -> Result<Vec<Manifest>> {
-        let new_version = semver::Version::parse(request.version.as_str()).ok();
-        let mut previous: Vec<_> = crate::release::releases(published)
-            .into_iter()
-            .filter(|r| {
-                r.custom.app == request.app
-                    && r.custom.channel == request.channel
-                    && r.custom.platform == request.platform
-            })
-            .filter(|r| new_version.as_ref().is_none_or(|v| r.semver < *v))
-            .collect();
-        previous.sort_by(|a, b| b.semver.cmp(&a.semver));
-        previous.truncate(depth);
+        let previous = super::manifest_delta::earlier_releases(published, request, depth);
         let mut manifests = Vec::new();
         for release in &previous {
-            let sha = release
-                .target
-                .hashes
-                .get("sha256")
-                .cloned()
-                .unwrap_or_default();
-            let (dir, base) = release
-                .target_name
-                .rsplit_once('/')
-                .unwrap_or(("", release.target_name.as_str()));
-            let path = self
-                .root
-                .join("targets")
-                .join(dir)
-                .join(format!("{sha}.{base}"));
+            let path = self.manifest_path(release);
             match Manifest::parse(&fsutil::read(&path)?, &path.display().to_string()) {
                 Ok(manifest) => manifests.push(manifest),
                 Err(err) => log::warn!("nothing taken from {}: {err}", release.target_name),

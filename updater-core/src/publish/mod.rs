@@ -38,13 +38,15 @@
 //!
 //! Where each part lives: [`release`] (one publish, in write order), [`source`] (reading the
 //! folder), [`store`] (blobs and archives), [`compress`] (each thread's reused zstd
-//! context), [`durable`] (one sync for all blobs), [`deltas`], [`packs`], [`metadata`] (signing the
+//! context), [`durable`] (one sync for all blobs), [`deltas`], [`manifest_delta`] (compressed
+//! manifests and manifest deltas), [`packs`], [`metadata`] (signing the
 //! top-level roles) and [`delegation`] (delegated roles).
 
 mod compress;
 mod delegation;
 mod deltas;
 mod durable;
+mod manifest_delta;
 mod metadata;
 mod packs;
 mod release;

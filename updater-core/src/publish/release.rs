@@ -149,6 +149,7 @@ impl Repository {
             .join(format!("{sha256}.{base}"));
         fsutil::create_dir_all(&fsutil::parent_of(&target_path))?;
         fsutil::write_atomic(&target_path, &bytes)?;
+        let encodings = self.write_manifest_encodings(&published, request, &name, &bytes)?;
         // Everything above is durable before anything that names it is signed.
         run.pending.sync(&self.root)?;
 
@@ -165,7 +166,9 @@ impl Repository {
         let target = TargetFile {
             length: bytes.len() as u64,
             hashes,
-            custom: Some(serde_json::to_value(&custom).map_err(|e| Error::Invalid(e.to_string()))?),
+            custom: Some(encodings.added_to(
+                serde_json::to_value(&custom).map_err(|e| Error::Invalid(e.to_string()))?,
+            )?),
             extra: Map::new(),
         };
         let (role, version) = match delegated {

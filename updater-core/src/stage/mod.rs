@@ -16,8 +16,9 @@
 //!    - its blob.
 //!
 //!    Blobs the plan needs are fetched first from the release's pack, neighbours coalesced
-//!    into one `Range` request ([`PACK_GAP`]); each slice, once authenticated, is decoded
-//!    straight into the files made from it, or kept in `state/cache` ([`pack`]).
+//!    into one `Range` request ([`PACK_GAP`], smallest gaps first within a waste budget,
+//!    [`PACK_WASTE_DIVISOR`]); each slice, once authenticated, is decoded straight into the
+//!    files made from it, or kept in `state/cache` ([`pack`]).
 //! 3. Carry the plan out, file by file (every written file is made read-only).
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
 //!    signed size), then are applied or decompressed and verified while streaming. A delta or
@@ -53,8 +54,13 @@ use crate::transport::{Transport, join_url};
 
 /// Fetch blobs from the pack only when at least this many are needed.
 pub const PACK_MIN_BLOBS: usize = 4;
-/// Blobs closer than this in the pack are fetched in one range, gap included.
+/// Blobs closer than this in the pack may be fetched in one range, gap included.
 pub const PACK_GAP: u64 = 64 * 1024;
+/// Gap bytes fetched to save requests are at most the needed bytes over this, plus
+/// [`PACK_WASTE_FLOOR`]: issue 14 wants an update's wire bytes within 1.1x its content.
+pub const PACK_WASTE_DIVISOR: u64 = 10;
+/// Gap bytes any update may fetch to save requests, whatever its size.
+pub const PACK_WASTE_FLOOR: u64 = 16 * 1024;
 
 /// What we keep about an installed version: its manifest and its files' stats.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! Fetching the blobs a plan needs from the release's pack: one `Range` request per run of
-//! neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split).
+//! neighbouring slices (gaps under [`PACK_GAP`] are fetched rather than split, the smallest
+//! first, while the gap bytes stay within the needed bytes / [`PACK_WASTE_DIVISOR`] +
+//! [`PACK_WASTE_FLOOR`]: issue 14 wants an update's wire bytes within 1.1x its content).
 //!
 //! Each slice is authenticated by its blob's signed BLAKE3 before anything decodes it. A
 //! small slice (up to [`SLICE_IN_MEMORY`]) is read into memory, checked, and handed to the
@@ -15,7 +17,7 @@ use std::path::Path;
 
 use appstart_layout::fsutil;
 
-use super::{PACK_GAP, PACK_MIN_BLOBS, Slice, Stager};
+use super::{PACK_GAP, PACK_MIN_BLOBS, PACK_WASTE_DIVISOR, PACK_WASTE_FLOOR, Slice, Stager};
 use crate::error::{Error, Result};
 use crate::manifest::PackRef;
 use crate::transport::join_url;
@@ -61,22 +63,18 @@ impl Stager<'_> {
         needed.sort();
         // The manifest was validated (slices inside the pack, not overlapping), and one
         // slice per blob was kept above: offsets now strictly increase.
+        let joined = bridged_gaps(&needed);
         let url = join_url(self.repo_url, pack.path.as_str());
         let mut received = 0;
         let mut requests = 0;
         let mut start_index = 0;
         while start_index < needed.len() {
-            // One range: neighbours closer than PACK_GAP.
+            // One range: neighbours whose gap is bridged.
             let mut end_index = start_index + 1;
-            while end_index < needed.len() {
-                let previous = needed[end_index - 1];
-                let previous_end = previous.offset.saturating_add(previous.size);
-                if needed[end_index].offset.saturating_sub(previous_end) > PACK_GAP {
-                    break;
-                }
+            while joined.get(end_index).copied().unwrap_or(false) {
                 end_index += 1;
             }
-            let run = &needed[start_index..end_index];
+            let run = (&needed[start_index..], end_index - start_index);
             requests += 1;
             let mut bytes = 0;
             let result = self.fetch_pack_range(&url, pack.size, run, &cache, sink, &mut bytes);
@@ -99,18 +97,20 @@ impl Stager<'_> {
     }
 
     /// Fetches one run of slices from the pack, counting the bytes received in `received`.
+    /// `rest` is the needed slices not fetched yet, of which the run is the first `run_len`.
     /// Returns whether the server ignored the range and sent the whole pack (then every
-    /// needed slice was taken from it, as `run` extends to the end of the list). A slice that
+    /// slice of `rest` was taken from it). A slice that
     /// does not match its signed BLAKE3 is dropped (its blob is fetched on its own later).
     fn fetch_pack_range(
         &self,
         url: &str,
         pack_size: u64,
-        run: &[Slice<'_>],
+        (rest, run_len): (&[Slice<'_>], usize),
         cache: &Path,
         sink: &mut Sink<'_>,
         received: &mut u64,
     ) -> std::result::Result<bool, Stop> {
+        let run = rest.get(..run_len).unwrap_or(rest);
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return Ok(false);
         };
@@ -144,7 +144,7 @@ impl Stager<'_> {
             })
         };
         let mut buffer = Vec::new();
-        for slice in run {
+        for slice in if whole { rest } else { run } {
             // Skip the gap before this slice.
             let gap = slice.offset.checked_sub(position).ok_or_else(|| {
                 Stop::Transport(Error::format(
@@ -238,5 +238,69 @@ impl Write for HashingWriter<'_> {
             Target::Memory(_) => Ok(()),
             Target::File(file) => file.flush(),
         }
+    }
+}
+
+/// For slices sorted by offset, whether each is fetched in one range with the one before
+/// (`joined[i]`: the gap between slice `i - 1` and `i` is fetched rather than split). Gaps
+/// over [`PACK_GAP`] are never bridged; the others smallest first, while the bridged bytes
+/// stay within the needed bytes / [`PACK_WASTE_DIVISOR`] + [`PACK_WASTE_FLOOR`].
+fn bridged_gaps(sorted: &[Slice<'_>]) -> Vec<bool> {
+    let needed: u64 = sorted.iter().map(|s| s.size).sum();
+    let budget = needed / PACK_WASTE_DIVISOR + PACK_WASTE_FLOOR;
+    let mut gaps: Vec<(u64, usize)> = sorted
+        .windows(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let end = pair[0].offset.saturating_add(pair[0].size);
+            (pair[1].offset.saturating_sub(end), i + 1)
+        })
+        .filter(|(gap, _)| *gap <= PACK_GAP)
+        .collect();
+    gaps.sort_unstable();
+    let mut joined = vec![false; sorted.len()];
+    let mut spent = 0u64;
+    for (gap, index) in gaps {
+        spent = spent.saturating_add(gap);
+        if spent > budget {
+            break;
+        }
+        joined[index] = true;
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PACK_GAP, Slice, bridged_gaps};
+
+    fn slices(count: u64, size: u64, gap: u64) -> Vec<Slice<'static>> {
+        (0..count)
+            .map(|i| Slice {
+                offset: i * (size + gap),
+                size,
+                blob_blake3: "",
+                content: "",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_gaps_are_bridged_within_the_waste_budget() {
+        // Neighbours with small gaps: one range.
+        assert!(
+            bridged_gaps(&slices(10, 1000, 100))
+                .iter()
+                .skip(1)
+                .all(|j| *j)
+        );
+        // 100 slices of 2,000 bytes, 2,000 apart: 200,000 needed, so at most 20,000 + 16 KiB
+        // of gaps are fetched (18 gaps), not 198,000.
+        let joined = bridged_gaps(&slices(100, 2000, 2000));
+        assert_eq!(joined.iter().filter(|j| **j).count(), 18);
+        assert!(!joined[0]);
+        // A gap over PACK_GAP is never bridged, whatever the budget.
+        let far = bridged_gaps(&slices(4, 10 << 20, PACK_GAP + 1));
+        assert!(far.iter().all(|j| !*j));
     }
 }

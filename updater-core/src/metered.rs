@@ -1,0 +1,57 @@
+//! A [`Transport`] that counts the body bytes it hands out, so `bytes_downloaded` is what
+//! crossed the wire (metadata included), not what each caller thought to add up.
+//!
+//! The updater wraps its transport in one meter for the metadata (TUF roles and the release
+//! manifest) and one for the content, and reports both (`metadata_bytes`, `content_bytes`).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::Result;
+use crate::transport::{Request, Response, Transport};
+
+/// Counts the body bytes read through it.
+#[derive(Debug)]
+pub(crate) struct Metered<'a> {
+    inner: &'a dyn Transport,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<'a> Metered<'a> {
+    pub(crate) fn new(inner: &'a dyn Transport) -> Self {
+        Metered {
+            inner,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Body bytes read so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Transport for Metered<'_> {
+    fn get(&self, url: &str, request: &Request) -> Result<Response> {
+        let mut response = self.inner.get(url, request)?;
+        response.body = Box::new(Counting {
+            inner: response.body,
+            bytes: Arc::clone(&self.bytes),
+        });
+        Ok(response)
+    }
+}
+
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
