@@ -26,6 +26,8 @@ use updater_core::serve::RepoServer;
 use updater_core::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, VersionName};
 
+mod delta_encoder;
+
 type Failure = Box<dyn std::error::Error>;
 
 fn main() {
@@ -36,11 +38,21 @@ fn main() {
 }
 
 fn run() -> Result<(), Failure> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, base, target] = args.as_slice()
+        && flag == "--encode"
+    {
+        return delta_encoder::encode_one(Path::new(base), Path::new(target));
+    }
     let corpus = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: delta-bench CORPUS_DIR")?,
+        args.get(1)
+            .ok_or("usage: delta-bench CORPUS_DIR [PAIR|encoder]")?,
     );
+    let only = args.get(2).cloned();
+    if only.as_deref() == Some("encoder") {
+        let work = tempfile::Builder::new().prefix("delta-bench-").tempdir()?;
+        return delta_encoder::table(&corpus, work.path());
+    }
     let bin_dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
@@ -57,10 +69,9 @@ fn run() -> Result<(), Failure> {
         ),
     ];
     println!(
-        "| pair | files changed/new | appstart bytes | manifest bytes | requests | time | peak RSS | plan (delta/blob files, archives rebuilt) | archive parts (local/delta/blob) | new release compressed | changed files compressed | zstd --patch-from | bsdiff | xdelta3 -9 | HDiffPatch |"
+        "| pair | files changed/new | appstart bytes | manifest bytes | requests | time | peak RSS | plan (delta/blob files, archives rebuilt) | archive parts (local/delta/blob) | new release compressed | changed files compressed | zstd --patch-from | bsdiff | xdelta3 -9 | HDiffPatch | publish 2.0.0 | bsdiff time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let only = std::env::args().nth(2);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, old, new, single) in pairs {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
@@ -82,7 +93,7 @@ fn run() -> Result<(), Failure> {
         };
         let row = measure(&bin_dir, work.path(), &v1, &v2)?;
         println!(
-            "| {name} | {} | {} | {} | {} | {:.2} s | {} MiB | {}/{}, {} | {}/{}/{} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {:.2} s | {} MiB | {}/{}, {} | {}/{}/{} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.1} s |",
             row.changed,
             mb(row.bytes),
             mb(row.plan["manifest_bytes"].as_u64().unwrap_or(0)),
@@ -100,8 +111,14 @@ fn run() -> Result<(), Failure> {
             mb(row.zstd),
             mb(row.bsdiff),
             mb(row.xdelta),
-            mb(row.hdiff)
+            mb(row.hdiff),
+            row.publish_seconds,
+            row.bsdiff_seconds,
         );
+    }
+    if only.is_none() {
+        let work = tempfile::Builder::new().prefix("delta-bench-").tempdir()?;
+        delta_encoder::table(&corpus, work.path())?;
     }
     Ok(())
 }
@@ -121,6 +138,8 @@ struct Row {
     bsdiff: u64,
     xdelta: u64,
     hdiff: u64,
+    publish_seconds: f64,
+    bsdiff_seconds: f64,
     plan: serde_json::Value,
 }
 
@@ -171,7 +190,9 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         launcher: bin_dir.join("appstart"),
         shortcuts: Vec::new(),
     })?;
+    let start = Instant::now();
     publish(v2, "2.0.0")?;
+    let publish_seconds = start.elapsed().as_secs_f64();
     let before = lines(&log);
     let start = Instant::now();
     let child = Command::new(bin_dir.join("appupdate"))
@@ -195,6 +216,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         delta_files: report["plan"]["delta_files"].as_u64().unwrap_or(0),
         blob_files: report["plan"]["blob_files"].as_u64().unwrap_or(0),
         plan: report["plan"].clone(),
+        publish_seconds,
         ..Row::default()
     };
     let scratch = work.join("scratch");
@@ -228,12 +250,14 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                         .arg(&new_path),
                 )?;
                 let patch = scratch.join("patch");
+                let start = Instant::now();
                 run_tool(
                     Command::new("bsdiff")
                         .arg(&old_path)
                         .arg(&new_path)
                         .arg(&patch),
                 )?;
+                row.bsdiff_seconds += start.elapsed().as_secs_f64();
                 row.bsdiff += std::fs::metadata(&patch)?.len();
                 run_tool(
                     Command::new("xdelta3")
@@ -367,7 +391,7 @@ fn lines(log: &Mutex<Vec<u8>>) -> usize {
         .unwrap_or(0)
 }
 
-fn mb(bytes: u64) -> String {
+pub(crate) fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1_000_000.0)
 }
 

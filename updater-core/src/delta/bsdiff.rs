@@ -3,8 +3,9 @@
 //! We used to apply these with `qbsdiff::Bspatch`, which trusts the header: a 136-byte patch
 //! whose control and diff lengths wrap `32 + ctrl_len + diff_len` past a bounds check made it
 //! panic (and release builds abort on panic), and a patch declaring a 256 MiB output made the
-//! updater reserve 256 MiB before reading a byte. The publisher still *encodes* with qbsdiff;
-//! only applying is ours. Layout (bsdiff's sign-magnitude little-endian 64-bit integers):
+//! updater reserve 256 MiB before reading a byte. Encoding is ours too (`delta/search.rs`,
+//! `delta/streams.rs`); a unit test still applies a patch made by qbsdiff. Layout (bsdiff's
+//! sign-magnitude little-endian 64-bit integers):
 //!
 //! ```text
 //! magic     8 bytes "BSDIFF40"

@@ -27,11 +27,12 @@
 //! all, whatever the file size.
 
 use std::io::{self, Read, Seek, Write};
+use std::time::Instant;
 
 use liblzma::stream::{Check, Filters, LzmaOptions, Stream};
 
-use super::bsdiff::offtin;
 use super::control::{Triple, TripleSource, apply_triples};
+use super::streams::Streams;
 
 const MAGIC: &[u8; 8] = b"APBSDL01";
 const HEADER: usize = 8 + 8 + 5 * 8;
@@ -40,62 +41,35 @@ pub const MAX_DICT: u32 = 8 << 20;
 /// Most memory one stream's decoder may use (a dictionary of [`MAX_DICT`] plus tables).
 pub const DECODER_MEMLIMIT: u64 = 24 << 20;
 
-/// Re-encodes a bsdiff 4 patch (`BSDIFF40`, bzip2 streams) as `bsdiff-lzma`.
-pub fn from_bsdiff4(patch: &[u8]) -> io::Result<Vec<u8>> {
-    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
-    if patch.len() < 32 || &patch[..8] != b"BSDIFF40" {
-        return Err(bad("not a BSDIFF40 patch"));
-    }
-    let field = |at: usize| offtin(patch[at..at + 8].try_into().unwrap_or([0; 8]));
-    let ctrl_len = usize::try_from(field(8)).map_err(|_| bad("control length"))?;
-    let diff_len = usize::try_from(field(16)).map_err(|_| bad("diff length"))?;
-    let target = u64::try_from(field(24)).map_err(|_| bad("target size"))?;
-    let ctrl_end = 32usize
-        .checked_add(ctrl_len)
-        .filter(|&e| e <= patch.len())
-        .ok_or_else(|| bad("control length"))?;
-    let diff_end = ctrl_end
-        .checked_add(diff_len)
-        .filter(|&e| e <= patch.len())
-        .ok_or_else(|| bad("diff length"))?;
-    let unbz = |bytes: &[u8]| -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        if !bytes.is_empty() {
-            bzip2::read::MultiBzDecoder::new(bytes).read_to_end(&mut out)?;
-        }
-        Ok(out)
-    };
-    let ctrl = unbz(&patch[32..ctrl_end])?;
-    let diff = unbz(&patch[ctrl_end..diff_end])?;
-    let extra = unbz(&patch[diff_end..])?;
-    if ctrl.len() % 24 != 0 {
-        return Err(bad("control stream is not whole triples"));
-    }
+/// Packs the bsdiff streams as `bsdiff-lzma`, compressing a stream of [`SPLIT`] bytes or more
+/// as up to `threads` LZMA2 blocks in parallel (one `.xz` stream still, which the decoder reads
+/// as before; on the uv binary, two blocks cost 0.1 % and halve the time). Fails with
+/// [`io::ErrorKind::TimedOut`] once `deadline` has passed (checked between megabytes).
+pub(crate) fn pack(
+    streams: &Streams,
+    threads: usize,
+    deadline: Option<Instant>,
+) -> io::Result<Vec<u8>> {
     let (mut adds, mut copies, mut seeks) = (Vec::new(), Vec::new(), Vec::new());
-    for triple in ctrl.chunks_exact(24) {
-        let value = |i: usize| offtin(triple[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let (add, copy) = (value(0), value(1));
-        if add < 0 || copy < 0 {
-            return Err(bad("negative length in a control triple"));
-        }
-        put_varint(&mut adds, add as u64);
-        put_varint(&mut copies, copy as u64);
-        put_varint(&mut seeks, zigzag(value(2)));
+    for triple in &streams.triples {
+        put_varint(&mut adds, triple.add);
+        put_varint(&mut copies, triple.copy);
+        put_varint(&mut seeks, zigzag(triple.seek));
     }
-    let streams = [
-        compress(&adds, 0)?,
-        compress(&copies, 0)?,
-        compress(&seeks, 0)?,
-        compress(&diff, 3)?,
-        compress(&extra, 3)?,
+    let compressed = [
+        compress(&adds, 0, threads, deadline)?,
+        compress(&copies, 0, threads, deadline)?,
+        compress(&seeks, 0, threads, deadline)?,
+        compress(&streams.diff, 3, threads, deadline)?,
+        compress(&streams.extra, 3, threads, deadline)?,
     ];
-    let mut out = Vec::with_capacity(HEADER + streams.iter().map(Vec::len).sum::<usize>());
+    let mut out = Vec::with_capacity(HEADER + compressed.iter().map(Vec::len).sum::<usize>());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&target.to_le_bytes());
-    for stream in &streams {
+    out.extend_from_slice(&streams.target.to_le_bytes());
+    for stream in &compressed {
         out.extend_from_slice(&(stream.len() as u64).to_le_bytes());
     }
-    for stream in &streams {
+    for stream in &compressed {
         out.extend_from_slice(stream);
     }
     Ok(out)
@@ -170,7 +144,15 @@ impl<R: Read> TripleSource for VarintTriples<R> {
     }
 }
 
-fn compress(data: &[u8], literal_context_bits: u32) -> io::Result<Vec<u8>> {
+/// Smallest stream compressed in parallel blocks.
+pub(crate) const SPLIT: usize = 8 << 20;
+
+fn compress(
+    data: &[u8],
+    literal_context_bits: u32,
+    threads: usize,
+    deadline: Option<Instant>,
+) -> io::Result<Vec<u8>> {
     let mut options = LzmaOptions::new_preset(9 | liblzma::stream::PRESET_EXTREME)?;
     // The dictionary need not exceed the data: smaller means less memory to decode.
     let dict = (data.len() as u64)
@@ -180,10 +162,28 @@ fn compress(data: &[u8], literal_context_bits: u32) -> io::Result<Vec<u8>> {
     options.literal_context_bits(literal_context_bits);
     let mut filters = Filters::new();
     filters.lzma2(&options);
-    let stream = Stream::new_stream_encoder(&filters, Check::None)?;
-    let mut out = Vec::new();
-    liblzma::read::XzEncoder::new_stream(data, stream).read_to_end(&mut out)?;
-    Ok(out)
+    let blocks = threads.clamp(1, (data.len() / (SPLIT / 2)).max(1));
+    let stream = if blocks > 1 {
+        liblzma::stream::MtStreamBuilder::new()
+            .threads(blocks as u32)
+            .block_size(data.len().div_ceil(blocks) as u64)
+            .filters(filters)
+            .check(Check::None)
+            .encoder()?
+    } else {
+        Stream::new_stream_encoder(&filters, Check::None)?
+    };
+    let mut encoder = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    for piece in data.chunks(1 << 20) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the time budget for this delta ran out",
+            ));
+        }
+        encoder.write_all(piece)?;
+    }
+    encoder.finish()
 }
 
 fn decoder(slice: &[u8]) -> io::Result<io::BufReader<liblzma::read::XzDecoder<&[u8]>>> {

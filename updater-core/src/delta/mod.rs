@@ -8,8 +8,13 @@
 //!   Best on executables, whose code moves and whose addresses all shift a little. Applied
 //!   as a stream from the base on disk.
 //! - `bsdiff` ([`bsdiff`]): plain bsdiff 4 (bzip2 streams), kept for the rare small file
-//!   where its framing is smaller. Encoded with qbsdiff, applied as a stream from the base on
-//!   disk by our own decoder, which never trusts the patch's header.
+//!   where its framing is smaller. Applied as a stream from the base on disk by our own
+//!   decoder, which never trusts the patch's header.
+//!
+//! Both bsdiff formats are packed (`streams.rs`) from one match search of our own
+//! (`search.rs`: libdivsufsort's suffix array and a bsdiff scan whose work per byte is
+//! bounded); [`encode_best`] decides what to try and when to give up (`encode.rs`: a
+//! similarity estimate first, a time budget, windows for large files).
 //!
 //! Every decoder here must be safe on *any* input, even though deltas are also listed with
 //! a signed hash: it writes through one size-capped hashing sink
@@ -17,20 +22,28 @@
 //! than panicking, and uses fixed buffers or memory bounded by the signed sizes it was
 //! given. The two bsdiff formats share one control-triple loop ([`control`]).
 //!
-//! The publisher computes all three and keeps the smallest, and only if it is smaller than
-//! the file's blob. A delta is identified by (base BLAKE3, target BLAKE3) and stored at
+//! The publisher keeps the smallest delta [`encode_best`] returns, and only if it is smaller
+//! than the file's blob. A delta is identified by (base BLAKE3, target BLAKE3) and stored at
 //! `deltas/<xx>/<base>-<target>.<algorithm>`; the signed manifest lists it with its size.
 //! Applying one never trusts the delta: the output is capped at the signed size and must have
 //! the signed BLAKE3, else the client falls back to the blob.
 //!
-//! Deltas are made only when old and new file together are below [`MAX_DELTA_INPUT`] (the
-//! zstd window limit); larger files are updated through their blob, streamed.
+//! The encoder handles files of any size (bsdiff formats only, windowed, beyond
+//! [`MAX_DELTA_INPUT`]); the publisher, which holds both files in memory, still makes deltas
+//! only when old and new file together are below [`MAX_DELTA_INPUT`] (the zstd window limit),
+//! and larger files are updated through their blob, streamed.
 
 #[cfg(test)]
 mod adversarial;
 pub mod bsdiff;
 pub mod bsdiff_lzma;
 pub mod control;
+mod encode;
+mod search;
+mod similarity;
+mod streams;
+
+pub use encode::{EncodeOptions, Encoded, SMALL, Skip, encode, encode_best, encode_smallest};
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -82,67 +95,6 @@ pub fn delta_path(base: &str, target: &str, algorithm: Algorithm) -> String {
         &target[..2.min(target.len())],
         algorithm.extension()
     )
-}
-
-/// Encodes `target` against `base` with every algorithm and returns the smallest result.
-pub fn encode_smallest(
-    base: &[u8],
-    target: &[u8],
-    level: i32,
-) -> Result<Option<(Algorithm, Vec<u8>)>> {
-    if (base.len() + target.len()) as u64 >= MAX_DELTA_INPUT {
-        return Ok(None);
-    }
-    let zstd = encode(Algorithm::ZstdPatch, base, target, level)?;
-    // bsdiff-lzma is a re-packing of bsdiff's output: match once, keep the smaller framing.
-    let bsdiff = encode(Algorithm::Bsdiff, base, target, level)?;
-    let lzma = bsdiff_lzma::from_bsdiff4(&bsdiff)
-        .map_err(|e| Error::Invalid(format!("computing a bsdiff-lzma delta: {e}")))?;
-    let best = [
-        (Algorithm::ZstdPatch, zstd),
-        (Algorithm::BsdiffLzma, lzma),
-        (Algorithm::Bsdiff, bsdiff),
-    ]
-    .into_iter()
-    .min_by_key(|(_, bytes)| bytes.len());
-    Ok(best)
-}
-
-/// Encodes `target` against `base` with `algorithm`.
-pub fn encode(algorithm: Algorithm, base: &[u8], target: &[u8], level: i32) -> Result<Vec<u8>> {
-    let failed =
-        |e: std::io::Error| Error::Invalid(format!("computing a {algorithm:?} delta: {e}"));
-    match algorithm {
-        Algorithm::ZstdPatch => {
-            let mut out = Vec::new();
-            let mut encoder = zstd::stream::write::Encoder::with_ref_prefix(&mut out, level, base)
-                .map_err(failed)?;
-            encoder
-                .window_log(window_log(base.len() + target.len()))
-                .map_err(failed)?;
-            encoder.long_distance_matching(true).map_err(failed)?;
-            encoder.include_contentsize(true).map_err(failed)?;
-            encoder
-                .set_pledged_src_size(Some(target.len() as u64))
-                .map_err(failed)?;
-            encoder.write_all(target).map_err(failed)?;
-            encoder.finish().map_err(failed)?;
-            Ok(out)
-        }
-        Algorithm::Bsdiff => {
-            let mut out = Vec::new();
-            qbsdiff::Bsdiff::new(base, target)
-                .compression_level(9)
-                .parallel_scheme(qbsdiff::ParallelScheme::Never)
-                .compare(std::io::Cursor::new(&mut out))
-                .map_err(failed)?;
-            Ok(out)
-        }
-        Algorithm::BsdiffLzma => {
-            bsdiff_lzma::from_bsdiff4(&encode(Algorithm::Bsdiff, base, target, level)?)
-                .map_err(failed)
-        }
-    }
 }
 
 /// The zstd window (log2) that covers `len` bytes, within zstd's limits.
@@ -231,10 +183,11 @@ pub fn read_limited(input: impl Read, limit: u64, what: &str) -> Result<Vec<u8>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
+    /// Deterministic pseudo-random bytes (xorshift).
+    pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
         let mut state = seed | 1;
         (0..len)
             .map(|_| {
