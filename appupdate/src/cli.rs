@@ -207,6 +207,12 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = updater_core::publish::DEFAULT_KEEP_PACKS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub keep_packs: usize,
+    /// Seconds the delta search of one file pair may take (0: no limit); past it the file
+    /// gets no delta from that base and clients fetch its blob.
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = updater_core::publish::DEFAULT_DELTA_TIME_LIMIT.as_secs_f64(),
+          value_parser = parse_seconds)]
+    pub delta_time_limit: f64,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -343,4 +349,12 @@ fn parse_threshold(text: &str) -> Result<(String, u64), String> {
         .parse()
         .map_err(|_| format!("{count:?} is not a number"))?;
     Ok((role.to_string(), count))
+}
+
+/// A number of seconds, 0 or more (fractions allowed).
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 => Ok(seconds),
+        _ => Err(format!("`{text}` is not a number of seconds (0 or more)")),
+    }
 }

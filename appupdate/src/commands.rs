@@ -133,6 +133,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 delta_depth: args.delta_depth,
                 role: args.role,
                 keep_packs: Some(args.keep_packs),
+                delta_time_limit: (args.delta_time_limit > 0.0)
+                    .then(|| std::time::Duration::from_secs_f64(args.delta_time_limit)),
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),

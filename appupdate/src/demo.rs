@@ -195,6 +195,7 @@ fn publish(
             delta_depth: 3,
             role: None,
             keep_packs: Some(updater_core::publish::DEFAULT_KEEP_PACKS),
+            delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
         },
     )?;
     println!(

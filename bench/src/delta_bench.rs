@@ -172,6 +172,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     delta_depth: 1,
                     role: None,
                     keep_packs: None,
+                    delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
                 },
             )?)
         };

@@ -338,6 +338,7 @@ fn publish(
             delta_depth: 3,
             role: None,
             keep_packs: None,
+            delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
         },
     )?)
 }

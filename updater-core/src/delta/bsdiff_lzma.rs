@@ -35,7 +35,7 @@ use super::control::{Triple, TripleSource, apply_triples};
 use super::streams::Streams;
 
 const MAGIC: &[u8; 8] = b"APBSDL01";
-const HEADER: usize = 8 + 8 + 5 * 8;
+pub(crate) const HEADER: usize = 8 + 8 + 5 * 8;
 /// Largest LZMA2 dictionary the encoder uses.
 pub const MAX_DICT: u32 = 8 << 20;
 /// Most memory one stream's decoder may use (a dictionary of [`MAX_DICT`] plus tables).
@@ -95,32 +95,85 @@ pub fn apply(
     base: &mut (impl Read + Seek),
     output: &mut impl Write,
 ) -> io::Result<u64> {
-    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-    let target = target_size(patch)?;
-    let mut lengths = [0u64; 5];
-    for (i, length) in lengths.iter_mut().enumerate() {
-        *length = u64::from_le_bytes(patch[16 + i * 8..24 + i * 8].try_into().unwrap_or([0; 8]));
-    }
+    let (target, ranges) = layout(patch, patch.len() as u64)?;
+    let stream = |i: usize| {
+        let (start, end) = ranges[i];
+        decoder(&patch[start as usize..end as usize])
+    };
+    apply_streams(
+        [stream(0)?, stream(1)?, stream(2)?, stream(3)?, stream(4)?],
+        base,
+        target,
+        output,
+    )
+}
+
+/// [`apply`] with the patch in the file `path` of `len` bytes (already authenticated), read
+/// through one handle per stream: the patch is never held in memory, so applying one of any
+/// size stays within the decoders' bound (see the module docs).
+pub fn apply_file(
+    path: &std::path::Path,
+    len: u64,
+    base: &mut (impl Read + Seek),
+    output: &mut impl Write,
+) -> io::Result<u64> {
+    let mut header = Vec::with_capacity(HEADER);
+    std::fs::File::open(path)?
+        .take(HEADER as u64)
+        .read_to_end(&mut header)?;
+    let (target, ranges) = layout(&header, len)?;
+    let stream = |i: usize| -> io::Result<_> {
+        let (start, end) = ranges[i];
+        let mut file = std::fs::File::open(path)?;
+        file.seek(io::SeekFrom::Start(start))?;
+        decoder(io::BufReader::with_capacity(
+            64 * 1024,
+            file.take(end - start),
+        ))
+    };
+    apply_streams(
+        [stream(0)?, stream(1)?, stream(2)?, stream(3)?, stream(4)?],
+        base,
+        target,
+        output,
+    )
+}
+
+/// The declared output size and the byte range of each of the five streams of a patch of
+/// `len` bytes whose header is `header` (at least its first [`HEADER`] bytes).
+fn layout(header: &[u8], len: u64) -> io::Result<(u64, [(u64, u64); 5])> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let target = target_size(header)?;
+    let mut ranges = [(0u64, 0u64); 5];
     let mut start = HEADER as u64;
-    let mut slices = Vec::with_capacity(5);
-    for length in lengths {
+    for (i, range) in ranges.iter_mut().enumerate() {
+        let length =
+            u64::from_le_bytes(header[16 + i * 8..24 + i * 8].try_into().unwrap_or([0; 8]));
         let end = start
             .checked_add(length)
-            .filter(|&e| e <= patch.len() as u64)
-            .ok_or_else(|| bad("a stream runs past the end of the delta".into()))?;
-        slices.push(&patch[start as usize..end as usize]);
+            .filter(|&e| e <= len)
+            .ok_or_else(|| bad("a stream runs past the end of the delta"))?;
+        *range = (start, end);
         start = end;
     }
-    if start != patch.len() as u64 {
-        return Err(bad("bytes after the last stream".into()));
+    if start != len {
+        return Err(bad("bytes after the last stream"));
     }
+    Ok((target, ranges))
+}
+
+/// The triple loop over the five decoded streams (add, copy, seek, diff, extra).
+fn apply_streams<R: Read>(
+    [adds, copies, seeks, mut diff, mut extra]: [R; 5],
+    base: &mut (impl Read + Seek),
+    target: u64,
+    output: &mut impl Write,
+) -> io::Result<u64> {
     let mut triples = VarintTriples {
-        adds: decoder(slices[0])?,
-        copies: decoder(slices[1])?,
-        seeks: decoder(slices[2])?,
+        adds,
+        copies,
+        seeks,
     };
-    let mut diff = decoder(slices[3])?;
-    let mut extra = decoder(slices[4])?;
     apply_triples(&mut triples, &mut diff, &mut extra, base, target, output)
 }
 
@@ -186,11 +239,11 @@ fn compress(
     encoder.finish()
 }
 
-fn decoder(slice: &[u8]) -> io::Result<io::BufReader<liblzma::read::XzDecoder<&[u8]>>> {
+fn decoder<R: Read>(input: R) -> io::Result<io::BufReader<liblzma::read::XzDecoder<R>>> {
     let stream = Stream::new_stream_decoder(DECODER_MEMLIMIT, 0)?;
     Ok(io::BufReader::with_capacity(
         64 * 1024,
-        liblzma::read::XzDecoder::new_stream(slice, stream),
+        liblzma::read::XzDecoder::new_stream(input, stream),
     ))
 }
 
@@ -250,6 +303,29 @@ mod tests {
         }
         assert_eq!(read_varint(&mut [].as_slice()).unwrap(), None);
         assert!(read_varint(&mut [0x80u8].as_slice()).is_err());
+    }
+
+    #[test]
+    fn a_patch_in_a_file_applies_as_in_memory_and_is_checked_the_same() {
+        let base = crate::delta::tests::noise(4, 200_000);
+        let mut target = base.clone();
+        target[5000..5100].copy_from_slice(&crate::delta::tests::noise(5, 100));
+        let patch =
+            crate::delta::encode(crate::delta::Algorithm::BsdiffLzma, &base, &target, 19).unwrap();
+        let dir = std::env::temp_dir().join(format!("bsdl-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("patch.bsdl");
+        std::fs::write(&path, &patch).unwrap();
+        let mut out = Vec::new();
+        let len = patch.len() as u64;
+        apply_file(&path, len, &mut io::Cursor::new(&base), &mut out).unwrap();
+        assert_eq!(out, target);
+        // A length that does not match the streams (a cut or padded file) is refused.
+        for wrong in [len - 1, len + 1] {
+            let mut out = Vec::new();
+            assert!(apply_file(&path, wrong, &mut io::Cursor::new(&base), &mut out).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! 3. **bsdiff-class search** ([`super::search`]) once, packed as `bsdiff-lzma`, and as plain
 //!    `bsdiff` only for targets up to [`SMALL`] (its bzip2 framing wins only on small files and
 //!    costs seconds on large ones).
-//! 4. **zstd-patch**: at the full level for targets up to [`SMALL`]; above, a level-12 probe
+//! 4. **zstd-patch**, only while base + target stay under
+//!    [`EncodeOptions::max_zstd_patch_input`] (32 MiB by default: the client applies it with
+//!    the whole base in memory): at the full level for targets up to [`SMALL`]; above, a level-12 probe
 //!    (about 2 s for 36 MB) first, and the full level only if the probe, less 40 %, could still
 //!    beat the bsdiff-lzma delta (level 19 is 26 % smaller than 12 on the uv binary, and takes
 //!    36 s instead of 2). The probe itself stays a candidate.
@@ -70,7 +72,15 @@ pub struct EncodeOptions {
     pub window: usize,
     /// Threads the match search of one large target may use (parts of at least 4 MiB).
     pub threads: usize,
+    /// Largest base + target for which a `zstd-patch` delta is tried. The client holds the
+    /// whole base in memory to apply one (zstd's reference prefix), so this bounds what an
+    /// update needs: the default, [`MAX_ZSTD_PATCH_INPUT`], keeps it within issue 14's
+    /// 64 MiB; larger pairs get `bsdiff-lzma`, which the client streams from disk.
+    pub max_zstd_patch_input: u64,
 }
+
+/// Default of [`EncodeOptions::max_zstd_patch_input`].
+pub const MAX_ZSTD_PATCH_INPUT: u64 = 32 << 20;
 
 impl Default for EncodeOptions {
     fn default() -> Self {
@@ -82,6 +92,7 @@ impl Default for EncodeOptions {
             time_budget: None,
             window: 512 << 20,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            max_zstd_patch_input: MAX_ZSTD_PATCH_INPUT,
         }
     }
 }
@@ -188,7 +199,7 @@ pub fn encode_best(base: &[u8], target: &[u8], options: &EncodeOptions) -> Resul
         candidates.push((Algorithm::Bsdiff, bytes));
     }
     drop(streams);
-    if ((base.len() + target.len()) as u64) < MAX_DELTA_INPUT {
+    if ((base.len() + target.len()) as u64) < options.max_zstd_patch_input.min(MAX_DELTA_INPUT) {
         let best = candidates.iter().map(|(_, b)| b.len()).min().unwrap_or(0);
         let full = if target.len() <= SMALL || options.level <= PROBE_LEVEL {
             true

@@ -43,7 +43,9 @@ mod search;
 mod similarity;
 mod streams;
 
-pub use encode::{EncodeOptions, Encoded, SMALL, Skip, encode, encode_best, encode_smallest};
+pub use encode::{
+    EncodeOptions, Encoded, MAX_ZSTD_PATCH_INPUT, SMALL, Skip, encode, encode_best, encode_smallest,
+};
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -164,6 +166,47 @@ pub fn apply(
             verifier.finish()
         }
     }
+}
+
+/// [`apply`] with the delta in the file `path` (already authenticated against its signed
+/// `size`). A `bsdiff-lzma` delta, the kind large files get, is streamed from the file, so
+/// applying it holds no more than its decoders whatever its size; the others are read into
+/// memory, capped at `size` (the publisher makes them only for small files: see
+/// [`EncodeOptions::max_zstd_patch_input`] and [`SMALL`]).
+#[allow(clippy::too_many_arguments)]
+pub fn apply_file(
+    algorithm: Algorithm,
+    base: &mut (impl Read + Seek),
+    path: &Path,
+    size: u64,
+    output: &mut impl Write,
+    expected: &Expected<'_>,
+    what: &str,
+    dest: &Path,
+) -> Result<()> {
+    let open = || std::fs::File::open(path).map_err(|e| Error::io("opening", path, e));
+    if algorithm != Algorithm::BsdiffLzma {
+        let bytes = read_limited(open()?, size, &path.display().to_string())?;
+        return apply(algorithm, base, &bytes, output, expected, what, dest);
+    }
+    let invalid = |e: std::io::Error| Error::format(what, format!("cannot apply the delta: {e}"));
+    let header = read_limited(
+        open()?.take(bsdiff_lzma::HEADER as u64),
+        bsdiff_lzma::HEADER as u64,
+        &path.display().to_string(),
+    )?;
+    let declared = bsdiff_lzma::target_size(&header).map_err(invalid)?;
+    if declared != expected.size {
+        return Err(Error::Mismatch {
+            what: what.to_string(),
+            kind: "patched size",
+            expected: expected.size.to_string(),
+            actual: declared.to_string(),
+        });
+    }
+    let mut verifier = crate::blob::VerifyingWriter::new(output, expected, what, dest);
+    bsdiff_lzma::apply_file(path, size, base, &mut verifier).map_err(invalid)?;
+    verifier.finish()
 }
 
 /// Reads at most `limit` bytes of `input` into memory.

@@ -115,12 +115,12 @@ impl Repository {
             .par_iter()
             .map(|job| match is_large(job) {
                 true => Ok(None),
-                false => self.compute_delta(job),
+                false => self.compute_delta(job, request, 1),
             })
             .collect::<Result<_>>()?;
         for (job, result) in unique.iter().zip(results.iter_mut()) {
             if is_large(job) {
-                *result = self.compute_delta(job)?;
+                *result = self.compute_delta(job, request, rayon::current_num_threads())?;
             }
         }
         let mut stored = 0;
@@ -141,11 +141,18 @@ impl Repository {
     /// Computes the smallest delta for `job` and stores it if it is smaller than the target's
     /// blob; returns it (`None`: no delta pays). A delta that already exists is listed as it
     /// is, never rewritten (older manifests may list it with its hash).
-    fn compute_delta(&self, job: &Job) -> Result<Option<DeltaEntry>> {
+    ///
+    /// The search runs with `threads` threads and the request's time limit per pair; a pair
+    /// that runs out of time, or whose content is unrelated to its base, ships as its blob
+    /// only (see [`crate::delta::encode_best`]).
+    fn compute_delta(
+        &self,
+        job: &Job,
+        request: &PublishRequest,
+        threads: usize,
+    ) -> Result<Option<DeltaEntry>> {
         let (base, target) = (&job.base, &job.target);
-        if base.size + target.size >= crate::delta::MAX_DELTA_INPUT
-            || target.size < MIN_DELTA_TARGET
-        {
+        if target.size < MIN_DELTA_TARGET {
             return Ok(None);
         }
         let existing = crate::delta::ALGORITHMS.into_iter().find_map(|algorithm| {
@@ -167,11 +174,27 @@ impl Repository {
                     Some(path) => fsutil::read(path)?,
                     None => self.blob_content(&target.expected())?,
                 };
-                let Some((algorithm, delta)) =
-                    crate::delta::encode_smallest(&base_bytes, &target_bytes, 19)?
-                else {
-                    return Ok(None);
-                };
+                let options = crate::delta::EncodeOptions::default()
+                    .with_level(19)
+                    .with_time_budget(request.delta_time_limit)
+                    .with_threads(threads.max(1));
+                let (algorithm, delta) =
+                    match crate::delta::encode_best(&base_bytes, &target_bytes, &options)? {
+                        crate::delta::Encoded::Delta { algorithm, bytes } => (algorithm, bytes),
+                        crate::delta::Encoded::Skipped(crate::delta::Skip::OutOfTime) => {
+                            log::warn!(
+                                "no delta from {} to {}: the search ran past --delta-time-limit; \
+                                 clients fetch its whole blob",
+                                base.name,
+                                target.name
+                            );
+                            return Ok(None);
+                        }
+                        crate::delta::Encoded::Skipped(skip) => {
+                            log::info!("no delta from {} to {}: {skip:?}", base.name, target.name);
+                            return Ok(None);
+                        }
+                    };
                 drop((base_bytes, target_bytes));
                 if delta.len() as u64 >= target.blob_size {
                     return Ok(None);

@@ -126,7 +126,15 @@ pub struct PublishRequest {
     /// (and always the new release's); older ones are deleted once the new metadata is live.
     /// `None` deletes none. The CLI's default is [`DEFAULT_KEEP_PACKS`].
     pub keep_packs: Option<usize>,
+    /// How long the delta search of one file pair may take; past it the file gets no delta
+    /// from that base (clients fetch its blob). `None`: no limit. The CLI's default is
+    /// [`DEFAULT_DELTA_TIME_LIMIT`].
+    pub delta_time_limit: Option<std::time::Duration>,
 }
+
+/// Default of [`PublishRequest::delta_time_limit`]: about nine times what the largest pair of the
+/// delta benchmark (uv's 36 MB binary) takes here, so only pathological pairs hit it.
+pub const DEFAULT_DELTA_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How many releases per app, channel and platform keep their pack by default: the newest
 /// two, so that a fresh install of the current release, or of the one before while it rolls

@@ -513,21 +513,17 @@ impl Stager<'_> {
                     },
                     &self.retry,
                 )?;
-                let bytes = crate::delta::read_limited(
-                    File::open(&cached).map_err(|e| Error::io("opening", &cached, e))?,
-                    delta.size,
-                    &cached.display().to_string(),
-                )?;
                 let mut base = std::io::BufReader::new(
                     File::open(&base_path).map_err(|e| Error::io("opening", &base_path, e))?,
                 );
                 let mut output = std::io::BufWriter::new(
                     File::create(dest).map_err(|e| Error::io("creating", dest, e))?,
                 );
-                crate::delta::apply(
+                crate::delta::apply_file(
                     delta.algorithm,
                     &mut base,
-                    &bytes,
+                    &cached,
+                    delta.size,
                     &mut output,
                     &expected,
                     &url,
