@@ -21,6 +21,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use appstart_bench::{SharedLog, set_executable};
 use updater_core::publish::{Expiry, PublishRequest, Repository};
 use updater_core::serve::RepoServer;
 use updater_core::tuf::keys::KeyDir;
@@ -179,7 +180,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
     publish(v1, "1.0.0")?;
     let log = Arc::new(Mutex::new(Vec::<u8>::new()));
     let server = RepoServer::bind(&work.join("repo"), "127.0.0.1:0")?
-        .spawn_with_log(4, Shared(Arc::clone(&log)));
+        .spawn_with_log(4, SharedLog(Arc::clone(&log)));
     let dir = work.join("installed");
     updater_core::install(&InstallOptions {
         url: server.url().to_string(),
@@ -394,32 +395,4 @@ fn lines(log: &Mutex<Vec<u8>>) -> usize {
 
 pub(crate) fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1_000_000.0)
-}
-
-/// Marks `path` executable. Windows has no execute bit: the publisher goes by `--exe`.
-fn set_executable(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-    }
-    #[cfg(windows)]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut log) = self.0.lock() {
-            log.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use updater_core::delta::{self, EncodeOptions, Encoded};
 
 use crate::Failure;
+use appstart_bench::{Timed, timed};
 
 /// The file pairs of the table: (row name, base, target), relative to the corpus.
 const PAIRS: [(&str, &str, &str); 4] = [
@@ -108,55 +109,25 @@ pub fn encode_one(base: &Path, target: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-struct Timed {
-    stdout: String,
-    seconds: f64,
-    peak_kib: u64,
+/// Helpers on what our encoder printed.
+trait EncoderOutput {
+    /// The byte count our encoder printed last, if it made a delta.
+    fn stdout_bytes(&self) -> Option<u64>;
+    /// What our encoder printed, less the byte count.
+    fn outcome(&self) -> &str;
 }
 
-impl Timed {
-    /// The byte count our encoder printed last, if it made a delta.
+impl EncoderOutput for Timed {
     fn stdout_bytes(&self) -> Option<u64> {
         self.stdout.rsplit(' ').next()?.parse().ok()
     }
 
-    /// What our encoder printed, less the byte count.
     fn outcome(&self) -> &str {
         match self.stdout_bytes() {
             Some(_) => self.stdout.rsplit_once(' ').map_or("", |(head, _)| head),
             None => &self.stdout,
         }
     }
-}
-
-/// Runs `command` under `/usr/bin/time -v`: its stdout, wall time and peak resident set.
-fn timed(command: &mut Command) -> Result<Timed, Failure> {
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped
-        .arg("-v")
-        .arg(command.get_program())
-        .args(command.get_args());
-    let start = Instant::now();
-    let output = wrapped.output()?;
-    let seconds = start.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        return Err(format!("{command:?} failed: {stderr}").into());
-    }
-    let peak_kib = stderr
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or("no peak memory from /usr/bin/time -v")?;
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Ok(Timed {
-        stdout,
-        seconds,
-        peak_kib,
-    })
 }
 
 /// `len` deterministic random bytes (BLAKE3's extendable output of `seed`).

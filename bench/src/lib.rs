@@ -1,7 +1,9 @@
 //! What the benchmark programs share: deterministic test data, the execute bit, a log sink
-//! for the development server, medians.
+//! for the development server, medians, running `appupdate` and measuring a command's peak
+//! memory under `/usr/bin/time -v`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,4 +83,95 @@ impl std::io::Write for SharedLog {
 pub fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// What [`timed`] measured of one command.
+#[derive(Debug)]
+pub struct Timed {
+    /// Its standard output, trimmed.
+    pub stdout: String,
+    /// Wall time.
+    pub seconds: f64,
+    /// Peak resident set ("Maximum resident set size"), KiB.
+    pub peak_kib: u64,
+}
+
+/// Runs `command` under `/usr/bin/time -v`: its stdout, wall time and peak resident set.
+pub fn timed(command: &mut Command) -> Result<Timed, Box<dyn std::error::Error>> {
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .arg("-v")
+        .arg(command.get_program())
+        .args(command.get_args());
+    let start = std::time::Instant::now();
+    let output = wrapped.output()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!("{command:?} failed: {stderr}").into());
+    }
+    let peak_kib = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no peak memory from /usr/bin/time -v")?;
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(Timed {
+        stdout,
+        seconds,
+        peak_kib,
+    })
+}
+
+/// Writes the executable `bin/app` under `dir`.
+pub fn write_app(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::write(bin.join("app"), "#!/bin/sh\necho app\n")?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("app"), std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+pub fn check(command: &mut Command) -> Result<std::process::Output, Box<dyn std::error::Error>> {
+    let output = command.output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(output)
+}
+
+/// A fresh repository with its keys under `dir`; returns (repo, keys).
+pub fn fresh_repo(
+    appupdate: &Path,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let _ = std::fs::remove_dir_all(dir);
+    let (repo, keys) = (dir.join("repo"), dir.join("keys"));
+    check(
+        Command::new(appupdate)
+            .arg("keys")
+            .arg("generate")
+            .arg("--out")
+            .arg(&keys),
+    )?;
+    check(
+        Command::new(appupdate)
+            .args(["repo", "init", "--repo"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+    )?;
+    Ok((repo, keys))
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use appstart_bench::{median, noise};
+use appstart_bench::{check, fresh_repo, median, noise, write_app};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -30,19 +30,6 @@ fn main() {
         eprintln!("publish-bench: {err}");
         std::process::exit(1);
     }
-}
-
-/// Writes the executable `bin/app` under `dir`.
-fn write_app(dir: &Path) -> Result<(), Failure> {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::write(bin.join("app"), "#!/bin/sh\necho app\n")?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join("app"), std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
 }
 
 /// Writes `bin/app` and `count` files of 2,000 bytes under `dir`.
@@ -54,40 +41,6 @@ fn make_tree(dir: &Path, count: usize) -> Result<(), Failure> {
         std::fs::write(folder.join(format!("{i:05}.bin")), noise(i as u64, 2_000))?;
     }
     Ok(())
-}
-
-fn check(command: &mut Command) -> Result<std::process::Output, Failure> {
-    let output = command.output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(output)
-}
-
-/// A fresh repository with its keys under `dir`; returns (repo, keys).
-fn fresh_repo(appupdate: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
-    let _ = std::fs::remove_dir_all(dir);
-    let (repo, keys) = (dir.join("repo"), dir.join("keys"));
-    check(
-        Command::new(appupdate)
-            .arg("keys")
-            .arg("generate")
-            .arg("--out")
-            .arg(&keys),
-    )?;
-    check(
-        Command::new(appupdate)
-            .args(["repo", "init", "--repo"])
-            .arg(&repo)
-            .arg("--keys")
-            .arg(&keys),
-    )?;
-    Ok((repo, keys))
 }
 
 fn publish_command(

@@ -14,12 +14,12 @@
 //!
 //! File contents are pseudo-random (incompressible): the worst case for bytes on the wire.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use appstart_bench::{SharedLog, noise, set_executable};
 use updater_core::publish::{Expiry, PublishRequest, Repository};
 use updater_core::serve::RepoServer;
 use updater_core::tuf::keys::KeyDir;
@@ -365,48 +365,4 @@ fn repoint(install: &Path, url: &str, root: &Path) -> Result<(), Box<dyn std::er
     }
     std::fs::copy(root, metadata.join("root.json"))?;
     Ok(())
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Marks `path` executable. Windows has no execute bit: the publisher goes by `--exe`.
-fn set_executable(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-    }
-    #[cfg(windows)]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
-struct SharedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut log) = self.0.lock() {
-            log.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
