@@ -354,7 +354,7 @@ fn parse_threshold(text: &str) -> Result<(String, u64), String> {
 /// A number of seconds, 0 or more (fractions allowed).
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 => Ok(seconds),
+        Ok(seconds) if (0.0..1e9).contains(&seconds) => Ok(seconds),
         _ => Err(format!("`{text}` is not a number of seconds (0 or more)")),
     }
 }

@@ -14,6 +14,11 @@
 //! ([`ManifestEncodings`]). They are not TUF targets: other TUF clients ignore `custom`
 //! fields they do not know, and old appstart clients fetch the plain manifest as before.
 //!
+//! The compressed manifest is also written as the first bytes of the release's pack
+//! (`manifest_in_pack`), the pack's blob slices following it (their offsets in the manifest
+//! count from the end of that prefix), so a fresh install reads manifest and content from one
+//! response.
+//!
 //! Security: every byte is checked against the signed length and SHA-256 *before* it is
 //! decoded; the decoder output is capped at the signed manifest length and must have the
 //! manifest's signed SHA-256 (`check_target`). A client that cannot use a smaller form (no
@@ -31,6 +36,8 @@ use crate::error::{Error, Result};
 pub const ZST_KEY: &str = "manifest_zst";
 /// Key of the manifest deltas in the release target's `custom` object.
 pub const DELTAS_KEY: &str = "manifest_deltas";
+/// Key of the pack that begins with the compressed manifest, in the release target's `custom`.
+pub const IN_PACK_KEY: &str = "manifest_in_pack";
 /// File-name suffix of the compressed manifest (after `<sha256>.`).
 pub const ZST_SUFFIX: &str = "manifest.json.zst";
 /// File-name suffix of a manifest delta (after `<sha256>.`).
@@ -66,6 +73,10 @@ pub struct ManifestEncodings {
     pub zst: Option<EncodedFile>,
     /// Deltas from earlier releases' manifests.
     pub deltas: Vec<ManifestDelta>,
+    /// The release's pack (repository path under `packs/`), when its first `zst.length`
+    /// bytes are the compressed manifest and its blob slices follow them: a fresh install
+    /// then gets manifest and content in one request.
+    pub in_pack: Option<String>,
 }
 
 impl ManifestEncodings {
@@ -86,7 +97,24 @@ impl ManifestEncodings {
             .into_iter()
             .filter(|d| valid_sha256(&d.sha256) && valid_sha256(&d.base_sha256))
             .collect();
-        ManifestEncodings { zst, deltas }
+        let in_pack = map
+            .get(IN_PACK_KEY)
+            .and_then(|v| parse_or_warn::<String>(v, IN_PACK_KEY, what))
+            .filter(|path| {
+                let valid = path.starts_with("packs/")
+                    && path.ends_with(".pack")
+                    && appstart_layout::RelativePath::parse(path).is_ok();
+                if !valid {
+                    log::warn!("{what}: ignoring custom field `{IN_PACK_KEY}`: not a pack path");
+                }
+                valid
+            })
+            .filter(|_| zst.is_some());
+        ManifestEncodings {
+            zst,
+            deltas,
+            in_pack,
+        }
     }
 
     /// `custom` with the encodings added (the publisher's side).
@@ -107,6 +135,9 @@ impl ManifestEncodings {
         }
         if !self.deltas.is_empty() {
             map.insert(DELTAS_KEY.into(), to_value(&self.deltas)?);
+        }
+        if let Some(pack) = &self.in_pack {
+            map.insert(IN_PACK_KEY.into(), Value::String(pack.clone()));
         }
         Ok(())
     }
@@ -242,6 +273,7 @@ mod tests {
                 length: 3,
                 sha256: "c".repeat(64),
             }],
+            in_pack: Some("packs/demo/stable/any/1.0.0.pack".into()),
         };
         let mut custom = serde_json::json!({"app": "demo"});
         encodings.add_to(&mut custom).unwrap();
@@ -250,10 +282,22 @@ mod tests {
             encodings
         );
         let bad = serde_json::json!({"manifest_zst": {"length": 5, "sha256": "../x"},
-                                     "manifest_deltas": "no"});
+                                     "manifest_deltas": "no",
+                                     "manifest_in_pack": "packs/demo/stable/any/1.0.0.pack"});
         assert_eq!(
             ManifestEncodings::from_custom(Some(&bad), "t"),
             ManifestEncodings::default()
         );
+        // A pack path outside packs/ (or climbing out) is ignored.
+        for path in ["blobs/x.pack", "packs/../metadata/root.pack", "packs/a.zst"] {
+            let mut custom = serde_json::json!({"app": "demo"});
+            encodings.add_to(&mut custom).unwrap();
+            custom["manifest_in_pack"] = serde_json::json!(path);
+            assert_eq!(
+                ManifestEncodings::from_custom(Some(&custom), "t").in_pack,
+                None,
+                "{path}"
+            );
+        }
     }
 }

@@ -32,13 +32,20 @@ impl<'a> Metered<'a> {
     }
 }
 
+impl Metered<'_> {
+    /// `body` (of a response opened through another transport), counted from now on.
+    pub(crate) fn count(&self, body: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
+        Box::new(Counting {
+            inner: body,
+            bytes: Arc::clone(&self.bytes),
+        })
+    }
+}
+
 impl Transport for Metered<'_> {
     fn get(&self, url: &str, request: &Request) -> Result<Response> {
         let mut response = self.inner.get(url, request)?;
-        response.body = Box::new(Counting {
-            inner: response.body,
-            bytes: Arc::clone(&self.bytes),
-        });
+        response.body = self.count(response.body);
         Ok(response)
     }
 }

@@ -27,12 +27,12 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
 use crate::manifest::Manifest;
-use crate::manifest_fetch::{ManifestSource, fetch_manifest};
+use crate::manifest_fetch::{ManifestSource, fetch_fresh, fetch_manifest, pack_data_start};
 use crate::metered::Metered;
 use crate::release::{Eligibility, Release, case_conflict, choose, releases};
 use crate::settings::InstallSettings;
 use crate::shortcut::{self, ShortcutLocation};
-use crate::stage::{InstalledRecord, LocalFiles, StageReport, Stager};
+use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, StageReport, Stager};
 use crate::switch;
 use crate::transport::{HttpTimeouts, Transport, for_url, join_url};
 use crate::tuf::client::{Fetch, Limits, TrustedMetadata};
@@ -401,6 +401,8 @@ impl Updater {
             &self.retry,
             self.events.as_deref(),
             &manifest,
+            pack_data_start(release, &manifest),
+            None,
         )?;
         staged.manifest_bytes = metered.bytes();
         staged.metadata_bytes = metered.bytes();
@@ -641,6 +643,7 @@ fn find_release(
 
 /// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
 /// by an interrupted run.
+#[allow(clippy::too_many_arguments)]
 fn stage_version(
     install: &InstallDir,
     settings: &InstallSettings,
@@ -648,6 +651,8 @@ fn stage_version(
     retry: &RetryPolicy,
     events: Option<&EventSink>,
     manifest: &Manifest,
+    pack_data_start: u64,
+    opened_pack: Option<OpenedPack>,
 ) -> Result<Staged> {
     let target = install.version_dir(&manifest.version);
     if let Some(record) = InstalledRecord::load(install, &manifest.version)
@@ -669,12 +674,18 @@ fn stage_version(
         .collect();
     let local = LocalFiles::index(install, &sources);
     let metered = Metered::new(transport);
+    let opened_pack = opened_pack.map(|opened| OpenedPack {
+        body: metered.count(opened.body),
+        position: opened.position,
+    });
     let stager = Stager {
         install,
         transport: &metered,
         repo_url: &settings.url,
         retry: *retry,
         events,
+        pack_data_start,
+        opened_pack: std::sync::Mutex::new(opened_pack),
     };
     let (staging, report, stats) = match stager.stage(manifest, &local) {
         Ok(staged) => staged,
@@ -803,7 +814,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         ))
     })?;
     let metered = Metered::new(transport.as_ref());
-    let manifest = fetch_manifest(
+    let fresh = fetch_fresh(
         &ManifestSource {
             trusted: &trusted,
             repo_url: &settings.url,
@@ -813,7 +824,9 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             install: &install,
         },
         &release,
+        transport.as_ref(),
     )?;
+    let manifest = fresh.manifest;
     let mut staged = stage_version(
         &install,
         &settings,
@@ -821,9 +834,11 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         &retry,
         None,
         &manifest,
+        pack_data_start(&release, &manifest),
+        fresh.opened_pack,
     )?;
-    staged.manifest_bytes = metered.bytes();
-    staged.metadata_bytes = refresh_bytes + metered.bytes();
+    staged.manifest_bytes = metered.bytes() + fresh.manifest_bytes_in_pack;
+    staged.metadata_bytes = refresh_bytes + staged.manifest_bytes;
     match &manifest.launcher {
         Some(launcher) => switch::replace_launcher(
             &install,

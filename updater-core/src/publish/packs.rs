@@ -80,6 +80,44 @@ impl Repository {
         })
     }
 
+    /// Rewrites `pack` with `prefix` (the release's compressed manifest) before its blob
+    /// slices, whose offsets in the manifest count from the end of the prefix (see
+    /// `manifest_encoding`). Made durable with the blobs, before anything names it.
+    pub(super) fn prefix_pack(
+        &self,
+        pack: &crate::manifest::PackRef,
+        prefix: &[u8],
+        pending: &Pending,
+    ) -> Result<()> {
+        let path = self.root.join(pack.path.as_str());
+        let folder = fsutil::parent_of(&path);
+        let temp = folder.join(fsutil::temp_name("pack"));
+        let result = (|| -> Result<()> {
+            let mut out = File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
+            std::io::Write::write_all(&mut out, prefix)
+                .map_err(|e| Error::io("writing", &temp, e))?;
+            let mut data = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+            // A kernel-side copy on Linux (`copy_file_range`).
+            let copied =
+                std::io::copy(&mut data, &mut out).map_err(|e| Error::io("copying", &path, e))?;
+            if copied != pack.size {
+                return Err(Error::Invalid(format!(
+                    "{} changed while it was written: {copied} bytes, expected {}",
+                    path.display(),
+                    pack.size
+                )));
+            }
+            drop(out);
+            fsutil::rename(&temp, &path)?;
+            pending.wrote(path.clone(), &folder);
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
     /// Deletes the packs of all but the newest `keep` releases of each app, channel and
     /// platform. Packs only save requests; clients fetch what a pack lacks from `blobs/`, so
     /// this never breaks an install. Returns the files removed.

@@ -149,7 +149,17 @@ impl Repository {
             .join(format!("{sha256}.{base}"));
         fsutil::create_dir_all(&fsutil::parent_of(&target_path))?;
         fsutil::write_atomic(&target_path, &bytes)?;
-        let encodings = self.write_manifest_encodings(&published, request, &name, &bytes)?;
+        let mut encodings = self.write_manifest_encodings(&published, request, &name, &bytes)?;
+        if let (Some(pack), Some(zst)) = (&manifest.pack, &encodings.zst) {
+            // The pack begins with the compressed manifest: one request for a fresh install.
+            let zst_path =
+                fsutil::parent_of(&target_path).join(crate::manifest_encoding::file_name(
+                    &zst.sha256,
+                    crate::manifest_encoding::ZST_SUFFIX,
+                ));
+            self.prefix_pack(pack, &fsutil::read(&zst_path)?, &run.pending)?;
+            encodings.in_pack = Some(pack.path.as_str().to_string());
+        }
         // Everything above is durable before anything that names it is signed.
         run.pending.sync(&self.root)?;
 

@@ -40,6 +40,7 @@ mod durable;
 mod file_stat;
 mod local;
 mod pack;
+pub use pack::OpenedPack;
 
 pub use file_stat::FileStat;
 
@@ -184,6 +185,11 @@ pub struct Stager<'a> {
     pub retry: RetryPolicy,
     /// Progress receiver.
     pub events: Option<&'a EventSink>,
+    /// Where the pack's blob slices start: the length of the compressed manifest the pack
+    /// begins with (`manifest_in_pack`), else 0. Manifest offsets count from here.
+    pub pack_data_start: u64,
+    /// The pack's response, when a fresh install read the manifest from its first bytes.
+    pub opened_pack: std::sync::Mutex<Option<pack::OpenedPack>>,
 }
 
 impl std::fmt::Debug for Stager<'_> {
@@ -240,7 +246,7 @@ impl Stager<'_> {
                 && let Some(offset) = content.pack_offset()
             {
                 blobs.push(Slice {
-                    offset,
+                    offset: offset.saturating_add(self.pack_data_start),
                     size: content.blob_size(),
                     blob_blake3: content.blob_blake3(),
                     content: content.expected().blake3,

@@ -30,6 +30,24 @@ pub const SLICE_IN_MEMORY: u64 = 4 << 20;
 /// used it (else it is cached for the per-file step).
 pub(super) type Sink<'s> = dyn FnMut(&Slice<'_>, &[u8]) -> Result<bool> + 's;
 
+/// A pack response already open at `position`: a fresh install read the compressed manifest
+/// from the pack's first bytes (`manifest_in_pack`) and hands the rest of the same response
+/// to the stager, so manifest and content cost one request.
+pub struct OpenedPack {
+    /// The rest of the response body.
+    pub body: Box<dyn Read + Send>,
+    /// The pack offset of the body's next byte.
+    pub position: u64,
+}
+
+impl std::fmt::Debug for OpenedPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedPack")
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a range stopped.
 enum Stop {
     /// The network or the server: the rest is fetched blob by blob.
@@ -57,7 +75,11 @@ impl Stager<'_> {
                         .is_ok_and(|m| m.len() == slice.size)
             })
             .collect();
-        if needed.len() < PACK_MIN_BLOBS || fsutil::create_dir_all(&cache).is_err() {
+        let opened = self.opened_pack.lock().ok().and_then(|mut o| o.take());
+        // A pack response already open is used whatever the count: its request is made.
+        if (opened.is_none() && needed.len() < PACK_MIN_BLOBS)
+            || fsutil::create_dir_all(&cache).is_err()
+        {
             return Ok((0, 0));
         }
         needed.sort();
@@ -67,6 +89,33 @@ impl Stager<'_> {
         let url = join_url(self.repo_url, pack.path.as_str());
         let mut received = 0;
         let mut requests = 0;
+        if let Some(opened) = opened {
+            // The response the manifest came from: every slice from it, in one pass.
+            let end = self.pack_data_start.saturating_add(pack.size);
+            let body = opened.body.take(end.saturating_sub(opened.position));
+            let mut bytes = 0;
+            let result = self.read_slices(
+                &url,
+                body,
+                opened.position,
+                &needed,
+                &cache,
+                sink,
+                &mut bytes,
+            );
+            match result {
+                Ok(()) => return Ok((bytes, 1)),
+                Err(Stop::Transport(err)) => {
+                    received += bytes;
+                    requests += 1;
+                    log::warn!(
+                        "reading {url} failed, fetching the rest in ranges: {}",
+                        crate::error::chain(&err)
+                    );
+                }
+                Err(Stop::Fatal(err)) => return Err(err),
+            }
+        }
         let mut start_index = 0;
         while start_index < needed.len() {
             // One range: neighbours whose gap is bridged.
@@ -121,7 +170,7 @@ impl Stager<'_> {
             if_none_match: None,
         };
         let response = self.transport.get(url, &request).map_err(Stop::Transport)?;
-        let (mut position, whole) = match response.status {
+        let (position, whole) = match response.status {
             crate::transport::Status::Partial if response.range_start == Some(first) => {
                 (first, false)
             }
@@ -133,8 +182,37 @@ impl Stager<'_> {
                 )));
             }
         };
-        let limit = if whole { pack_size } else { last - first };
-        let mut body = response.body.take(limit);
+        let limit = if whole {
+            self.pack_data_start.saturating_add(pack_size)
+        } else {
+            last - first
+        };
+        let body = response.body.take(limit);
+        self.read_slices(
+            url,
+            body,
+            position,
+            if whole { rest } else { run },
+            cache,
+            sink,
+            received,
+        )?;
+        Ok(whole)
+    }
+
+    /// Reads `slices` (sorted, from `position` on) from `body`, a part of the pack that
+    /// starts at `position`: authenticates each and hands it to `sink` or the cache.
+    #[allow(clippy::too_many_arguments)]
+    fn read_slices(
+        &self,
+        url: &str,
+        mut body: impl Read,
+        mut position: u64,
+        slices: &[Slice<'_>],
+        cache: &Path,
+        sink: &mut Sink<'_>,
+        received: &mut u64,
+    ) -> std::result::Result<(), Stop> {
         let broken = |message: String| {
             Stop::Transport(Error::Transport {
                 url: url.to_string(),
@@ -144,7 +222,7 @@ impl Stager<'_> {
             })
         };
         let mut buffer = Vec::new();
-        for slice in if whole { rest } else { run } {
+        for slice in slices {
             // Skip the gap before this slice.
             let gap = slice.offset.checked_sub(position).ok_or_else(|| {
                 Stop::Transport(Error::format(
@@ -208,7 +286,7 @@ impl Stager<'_> {
             }
             fsutil::rename(&partial, &cached).map_err(|e| Stop::Fatal(e.into()))?;
         }
-        Ok(whole)
+        Ok(())
     }
 }
 
