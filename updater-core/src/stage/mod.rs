@@ -40,6 +40,7 @@ mod durable;
 mod file_stat;
 mod local;
 mod pack;
+mod writers;
 pub use pack::OpenedPack;
 
 pub use file_stat::FileStat;
@@ -320,33 +321,20 @@ impl Stager<'_> {
                     wanted.entry(entry.blake3.as_str()).or_default().push(index);
                 }
             }
-            let mut decoder = blob::MemoryDecoder::default();
-            let mut sink = |slice: &Slice<'_>, bytes: &[u8]| -> Result<bool> {
-                let Some(indexes) = wanted.remove(slice.content) else {
-                    return Ok(false);
-                };
-                for index in indexes {
-                    let entry = &manifest.files[index];
-                    let dest = entry.path.join_to(&staging);
-                    let what = format!("the pack slice of {}", entry.path);
-                    match decoder.decode_to_file(bytes, &what, &dest, &entry.expected()) {
-                        Ok(file) => {
-                            durable::file_written(&file, &dest)?;
-                            drop(file);
-                            set_read_only(&dest, entry.executable)?;
-                            from_pack[index] = true;
-                        }
-                        // Signed, yet not what the manifest describes: step 3 fetches the
-                        // blob on its own and reports the mismatch.
-                        Err(err @ (Error::Mismatch { .. } | Error::Format { .. })) => {
-                            log::warn!("{}", crate::error::chain(&err));
-                        }
-                        Err(err) => return Err(err),
-                    }
-                }
-                Ok(true)
-            };
-            let (received, requests) = self.prefetch_from_pack(pack, blobs, &mut sink)?;
+            // Each authenticated slice goes to the writer threads, which decode it into the
+            // files made from it ([`writers`]).
+            let ((received, requests), written) =
+                writers::write_from_slices(manifest, &staging, |send| {
+                    let mut sink = |slice: &Slice<'_>, bytes: &[u8]| -> Result<bool> {
+                        let Some(indexes) = wanted.remove(slice.content) else {
+                            return Ok(false);
+                        };
+                        send(indexes, bytes)?;
+                        Ok(true)
+                    };
+                    self.prefetch_from_pack(pack, blobs, &mut sink)
+                })?;
+            from_pack = written;
             report.blob_bytes += received;
             report.bytes_downloaded += received;
             report.pack_requests += requests;
