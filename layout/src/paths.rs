@@ -108,6 +108,18 @@ impl InstallDir {
         self.state_dir().join("shortcuts.toml")
     }
 
+    /// `DIR/state/install-id`: this install's random id (32 hex digits), for rollouts and
+    /// targeting.
+    pub fn install_id_path(&self) -> PathBuf {
+        self.state_dir().join("install-id")
+    }
+
+    /// `DIR/policy.toml`: the enterprise policy of this install (a machine-wide policy, when
+    /// there is one, wins key by key).
+    pub fn policy_path(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+
     /// `DIR/state/metadata`: trusted TUF metadata.
     pub fn metadata_dir(&self) -> PathBuf {
         self.state_dir().join("metadata")

@@ -27,6 +27,7 @@
 
 pub mod archive;
 pub mod blob;
+pub mod control;
 pub mod delta;
 pub mod download;
 pub mod error;

@@ -8,6 +8,7 @@
 use appstart_layout::{RelativePath, VersionName};
 use serde::{Deserialize, Serialize};
 
+use crate::control::Control;
 use crate::manifest::check_label;
 use crate::tuf::metadata::TargetFile;
 
@@ -27,7 +28,7 @@ pub fn target_name(app: &str, channel: &str, platform: &str, version: &VersionNa
 }
 
 /// The signed `custom` fields of a release target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseCustom {
     /// App name.
     pub app: String,
@@ -39,6 +40,16 @@ pub struct ReleaseCustom {
     pub platform: String,
     /// Executable inside the version folder.
     pub executable: RelativePath,
+    /// Who may take it, and when (`docs/rollout.md`); absent: everyone, now.
+    #[serde(default, skip_serializing_if = "is_open")]
+    pub control: Control,
+    /// The publisher's own data (`publish --custom`), passed to the app as it is.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+fn is_open(control: &Control) -> bool {
+    *control == Control::default()
 }
 
 /// A release found in trusted targets metadata.
@@ -89,6 +100,10 @@ fn parse_release(name: &str, target: &TargetFile) -> Option<Release> {
         )
     {
         log::warn!("ignoring target {name}: its name does not match its custom fields");
+        return None;
+    }
+    if let Err(message) = custom.control.check(name) {
+        log::warn!("ignoring target {name}: {message}");
         return None;
     }
     let semver = match semver::Version::parse(custom.version.as_str()) {

@@ -170,6 +170,8 @@ impl Repository {
             channel: request.channel.clone(),
             platform: request.platform.clone(),
             executable: request.executable.clone(),
+            control: Default::default(),
+            data: Default::default(),
         };
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), sha256);
