@@ -39,6 +39,9 @@ pub enum Command {
     Update(DirArgs),
     /// Show what is installed.
     Status(DirArgs),
+    /// Follow another channel (`stable`, `beta`, ...): the next update takes its newest
+    /// release, even if that version is lower (leaving beta for stable).
+    Channel(ChannelArgs),
     /// Remove an install completely: its shortcuts, then its folder.
     Uninstall(DirArgs),
     /// Switch back to the previous version, or to any installed one.
@@ -260,6 +263,26 @@ pub struct InstallArgs {
     /// menu). Repeat for both: `--shortcut desktop --shortcut start-menu`.
     #[arg(long = "shortcut", value_name = "WHERE", value_parser = ShortcutLocation::NAMES)]
     pub shortcuts: Vec<String>,
+    /// Put the install in this group (repeatable), for releases published with `--groups`.
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `appupdate channel ...`
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    /// Install folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The channel to follow from now on. The next update takes its newest release, even
+    /// if that version is lower than the running one.
+    pub name: String,
+    /// Seconds to wait for another updater holding the install lock.
+    #[arg(long, default_value_t = 30)]
+    pub lock_timeout: u64,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -190,6 +190,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|name| name.parse())
                     .collect::<Result<_, _>>()
                     .context("--shortcut")?,
+                groups: args.groups,
             };
             let report = updater_core::install(&options)?;
             if args.json {
@@ -211,14 +212,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let check = updater.check()?;
             let available = check.available.as_ref().map(|r| r.version().clone());
             if args.json {
+                let custom = check
+                    .available
+                    .as_ref()
+                    .map(|r| serde_json::Value::Object(r.custom.data.clone()));
                 print_json(&serde_json::json!({
                     "current": check.current,
                     "available": available,
+                    "critical": check.critical,
+                    "custom": custom,
                     "skipped": check.skipped,
+                    "held_back": check.held_back,
                 }))?;
             } else {
                 for skipped in &check.skipped {
                     println!("{} is skipped: {}", skipped.version, skipped.reason);
+                }
+                for held in &check.held_back {
+                    println!("{} is held back: {}", held.version, held.reason.as_str());
                 }
                 match available {
                     Some(version) => {
@@ -244,6 +255,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                     None => println!("{} is up to date", report.from),
                 }
+                if report.steps.len() > 1 {
+                    println!("  through {}", join(&report.steps));
+                }
+                if let Some(stop) = &report.stopped_at {
+                    println!("  {stop} must run once before newer releases are applied");
+                }
+            }
+        }
+        Command::Channel(args) => {
+            let updater = open(&args.dir, args.lock_timeout)?;
+            let old = updater.set_channel(&args.name)?;
+            if args.json {
+                print_json(&serde_json::json!({ "from": old, "to": args.name }))?;
+            } else {
+                println!(
+                    "{} now follows channel {} (was {old}); the next update takes its newest release",
+                    args.dir.display(),
+                    args.name
+                );
             }
         }
         Command::Status(args) => {
@@ -262,6 +292,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 println!("installed: {}", join(&status.installed));
                 println!("channel:   {}", status.channel);
+                println!("install:   {}", status.install_id);
+                if !status.groups.is_empty() {
+                    println!("groups:    {}", status.groups.join(", "));
+                }
+                for source in &status.policy.sources {
+                    println!("policy:    {}", source.display());
+                }
                 println!("platform:  {}", status.platform);
                 println!("url:       {}", status.url);
                 if !status.bad_versions.is_empty() {

@@ -79,6 +79,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         platform: current_platform(),
         launcher,
         shortcuts: Vec::new(),
+        groups: Vec::new(),
     })?;
     println!(
         "    installed 1.0.0: {} bytes downloaded",

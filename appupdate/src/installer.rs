@@ -163,6 +163,7 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         platform: payload.platform,
         launcher,
         shortcuts,
+        groups: Vec::new(),
     };
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;

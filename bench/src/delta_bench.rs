@@ -191,6 +191,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         platform: "any".into(),
         launcher: bin_dir.join("appstart"),
         shortcuts: Vec::new(),
+        groups: Vec::new(),
     })?;
     let start = Instant::now();
     publish(v2, "2.0.0")?;

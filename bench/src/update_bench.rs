@@ -131,6 +131,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         platform: "any".into(),
         launcher,
         shortcuts: Vec::new(),
+        groups: Vec::new(),
     })?;
     let install_log = log1
         .lock()

@@ -17,6 +17,13 @@
 //! Each round takes the install lock without waiting: if a CLI update holds it, the round is
 //! skipped. Failures are reported as [`crate::Event::Failed`] and retried next round; the
 //! installation is never left half-changed.
+//!
+//! Release control (`docs/rollout.md`): the app's [`crate::Updater::on_found`] hook is asked
+//! before each download, and a [`crate::Decision::Defer`] sets the wait before the next
+//! round. After a critical release is applied, the poller calls `on_update` and then
+//! [`request_restart`] (unless `restart_on_critical` is off). After a release marked `stop`
+//! is applied, it applies nothing more in this process: the release must run first, and it
+//! runs when the app restarts.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -25,8 +32,9 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::updater::{UpdateReport, Updater};
 
-/// When to poll.
+/// When to poll. Start from `PollerOptions::default()` and set the fields you need.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct PollerOptions {
     /// Wait before the first check (let the app start first).
     pub initial_delay: Duration,
@@ -34,6 +42,9 @@ pub struct PollerOptions {
     pub interval: Duration,
     /// Up to this fraction of `interval` is added at random, so clients spread out.
     pub jitter: f64,
+    /// After applying a critical release, restart the app at once ([`request_restart`],
+    /// after `on_update`). Default: on.
+    pub restart_on_critical: bool,
 }
 
 impl Default for PollerOptions {
@@ -42,6 +53,7 @@ impl Default for PollerOptions {
             initial_delay: Duration::from_secs(10),
             interval: Duration::from_secs(3600),
             jitter: 0.2,
+            restart_on_critical: true,
         }
     }
 }
@@ -68,14 +80,35 @@ impl Poller {
             .name("appstart-poller".into())
             .spawn(move || {
                 let mut wait = options.initial_delay;
+                // A `stop` release applied by this process must run before anything newer.
+                let mut stopped_at = None;
                 loop {
                     match stopped.recv_timeout(wait) {
                         Err(RecvTimeoutError::Timeout) => {}
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                     }
+                    let extra = options
+                        .interval
+                        .mul_f64(options.jitter.clamp(0.0, 1.0) * random_unit());
+                    wait = options.interval + extra;
+                    if let Some(version) = &stopped_at {
+                        log::info!("{version} must run before newer releases; restart the app");
+                        continue;
+                    }
                     match updater.update() {
-                        Ok(report) if report.to.is_some() => on_update(&report),
-                        Ok(_) => {}
+                        Ok(report) => {
+                            if report.to.is_some() {
+                                on_update(&report);
+                                stopped_at.clone_from(&report.stopped_at);
+                                if report.critical && options.restart_on_critical {
+                                    log::warn!("critical update applied; restarting the app");
+                                    request_restart();
+                                }
+                            }
+                            if let Some(deferred) = report.deferred {
+                                wait = deferred;
+                            }
+                        }
                         Err(Error::Locked { .. }) => {
                             log::info!("another updater is working; skipping this round")
                         }
@@ -83,10 +116,6 @@ impl Poller {
                             log::warn!("background update failed: {}", crate::error::chain(&err))
                         }
                     }
-                    let extra = options
-                        .interval
-                        .mul_f64(options.jitter.clamp(0.0, 1.0) * random_unit());
-                    wait = options.interval + extra;
                 }
             })
             .ok();

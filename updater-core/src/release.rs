@@ -135,8 +135,12 @@ pub struct Eligibility<'a> {
 impl Eligibility<'_> {
     /// Whether `release` is for this app, channel and platform (or any platform).
     pub fn allows(&self, release: &Release) -> bool {
+        release.custom.channel == self.channel && self.allows_any_channel(release)
+    }
+
+    /// Whether `release` is for this app and platform (or any platform), in any channel.
+    pub fn allows_any_channel(&self, release: &Release) -> bool {
         release.custom.app == self.app
-            && release.custom.channel == self.channel
             && (release.custom.platform == self.platform || release.custom.platform == ANY_PLATFORM)
     }
 }
@@ -152,26 +156,6 @@ pub fn case_conflict<'v>(
     installed
         .iter()
         .find(|other| *other != version && other.as_str().eq_ignore_ascii_case(version.as_str()))
-}
-
-/// The highest eligible release above `current` (any, when `None`), skipping `excluded`
-/// versions. A platform-specific release wins over an `any` release of the same version.
-pub fn choose<'r>(
-    releases: &'r [Release],
-    eligibility: &Eligibility<'_>,
-    current: Option<&semver::Version>,
-    excluded: impl Fn(&VersionName) -> bool,
-) -> Option<&'r Release> {
-    releases
-        .iter()
-        .filter(|r| eligibility.allows(r))
-        .filter(|r| current.is_none_or(|c| r.semver > *c))
-        .filter(|r| !excluded(r.version()))
-        .max_by(|a, b| {
-            a.semver.cmp(&b.semver).then_with(|| {
-                (a.custom.platform != ANY_PLATFORM).cmp(&(b.custom.platform != ANY_PLATFORM))
-            })
-        })
 }
 
 #[cfg(test)]
@@ -238,17 +222,30 @@ mod tests {
             channel: "stable",
             platform: "linux-x86_64",
         };
-        let chosen = choose(&all, &eligible, None, |_| false).unwrap();
+        let open: Vec<Release> = all.into_iter().filter(|r| eligible.allows(r)).collect();
+        let id = crate::control::install_id::InstallId::random().unwrap();
+        let policy = crate::control::policy::Policy::default();
+        let local = jiff::Zoned::now();
+        let context = |current| crate::control::select::Context {
+            install_id: &id,
+            groups: &[],
+            app: "demo",
+            current,
+            current_release: None,
+            switching_channel: false,
+            policy: &policy,
+            now: std::time::SystemTime::now(),
+            local: &local,
+        };
+        let chosen = crate::control::select::select(&open, &context(None)).chosen;
         assert_eq!(
-            chosen.version().as_str(),
+            chosen.unwrap().version().as_str(),
             "1.10.0",
             "SemVer order, not text order"
         );
-        let excluded = VersionName::parse("1.10.0").unwrap();
-        let chosen = choose(&all, &eligible, None, |v| *v == excluded).unwrap();
-        assert_eq!(chosen.version().as_str(), "1.2.0");
         let current = semver::Version::parse("1.10.0").unwrap();
-        assert!(choose(&all, &eligible, Some(&current), |_| false).is_none());
+        let none = crate::control::select::select(&open, &context(Some(&current))).chosen;
+        assert!(none.is_none());
     }
 
     /// Regression: `1.0.0-rc` and `1.0.0-RC` are one folder on macOS and Windows; installing

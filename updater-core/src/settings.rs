@@ -29,6 +29,9 @@ pub struct InstallSettings {
     /// Seconds without a byte before a download counts as stalled.
     #[serde(default = "default_stall_secs")]
     pub stall_secs: u64,
+    /// Groups this install is in, for releases published to groups (`install --group`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 fn default_keep() -> usize {
@@ -52,6 +55,7 @@ impl InstallSettings {
             keep: default_keep(),
             attempts: default_attempts(),
             stall_secs: default_stall_secs(),
+            groups: Vec::new(),
         }
     }
 
@@ -81,6 +85,10 @@ impl InstallSettings {
         ] {
             check_label(field, value)
                 .map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+        }
+        for group in &self.groups {
+            crate::control::check_group(group)
+                .map_err(|e| Error::format(path.display().to_string(), e))?;
         }
         if self.keep < 2 {
             return Err(Error::format(

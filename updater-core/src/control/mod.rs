@@ -15,6 +15,7 @@
 pub mod bucket;
 pub mod install_id;
 pub mod policy;
+pub mod select;
 
 use std::time::SystemTime;
 
@@ -131,8 +132,7 @@ impl Rollout {
     pub fn percent_at(&self, now: SystemTime) -> f64 {
         self.schedule
             .iter()
-            .filter(|step| parse_time(&step.at).is_some_and(|at| at <= now))
-            .next_back()
+            .rfind(|step| parse_time(&step.at).is_some_and(|at| at <= now))
             .map_or(self.percent, |step| step.percent)
     }
 

@@ -1,0 +1,231 @@
+//! A fresh install: the newest eligible release into a new folder, with its shortcuts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use appstart_layout::{InstallDir, LauncherConfig, history};
+
+use super::UpdateReport;
+use super::find::{Chooser, refresh};
+use super::stage::stage_version;
+use crate::control::install_id::InstallId;
+use crate::control::policy::Policy;
+use crate::download::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::lock::InstallLock;
+use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
+use crate::metered::Metered;
+use crate::settings::InstallSettings;
+use crate::shortcut::{self, ShortcutLocation};
+use crate::switch;
+use crate::transport::{HttpTimeouts, for_url};
+use crate::tuf::client::{Limits, TrustedMetadata};
+
+/// Options of a fresh install.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Repository base URL.
+    pub url: String,
+    /// The root metadata file to trust (distributed out of band by the publisher).
+    pub trusted_root: PathBuf,
+    /// App to install.
+    pub app: String,
+    /// Install folder (must not exist or be empty).
+    pub dir: PathBuf,
+    /// Channel.
+    pub channel: String,
+    /// Platform (default: this machine's).
+    pub platform: String,
+    /// The launcher binary to place as `DIR/appstart` when the release ships none.
+    pub launcher: PathBuf,
+    /// Shortcuts to the launcher to create (recorded in `state/shortcuts.toml`).
+    pub shortcuts: Vec<ShortcutLocation>,
+    /// Groups the install is in, for releases published to groups.
+    pub groups: Vec<String>,
+}
+
+/// Installs the newest eligible release of an app into a new folder, with the shortcuts
+/// asked for. On failure the shortcuts made so far and the folder are removed again (the
+/// folder is emptied, if it existed and was empty).
+pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
+    let dir = &options.dir;
+    let existed = dir.exists();
+    if existed {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+        if entries.next().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} is not empty; install into a new folder (or use `appupdate update --dir` for an existing install)",
+                dir.display()
+            )));
+        }
+    }
+    let result = install_into(options);
+    if result.is_err() {
+        match shortcut::remove_recorded(&InstallDir::new(dir)) {
+            Ok(_) => {}
+            Err(err) => log::warn!("could not remove the shortcuts made: {err}"),
+        }
+        let cleanup = if existed {
+            empty_folder(dir)
+        } else {
+            appstart_layout::fsutil::remove_dir_all_if_exists(dir).map_err(Error::from)
+        };
+        if let Err(err) = cleanup {
+            log::warn!("could not clean up {}: {err}", dir.display());
+        }
+    }
+    result
+}
+
+fn empty_folder(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| Error::io("listing", dir, e))?
+        .flatten()
+    {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            appstart_layout::fsutil::remove_dir_all_if_exists(&path)?;
+        } else {
+            appstart_layout::fsutil::remove_file_if_exists(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
+    let install = InstallDir::new(&options.dir);
+    appstart_layout::fsutil::create_dir_all(&install.versions_dir())?;
+    appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
+    let _lock = InstallLock::acquire(&install, "install", Duration::from_secs(0))?;
+    let root_bytes = appstart_layout::fsutil::read_capped(
+        &options.trusted_root,
+        Limits::default().max_root_size,
+    )?;
+    TrustedMetadata::init(
+        &install.metadata_dir(),
+        &root_bytes,
+        &options.trusted_root.display().to_string(),
+    )?;
+    let mut settings = InstallSettings::new(
+        options.url.clone(),
+        options.app.clone(),
+        options.channel.clone(),
+        options.platform.clone(),
+    );
+    for group in &options.groups {
+        crate::control::check_group(group).map_err(Error::Invalid)?;
+    }
+    settings.groups.clone_from(&options.groups);
+    let policy = Policy::load(&install)?;
+    if let Some(locked) = &policy.channel
+        && *locked != settings.channel
+    {
+        return Err(Error::Invalid(format!(
+            "the policy ({}) locks installs to channel {locked:?}, not {:?}",
+            policy
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            settings.channel
+        )));
+    }
+    let install_id = InstallId::load_or_create(&install.install_id_path())?;
+    let transport = for_url(&settings.url, HttpTimeouts::default())?;
+    let retry = RetryPolicy::default();
+    let refreshed = refresh(&install, &settings, transport.as_ref(), &retry)?;
+    let found = Chooser {
+        install: &install,
+        settings: &settings,
+        policy: &policy,
+        install_id: &install_id,
+        declined: &|_| false,
+    }
+    .choose(&refreshed.releases, None)?;
+    let (trusted, refresh_bytes) = (refreshed.trusted, refreshed.bytes);
+    let release = found.chosen.ok_or_else(|| {
+        let held: Vec<String> = found
+            .held_back
+            .iter()
+            .map(|h| format!("{} ({})", h.version, h.reason.as_str()))
+            .collect();
+        let held = if held.is_empty() {
+            String::new()
+        } else {
+            format!("; held back: {}", held.join(", "))
+        };
+        Error::Invalid(format!(
+            "{} has no release of app {:?} for channel {:?} and platform {:?} (or \"any\") that this install may take{held}",
+            options.url, options.app, options.channel, options.platform
+        ))
+    })?;
+    let metered = Metered::new(transport.as_ref());
+    let fresh = fetch_fresh(
+        &ManifestSource {
+            trusted: &trusted,
+            repo_url: &settings.url,
+            transport: &metered,
+            retry: &retry,
+            bases: &[],
+            install: &install,
+        },
+        &release,
+        transport.as_ref(),
+    )?;
+    let manifest = fresh.manifest;
+    let mut staged = stage_version(
+        &install,
+        &settings,
+        transport.as_ref(),
+        &retry,
+        None,
+        &manifest,
+        pack_data_start(&release, &manifest),
+        fresh.opened_pack,
+    )?;
+    staged.manifest_bytes = metered.bytes() + fresh.manifest_bytes_in_pack;
+    staged.metadata_bytes = refresh_bytes + staged.manifest_bytes;
+    match &manifest.launcher {
+        Some(launcher) => switch::replace_launcher(
+            &install,
+            &launcher.join_to(&install.version_dir(&manifest.version)),
+        )?,
+        None => {
+            if !options.launcher.is_file() {
+                return Err(Error::Invalid(format!(
+                    "launcher {} not found: build it (cargo build --release -p appstart-launcher) or pass --launcher",
+                    options.launcher.display()
+                )));
+            }
+            switch::replace_launcher(&install, &options.launcher)?;
+        }
+    }
+    settings.save(&install.install_settings_path())?;
+    // The config is written last: until it exists the folder is not an install.
+    let config = LauncherConfig::new(manifest.version.clone(), manifest.executable.clone());
+    config.save(&install.config_path())?;
+    switch::record_switch(&install, &manifest.version, "install")?;
+    switch::prune(&install, settings.keep)?;
+    shortcut::create(&install, &options.app, &options.shortcuts)?;
+    let version = manifest.version.clone();
+    if let Err(err) = history::append(
+        &install.history_path(),
+        "install",
+        &[("version", version.as_str()), ("url", &settings.url)],
+    ) {
+        log::warn!("{err}");
+    }
+    Ok(UpdateReport {
+        from: version.clone(),
+        to: Some(version.clone()),
+        bytes_downloaded: staged.metadata_bytes + staged.content_bytes,
+        metadata_bytes: staged.metadata_bytes,
+        content_bytes: staged.content_bytes,
+        files_reused: staged.report.files_reused,
+        files_downloaded: staged.report.files_downloaded,
+        plan: staged.plan(),
+        steps: vec![version.clone()],
+        ..UpdateReport::nothing(version, 0)
+    })
+}

@@ -1,0 +1,551 @@
+//! The [`Updater`]: check, download, apply, rollback and status for one install folder.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), updater_core::Error> {
+//! let updater = updater_core::Updater::open("/opt/myapp")?;
+//! if let Some(staged) = updater.check()?.available.map(|release| updater.download(&release)).transpose()? {
+//!     let report = updater.apply(staged)?;
+//!     println!("switched {} -> {:?}", report.from, report.to);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every operation that changes the install holds the install lock ([`crate::lock`]) and
+//! leaves the install as it was when it fails: staging happens in a separate folder, and
+//! the only step that changes what runs is the atomic rewrite of `appstart.toml`.
+
+mod find;
+mod install;
+mod offer;
+mod reports;
+mod stage;
+
+pub use install::{InstallOptions, install};
+pub use offer::{Decision, Offer};
+pub use reports::{Check, Plan, Skipped, Staged, Status, UpdateReport};
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
+
+use crate::control::install_id::InstallId;
+use crate::control::policy::Policy;
+use crate::download::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink};
+use crate::lock::InstallLock;
+use crate::manifest_fetch::{ManifestSource, fetch_manifest, pack_data_start};
+use crate::metered::Metered;
+use crate::release::Release;
+use crate::settings::InstallSettings;
+use crate::stage::InstalledRecord;
+use crate::switch;
+use crate::transport::{HttpTimeouts, Transport, for_url};
+use crate::tuf::client::{Limits, TrustedMetadata};
+use find::{Chooser, Found, Refreshed, refresh};
+use offer::OnFound;
+use stage::stage_version;
+
+/// Most releases one `update` goes through (1.0 → 2.0 → 3.0 ... when each requires the one
+/// before with `from`).
+pub const MAX_CHAIN: usize = 16;
+
+/// Updates one install folder.
+pub struct Updater {
+    install: InstallDir,
+    settings: InstallSettings,
+    transport: Box<dyn Transport>,
+    retry: RetryPolicy,
+    events: Option<Arc<EventSink>>,
+    lock_wait: Duration,
+    on_found: Option<Arc<OnFound>>,
+    /// Versions the app answered [`Decision::Skip`] for, in this process.
+    declined: Mutex<BTreeSet<VersionName>>,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater")
+            .field("install", &self.install)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Updater {
+    /// Opens the install at `dir` (made by [`install`]).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let install = InstallDir::new(dir);
+        let settings = InstallSettings::load(&install.install_settings_path())?;
+        let transport = for_url(
+            &settings.url,
+            HttpTimeouts {
+                stall: Duration::from_secs(settings.stall_secs),
+                ..HttpTimeouts::default()
+            },
+        )?;
+        let retry = RetryPolicy {
+            attempts: settings.attempts,
+            ..RetryPolicy::default()
+        };
+        Ok(Updater {
+            install,
+            settings,
+            transport,
+            retry,
+            events: None,
+            lock_wait: Duration::from_secs(30),
+            on_found: None,
+            declined: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Opens the install of the running app, from `APPSTART_DIR` (set by the launcher).
+    pub fn from_launcher_environment() -> Result<Self> {
+        let dir = std::env::var_os("APPSTART_DIR").ok_or_else(|| {
+            Error::NotInstalled(
+                "APPSTART_DIR is not set: the app was not started by appstart".into(),
+            )
+        })?;
+        Updater::open(PathBuf::from(dir))
+    }
+
+    /// Sends events to `sink`.
+    pub fn on_event(&mut self, sink: impl Fn(&Event) + Send + Sync + 'static) {
+        self.events = Some(Arc::new(sink));
+    }
+
+    /// Asks `decide` before a found release is downloaded by [`Updater::update`] (and so by
+    /// the [`crate::Poller`]): accept it, defer it, or skip it for the life of this process.
+    pub fn on_found(&mut self, decide: impl Fn(&Offer) -> Decision + Send + Sync + 'static) {
+        self.on_found = Some(Arc::new(decide));
+    }
+
+    /// Uses `transport` instead of the one chosen by the URL scheme.
+    pub fn set_transport(&mut self, transport: Box<dyn Transport>) {
+        self.transport = transport;
+    }
+
+    /// How long to wait for another updater holding the install lock (default 30 s).
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// The install folder.
+    pub fn install_dir(&self) -> &InstallDir {
+        &self.install
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.events {
+            sink(&event);
+        }
+    }
+
+    fn history(&self, event: &str, fields: &[(&str, &str)]) {
+        if let Err(err) = history::append(&self.install.history_path(), event, fields) {
+            log::warn!("{err}");
+        }
+    }
+
+    /// The settings as they are on disk now (a `channel` command may have changed them since
+    /// [`Updater::open`]), with the channel the policy locks, and the policy.
+    fn settings_now(&self) -> Result<(InstallSettings, Policy)> {
+        let mut settings = InstallSettings::load(&self.install.install_settings_path())?;
+        settings.url.clone_from(&self.settings.url);
+        let policy = Policy::load(&self.install)?;
+        if let Some(channel) = &policy.channel {
+            settings.channel.clone_from(channel);
+        }
+        Ok((settings, policy))
+    }
+
+    /// The install's state.
+    pub fn status(&self) -> Result<Status> {
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        let bad = BadVersions::load(&self.install.bad_versions_path())?;
+        let probation = Probation::load(&self.install.probation_path())?
+            .filter(|p| p.version == config.current)
+            .map(|p| p.version);
+        let (settings, policy) = self.settings_now()?;
+        let install_id = InstallId::load_or_create(&self.install.install_id_path())?;
+        Ok(Status {
+            app: settings.app.clone(),
+            current: config.current,
+            previous: config.previous,
+            installed: switch::installed_versions(&self.install)?,
+            channel: settings.channel.clone(),
+            platform: settings.platform.clone(),
+            url: settings.url.clone(),
+            bad_versions: bad.bad.into_iter().map(|b| b.version).collect(),
+            probation,
+            install_id: install_id.to_string(),
+            groups: settings.groups.clone(),
+            policy,
+        })
+    }
+
+    /// Follows `channel` from now on. The next update takes the newest release of that
+    /// channel, even if its version is lower than the running one. Refused when the policy
+    /// locks the channel.
+    pub fn set_channel(&self, channel: &str) -> Result<String> {
+        let _lock = InstallLock::acquire(&self.install, "channel", self.lock_wait)?;
+        crate::manifest::check_label("channel", channel)?;
+        let policy = Policy::load(&self.install)?;
+        if let Some(locked) = &policy.channel
+            && locked != channel
+        {
+            let source = policy
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::Invalid(format!(
+                "the policy ({source}) locks this install to channel {locked:?}; it cannot follow {channel:?}"
+            )));
+        }
+        let path = self.install.install_settings_path();
+        let mut settings = InstallSettings::load(&path)?;
+        let old = std::mem::replace(&mut settings.channel, channel.to_string());
+        settings.save(&path)?;
+        self.history("channel", &[("from", &old), ("to", channel)]);
+        Ok(old)
+    }
+
+    /// Refreshes the trusted metadata and looks for a release to take.
+    pub fn check(&self) -> Result<Check> {
+        let _lock = InstallLock::acquire(&self.install, "check", self.lock_wait)?;
+        let result = self.check_locked();
+        match &result {
+            Ok(check) => {
+                let available = check
+                    .available
+                    .as_ref()
+                    .map_or("none".to_string(), |r| r.version().to_string());
+                self.history(
+                    "check",
+                    &[
+                        ("current", check.current.as_str()),
+                        ("available", &available),
+                    ],
+                );
+                if let Some(release) = &check.available {
+                    self.emit(Event::Found {
+                        current: check.current.clone(),
+                        available: release.version().clone(),
+                    });
+                }
+            }
+            Err(err) => self.failed("check", err),
+        }
+        result
+    }
+
+    fn check_locked(&self) -> Result<Check> {
+        let (check, _) = self.refresh_and_choose()?;
+        Ok(check)
+    }
+
+    /// Refreshes the metadata (each role stored as it is verified) and, only if the whole
+    /// refresh succeeded, picks the release to take.
+    fn refresh_and_choose(&self) -> Result<(Check, Refreshed)> {
+        self.notice_hand_edit()?;
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        let refreshed = refresh(
+            &self.install,
+            &self.settings,
+            self.transport.as_ref(),
+            &self.retry,
+        )?;
+        let found = self.choose(&refreshed, &config.current)?;
+        let check = Check {
+            current: config.current,
+            available: found.chosen,
+            skipped: found.skipped,
+            held_back: found.held_back,
+            critical: found.critical,
+            requests: refreshed.requests,
+        };
+        Ok((check, refreshed))
+    }
+
+    fn choose(&self, refreshed: &Refreshed, current: &VersionName) -> Result<Found> {
+        let (settings, policy) = self.settings_now()?;
+        let install_id = InstallId::load_or_create(&self.install.install_id_path())?;
+        let declined = self.declined.lock().map(|d| d.clone()).unwrap_or_default();
+        let chooser = Chooser {
+            install: &self.install,
+            settings: &settings,
+            policy: &policy,
+            install_id: &install_id,
+            declined: &|v: &VersionName| declined.contains(v),
+        };
+        chooser.choose(&refreshed.releases, Some(current))
+    }
+
+    /// Builds `release` beside the running version and moves it into place, without making
+    /// it current.
+    pub fn download(&self, release: &Release) -> Result<Staged> {
+        let _lock = InstallLock::acquire(&self.install, "download", self.lock_wait)?;
+        // The metadata the check that found `release` refreshed, as it stored it.
+        let result = TrustedMetadata::load(&self.install.metadata_dir(), Limits::default())
+            .and_then(|trusted| self.download_locked(&trusted, release));
+        if let Err(err) = &result {
+            self.failed("download", err);
+        }
+        result
+    }
+
+    fn download_locked(&self, trusted: &TrustedMetadata, release: &Release) -> Result<Staged> {
+        let config = LauncherConfig::load(&self.install.config_path())?;
+        // A `previous` whose folder is gone (deleted, or named by a hand edit) is treated as
+        // absent: installing that version again is a repair, not a conflict. An intact
+        // previous version may be switched back to (a pull moves installs back to it): it is
+        // reused as it is.
+        let previous_installed = config
+            .previous
+            .as_ref()
+            .filter(|previous| self.install.version_dir(previous).exists());
+        let previous_intact = previous_installed.is_some_and(|previous| {
+            InstalledRecord::load(&self.install, previous)
+                .is_some_and(|r| r.matches_by_stat(&self.install.version_dir(previous)))
+        });
+        if release.version() == &config.current
+            || (Some(release.version()) == previous_installed && !previous_intact)
+        {
+            return Err(Error::Invalid(format!(
+                "{} is already installed as the current or previous version",
+                release.version()
+            )));
+        }
+        let metered = Metered::new(self.transport.as_ref());
+        // Delta bases for the manifest: the running version first, then the others installed.
+        let mut bases = vec![config.current.clone()];
+        bases.extend(
+            switch::installed_versions(&self.install)?
+                .into_iter()
+                .filter(|v| *v != config.current),
+        );
+        let manifest = fetch_manifest(
+            &ManifestSource {
+                trusted,
+                repo_url: &self.settings.url,
+                transport: &metered,
+                retry: &self.retry,
+                bases: &bases,
+                install: &self.install,
+            },
+            release,
+        )?;
+        crate::fault::step("manifest");
+        let mut staged = stage_version(
+            &self.install,
+            &self.settings,
+            self.transport.as_ref(),
+            &self.retry,
+            self.events.as_deref(),
+            &manifest,
+            pack_data_start(release, &manifest),
+            None,
+        )?;
+        staged.manifest_bytes = metered.bytes();
+        staged.metadata_bytes = metered.bytes();
+        self.emit(Event::Staged {
+            version: manifest.version.clone(),
+        });
+        Ok(staged)
+    }
+
+    /// Makes a staged version current and removes versions beyond `keep`.
+    pub fn apply(&self, staged: Staged) -> Result<UpdateReport> {
+        let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
+        let result = self.apply_locked(staged);
+        if let Err(err) = &result {
+            self.failed("apply", err);
+        }
+        result
+    }
+
+    fn apply_locked(&self, staged: Staged) -> Result<UpdateReport> {
+        let record = InstalledRecord::load(&self.install, staged.version());
+        if record.is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version()))) {
+            return Err(Error::Invalid(format!(
+                "{} is not staged (or was changed since); download it again",
+                staged.version()
+            )));
+        }
+        let from = switch::switch_to(&self.install, &staged.manifest)?;
+        let removed = switch::prune(&self.install, self.settings.keep)?;
+        crate::fault::step("pruned");
+        let to = staged.manifest.version.clone();
+        let report = UpdateReport {
+            from: from.clone(),
+            to: Some(to.clone()),
+            bytes_downloaded: staged.metadata_bytes + staged.content_bytes,
+            metadata_bytes: staged.metadata_bytes,
+            content_bytes: staged.content_bytes,
+            files_reused: staged.report.files_reused,
+            files_downloaded: staged.report.files_downloaded,
+            plan: staged.plan(),
+            removed,
+            steps: vec![to],
+            ..UpdateReport::nothing(from.clone(), 0)
+        };
+        self.history(
+            "update",
+            &[
+                ("from", from.as_str()),
+                ("to", staged.manifest.version.as_str()),
+                ("bytes_downloaded", &report.bytes_downloaded.to_string()),
+            ],
+        );
+        self.emit(Event::Switched {
+            from,
+            to: staged.manifest.version,
+        });
+        Ok(report)
+    }
+
+    /// Check, download and apply in one go, under one lock; then again from the version
+    /// just applied, through a chain of releases (at most [`MAX_CHAIN`]), until none is left
+    /// to take or a release marked `stop` was applied.
+    pub fn update(&self) -> Result<UpdateReport> {
+        let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
+        let result = self.update_locked();
+        if let Err(err) = &result {
+            self.failed("update", err);
+        }
+        result
+    }
+
+    fn update_locked(&self) -> Result<UpdateReport> {
+        // A release is chosen only from a refresh that fully succeeded; the manifests are
+        // then fetched with the metadata that refresh verified, not reloaded.
+        let (check, refreshed) = self.refresh_and_choose()?;
+        crate::fault::step("refreshed");
+        let mut report = UpdateReport::nothing(check.current.clone(), refreshed.bytes);
+        report.held_back = check.held_back;
+        let mut found = Found {
+            chosen: check.available,
+            critical: check.critical,
+            ..Found::default()
+        };
+        let mut current = check.current;
+        let mut refresh_bytes = refreshed.bytes;
+        for _ in 0..MAX_CHAIN {
+            let Some(release) = found.chosen.take() else {
+                break;
+            };
+            match self.ask(&current, &release, found.critical) {
+                Decision::Accept => {}
+                Decision::Defer(wait) => {
+                    self.history(
+                        "deferred",
+                        &[
+                            ("version", release.version().as_str()),
+                            ("seconds", &wait.as_secs().to_string()),
+                        ],
+                    );
+                    report.deferred = Some(wait);
+                    break;
+                }
+                Decision::Skip => {
+                    if let Ok(mut declined) = self.declined.lock() {
+                        declined.insert(release.version().clone());
+                    }
+                    self.history("declined", &[("version", release.version().as_str())]);
+                    found = self.choose(&refreshed, &current)?;
+                    continue;
+                }
+            }
+            self.emit(Event::Found {
+                current: current.clone(),
+                available: release.version().clone(),
+            });
+            let mut staged = self.download_locked(&refreshed.trusted, &release)?;
+            staged.metadata_bytes += std::mem::take(&mut refresh_bytes);
+            let mut step = self.apply_locked(staged)?;
+            step.critical = found.critical;
+            if report.steps.is_empty() {
+                step.held_back = std::mem::take(&mut report.held_back);
+                step.from = report.from.clone();
+                report = step;
+            } else {
+                report.then(step);
+            }
+            current = release.version().clone();
+            if release.custom.control.stop {
+                report.stopped_at = Some(current.clone());
+                self.history("stop", &[("version", current.as_str())]);
+                break;
+            }
+            found = self.choose(&refreshed, &current)?;
+            report.held_back = found.held_back.clone();
+        }
+        if report.steps.is_empty() {
+            // Nothing applied: clear what an interrupted run may have left behind.
+            switch::prune(&self.install, self.settings.keep)?;
+            self.history(
+                "check",
+                &[("current", report.from.as_str()), ("available", "none")],
+            );
+        }
+        Ok(report)
+    }
+
+    /// The app's decision on `release` (accept when it set no hook).
+    fn ask(&self, current: &VersionName, release: &Release, critical: bool) -> Decision {
+        let Some(decide) = &self.on_found else {
+            return Decision::Accept;
+        };
+        decide(&Offer {
+            current: current.clone(),
+            version: release.version().clone(),
+            custom: release.custom.data.clone(),
+            critical,
+        })
+    }
+
+    /// Treats a hand edit of `current` to an older version like a rollback (see
+    /// [`switch::notice_hand_edit`]) and logs it. Call it holding the install lock.
+    fn notice_hand_edit(&self) -> Result<()> {
+        if let Some(edit) = switch::notice_hand_edit(&self.install)? {
+            let skipped = if edit.skipped { "yes" } else { "no" };
+            self.history(
+                "hand-edit",
+                &[
+                    ("from", edit.from.as_str()),
+                    ("to", edit.to.as_str()),
+                    ("skipped", skipped),
+                ],
+            );
+        }
+        Ok(())
+    }
+
+    /// Switches back to the previous version, or to `to`.
+    pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
+        let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
+        let result = self
+            .notice_hand_edit()
+            .and_then(|()| switch::rollback(&self.install, to));
+        match &result {
+            Ok((from, to)) => {
+                self.history("rollback", &[("from", from.as_str()), ("to", to.as_str())])
+            }
+            Err(err) => self.failed("rollback", err),
+        }
+        result
+    }
+
+    fn failed(&self, what: &str, err: &Error) {
+        let message = crate::error::chain(err);
+        self.history("failed", &[("operation", what), ("error", &message)]);
+        self.emit(Event::Failed { message });
+    }
+}

@@ -1,0 +1,86 @@
+//! Building a version beside the running one and moving it into `versions/`.
+
+use appstart_layout::{InstallDir, VersionName};
+
+use super::Staged;
+use crate::download::RetryPolicy;
+use crate::error::Result;
+use crate::events::EventSink;
+use crate::manifest::Manifest;
+use crate::metered::Metered;
+use crate::settings::InstallSettings;
+use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, StageReport, Stager};
+use crate::switch;
+use crate::transport::Transport;
+
+/// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
+/// by an interrupted run.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn stage_version(
+    install: &InstallDir,
+    settings: &InstallSettings,
+    transport: &dyn Transport,
+    retry: &RetryPolicy,
+    events: Option<&EventSink>,
+    manifest: &Manifest,
+    pack_data_start: u64,
+    opened_pack: Option<OpenedPack>,
+) -> Result<Staged> {
+    let target = install.version_dir(&manifest.version);
+    if let Some(record) = InstalledRecord::load(install, &manifest.version)
+        && record.manifest == *manifest
+        && record.matches_by_stat(&target)
+    {
+        return Ok(Staged {
+            manifest: manifest.clone(),
+            report: StageReport::default(),
+            manifest_bytes: 0,
+            metadata_bytes: 0,
+            content_bytes: 0,
+        });
+    }
+    let installed = switch::installed_versions(install)?;
+    let sources: Vec<VersionName> = installed
+        .into_iter()
+        .filter(|v| *v != manifest.version)
+        .collect();
+    let local = LocalFiles::index(install, &sources);
+    let metered = Metered::new(transport);
+    let opened_pack = opened_pack.map(|opened| OpenedPack {
+        body: metered.count(opened.body),
+        position: opened.position,
+    });
+    let stager = Stager {
+        install,
+        transport: &metered,
+        repo_url: &settings.url,
+        retry: *retry,
+        events,
+        pack_data_start,
+        opened_pack: std::sync::Mutex::new(opened_pack),
+    };
+    let (staging, report, stats) = match stager.stage(manifest, &local) {
+        Ok(staged) => staged,
+        Err(err) => {
+            // Leave the install as it was; verified downloads stay in the cache for next time.
+            if let Err(cleanup) = appstart_layout::fsutil::remove_dir_all_if_exists(
+                &install.staging_dir(&manifest.version),
+            ) {
+                log::warn!("{cleanup}");
+            }
+            return Err(err);
+        }
+    };
+    let record = InstalledRecord {
+        manifest: manifest.clone(),
+        stats,
+    };
+    switch::commit_version(install, &staging, &record)?;
+    Ok(Staged {
+        manifest: manifest.clone(),
+        report,
+        manifest_bytes: 0,
+        metadata_bytes: 0,
+        content_bytes: metered.bytes(),
+    })
+}
