@@ -250,12 +250,37 @@ fn check_control_and_data(request: &PublishRequest) -> Result<()> {
     let size = serde_json::to_vec(&request.data)
         .map_err(|e| Error::Invalid(format!("{what}: custom data: {e}")))?
         .len();
+    if let Some(path) = first_float(&request.data, "data") {
+        return Err(Error::Invalid(format!(
+            "{what}: custom data field {path} holds a number with a fraction; TUF metadata is signed as canonical JSON, which has none (python-tuf refuses it): write it as a string or an integer (--custom, --custom-file)"
+        )));
+    }
     if size > MAX_CUSTOM_DATA_BYTES {
         return Err(Error::Invalid(format!(
             "{what}: custom data is {size} bytes as JSON, at most {MAX_CUSTOM_DATA_BYTES} are allowed (--custom, --custom-file): every client downloads every release's entry"
         )));
     }
     Ok(())
+}
+
+/// The path (`data.a.b[2]`) of the first floating-point number in `map`, if any.
+fn first_float(map: &Map<String, serde_json::Value>, path: &str) -> Option<String> {
+    use serde_json::Value;
+    fn walk(value: &Value, path: String) -> Option<String> {
+        match value {
+            Value::Number(n) if n.is_f64() => Some(path),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, format!("{path}[{i}]"))),
+            Value::Object(map) => map
+                .iter()
+                .find_map(|(key, item)| walk(item, format!("{path}.{key}"))),
+            _ => None,
+        }
+    }
+    map.iter()
+        .find_map(|(key, value)| walk(value, format!("{path}.{key}")))
 }
 
 /// Two versions equal in SemVer precedence but spelled differently (`1.2.0` and
@@ -388,6 +413,13 @@ mod tests {
         let message = check_control_and_data(&req).unwrap_err().to_string();
         assert!(message.contains("custom data"), "{message}");
         req.data.clear();
+        check_control_and_data(&req).unwrap();
+        req.data
+            .insert("n".into(), serde_json::json!({"list": [1, 2.5]}));
+        let message = check_control_and_data(&req).unwrap_err().to_string();
+        assert!(message.contains("data.n.list[1]"), "{message}");
+        req.data
+            .insert("n".into(), serde_json::json!({"list": [1, -2]}));
         check_control_and_data(&req).unwrap();
     }
 }
