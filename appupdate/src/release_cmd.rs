@@ -26,7 +26,12 @@ use updater_core::tuf::keys::KeyDir;
 pub struct PublishControlArgs {
     /// Roll out to this percentage of installs (0-100, decimals allowed); `release rollout`
     /// changes it later.
-    #[arg(long, value_name = "PERCENT", conflicts_with = "rollout_schedule")]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        conflicts_with = "rollout_schedule",
+        allow_negative_numbers = true
+    )]
     pub rollout: Option<String>,
     /// Roll out on a schedule, like '1%@0h,10%@24h,100%@72h' (offsets from now in s, m, h or
     /// d; stored as RFC 3339 UTC times).
@@ -74,7 +79,8 @@ pub enum ReleaseCommand {
             long,
             value_name = "N",
             required_unless_present = "schedule",
-            conflicts_with = "schedule"
+            conflicts_with = "schedule",
+            allow_negative_numbers = true
         )]
         percent: Option<String>,
         /// A schedule, like '1%@0h,10%@24h,100%@72h' (offsets from now in s, m, h or d).
