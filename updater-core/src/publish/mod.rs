@@ -41,7 +41,8 @@
 //! context), [`durable`] (one sync for all blobs), [`deltas`], [`manifest_delta`] (compressed
 //! manifests and manifest deltas), [`packs`], [`metadata`] (signing the
 //! top-level roles), [`delegation`] (delegated roles) and [`control`] (`appupdate release`:
-//! changing a published release's signed controls, and listing releases).
+//! changing a published release's signed controls, and listing releases; [`control_syntax`]
+//! reads the command line's rollout percentages and schedules).
 //!
 //! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate
 //! release rollout|pause|resume|pull` re-signs metadata only, in steps 2 and 3 above: the
@@ -49,6 +50,7 @@
 
 mod compress;
 mod control;
+mod control_syntax;
 mod delegation;
 mod deltas;
 mod durable;
@@ -59,10 +61,8 @@ mod release;
 mod source;
 mod store;
 
-pub use control::{
-    ControlChange, ControlReport, ReleaseListing, ReleaseSelector, parse_percent,
-    parse_rollout_schedule,
-};
+pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector};
+pub use control_syntax::{parse_percent, parse_rollout_schedule};
 pub use source::is_windows_platform;
 
 use metadata::{build_root, read_role, sign_role};
