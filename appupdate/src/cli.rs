@@ -25,7 +25,7 @@ pub enum Command {
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Publish a folder as a signed release.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
     /// Change a published release's rollout or state (metadata only), or list releases.
     #[command(subcommand)]
     Release(crate::release_cmd::ReleaseCommand),

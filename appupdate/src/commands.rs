@@ -116,6 +116,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("re-signed snapshot and timestamp (timestamp version {version})");
         }
         Command::Publish(args) => {
+            let args = *args;
             let (control, data, allow_prerelease) =
                 crate::release_cmd::publish_controls(&args.controls)?;
             let request = PublishRequest {

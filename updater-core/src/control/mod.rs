@@ -134,8 +134,7 @@ impl Rollout {
     pub fn percent_at(&self, now: SystemTime) -> f64 {
         self.schedule
             .iter()
-            .filter(|step| parse_time(&step.at).is_some_and(|at| at <= now))
-            .next_back()
+            .rfind(|step| parse_time(&step.at).is_some_and(|at| at <= now))
             .map_or(self.percent, |step| step.percent)
     }
 

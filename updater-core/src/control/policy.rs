@@ -329,10 +329,14 @@ mod tests {
         assert_eq!(policy.ring(), RolloutRing::Late);
         assert_eq!(policy.sources, vec![machine.clone(), local.clone()]);
         std::fs::write(&local, "updates = \"no\"\n").unwrap();
-        let err = Policy::load_from(&[local.clone()]).unwrap_err().to_string();
+        let err = Policy::load_from(std::slice::from_ref(&local))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("local.toml"), "{err}");
         std::fs::write(&local, "window = \"soon\"\n").unwrap();
-        let err = Policy::load_from(&[local.clone()]).unwrap_err().to_string();
+        let err = Policy::load_from(std::slice::from_ref(&local))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("local.toml") && err.contains("window"),
             "{err}"
