@@ -47,6 +47,8 @@ mod packs;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod release_control;
+#[cfg(unix)]
 mod rollback;
 #[cfg(unix)]
 mod shortcuts;

@@ -25,7 +25,10 @@ pub enum Command {
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Publish a folder as a signed release.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
+    /// Change a published release's rollout or state (metadata only), or list releases.
+    #[command(subcommand)]
+    Release(crate::release_cmd::ReleaseCommand),
     /// Serve a repository over HTTP, for development and tests.
     Serve(ServeArgs),
     /// Install the newest eligible release of an app into a new folder.
@@ -219,6 +222,9 @@ pub struct PublishArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Release controls and custom data (`--rollout`, `--groups`, `--custom`, ...).
+    #[command(flatten)]
+    pub controls: crate::release_cmd::PublishControlArgs,
     /// The folder to publish.
     pub source_dir: PathBuf,
 }

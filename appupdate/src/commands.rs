@@ -116,6 +116,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("re-signed snapshot and timestamp (timestamp version {version})");
         }
         Command::Publish(args) => {
+            let args = *args;
+            let (control, data, allow_prerelease) =
+                crate::release_cmd::publish_controls(&args.controls)?;
             let request = PublishRequest {
                 app: args.app,
                 version: VersionName::parse(&args.version).context("--version")?,
@@ -135,6 +138,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 keep_packs: Some(args.keep_packs),
                 delta_time_limit: (args.delta_time_limit > 0.0)
                     .then(|| std::time::Duration::from_secs_f64(args.delta_time_limit)),
+                control,
+                data,
+                allow_prerelease,
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -166,6 +172,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Release(command) => crate::release_cmd::run(command)?,
         Command::Serve(args) => {
             let server = RepoServer::bind(&args.repo, &args.listen)?;
             println!("serving {} at {}/", args.repo.display(), server.url());

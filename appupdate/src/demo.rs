@@ -197,6 +197,9 @@ fn publish(
             role: None,
             keep_packs: Some(updater_core::publish::DEFAULT_KEEP_PACKS),
             delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+            control: Default::default(),
+            data: Default::default(),
+            allow_prerelease: false,
         },
     )?;
     println!(

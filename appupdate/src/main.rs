@@ -11,6 +11,7 @@ mod commands;
 mod demo;
 mod installer;
 mod payload;
+mod release_cmd;
 
 use std::process::ExitCode;
 

@@ -174,6 +174,9 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     role: None,
                     keep_packs: None,
                     delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+                    control: Default::default(),
+                    data: Default::default(),
+                    allow_prerelease: false,
                 },
             )?)
         };

@@ -340,6 +340,9 @@ fn publish(
             role: None,
             keep_packs: None,
             delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+            control: Default::default(),
+            data: Default::default(),
+            allow_prerelease: false,
         },
     )?)
 }

@@ -14,6 +14,7 @@
 
 pub mod bucket;
 pub mod install_id;
+mod percent;
 pub mod policy;
 pub mod select;
 
@@ -94,6 +95,7 @@ impl ReleaseState {
 pub struct Rollout {
     /// Percentage of installs (0 to 100, two decimals count) in the wave now; with a
     /// schedule, the percentage before its first step (usually 0).
+    #[serde(with = "percent")]
     pub percent: f64,
     /// Steps in time order: from `at` on (the client's clock), `percent` applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -105,6 +107,7 @@ pub struct Rollout {
 #[serde(deny_unknown_fields)]
 pub struct RolloutStep {
     /// Percentage from `at` on.
+    #[serde(with = "percent")]
     pub percent: f64,
     /// RFC 3339 UTC time.
     pub at: String,

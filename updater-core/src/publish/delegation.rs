@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::tuf::SPEC_VERSION;
 use crate::tuf::keys::{KeyDir, SigningKey, TOP_LEVEL_ROLES, key_id, load_public_key};
 use crate::tuf::metadata::{
-    DelegatedRole, Delegations, Snapshot, TargetFile, Targets, expires_in_days, quote,
+    DelegatedRole, Delegations, MetaFile, Snapshot, TargetFile, Targets, expires_in_days, quote,
 };
 use crate::tuf::sign::sign_metadata;
 
@@ -307,6 +307,23 @@ impl Repository {
         signers: &[SigningKey],
         previous_snapshot: &Snapshot,
     ) -> Result<()> {
+        let mut snapshot = previous_snapshot.clone();
+        let meta = self.write_delegated_role(role, role_targets, signers)?;
+        snapshot.meta.insert(format!("{role}.json"), meta);
+        snapshot.version += 1;
+        snapshot.expires = expires_in_days(SystemTime::now(), expiry.snapshot_days);
+        self.write_snapshot_timestamp(keys, expiry, &snapshot)?;
+        Ok(())
+    }
+
+    /// Writes delegated role `role`'s new metadata `N.<quoted role>.json` signed by
+    /// `signers`; returns its snapshot entry (the caller writes the snapshot and timestamp).
+    pub(super) fn write_delegated_role(
+        &self,
+        role: &str,
+        role_targets: &Targets,
+        signers: &[SigningKey],
+    ) -> Result<MetaFile> {
         let bytes = sign_metadata(role_targets, &signers.iter().collect::<Vec<_>>())?;
         fsutil::write_atomic(
             &self
@@ -314,14 +331,6 @@ impl Repository {
                 .join(format!("{}.{}.json", role_targets.version, quote(role))),
             &bytes,
         )?;
-        let mut snapshot = previous_snapshot.clone();
-        snapshot.meta.insert(
-            format!("{role}.json"),
-            meta_file(role_targets.version, &bytes),
-        );
-        snapshot.version += 1;
-        snapshot.expires = expires_in_days(SystemTime::now(), expiry.snapshot_days);
-        self.write_snapshot_timestamp(keys, expiry, &snapshot)?;
-        Ok(())
+        Ok(meta_file(role_targets.version, &bytes))
     }
 }

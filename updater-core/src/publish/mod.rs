@@ -40,9 +40,17 @@
 //! folder), [`store`] (blobs and archives), [`compress`] (each thread's reused zstd
 //! context), [`durable`] (one sync for all blobs), [`deltas`], [`manifest_delta`] (compressed
 //! manifests and manifest deltas), [`packs`], [`metadata`] (signing the
-//! top-level roles) and [`delegation`] (delegated roles).
+//! top-level roles), [`delegation`] (delegated roles) and [`control`] (`appupdate release`:
+//! changing a published release's signed controls, and listing releases; [`control_syntax`]
+//! reads the command line's rollout percentages and schedules).
+//!
+//! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate
+//! release rollout|pause|resume|pull` re-signs metadata only, in steps 2 and 3 above: the
+//! manifest, blobs and pack of a release never change once published.
 
 mod compress;
+mod control;
+mod control_syntax;
 mod delegation;
 mod deltas;
 mod durable;
@@ -53,6 +61,8 @@ mod release;
 mod source;
 mod store;
 
+pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector};
+pub use control_syntax::{parse_percent, parse_rollout_schedule};
 pub use source::is_windows_platform;
 
 use metadata::{build_root, read_role, sign_role};
@@ -64,6 +74,7 @@ use std::time::{Duration, SystemTime};
 use appstart_layout::{RelativePath, VersionName, fsutil};
 use serde_json::Map;
 
+use crate::control::Control;
 use crate::error::{Error, Result};
 
 /// Largest zip file taken apart (it is read into memory at publish time).
@@ -130,6 +141,15 @@ pub struct PublishRequest {
     /// from that base (clients fetch its blob). `None`: no limit. The CLI's default is
     /// [`DEFAULT_DELTA_TIME_LIMIT`].
     pub delta_time_limit: Option<std::time::Duration>,
+    /// Who may take the release, and when (`custom.control`, see `docs/rollout.md`); the
+    /// default is open to every install at once. Checked before any file is written.
+    pub control: Control,
+    /// The publisher's own data (`custom.data`), passed to the app as it is; at most
+    /// [`crate::control::MAX_CUSTOM_DATA_BYTES`] serialized.
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Allow a pre-release version (`1.2.0-beta.1`) on channel `stable`, where it is
+    /// refused by default (pre-releases belong on channels like `beta`).
+    pub allow_prerelease: bool,
 }
 
 /// Default of [`PublishRequest::delta_time_limit`]: about nine times what the largest pair of the

@@ -13,11 +13,12 @@ use appstart_layout::fsutil;
 use serde_json::Map;
 use sha2::Digest;
 
+use crate::control::MAX_CUSTOM_DATA_BYTES;
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
 use rayon::prelude::*;
 
-use crate::release::{ReleaseCustom, target_name};
+use crate::release::{DEFAULT_CHANNEL, ReleaseCustom, target_name};
 use crate::tuf::keys::KeyDir;
 use crate::tuf::metadata::{TargetFile, expires_in_days};
 
@@ -36,12 +37,14 @@ impl Repository {
         ] {
             check_label(field, value)?;
         }
-        semver::Version::parse(request.version.as_str()).map_err(|e| {
+        let version = semver::Version::parse(request.version.as_str()).map_err(|e| {
             Error::Invalid(format!(
                 "version {}: not a SemVer version (like 1.2.3): {e}",
                 request.version
             ))
         })?;
+        check_prerelease(request, &version)?;
+        check_control_and_data(request)?;
         let _lock = self.lock()?;
         let (mut targets, snapshot) = self.current_targets()?;
         let name = target_name(
@@ -62,6 +65,7 @@ impl Repository {
                 request.app, request.version, request.channel, request.platform
             )));
         }
+        check_same_precedence(&published, request, &version)?;
         // Clients keep each version in a folder named after it; on macOS and Windows two
         // versions differing only in case would be one folder.
         let prefix = format!("{}/{}/{}/", request.app, request.channel, request.platform);
@@ -170,8 +174,8 @@ impl Repository {
             channel: request.channel.clone(),
             platform: request.platform.clone(),
             executable: request.executable.clone(),
-            control: Default::default(),
-            data: Default::default(),
+            control: request.control.clone(),
+            data: request.data.clone(),
         };
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), sha256);
@@ -223,5 +227,199 @@ impl Repository {
             archives,
             pruned_packs,
         })
+    }
+}
+
+/// A pre-release (`1.2.0-beta.1`) is refused on channel `stable` unless the request allows
+/// it: every install on the default channel would take it.
+fn check_prerelease(request: &PublishRequest, version: &semver::Version) -> Result<()> {
+    if !version.pre.is_empty() && request.channel == DEFAULT_CHANNEL && !request.allow_prerelease {
+        return Err(Error::Invalid(format!(
+            "{} {} is a pre-release and the channel is {DEFAULT_CHANNEL}, which every install follows by default: publish it on another channel (--channel beta), or pass --allow-prerelease",
+            request.app, request.version
+        )));
+    }
+    Ok(())
+}
+
+/// The release's control and custom data, checked as clients will (a release whose control
+/// fails the check is ignored by them), and the data's size.
+fn check_control_and_data(request: &PublishRequest) -> Result<()> {
+    let what = format!("{} {}", request.app, request.version);
+    request.control.check(&what).map_err(Error::Invalid)?;
+    let size = serde_json::to_vec(&request.data)
+        .map_err(|e| Error::Invalid(format!("{what}: custom data: {e}")))?
+        .len();
+    if let Some(path) = first_float(&request.data, "data") {
+        return Err(Error::Invalid(format!(
+            "{what}: custom data field {path} holds a number with a fraction; TUF metadata is signed as canonical JSON, which has none (python-tuf refuses it): write it as a string or an integer (--custom, --custom-file)"
+        )));
+    }
+    if size > MAX_CUSTOM_DATA_BYTES {
+        return Err(Error::Invalid(format!(
+            "{what}: custom data is {size} bytes as JSON, at most {MAX_CUSTOM_DATA_BYTES} are allowed (--custom, --custom-file): every client downloads every release's entry"
+        )));
+    }
+    Ok(())
+}
+
+/// The path (`data.a.b[2]`) of the first floating-point number in `map`, if any.
+fn first_float(map: &Map<String, serde_json::Value>, path: &str) -> Option<String> {
+    use serde_json::Value;
+    fn walk(value: &Value, path: String) -> Option<String> {
+        match value {
+            Value::Number(n) if n.is_f64() => Some(path),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, format!("{path}[{i}]"))),
+            Value::Object(map) => map
+                .iter()
+                .find_map(|(key, item)| walk(item, format!("{path}.{key}"))),
+            _ => None,
+        }
+    }
+    map.iter()
+        .find_map(|(key, value)| walk(value, format!("{path}.{key}")))
+}
+
+/// Two versions equal in SemVer precedence but spelled differently (`1.2.0` and
+/// `1.2.0+build5`) cannot both be published for one app and channel, on any platform:
+/// clients order releases by precedence, so which of the two is newer would be undefined.
+/// The same version string on another platform is the same release, and allowed.
+fn check_same_precedence(
+    published: &BTreeMap<String, TargetFile>,
+    request: &PublishRequest,
+    version: &semver::Version,
+) -> Result<()> {
+    let prefix = format!("{}/{}/", request.app, request.channel);
+    for name in published.keys() {
+        let Some(rest) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix("/manifest.json"))
+        else {
+            continue;
+        };
+        let Some((platform, other)) = rest.split_once('/') else {
+            continue;
+        };
+        if other == request.version.as_str() {
+            continue;
+        }
+        let Ok(other_version) = semver::Version::parse(other) else {
+            continue;
+        };
+        if other_version.cmp_precedence(version).is_eq() {
+            return Err(Error::Invalid(format!(
+                "{} {} has the same SemVer precedence as the published version {other} (channel {}, platform {platform}): build metadata does not order versions, so clients could not tell which is newer; publish a higher version",
+                request.app, request.version, request.channel
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(names: &[&str]) -> BTreeMap<String, TargetFile> {
+        names
+            .iter()
+            .map(|name| {
+                let target = TargetFile {
+                    length: 1,
+                    hashes: BTreeMap::new(),
+                    custom: None,
+                    extra: Map::new(),
+                };
+                (name.to_string(), target)
+            })
+            .collect()
+    }
+
+    fn request(channel: &str, version: &str) -> (PublishRequest, semver::Version) {
+        let request = PublishRequest {
+            app: "demo".into(),
+            version: appstart_layout::VersionName::parse(version).unwrap(),
+            executable: appstart_layout::RelativePath::parse("bin/app").unwrap(),
+            channel: channel.into(),
+            platform: "linux-x86_64".into(),
+            launcher: None,
+            source: "src".into(),
+            level: 1,
+            delta_depth: 0,
+            role: None,
+            keep_packs: None,
+            delta_time_limit: None,
+            control: Default::default(),
+            data: Map::new(),
+            allow_prerelease: false,
+        };
+        (request, semver::Version::parse(version).unwrap())
+    }
+
+    #[test]
+    fn build_metadata_alone_does_not_make_a_new_version() {
+        let all = published(&[
+            "demo/stable/any/1.2.0/manifest.json",
+            "demo/beta/any/1.3.0/manifest.json",
+            "other/stable/any/1.4.0/manifest.json",
+        ]);
+        let (req, v) = request("stable", "1.2.0+build5");
+        let message = check_same_precedence(&all, &req, &v)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("1.2.0") && message.contains("precedence"),
+            "{message}"
+        );
+        // The same string on another platform is the same release.
+        let (req, v) = request("stable", "1.2.0");
+        check_same_precedence(&all, &req, &v).unwrap();
+        // Other channels and apps do not count.
+        let (req, v) = request("stable", "1.3.0+b");
+        check_same_precedence(&all, &req, &v).unwrap();
+        let (req, v) = request("stable", "1.4.0+b");
+        check_same_precedence(&all, &req, &v).unwrap();
+        let (req, v) = request("beta", "1.3.0+b");
+        assert!(check_same_precedence(&all, &req, &v).is_err());
+    }
+
+    #[test]
+    fn a_prerelease_on_stable_needs_allowing() {
+        let (mut req, v) = request("stable", "1.2.0-beta.1");
+        assert!(
+            check_prerelease(&req, &v)
+                .unwrap_err()
+                .to_string()
+                .contains("--allow-prerelease")
+        );
+        req.allow_prerelease = true;
+        check_prerelease(&req, &v).unwrap();
+        let (req, v) = request("beta", "1.2.0-beta.1");
+        check_prerelease(&req, &v).unwrap();
+        let (req, v) = request("stable", "1.2.0+build.1");
+        check_prerelease(&req, &v).unwrap();
+    }
+
+    #[test]
+    fn oversized_custom_data_is_refused() {
+        let (mut req, _) = request("stable", "1.0.0");
+        req.data.insert(
+            "notes".into(),
+            serde_json::Value::String("x".repeat(MAX_CUSTOM_DATA_BYTES)),
+        );
+        let message = check_control_and_data(&req).unwrap_err().to_string();
+        assert!(message.contains("custom data"), "{message}");
+        req.data.clear();
+        check_control_and_data(&req).unwrap();
+        req.data
+            .insert("n".into(), serde_json::json!({"list": [1, 2.5]}));
+        let message = check_control_and_data(&req).unwrap_err().to_string();
+        assert!(message.contains("data.n.list[1]"), "{message}");
+        req.data
+            .insert("n".into(), serde_json::json!({"list": [1, -2]}));
+        check_control_and_data(&req).unwrap();
     }
 }

@@ -24,7 +24,10 @@ pub const TOP_LEVEL_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestam
 /// The TUF key id of `key`.
 pub fn key_id(key: &Key) -> String {
     let value = serde_json::to_value(key).unwrap_or_default();
-    hex::encode(sha2::Sha256::digest(canonical_json(&value)))
+    // A key with a float (in a field we do not know) has no canonical form; its plain JSON
+    // still gives it an id of its own, which no canonical key's id can equal.
+    let bytes = canonical_json(&value).unwrap_or_else(|_| value.to_string().into_bytes());
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Whether `signature` (hex) by `key` over `message` is valid. Unknown key types and

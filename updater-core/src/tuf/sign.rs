@@ -14,21 +14,28 @@ use crate::error::{Error, Result};
 use crate::tuf::keys::{SigningKey, key_identity, verify_signature};
 use crate::tuf::metadata::{Key, Role, RoleKeys, Signature};
 
-/// The canonical JSON encoding of `value`.
-pub fn canonical_json(value: &Value) -> Vec<u8> {
+/// The canonical JSON encoding of `value`. Fails on a floating-point number, which canonical
+/// JSON (OLPC, as TUF and python-tuf use it) cannot encode.
+///
+/// Regression: the error used to be ignored, leaving the bytes written up to the first
+/// float; a signature then covered only that prefix of the metadata (for a targets role: not
+/// the hashes of the release whose `custom` held the float, nor anything after it).
+pub fn canonical_json(value: &Value) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut serializer =
         serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
-    // Serializing a serde_json::Value into a Vec cannot fail.
-    let _ = value.serialize(&mut serializer);
-    out
+    value
+        .serialize(&mut serializer)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Signs `signed` with `keys` and returns the file's bytes (pretty JSON, as python-tuf writes).
 pub fn sign_metadata<T: Serialize>(signed: &T, keys: &[&SigningKey]) -> Result<Vec<u8>> {
     let value =
         serde_json::to_value(signed).map_err(|e| Error::format("metadata", e.to_string()))?;
-    let message = canonical_json(&value);
+    let message = canonical_json(&value)
+        .map_err(|e| Error::format("metadata", format!("cannot sign: {e}")))?;
     let mut seen = HashSet::new();
     let signatures: Vec<Signature> = keys
         .iter()
@@ -84,7 +91,8 @@ impl Envelope {
                 ),
             ));
         }
-        let message = canonical_json(&signed);
+        let message = canonical_json(&signed)
+            .map_err(|e| Error::format(what, format!("field `signed` cannot be checked: {e}")))?;
         Ok(Envelope {
             signatures,
             signed,
@@ -190,7 +198,23 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_and_drops_whitespace() {
         let value: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, "x\"y"] }"#).unwrap();
-        assert_eq!(canonical_json(&value), br#"{"a":[true,"x\"y"],"b":1}"#);
+        assert_eq!(
+            canonical_json(&value).unwrap(),
+            br#"{"a":[true,"x\"y"],"b":1}"#
+        );
+    }
+
+    /// Regression: a float made the canonical form stop there, so a signature covered only
+    /// the metadata before it. Such metadata is now refused when signing and when parsing.
+    #[test]
+    fn metadata_with_a_float_is_neither_signed_nor_accepted() {
+        let value: Value = serde_json::from_str(r#"{"a": 1.5, "z": "unsigned?"}"#).unwrap();
+        assert!(canonical_json(&value).is_err());
+        let key = SigningKey::generate().unwrap();
+        assert!(sign_metadata(&value, &[&key]).is_err());
+        let file = serde_json::json!({"signatures": [], "signed": value});
+        let bytes = serde_json::to_vec(&file).unwrap();
+        assert!(Envelope::parse(&bytes, "x").is_err());
     }
 
     #[test]
