@@ -570,7 +570,10 @@ fn every_policy_key_is_obeyed_and_a_bad_policy_changes_nothing() {
         .filter(|path| *path != "state/history.log" && *path != "state/lock")
         .collect();
     assert!(changed.is_empty(), "changed: {changed:?}");
-    assert_eq!(client.current(), "1.4.1");
+    // `status` also refuses to guess the policy in force.
+    let out = fleet.appupdate(&["status", "--dir", client.dir()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("policy.toml"));
 
     // window: see a_critical_release_bypasses_the_update_window_and_rollout.
     client.write_policy(&format!("window = \"{}\"\n", window_excluding_now()));
@@ -691,4 +694,38 @@ fn publish_sample_app(fleet: &Fleet, version: &str, extra: &[&str]) {
     args.extend_from_slice(extra);
     args.push(source.to_str().unwrap());
     fleet.ok(&args);
+}
+
+#[test]
+fn a_rollout_schedule_is_read_against_the_clients_clock() {
+    let fleet = Fleet::new();
+    let client = fleet.install("c", &[]);
+    // Nobody now; everybody 12 seconds after publishing.
+    fleet.publish("2.0.0", &["--rollout-schedule", "0%@0h,100%@12s"]);
+    let published = std::time::Instant::now();
+    let listed: serde_json::Value = serde_json::from_str(
+        fleet
+            .ok(&[
+                "release",
+                "list",
+                "--repo",
+                fleet.publisher.repo().to_str().unwrap(),
+                "--json",
+            ])
+            .trim(),
+    )
+    .unwrap();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == "2.0.0")
+        .unwrap();
+    assert_eq!(entry["rollout"]["schedule"].as_array().unwrap().len(), 2);
+    let check = client.check();
+    if published.elapsed() < Duration::from_secs(10) {
+        assert_eq!(held_back(&check), pairs(&[("2.0.0", "rollout")]), "{check}");
+    }
+    std::thread::sleep(Duration::from_secs(13).saturating_sub(published.elapsed()));
+    assert_eq!(client.update()["to"], "2.0.0");
 }

@@ -56,6 +56,12 @@ impl Installed {
 }
 
 fn publish(publisher: &Publisher, version: &str) {
+    // Pre-releases on the stable channel need saying so (docs/rollout.md).
+    let extra: &[&str] = if version.contains('-') {
+        &["--allow-prerelease"]
+    } else {
+        &[]
+    };
     publisher.publish(
         "sample",
         version,
@@ -63,7 +69,7 @@ fn publish(publisher: &Publisher, version: &str) {
             ("bin/app", APP_SCRIPT, true),
             ("x", version.as_bytes(), false),
         ],
-        &[],
+        extra,
     );
 }
 
@@ -239,6 +245,7 @@ fn a_version_differing_only_in_case_is_refused_by_the_publisher_and_skipped_by_c
             "bin/app",
             "--platform",
             platform,
+            "--allow-prerelease",
             source.to_str().unwrap(),
         ])
     };
