@@ -277,7 +277,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "| staging time (download + build v2) | {:.3} s |",
         staging.as_secs_f64()
     );
-    println!("| `cp -a` of the v1 folder (median of 3) | {:.3} s |", copy.as_secs_f64());
+    println!(
+        "| `cp -a` of the v1 folder (median of 3) | {:.3} s |",
+        copy.as_secs_f64()
+    );
     println!(
         "| staging / cp -a | {:.3} |",
         staging.as_secs_f64() / copy.as_secs_f64()

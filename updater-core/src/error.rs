@@ -157,6 +157,26 @@ impl Error {
         }
     }
 
+    /// A stable code for receipts and scripts (`docs/receipts.md`): one per kind of failure,
+    /// never a message (messages name local paths).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Layout(_) => "install-state",
+            Error::Io { .. } => "io",
+            Error::Transport { .. } => "network",
+            Error::NotFound { .. } => "not-found",
+            Error::TooLarge { .. } => "too-large",
+            Error::Mismatch { .. } => "mismatch",
+            Error::Format { .. } => "format",
+            Error::Threshold { .. } => "signature",
+            Error::Version { .. } => "rollback-attack",
+            Error::Expired { .. } => "expired",
+            Error::NotInstalled(_) => "not-installed",
+            Error::Locked { .. } => "locked",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+
     /// Whether retrying the same request may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -42,6 +42,7 @@ pub mod poller;
 #[cfg(test)]
 mod properties;
 pub mod publish;
+pub mod receipts;
 pub mod release;
 #[cfg(feature = "server")]
 pub mod serve;
