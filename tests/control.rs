@@ -374,6 +374,16 @@ fn from_requirements_chain_through_releases_and_stop_ends_a_run() {
     assert_eq!(report["steps"], serde_json::json!(["2.0.0", "3.0.0"]));
     assert_eq!(report["stopped_at"], "3.0.0");
     assert_eq!(client.current(), "3.0.0");
+    assert!(
+        client.dir.join("versions/1.0.0").exists(),
+        "a chain keeps the version it started from: its process may still run it"
+    );
+
+    // 3.0.0 must run once (its migrations) before anything newer is applied.
+    assert_eq!(client.held_back(), pairs(&[("4.0.0", "stop")]));
+    assert_eq!(client.update()["to"], serde_json::Value::Null);
+    let out = run(&mut Command::new(client.dir.join("appstart")));
+    assert_eq!(text(&out.stdout).trim(), "app 3.0.0");
 
     let report = client.update();
     assert_eq!(report["to"], "4.0.0", "{report}");

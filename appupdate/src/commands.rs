@@ -269,6 +269,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  {stop} must run once before newer releases are applied");
                 }
             }
+            if let Some(error) = &report.error {
+                anyhow::bail!(
+                    "the update stopped part-way: {} is current and complete, then: {error}",
+                    report.to.as_ref().map_or("?".into(), ToString::to_string)
+                );
+            }
         }
         Command::Channel(args) => {
             let updater = open(&args.dir, args.lock_timeout)?;

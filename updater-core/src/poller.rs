@@ -20,10 +20,13 @@
 //!
 //! Release control (`docs/rollout.md`): the app's [`crate::Updater::on_found`] hook is asked
 //! before each download, and a [`crate::Decision::Defer`] sets the wait before the next
-//! round. After a critical release is applied, the poller calls `on_update` and then
-//! [`request_restart`] (unless `restart_on_critical` is off). After a release marked `stop`
-//! is applied, it applies nothing more in this process: the release must run first, and it
-//! runs when the app restarts.
+//! round (at least a second). After a critical release is applied, the poller calls
+//! `on_update` and then [`request_restart`], which ends the process with the launcher's
+//! restart code from the poller thread: an app that must save its work first turns
+//! `restart_on_critical` off and restarts itself from `on_update` when `report.critical`. A
+//! release marked `stop` holds back anything newer until it has run (the updater's rule, see
+//! `docs/rollout.md`), so the poller needs nothing of its own for it. The hook runs while the
+//! install lock is held: it must answer quickly (ask the user later with `Defer`).
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -80,8 +83,6 @@ impl Poller {
             .name("appstart-poller".into())
             .spawn(move || {
                 let mut wait = options.initial_delay;
-                // A `stop` release applied by this process must run before anything newer.
-                let mut stopped_at = None;
                 loop {
                     match stopped.recv_timeout(wait) {
                         Err(RecvTimeoutError::Timeout) => {}
@@ -91,22 +92,22 @@ impl Poller {
                         .interval
                         .mul_f64(options.jitter.clamp(0.0, 1.0) * random_unit());
                     wait = options.interval + extra;
-                    if let Some(version) = &stopped_at {
-                        log::info!("{version} must run before newer releases; restart the app");
-                        continue;
-                    }
                     match updater.update() {
                         Ok(report) => {
                             if report.to.is_some() {
                                 on_update(&report);
-                                stopped_at.clone_from(&report.stopped_at);
                                 if report.critical && options.restart_on_critical {
                                     log::warn!("critical update applied; restarting the app");
                                     request_restart();
                                 }
                             }
-                            if let Some(deferred) = report.deferred {
-                                wait = deferred;
+                            if let Some(error) = &report.error {
+                                log::warn!("background update stopped part-way: {error}");
+                            }
+                            if let Some(deferred) = report.deferred_secs {
+                                // At least a second: a hook answering Defer(0) must not
+                                // turn the poller into a busy loop of metadata refreshes.
+                                wait = Duration::from_secs(deferred.max(1));
                             }
                         }
                         Err(Error::Locked { .. }) => {

@@ -54,6 +54,7 @@ fn is_open(control: &Control) -> bool {
 
 /// A release found in trusted targets metadata.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Release {
     /// Its target name.
     pub target_name: String,
@@ -233,6 +234,7 @@ mod tests {
             current,
             current_release: None,
             switching_channel: false,
+            stop_pending: false,
             policy: &policy,
             now: std::time::SystemTime::now(),
             local: &local,

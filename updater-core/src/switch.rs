@@ -40,11 +40,18 @@ pub fn commit_version(
     let version = &record.manifest.version;
     let target = install.version_dir(version);
     if target.exists() {
-        // Only a version that is neither current nor previous gets here (checked by the
-        // caller), e.g. one renamed into place by a run that died before switching. On a
-        // case-insensitive file system `target` may also be the folder of a running version
-        // spelled differently: never remove that.
-        if let Some(running) = case_conflict(version, &running_versions(install)?) {
+        // Only a version that is neither current nor previous may get here, e.g. one renamed
+        // into place by a run that died before switching: the folder of a version that may
+        // be running is never replaced. On a case-insensitive file system `target` may also
+        // be the folder of a running version spelled differently: never remove that either.
+        let running = running_versions(install)?;
+        if running.contains(version) {
+            return Err(Error::Invalid(format!(
+                "refusing to replace {}: version {version} is current or previous and may be running",
+                target.display()
+            )));
+        }
+        if let Some(running) = case_conflict(version, &running) {
             return Err(Error::Invalid(format!(
                 "refusing to replace {}: on a case-insensitive file system it may be the folder of version {running}, which may be running",
                 target.display()
@@ -365,8 +372,22 @@ pub fn running_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
 /// case, as a case-insensitive file system does), staging leftovers, temporary files and
 /// cached blobs. Returns the versions removed.
 pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
+    prune_keeping(install, keep, None)
+}
+
+/// [`prune`], also keeping `also` (the version a chain of updates started from: the process
+/// that ran the chain may still be running it).
+pub fn prune_keeping(
+    install: &InstallDir,
+    keep: usize,
+    also: Option<&VersionName>,
+) -> Result<Vec<VersionName>> {
     let config = LauncherConfig::load(&install.config_path())?;
-    let running = [Some(config.current.clone()), config.previous.clone()];
+    let running = [
+        Some(config.current.clone()),
+        config.previous.clone(),
+        also.cloned(),
+    ];
     let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
     let mut removed = Vec::new();
     for version in installed_versions(install)? {

@@ -48,31 +48,44 @@ impl InstallId {
             .map_err(|e| Error::format(path.display().to_string(), e))
     }
 
-    /// Reads the id at `path`, making it first if there is none. Two processes making it at
-    /// once agree: the file is created exclusively, and the loser reads the winner's.
+    /// Reads the id at `path`, making it first if there is none. A file that does not hold
+    /// an id (damaged, or cut short by a crash while it was written) is replaced by a new id,
+    /// with a warning: the id carries nothing worth more than updates that keep working.
+    /// Two processes making it at once agree: the file is created exclusively, and the loser
+    /// reads the winner's.
     pub fn load_or_create(path: &Path) -> Result<Self> {
-        if let Some(id) = InstallId::load(path)? {
-            return Ok(id);
+        match InstallId::load(path) {
+            Ok(Some(id)) => return Ok(id),
+            Ok(None) => {}
+            Err(err) => {
+                log::warn!("{err}; making a new install id");
+                fsutil::remove_file_if_exists(path)?;
+            }
         }
         let id = InstallId::random()?;
         fsutil::create_dir_all(&fsutil::parent_of(path))?;
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
+        // `create_new` rather than a temporary file and a hard link: it works on every file
+        // system (FAT and some network shares have no hard links).
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
         {
-            let mut file =
-                std::fs::File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
-            file.write_all(format!("{}\n", id.as_str()).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("writing", &temp, e))?;
-        }
-        // A hard link fails if the name exists: the first process to link wins.
-        let linked = std::fs::hard_link(&temp, path);
-        let _ = std::fs::remove_file(&temp);
-        match linked {
-            Ok(()) => {
+            Ok(mut file) => {
+                file.write_all(format!("{}\n", id.as_str()).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| Error::io("writing", path, e))?;
                 fsutil::sync_dir(&fsutil::parent_of(path))?;
                 Ok(id)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Another process made it just now; if it is still being written, wait for it.
+                for _ in 0..50 {
+                    if let Ok(Some(id)) = InstallId::load(path) {
+                        return Ok(id);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
                 InstallId::load(path)?.ok_or_else(|| Error::io("reading", path, e))
             }
             Err(e) => Err(Error::io("creating", path, e)),
@@ -101,5 +114,9 @@ mod tests {
         std::fs::write(&path, "zz").unwrap();
         let err = InstallId::load(&path).unwrap_err().to_string();
         assert!(err.contains("install-id"), "{err}");
+        // A damaged id does not wedge anything: a new one replaces it.
+        let new = InstallId::load_or_create(&path).unwrap();
+        assert_ne!(new, first);
+        assert_eq!(InstallId::load(&path).unwrap(), Some(new));
     }
 }

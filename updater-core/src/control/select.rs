@@ -11,6 +11,10 @@
 //! 6. `rollout`: the install's bucket is not below the percentage in force;
 //! 7. `window`: outside the policy's update window (updates only, not fresh installs).
 //!
+//! Before all of them, for versions above the current one: `stop`, when the current release
+//! is marked `stop` and has not yet run through its probation (its migrations must run once
+//! before anything newer is applied).
+//!
 //! A critical release, or any release when the current one has expired, skips tests 6 and 7.
 //! Normally only versions above the current one count. Two cases allow a lower one: the
 //! current release is pulled (the install moves to the newest release it may take), and
@@ -46,6 +50,8 @@ pub enum HoldReason {
     Policy,
     /// Outside the policy's update window.
     Window,
+    /// The current release is marked `stop` and has not run yet.
+    Stop,
 }
 
 impl HoldReason {
@@ -59,12 +65,14 @@ impl HoldReason {
             HoldReason::FromVersion => "from-version",
             HoldReason::Policy => "policy",
             HoldReason::Window => "window",
+            HoldReason::Stop => "stop",
         }
     }
 }
 
 /// A newer release held back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HeldBack {
     /// Its version.
     pub version: VersionName,
@@ -88,6 +96,8 @@ pub struct Context<'a> {
     pub current_release: Option<&'a Release>,
     /// The install follows another channel than the current version's.
     pub switching_channel: bool,
+    /// The current release is marked `stop` and is still on probation (it has not run).
+    pub stop_pending: bool,
     /// The enterprise policy.
     pub policy: &'a Policy,
     /// Now, for schedules and expiry.
@@ -98,6 +108,7 @@ pub struct Context<'a> {
 
 /// The decision.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Selection<'r> {
     /// The release to take, if any.
     pub chosen: Option<&'r Release>,
@@ -143,7 +154,16 @@ impl Context<'_> {
                 return Some(HoldReason::Group);
             }
         }
-        if let (Some(current), Some(from)) = (self.current, &control.from) {
+        if let Some(current) = self.current
+            && self.stop_pending
+            && release.semver > *current
+        {
+            return Some(HoldReason::Stop);
+        }
+        // `from` describes a way up; going down (a pull, a channel switch) ignores it.
+        if let (Some(current), Some(from)) = (self.current, &control.from)
+            && release.semver > *current
+        {
             let matches = semver::VersionReq::parse(from).is_ok_and(|req| req.matches(current));
             if !matches {
                 return Some(HoldReason::FromVersion);
@@ -279,6 +299,7 @@ mod tests {
                 current,
                 current_release,
                 switching_channel: false,
+                stop_pending: false,
                 policy: &self.policy,
                 now: SystemTime::now(),
                 local: &self.local,
@@ -390,5 +411,32 @@ mod tests {
                 .iter()
                 .all(|(_, reason)| *reason == "policy")
         );
+    }
+
+    #[test]
+    fn a_stop_release_on_probation_holds_newer_ones_and_from_is_ignored_going_down() {
+        let fixture = Fixture::new();
+        let all = vec![
+            release("1.0.0", serde_json::json!({})),
+            release("2.0.0", serde_json::json!({"from": "^1", "stop": true})),
+            release("3.0.0", serde_json::json!({"from": ">=2"})),
+        ];
+        let current = semver::Version::parse("2.0.0").unwrap();
+        let mut context = fixture.context(Some(&current), Some(&all[1]));
+        context.stop_pending = true;
+        let selection = select(&all, &context);
+        assert!(selection.chosen.is_none());
+        assert_eq!(held(&selection), vec![("3.0.0".into(), "stop")]);
+        context.stop_pending = false;
+        assert_eq!(
+            select(&all, &context).chosen.unwrap().version().as_str(),
+            "3.0.0"
+        );
+        // 3.0.0 pulled: back to 2.0.0, whose `from` (^1) does not apply going down.
+        let current = semver::Version::parse("3.0.0").unwrap();
+        let pulled = release("3.0.0", serde_json::json!({"state": "pulled"}));
+        let all = vec![all[0].clone(), all[1].clone(), pulled.clone()];
+        let selection = select(&all, &fixture.context(Some(&current), Some(&pulled)));
+        assert_eq!(selection.chosen.unwrap().version().as_str(), "2.0.0");
     }
 }

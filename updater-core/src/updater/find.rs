@@ -6,8 +6,8 @@
 
 use std::time::SystemTime;
 
-use appstart_layout::state::BadVersions;
-use appstart_layout::{InstallDir, VersionName};
+use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName};
 
 use super::Skipped;
 use crate::control::install_id::InstallId;
@@ -182,6 +182,36 @@ impl Chooser<'_> {
                 .filter(|r| from.allows(r) && r.version() == version)
                 .max_by_key(|r| r.custom.platform != crate::release::ANY_PLATFORM)
         });
+        // A `stop` release holds back newer ones until it has run: the launcher ends its
+        // probation once it ran long enough or exited cleanly.
+        let stop_pending = match (current, current_release) {
+            (Some(current), Some(release)) if release.custom.control.stop => {
+                Probation::load(&install.probation_path())?.is_some_and(|p| &p.version == current)
+            }
+            _ => false,
+        };
+        // The previous version is switched back to only as it is on disk (a pull moving the
+        // install back): if its folder changed, or it is another release of that version
+        // (another channel or platform), it cannot be rebuilt in place while it may run.
+        let config = match current {
+            Some(_) => Some(LauncherConfig::load(&install.config_path())?),
+            None => None,
+        };
+        // A `previous` whose folder is gone is treated as absent (installing it is a repair).
+        let previous = config
+            .as_ref()
+            .and_then(|c| c.previous.as_ref())
+            .filter(|previous| install.version_dir(previous).exists());
+        if let Some(previous) = previous {
+            let reusable = |release: &Release| {
+                InstalledRecord::load(install, previous).is_some_and(|record| {
+                    record.manifest.channel == release.custom.channel
+                        && record.manifest.platform == release.custom.platform
+                        && record.matches_by_stat(&install.version_dir(previous))
+                })
+            };
+            open.retain(|release| release.version() != previous || reusable(release));
+        }
         let local = jiff::Zoned::now();
         let context = Context {
             install_id: self.install_id,
@@ -192,6 +222,7 @@ impl Chooser<'_> {
             switching_channel: current_channel
                 .as_deref()
                 .is_some_and(|channel| channel != settings.channel),
+            stop_pending,
             policy: self.policy,
             now: SystemTime::now(),
             local: &local,

@@ -364,14 +364,20 @@ impl Updater {
     /// Makes a staged version current and removes versions beyond `keep`.
     pub fn apply(&self, staged: Staged) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
-        let result = self.apply_locked(staged);
+        let result = self.apply_locked(staged, None);
         if let Err(err) = &result {
             self.failed("apply", err);
         }
         result
     }
 
-    fn apply_locked(&self, staged: Staged) -> Result<UpdateReport> {
+    /// Switches to `staged` and prunes, keeping `started_from` too (the version a chain of
+    /// updates started from, which the process running the chain may be running).
+    fn apply_locked(
+        &self,
+        staged: Staged,
+        started_from: Option<&VersionName>,
+    ) -> Result<UpdateReport> {
         let record = InstalledRecord::load(&self.install, staged.version());
         if record.is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version()))) {
             return Err(Error::Invalid(format!(
@@ -380,7 +386,7 @@ impl Updater {
             )));
         }
         let from = switch::switch_to(&self.install, &staged.manifest)?;
-        let removed = switch::prune(&self.install, self.settings.keep)?;
+        let removed = switch::prune_keeping(&self.install, self.settings.keep, started_from)?;
         crate::fault::step("pruned");
         let to = staged.manifest.version.clone();
         let report = UpdateReport {
@@ -435,6 +441,7 @@ impl Updater {
             critical: check.critical,
             ..Found::default()
         };
+        let started_from = check.current.clone();
         let mut current = check.current;
         let mut refresh_bytes = refreshed.bytes;
         for _ in 0..MAX_CHAIN {
@@ -451,7 +458,7 @@ impl Updater {
                             ("seconds", &wait.as_secs().to_string()),
                         ],
                     );
-                    report.deferred = Some(wait);
+                    report.deferred_secs = Some(wait.as_secs());
                     break;
                 }
                 Decision::Skip => {
@@ -460,6 +467,7 @@ impl Updater {
                     }
                     self.history("declined", &[("version", release.version().as_str())]);
                     found = self.choose(&refreshed, &current)?;
+                    report.held_back.clone_from(&found.held_back);
                     continue;
                 }
             }
@@ -467,9 +475,24 @@ impl Updater {
                 current: current.clone(),
                 available: release.version().clone(),
             });
-            let mut staged = self.download_locked(&refreshed.trusted, &release)?;
-            staged.metadata_bytes += std::mem::take(&mut refresh_bytes);
-            let mut step = self.apply_locked(staged)?;
+            let step = self
+                .download_locked(&refreshed.trusted, &release)
+                .and_then(|mut staged| {
+                    staged.metadata_bytes += std::mem::take(&mut refresh_bytes);
+                    self.apply_locked(staged, Some(&started_from))
+                });
+            let mut step = match step {
+                Ok(step) => step,
+                // Nothing switched yet: the run failed as a whole.
+                Err(err) if report.steps.is_empty() => return Err(err),
+                // Versions were switched to before this step failed: report them, and the
+                // error (the install is at the last version applied).
+                Err(err) => {
+                    self.failed("update", &err);
+                    report.error = Some(crate::error::chain(&err));
+                    break;
+                }
+            };
             step.critical = found.critical;
             if report.steps.is_empty() {
                 step.held_back = std::mem::take(&mut report.held_back);
@@ -484,8 +507,15 @@ impl Updater {
                 self.history("stop", &[("version", current.as_str())]);
                 break;
             }
-            found = self.choose(&refreshed, &current)?;
-            report.held_back = found.held_back.clone();
+            found = match self.choose(&refreshed, &current) {
+                Ok(found) => found,
+                Err(err) => {
+                    self.failed("update", &err);
+                    report.error = Some(crate::error::chain(&err));
+                    break;
+                }
+            };
+            report.held_back.clone_from(&found.held_back);
         }
         if report.steps.is_empty() {
             // Nothing applied: clear what an interrupted run may have left behind.

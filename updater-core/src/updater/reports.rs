@@ -11,6 +11,7 @@ use crate::stage::StageReport;
 
 /// The state of an install, as `appupdate status --json` prints it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Status {
     /// App name.
     pub app: String,
@@ -40,10 +41,12 @@ pub struct Status {
 
 /// The result of a check.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Check {
     /// The running version.
     pub current: VersionName,
-    /// A newer eligible release, if any.
+    /// The release this install would take now, if any: usually newer, lower after a pull
+    /// of the current release or a channel switch.
     pub available: Option<Release>,
     /// Newer eligible releases that will not be installed, and why.
     pub skipped: Vec<Skipped>,
@@ -58,6 +61,7 @@ pub struct Check {
 
 /// A newer release that will not be installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Skipped {
     /// Its version.
     pub version: VersionName,
@@ -97,6 +101,7 @@ impl Staged {
 
 /// What an update did, as `appupdate update --json` prints it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct UpdateReport {
     /// The version that was current.
     pub from: VersionName,
@@ -127,9 +132,12 @@ pub struct UpdateReport {
     /// The chain stopped at this release (`publish --stop`): it must run before anything
     /// newer is applied.
     pub stopped_at: Option<VersionName>,
-    /// The app deferred the offered release ([`crate::Decision::Defer`]) for this long.
-    #[serde(skip)]
-    pub deferred: Option<std::time::Duration>,
+    /// The app deferred the offered release ([`crate::Decision::Defer`]) for this many
+    /// seconds.
+    pub deferred_secs: Option<u64>,
+    /// A later step of a chain failed after earlier ones were applied: the error (the
+    /// install is at `to`, complete and current).
+    pub error: Option<String>,
     /// Newer releases not taken now, and why (as in `check --json`).
     pub held_back: Vec<HeldBack>,
 }
@@ -150,7 +158,8 @@ impl UpdateReport {
             steps: Vec::new(),
             critical: false,
             stopped_at: None,
-            deferred: None,
+            deferred_secs: None,
+            error: None,
             held_back: Vec::new(),
         }
     }
@@ -166,7 +175,8 @@ impl UpdateReport {
         self.plan.add(&next.plan);
         self.removed.extend(next.removed);
         self.steps.extend(next.steps);
-        self.critical = next.critical;
+        // Critical if any step was: the app must restart to leave the vulnerable version.
+        self.critical |= next.critical;
     }
 }
 
