@@ -73,15 +73,16 @@ fn open(db: &str) -> Result<Box<dyn appstart_fleet::Store>> {
 /// Binds `appupdate serve`, with the receiver's routes when `receipts_db` is given.
 pub fn serve(repo: &std::path::Path, listen: &str, receipts_db: Option<&str>) -> Result<()> {
     let mut server = RepoServer::bind(repo, listen)?;
+    // The first line names the URL (scripts and the e2e harness read it).
+    println!("serving {} at {}/", repo.display(), server.url());
     if let Some(db) = receipts_db {
         let store: Arc<dyn appstart_fleet::Store> = Arc::from(appstart_fleet::open(db)?);
         server = server.with_handler(Arc::new(appstart_fleet::Receiver::new(store)));
         println!(
-            "receiving receipts into {db}: POST {url}/receipts, fleet at {url}/fleet",
+            "receiving receipts: POST {url}/receipts; fleet page {url}/fleet and {url}/fleet.json",
             url = server.url()
         );
     }
-    println!("serving {} at {}/", repo.display(), server.url());
     server.run(8, std::io::stdout());
     Ok(())
 }
