@@ -106,7 +106,9 @@ fn timeline(html: &mut String, summary: &FleetSummary) {
         .max()
         .unwrap_or(1)
         .max(1);
-    let (width, height, bar) = (960.0, 200.0, 960.0 / summary.timeline.len() as f64);
+    // One slot per hour of the window, so a young fleet does not get one huge bar.
+    let slots = crate::summary::TIMELINE_HOURS as f64;
+    let (width, height, bar) = (960.0, 200.0, 960.0 / slots);
     let _ = writeln!(
         html,
         "<svg id=\"timeline\" width=\"{width}\" height=\"{}\" role=\"img\" \
