@@ -86,6 +86,10 @@ impl Receiver {
 }
 
 impl Handler for Receiver {
+    #[allow(
+        clippy::result_large_err,
+        reason = "the trait hands the request back by value (serve::Handler)"
+    )]
     fn handle(&self, mut request: Request) -> Result<(u16, u64), Request> {
         let path = request.url().split('?').next().unwrap_or("").to_string();
         let (status, body, content_type) = match (request.method(), path.as_str()) {

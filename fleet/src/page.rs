@@ -194,10 +194,10 @@ fn releases(html: &mut String, summary: &FleetSummary) {
                 )
             })
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<td class=\"name\">{}</td><td id=\"wave-{key}\" data-percent=\"{w}\">{}{w}%</td>\
-             <td>{}</td></tr>\n",
+             <td>{}</td></tr>",
             errors.join("<br>"),
             bar(release.wave, 100.0, "#59a14f"),
             funnel(release),
@@ -263,8 +263,10 @@ mod tests {
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        let mut summary = FleetSummary::default();
-        summary.app = Some("<script>".into());
+        let mut summary = FleetSummary {
+            app: Some("<script>".into()),
+            ..FleetSummary::default()
+        };
         summary.by_version.insert("<b>".into(), 1);
         let html = render(&summary);
         assert!(!html.contains("<script>"), "{html}");

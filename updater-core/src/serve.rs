@@ -29,6 +29,10 @@ use crate::transport::percent_decode;
 pub trait Handler: Send + Sync {
     /// Answers `request` and returns its status and body length for the access log, or
     /// hands it back untouched for the file server.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request is handed back by value, once per request: a move next to socket I/O"
+    )]
     fn handle(&self, request: Request) -> std::result::Result<(u16, u64), Request>;
 }
 
