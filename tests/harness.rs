@@ -368,6 +368,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(repo: &Path) -> Self {
+        Self::start_with(repo, &[])
+    }
+
+    /// `appupdate serve` with `extra` flags (e.g. `--receipts-db FILE`).
+    pub fn start_with(repo: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin("appupdate"))
             .args([
                 "serve",
@@ -376,6 +381,7 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -399,6 +405,12 @@ impl Server {
             }
         });
         Server { child, url, log }
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush or clean up) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Access-log lines so far (`METHOD PATH STATUS BYTES`).
@@ -460,6 +472,26 @@ fn simple_hash(bytes: &[u8]) -> String {
         hash = hash.wrapping_mul(0x100000001b3);
     }
     format!("-{hash:016x}")
+}
+
+/// Headless Chromium, or `None` (with the reason printed) outside CI. In CI (`CI` set) a
+/// missing browser fails the test: `.ci/run` installs Debian's `chromium`.
+pub fn chromium() -> Option<&'static str> {
+    let ok = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("chromium");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is not installed; .ci/run installs it with apt-get install chromium"
+    );
+    eprintln!(
+        "SKIPPED: chromium is not installed (apt-get install chromium) - fleet page not checked in a browser"
+    );
+    None
 }
 
 /// `python3` with python-tuf importable, or `None` (with the reason printed) outside CI.

@@ -35,6 +35,8 @@ mod deltas;
 #[cfg(unix)]
 mod faults;
 #[cfg(unix)]
+mod fleet;
+#[cfg(unix)]
 mod hostile;
 #[cfg(unix)]
 mod installer;

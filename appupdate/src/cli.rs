@@ -49,6 +49,9 @@ pub enum Command {
     Uninstall(DirArgs),
     /// Switch back to the previous version, or to any installed one.
     Rollback(RollbackArgs),
+    /// Print what the installs reported (receipts): installs by version and each release's
+    /// funnel.
+    Fleet(crate::fleet_cmd::FleetArgs),
     /// Run the whole path end to end in a temporary folder: keys, publish, serve, install,
     /// run through appstart, publish v2, update in the background, relaunch.
     Demo(DemoArgs),
@@ -238,6 +241,10 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Also receive delivery receipts (POST /receipts) into this database, a SQLite file or
+    /// a postgres:// URL, and serve the fleet page (/fleet, /fleet.json).
+    #[arg(long, value_name = "DB")]
+    pub receipts_db: Option<String>,
 }
 
 /// `appupdate install ...`

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use updater_core::publish::{DelegationRequest, Expiry, PublishRequest, Repository};
 use updater_core::release::current_platform;
-use updater_core::serve::RepoServer;
 use updater_core::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
 
@@ -173,10 +172,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Release(command) => crate::release_cmd::run(command)?,
+        Command::Fleet(args) => crate::fleet_cmd::fleet(&args)?,
         Command::Serve(args) => {
-            let server = RepoServer::bind(&args.repo, &args.listen)?;
-            println!("serving {} at {}/", args.repo.display(), server.url());
-            server.run(8, std::io::stdout());
+            crate::fleet_cmd::serve(&args.repo, &args.listen, args.receipts_db.as_deref())?;
         }
         Command::Install(args) => {
             let launcher = match args.launcher {

@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod fleet_cmd;
 mod installer;
 mod payload;
 mod release_cmd;

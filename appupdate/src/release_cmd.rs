@@ -94,6 +94,9 @@ pub enum ReleaseCommand {
     /// Pull a release: no install takes it, and installs on it move to the newest release
     /// they may take (metadata only).
     Pull(ReleaseArgs),
+    /// Pause a release when the receipts show too many of its installs falling back or
+    /// failing (metadata only; meant for cron).
+    Guard(Box<crate::fleet_cmd::GuardArgs>),
     /// List every release with its state and controls.
     List {
         /// Repository folder.
@@ -208,6 +211,7 @@ fn read_custom_file(path: &Path) -> Result<Map<String, Value>> {
 pub fn run(command: ReleaseCommand) -> Result<()> {
     let (release, change, verb) = match command {
         ReleaseCommand::List { repo, app, json } => return list(&repo, app.as_deref(), json),
+        ReleaseCommand::Guard(args) => return crate::fleet_cmd::guard(*args),
         ReleaseCommand::Rollout {
             release,
             percent,

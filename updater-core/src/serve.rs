@@ -8,6 +8,10 @@
 //! is decoded and parsed into plain components (no `..`, no absolute parts), and the
 //! resolved file must still lie inside the canonical repository folder, so a symlink cannot
 //! lead out of it either.
+//!
+//! One extension point: a [`Handler`] gets first look at every request, so a crate that must
+//! stay out of this one (the fleet receiver and its databases) can add routes on the same
+//! port; what it does not answer falls through to the file server.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -15,16 +19,29 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use tiny_http;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::error::{Error, Result};
 use crate::transport::percent_decode;
+
+/// Routes served beside the repository's files ([`RepoServer::with_handler`]).
+pub trait Handler: Send + Sync {
+    /// Answers `request` and returns its status and body length for the access log, or
+    /// hands it back untouched for the file server.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request is handed back by value, once per request: a move next to socket I/O"
+    )]
+    fn handle(&self, request: Request) -> std::result::Result<(u16, u64), Request>;
+}
 
 /// A running server.
 pub struct RepoServer {
     server: Arc<Server>,
     root: PathBuf,
     address: SocketAddr,
+    handler: Option<Arc<dyn Handler>>,
 }
 
 impl std::fmt::Debug for RepoServer {
@@ -55,7 +72,14 @@ impl RepoServer {
             server: Arc::new(server),
             root,
             address,
+            handler: None,
         })
+    }
+
+    /// Gives `handler` first look at every request.
+    pub fn with_handler(mut self, handler: Arc<dyn Handler>) -> Self {
+        self.handler = Some(handler);
+        self
     }
 
     /// The base URL, e.g. `http://127.0.0.1:8080`.
@@ -72,11 +96,18 @@ impl RepoServer {
             let server = Arc::clone(&self.server);
             let root = self.root.clone();
             let log = Arc::clone(&log);
+            let handler = self.handler.clone();
             handles.push(std::thread::spawn(move || {
                 while let Ok(request) = server.recv() {
                     let method = request.method().to_string();
                     let url = request.url().to_string();
-                    let (status, length) = respond(&root, request);
+                    let (status, length) = match &handler {
+                        Some(handler) => match handler.handle(request) {
+                            Ok(answered) => answered,
+                            Err(request) => respond(&root, request),
+                        },
+                        None => respond(&root, request),
+                    };
                     if let Ok(mut log) = log.lock() {
                         let _ = writeln!(log, "{method} {url} {status} {length}");
                         let _ = log.flush();

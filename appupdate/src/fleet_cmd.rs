@@ -1,0 +1,182 @@
+//! The fleet on the command line (issue 16): `appupdate fleet` prints what the installs
+//! reported, `appupdate release guard` pauses a release whose installs fall back or fail too
+//! often, and `serve --receipts-db` turns the receiver on. The stores and the counting live in
+//! the `appstart-fleet` crate; see `docs/fleet.md`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use updater_core::publish::{ControlChange, Expiry, ReleaseSelector, Repository, parse_percent};
+use updater_core::serve::RepoServer;
+use updater_core::tuf::keys::KeyDir;
+
+/// `appupdate fleet ...`
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Receipt database: a SQLite file or a postgres:// URL.
+    #[arg(long)]
+    pub db: String,
+    /// Only this app's installs.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `appupdate release guard ...`
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Repository folder.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Key folder (targets, snapshot and timestamp keys), to pause the release.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Receipt database: a SQLite file or a postgres:// URL.
+    #[arg(long)]
+    pub db: String,
+    /// App name.
+    #[arg(long)]
+    pub app: String,
+    /// Version, as published.
+    #[arg(long)]
+    pub version: String,
+    /// Pause when more than this share of the installs that reached the release fell back
+    /// from it or failed on it, like '2%'.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_fallback_rate: String,
+    /// Channel (of the release, and of the receipts counted).
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Platform; default: every platform.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Decide nothing until this many installs reached the release.
+    #[arg(long, default_value_t = 1)]
+    pub min_installs: u64,
+    /// Print the decision as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Opens the receipt store named by `db` (file path or URL).
+fn open(db: &str) -> Result<Box<dyn appstart_fleet::Store>> {
+    if !db.contains("://") && !std::path::Path::new(db).exists() {
+        bail!("receipt database {db} does not exist; give the file `serve --receipts-db` writes");
+    }
+    Ok(appstart_fleet::open(db)?)
+}
+
+/// Binds `appupdate serve`, with the receiver's routes when `receipts_db` is given.
+pub fn serve(repo: &std::path::Path, listen: &str, receipts_db: Option<&str>) -> Result<()> {
+    let mut server = RepoServer::bind(repo, listen)?;
+    // The first line names the URL (scripts and the e2e harness read it).
+    println!("serving {} at {}/", repo.display(), server.url());
+    if let Some(db) = receipts_db {
+        let store: Arc<dyn appstart_fleet::Store> = Arc::from(appstart_fleet::open(db)?);
+        server = server.with_handler(Arc::new(appstart_fleet::Receiver::new(store)));
+        println!(
+            "receiving receipts: POST {url}/receipts; fleet page {url}/fleet and {url}/fleet.json",
+            url = server.url()
+        );
+    }
+    server.run(8, std::io::stdout());
+    Ok(())
+}
+
+/// Runs `appupdate fleet`.
+pub fn fleet(args: &FleetArgs) -> Result<()> {
+    if let Some(app) = &args.app {
+        updater_core::manifest::check_label("--app", app)?;
+    }
+    let summary = open(&args.db)?.summary(args.app.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+    }
+    Ok(())
+}
+
+/// Runs `appupdate release guard`: pauses the release when its receipts are bad enough.
+pub fn guard(args: GuardArgs) -> Result<()> {
+    let threshold =
+        parse_percent(&args.max_fallback_rate).map_err(|e| anyhow!("--max-fallback-rate: {e}"))?;
+    let health = open(&args.db)?
+        .release_health(&appstart_fleet::ReleaseQuery {
+            app: args.app.clone(),
+            version: args.version.clone(),
+            channel: Some(args.channel.clone()),
+            platform: args.platform.clone(),
+        })
+        .with_context(|| format!("reading the receipts of {} {}", args.app, args.version))?;
+    let rate = health.bad_percent();
+    let release = format!("{} {} on channel {}", args.app, args.version, args.channel);
+    let (pause, reason) = if health.reached < args.min_installs.max(1) {
+        (
+            false,
+            format!(
+                "only {} installs reached {release}; waiting for {}",
+                health.reached,
+                args.min_installs.max(1)
+            ),
+        )
+    } else if rate > threshold {
+        (
+            true,
+            format!(
+                "{} of {} installs fell back or failed ({rate:.2}%), above {threshold}%",
+                health.bad, health.reached
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "{} of {} installs fell back or failed ({rate:.2}%), within {threshold}%",
+                health.bad, health.reached
+            ),
+        )
+    };
+    let mut changed = Vec::new();
+    if pause {
+        let report = Repository::new(&args.repo).change_release_control(
+            &KeyDir::new(&args.keys),
+            &Expiry::default(),
+            &ReleaseSelector {
+                app: args.app.clone(),
+                channel: args.channel.clone(),
+                version: args.version.clone(),
+                platform: args.platform.clone(),
+            },
+            &ControlChange::Pause,
+        )?;
+        changed = report.changed;
+    }
+    if args.json {
+        let value = serde_json::json!({
+            "app": args.app,
+            "version": args.version,
+            "channel": args.channel,
+            "reached": health.reached,
+            "bad": health.bad,
+            "rate_percent": rate,
+            "max_percent": threshold,
+            "paused": pause,
+            "changed": changed,
+            "reason": reason,
+        });
+        println!("{}", serde_json::to_string(&value)?);
+    } else if pause {
+        println!("paused {release}: {reason}");
+        if changed.is_empty() {
+            println!("it was already paused; no metadata re-signed");
+        }
+    } else {
+        println!("left {release} as it is: {reason}");
+    }
+    Ok(())
+}
