@@ -11,6 +11,7 @@ mod commands;
 mod demo;
 mod installer;
 mod payload;
+mod receipts_cmd;
 mod release_cmd;
 
 use std::process::ExitCode;
