@@ -101,9 +101,8 @@ impl Outbox {
             None => return Ok(Pending::default()),
         };
         let mut pending = Pending::default();
-        let mut lines = bytes.split_inclusive(|b| *b == b'\n').peekable();
         let mut number = 0;
-        while let Some(line) = lines.next() {
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
             number += 1;
             let Some(line) = line.strip_suffix(b"\n") else {
                 log::warn!(
