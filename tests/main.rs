@@ -51,6 +51,8 @@ mod packs;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod receipts;
+#[cfg(unix)]
 mod release_control;
 #[cfg(unix)]
 mod rollback;

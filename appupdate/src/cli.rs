@@ -162,6 +162,9 @@ pub enum RepoCommand {
         #[arg(long)]
         role: String,
     },
+    /// Name the receiver installs post delivery receipts to (signed, in the targets role),
+    /// or turn receipts off.
+    Receipts(crate::receipts_cmd::ReceiptsArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.

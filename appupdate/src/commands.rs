@@ -110,6 +110,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             println!("revoked role {role}: clients no longer trust its releases");
         }
+        Command::Repo(RepoCommand::Receipts(args)) => crate::receipts_cmd::run(args)?,
         Command::Repo(RepoCommand::Refresh { repo, keys }) => {
             let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
             println!("re-signed snapshot and timestamp (timestamp version {version})");

@@ -12,6 +12,7 @@ mod demo;
 mod fleet_cmd;
 mod installer;
 mod payload;
+mod receipts_cmd;
 mod release_cmd;
 
 use std::process::ExitCode;

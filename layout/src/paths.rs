@@ -114,6 +114,18 @@ impl InstallDir {
         self.state_dir().join("install-id")
     }
 
+    /// `DIR/state/receipts.jsonl`: delivery receipts not yet posted (the outbox; one
+    /// checksummed JSON object per line, bounded, oldest dropped first; `docs/receipts.md`).
+    pub fn receipts_outbox_path(&self) -> PathBuf {
+        self.state_dir().join("receipts.jsonl")
+    }
+
+    /// `DIR/state/receipts-cursor`: how far into `history.log` the updater has turned the
+    /// launcher's `fallback` lines into receipts (a byte offset), so that each is sent once.
+    pub fn receipts_cursor_path(&self) -> PathBuf {
+        self.state_dir().join("receipts-cursor")
+    }
+
     /// `DIR/policy.toml`: the enterprise policy of this install (a machine-wide policy, when
     /// there is one, wins key by key).
     pub fn policy_path(&self) -> PathBuf {

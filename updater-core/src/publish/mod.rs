@@ -44,6 +44,10 @@
 //! changing a published release's signed controls, and listing releases; [`control_syntax`]
 //! reads the command line's rollout percentages and schedules).
 //!
+//! Where installs post delivery receipts is the target `_appstart/receipts.json` of the
+//! top-level targets role, set by `appupdate repo receipts` ([`receipts`]), also a
+//! metadata-only change in steps 2 and 3 (plus its small config file, step 1).
+//!
 //! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate
 //! release rollout|pause|resume|pull` re-signs metadata only, in steps 2 and 3 above: the
 //! manifest, blobs and pack of a release never change once published.
@@ -57,12 +61,14 @@ mod durable;
 mod manifest_delta;
 mod metadata;
 mod packs;
+mod receipts;
 mod release;
 mod source;
 mod store;
 
 pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector};
 pub use control_syntax::{parse_percent, parse_rollout_schedule};
+pub use receipts::ReceiptsReport;
 pub use source::is_windows_platform;
 
 use metadata::{build_root, read_role, sign_role};

@@ -10,6 +10,15 @@
 //! ([`ReceiptsConfig`], the target [`CONFIG_TARGET`]); each has a random `id`, so a batch sent
 //! twice (a retry after a lost answer) is stored once.
 
+//!
+//! [`outbox`] keeps receipts on disk until they are posted; [`post`] posts them.
+
+pub mod outbox;
+pub mod post;
+
+pub use outbox::{Outbox, Pending};
+pub use post::{PostReport, post_outbox, receipts_url};
+
 use serde::{Deserialize, Serialize};
 
 /// The target whose signed `custom` says where receipts go (top-level targets role only: a

@@ -17,6 +17,7 @@
 mod find;
 mod install;
 mod offer;
+mod receipts;
 mod reports;
 mod stage;
 
@@ -27,7 +28,7 @@ pub use reports::{Check, Plan, Skipped, Staged, Status, UpdateReport};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use appstart_layout::state::{BadVersions, Probation};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
@@ -40,6 +41,7 @@ use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_manifest, pack_data_start};
 use crate::metered::Metered;
+use crate::receipts::ReceiptEvent;
 use crate::release::Release;
 use crate::settings::InstallSettings;
 use crate::stage::InstalledRecord;
@@ -48,6 +50,7 @@ use crate::transport::{HttpTimeouts, Transport, for_url};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use find::{Chooser, Found, Refreshed, refresh};
 use offer::OnFound;
+use receipts::{Run, millis};
 use stage::stage_version;
 
 /// Most releases one `update` goes through (1.0 → 2.0 → 3.0 ... when each requires the one
@@ -220,7 +223,9 @@ impl Updater {
     /// Refreshes the trusted metadata and looks for a release to take.
     pub fn check(&self) -> Result<Check> {
         let _lock = InstallLock::acquire(&self.install, "check", self.lock_wait)?;
-        let result = self.check_locked();
+        self.record_fallbacks();
+        let mut run = Run::default();
+        let result = self.check_locked(&mut run);
         match &result {
             Ok(check) => {
                 let available = check
@@ -234,6 +239,17 @@ impl Updater {
                         ("available", &available),
                     ],
                 );
+                let found = check.available.as_ref().map(|r| r.version().to_string());
+                self.record(ReceiptEvent::Checked, |r| {
+                    r.from = Some(check.current.to_string());
+                    r.to.clone_from(&found);
+                });
+                if found.is_some() {
+                    self.record(ReceiptEvent::Found, |r| {
+                        r.from = Some(check.current.to_string());
+                        r.to = found;
+                    });
+                }
                 if let Some(release) = &check.available {
                     self.emit(Event::Found {
                         current: check.current.clone(),
@@ -241,19 +257,21 @@ impl Updater {
                     });
                 }
             }
-            Err(err) => self.failed("check", err),
+            Err(err) => self.failed("check", err, None),
         }
+        self.post_receipts(&run);
         result
     }
 
-    fn check_locked(&self) -> Result<Check> {
-        let (check, _) = self.refresh_and_choose()?;
+    fn check_locked(&self, run: &mut Run) -> Result<Check> {
+        let (check, _) = self.refresh_and_choose(run)?;
         Ok(check)
     }
 
     /// Refreshes the metadata (each role stored as it is verified) and, only if the whole
     /// refresh succeeded, picks the release to take.
-    fn refresh_and_choose(&self) -> Result<(Check, Refreshed)> {
+    /// The receipts URL the refreshed metadata names goes to `run`.
+    fn refresh_and_choose(&self, run: &mut Run) -> Result<(Check, Refreshed)> {
         self.notice_hand_edit()?;
         let config = LauncherConfig::load(&self.install.config_path())?;
         let refreshed = refresh(
@@ -262,6 +280,7 @@ impl Updater {
             self.transport.as_ref(),
             &self.retry,
         )?;
+        run.verified(&refreshed.trusted);
         let found = self.choose(&refreshed, &config.current)?;
         let check = Check {
             current: config.current,
@@ -296,12 +315,13 @@ impl Updater {
         let result = TrustedMetadata::load(&self.install.metadata_dir(), Limits::default())
             .and_then(|trusted| self.download_locked(&trusted, release));
         if let Err(err) = &result {
-            self.failed("download", err);
+            self.failed("download", err, Some(release.version()));
         }
         result
     }
 
     fn download_locked(&self, trusted: &TrustedMetadata, release: &Release) -> Result<Staged> {
+        let started = Instant::now();
         let config = LauncherConfig::load(&self.install.config_path())?;
         // A `previous` whose folder is gone (deleted, or named by a hand edit) is treated as
         // absent: installing that version again is a repair, not a conflict. An intact
@@ -355,6 +375,18 @@ impl Updater {
         )?;
         staged.manifest_bytes = metered.bytes();
         staged.metadata_bytes = metered.bytes();
+        let elapsed = millis(started.elapsed());
+        for (event, bytes) in [
+            (ReceiptEvent::Downloaded, staged.content_bytes),
+            (ReceiptEvent::Staged, 0),
+        ] {
+            self.record(event, |r| {
+                r.from = Some(config.current.to_string());
+                r.to = Some(manifest.version.to_string());
+                r.bytes = bytes;
+                r.duration_ms = elapsed;
+            });
+        }
         self.emit(Event::Staged {
             version: manifest.version.clone(),
         });
@@ -364,19 +396,22 @@ impl Updater {
     /// Makes a staged version current and removes versions beyond `keep`.
     pub fn apply(&self, staged: Staged) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
-        let result = self.apply_locked(staged, None);
+        let version = staged.version().clone();
+        let result = self.apply_locked(staged, None, Instant::now());
         if let Err(err) = &result {
-            self.failed("apply", err);
+            self.failed("apply", err, Some(&version));
         }
         result
     }
 
     /// Switches to `staged` and prunes, keeping `started_from` too (the version a chain of
     /// updates started from, which the process running the chain may be running).
+    /// `started`: when the step began, for the `switched` receipt's duration.
     fn apply_locked(
         &self,
         staged: Staged,
         started_from: Option<&VersionName>,
+        started: Instant,
     ) -> Result<UpdateReport> {
         let record = InstalledRecord::load(&self.install, staged.version());
         if record.is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version()))) {
@@ -410,6 +445,12 @@ impl Updater {
                 ("bytes_downloaded", &report.bytes_downloaded.to_string()),
             ],
         );
+        self.record(ReceiptEvent::Switched, |r| {
+            r.from = Some(from.to_string());
+            r.to = Some(staged.manifest.version.to_string());
+            r.bytes = report.bytes_downloaded;
+            r.duration_ms = millis(started.elapsed());
+        });
         self.emit(Event::Switched {
             from,
             to: staged.manifest.version,
@@ -422,17 +463,24 @@ impl Updater {
     /// to take or a release marked `stop` was applied.
     pub fn update(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
-        let result = self.update_locked();
+        self.record_fallbacks();
+        let mut run = Run::default();
+        let result = self.update_locked(&mut run);
         if let Err(err) = &result {
-            self.failed("update", err);
+            self.failed("update", err, run.taking.as_ref());
         }
+        self.post_receipts(&run);
         result
     }
 
-    fn update_locked(&self) -> Result<UpdateReport> {
+    fn update_locked(&self, run: &mut Run) -> Result<UpdateReport> {
         // A release is chosen only from a refresh that fully succeeded; the manifests are
         // then fetched with the metadata that refresh verified, not reloaded.
-        let (check, refreshed) = self.refresh_and_choose()?;
+        let (check, refreshed) = self.refresh_and_choose(run)?;
+        self.record(ReceiptEvent::Checked, |r| {
+            r.from = Some(check.current.to_string());
+            r.to = check.available.as_ref().map(|r| r.version().to_string());
+        });
         crate::fault::step("refreshed");
         let mut report = UpdateReport::nothing(check.current.clone(), refreshed.bytes);
         report.held_back = check.held_back;
@@ -448,6 +496,11 @@ impl Updater {
             let Some(release) = found.chosen.take() else {
                 break;
             };
+            let started = Instant::now();
+            self.record(ReceiptEvent::Found, |r| {
+                r.from = Some(current.to_string());
+                r.to = Some(release.version().to_string());
+            });
             match self.ask(&current, &release, found.critical) {
                 Decision::Accept => {}
                 Decision::Defer(wait) => {
@@ -475,11 +528,12 @@ impl Updater {
                 current: current.clone(),
                 available: release.version().clone(),
             });
+            run.taking = Some(release.version().clone());
             let step = self
                 .download_locked(&refreshed.trusted, &release)
                 .and_then(|mut staged| {
                     staged.metadata_bytes += std::mem::take(&mut refresh_bytes);
-                    self.apply_locked(staged, Some(&started_from))
+                    self.apply_locked(staged, Some(&started_from), started)
                 });
             let mut step = match step {
                 Ok(step) => step,
@@ -488,11 +542,12 @@ impl Updater {
                 // Versions were switched to before this step failed: report them, and the
                 // error (the install is at the last version applied).
                 Err(err) => {
-                    self.failed("update", &err);
+                    self.failed("update", &err, run.taking.as_ref());
                     report.error = Some(crate::error::chain(&err));
                     break;
                 }
             };
+            run.taking = None;
             step.critical = found.critical;
             if report.steps.is_empty() {
                 step.held_back = std::mem::take(&mut report.held_back);
@@ -510,7 +565,7 @@ impl Updater {
             found = match self.choose(&refreshed, &current) {
                 Ok(found) => found,
                 Err(err) => {
-                    self.failed("update", &err);
+                    self.failed("update", &err, None);
                     report.error = Some(crate::error::chain(&err));
                     break;
                 }
@@ -554,6 +609,10 @@ impl Updater {
                     ("skipped", skipped),
                 ],
             );
+            self.record(ReceiptEvent::RolledBack, |r| {
+                r.from = Some(edit.from.to_string());
+                r.to = Some(edit.to.to_string());
+            });
         }
         Ok(())
     }
@@ -566,16 +625,23 @@ impl Updater {
             .and_then(|()| switch::rollback(&self.install, to));
         match &result {
             Ok((from, to)) => {
-                self.history("rollback", &[("from", from.as_str()), ("to", to.as_str())])
+                self.history("rollback", &[("from", from.as_str()), ("to", to.as_str())]);
+                self.record(ReceiptEvent::RolledBack, |r| {
+                    r.from = Some(from.to_string());
+                    r.to = Some(to.to_string());
+                });
             }
-            Err(err) => self.failed("rollback", err),
+            Err(err) => self.failed("rollback", err, None),
         }
         result
     }
 
-    fn failed(&self, what: &str, err: &Error) {
+    /// Logs a failed operation, and records a `failed` receipt (`to`: the release it was
+    /// taking, if any).
+    fn failed(&self, what: &str, err: &Error, to: Option<&VersionName>) {
         let message = crate::error::chain(err);
         self.history("failed", &[("operation", what), ("error", &message)]);
+        self.record_failure(err, to);
         self.emit(Event::Failed { message });
     }
 }

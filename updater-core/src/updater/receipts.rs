@@ -1,0 +1,222 @@
+//! The updater's side of delivery receipts (`docs/receipts.md`): writing one to the outbox at
+//! each step, turning the launcher's fallbacks into receipts, and posting after a check.
+//!
+//! Why here and not in the launcher: the launcher stays tiny and network-free. It only writes
+//! its usual `fallback` line to `state/history.log`; the next check or update reads the lines
+//! written since `state/receipts-cursor` and records a `fell_back` receipt for each.
+//!
+//! Nothing here can fail an update: a receipt that cannot be written, a history that cannot
+//! be read or a receiver that is down is logged, and the update goes on. Policy
+//! `receipts = false` turns all of it off: nothing recorded, nothing sent.
+
+use std::time::Duration;
+
+use appstart_layout::{VersionName, fsutil};
+
+use super::Updater;
+use crate::control::install_id::InstallId;
+use crate::error::{Error, Result};
+use crate::receipts::{Outbox, Receipt, ReceiptEvent, post_outbox};
+use crate::tuf::client::TrustedMetadata;
+
+/// Most bytes of `history.log` read per run for fallbacks (the rest waits for the next run).
+const MAX_HISTORY_READ: u64 = 1 << 20;
+
+/// Where the caller's step stands, for its receipts.
+#[derive(Debug, Default)]
+pub(super) struct Run {
+    /// The receiver named by the metadata this run verified.
+    pub(super) receipts_url: Option<String>,
+    /// The release being taken, for a `failed` receipt.
+    pub(super) taking: Option<VersionName>,
+}
+
+impl Run {
+    /// Notes the receiver the freshly verified `trusted` metadata names (top-level role only).
+    pub(super) fn verified(&mut self, trusted: &TrustedMetadata) {
+        self.receipts_url = trusted.targets().and_then(crate::receipts::receipts_url);
+    }
+}
+
+/// Milliseconds, saturating.
+pub(super) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Updater {
+    /// Whether this install sends receipts (policy `receipts = false` opts out).
+    fn receipts_on(&self) -> Result<bool> {
+        let (_, policy) = self.settings_now()?;
+        Ok(policy.receipts != Some(false))
+    }
+
+    /// Writes a receipt of `event`, filled in by `fill`, to the outbox; logs any failure.
+    /// Call it holding the install lock.
+    pub(super) fn record(&self, event: ReceiptEvent, fill: impl FnOnce(&mut Receipt)) {
+        if let Err(err) = self.try_record(event, fill) {
+            log::warn!(
+                "receipt {} not recorded: {}",
+                event.as_str(),
+                crate::error::chain(&err)
+            );
+        }
+    }
+
+    fn try_record(&self, event: ReceiptEvent, fill: impl FnOnce(&mut Receipt)) -> Result<()> {
+        let (settings, policy) = self.settings_now()?;
+        if policy.receipts == Some(false) {
+            return Ok(());
+        }
+        let install_id = InstallId::load_or_create(&self.install.install_id_path())?;
+        let mut receipt = Receipt::new(
+            install_id.as_str(),
+            &settings.app,
+            &settings.channel,
+            &settings.platform,
+            event,
+        );
+        fill(&mut receipt);
+        Outbox::new(self.install.receipts_outbox_path()).append(&receipt)
+    }
+
+    /// A `failed` receipt for `err`: its stable code, never its message (which names local
+    /// paths).
+    pub(super) fn record_failure(&self, err: &Error, to: Option<&VersionName>) {
+        let from = appstart_layout::LauncherConfig::load(&self.install.config_path())
+            .ok()
+            .map(|c| c.current.to_string());
+        self.record(ReceiptEvent::Failed, |r| {
+            r.from = from;
+            r.to = to.map(ToString::to_string);
+            r.error = Some(err.code().to_string());
+        });
+    }
+
+    /// Records a `fell_back` receipt for each launcher `fallback` line of `history.log` past
+    /// the cursor, then moves the cursor past them. Call it holding the install lock.
+    pub(super) fn record_fallbacks(&self) {
+        if let Err(err) = self.try_record_fallbacks() {
+            log::warn!(
+                "fallbacks not turned into receipts: {}",
+                crate::error::chain(&err)
+            );
+        }
+    }
+
+    fn try_record_fallbacks(&self) -> Result<()> {
+        let cursor_path = self.install.receipts_cursor_path();
+        let history_path = self.install.history_path();
+        let Ok(length) = std::fs::metadata(&history_path).map(|m| m.len()) else {
+            return Ok(()); // No history yet.
+        };
+        let mut cursor: u64 = match fsutil::read_to_string_capped(&cursor_path, 64) {
+            Ok(text) => text.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        };
+        if cursor > length {
+            cursor = 0; // The log was truncated or replaced: start again.
+        }
+        if cursor == length {
+            return Ok(());
+        }
+        let chunk = read_from(&history_path, cursor, MAX_HISTORY_READ)?;
+        // Only whole lines: a line being written now is read next time.
+        let Some(end) = chunk.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        if self.receipts_on()? {
+            for line in chunk[..end].split(|b| *b == b'\n') {
+                if let Some((at, from, to)) = parse_fallback(&String::from_utf8_lossy(line)) {
+                    self.record(ReceiptEvent::FellBack, |r| {
+                        r.at = at;
+                        r.from = Some(from.to_string());
+                        r.to = Some(to.to_string());
+                    });
+                }
+            }
+        }
+        let next = cursor + end as u64 + 1;
+        fsutil::write_atomic(&cursor_path, next.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// Posts the outbox to the receiver `run` noted, if any (and if receipts are on).
+    pub(super) fn post_receipts(&self, run: &Run) {
+        let Some(url) = &run.receipts_url else {
+            return;
+        };
+        match self.receipts_on() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                log::warn!("not posting receipts: {}", crate::error::chain(&err));
+                return;
+            }
+        }
+        let report = post_outbox(&Outbox::new(self.install.receipts_outbox_path()), url);
+        if report.sent > 0 {
+            log::info!("{} receipt(s) delivered to {url}", report.sent);
+        }
+    }
+}
+
+/// Up to `limit` bytes of `path` from `offset`.
+fn read_from(path: &std::path::Path, offset: u64, limit: u64) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io("reading", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading", path, e))?;
+    Ok(bytes)
+}
+
+/// A launcher line `<time> fallback from=X to=Y reason=...`: its time and versions.
+fn parse_fallback(line: &str) -> Option<(String, VersionName, VersionName)> {
+    let mut words = line.split_whitespace();
+    let at = words.next()?;
+    if words.next()? != "fallback" {
+        return None;
+    }
+    let (mut from, mut to) = (None, None);
+    for word in words {
+        if from.is_none()
+            && let Some(v) = word.strip_prefix("from=")
+        {
+            from = VersionName::parse(v).ok();
+        } else if to.is_none()
+            && let Some(v) = word.strip_prefix("to=")
+        {
+            to = VersionName::parse(v).ok();
+        }
+        if from.is_some() && to.is_some() {
+            break;
+        }
+    }
+    let at = if crate::control::parse_time(at).is_some() {
+        at.to_string()
+    } else {
+        fsutil::now_rfc3339()
+    };
+    Some((at, from?, to?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_line_gives_its_time_and_versions() {
+        let (at, from, to) = parse_fallback(
+            "2026-01-02T03:04:05Z fallback from=3.0.0 to=2.0.0 reason=\"exited with code 1\"",
+        )
+        .unwrap();
+        assert_eq!(at, "2026-01-02T03:04:05Z");
+        assert_eq!((from.as_str(), to.as_str()), ("3.0.0", "2.0.0"));
+        assert!(parse_fallback("2026-01-02T03:04:05Z launch version=3.0.0").is_none());
+        assert!(parse_fallback("2026-01-02T03:04:05Z fallback from=3.0.0").is_none());
+        assert!(parse_fallback("").is_none());
+    }
+}
