@@ -37,6 +37,8 @@ mod faults;
 #[cfg(unix)]
 mod fleet;
 #[cfg(unix)]
+mod fleet_live;
+#[cfg(unix)]
 mod hostile;
 #[cfg(unix)]
 mod installer;
