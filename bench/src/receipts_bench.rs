@@ -182,5 +182,71 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    std::process::ExitCode::SUCCESS
+    match outbox_cost(dir.path()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("receipts-bench: outbox: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The client's side: what recording a receipt costs an update (`Outbox::append`: read the
+/// outbox to keep its bound, append one checksummed line, `fsync`), in an empty outbox and in
+/// a full one (a receiver down for a long time), and taking 1,000 posted receipts out.
+fn outbox_cost(dir: &std::path::Path) -> Result<(), String> {
+    use updater_core::receipts::outbox::{MAX_RECEIPTS, Outbox};
+    let receipt = |n: usize| {
+        let mut r = Receipt::new(
+            &format!("{:032x}", 7),
+            "bench",
+            "stable",
+            "linux-x86_64",
+            ReceiptEvent::Switched,
+        );
+        r.from = Some("1.0.0".into());
+        r.to = Some(format!("1.0.{n}"));
+        r
+    };
+    let per_append = |outbox: &Outbox, count: usize| -> Result<Duration, String> {
+        let start = Instant::now();
+        for n in 0..count {
+            outbox.append(&receipt(n)).map_err(|e| e.to_string())?;
+        }
+        Ok(start.elapsed() / count as u32)
+    };
+    let empty = Outbox::new(dir.join("empty.jsonl"));
+    let mut small = Vec::new();
+    for run in 0..5 {
+        let _ = std::fs::remove_file(empty.path());
+        small.push(per_append(&empty, 10).map_err(|e| format!("run {run}: {e}"))?);
+    }
+    small.sort();
+    let full = Outbox::new(dir.join("full.jsonl"));
+    per_append(&full, MAX_RECEIPTS)?;
+    let at_bound = per_append(&full, 20)?;
+    let pending = full.pending().map_err(|e| e.to_string())?;
+    let ids: std::collections::BTreeSet<String> =
+        pending.receipts.iter().map(|r| r.id.clone()).collect();
+    let start = Instant::now();
+    full.remove(&ids, pending.dropped)
+        .map_err(|e| e.to_string())?;
+    let removed = start.elapsed();
+    println!();
+    println!("| outbox (client) | cost |");
+    println!("| --- | ---: |");
+    println!(
+        "| append, outbox of up to 10 receipts (median of 5 runs) | {:.0} us per receipt |",
+        small[2].as_secs_f64() * 1e6
+    );
+    println!(
+        "| append, full outbox ({MAX_RECEIPTS} receipts, oldest dropped) | {:.0} us per receipt |",
+        at_bound.as_secs_f64() * 1e6
+    );
+    println!(
+        "| remove {} posted receipts | {:.1} ms |",
+        ids.len(),
+        removed.as_secs_f64() * 1e3
+    );
+    Ok(())
 }
