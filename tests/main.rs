@@ -45,6 +45,8 @@ mod installer;
 #[cfg(unix)]
 mod interop;
 #[cfg(unix)]
+mod later;
+#[cfg(unix)]
 mod launcher;
 #[cfg(unix)]
 mod manifest_cost;

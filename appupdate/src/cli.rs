@@ -38,8 +38,9 @@ pub enum Command {
     Installer(InstallerArgs),
     /// Look for a newer release (refreshes the trusted metadata).
     Check(DirArgs),
-    /// Download, verify and switch to the newest eligible release.
-    Update(DirArgs),
+    /// Download, verify and switch to the newest eligible release (or only download it, or
+    /// switch to what was downloaded earlier).
+    Update(UpdateArgs),
     /// Show what is installed.
     Status(DirArgs),
     /// Follow another channel (`stable`, `beta`, ...): the next update takes its newest
@@ -347,6 +348,21 @@ pub struct DirArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `appupdate update ...`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Install folder, lock timeout, JSON.
+    #[command(flatten)]
+    pub common: DirArgs,
+    /// Check and build the release beside the running version, verified and complete,
+    /// without switching to it (recorded in `state/staged.toml`); `--apply` switches later.
+    #[arg(long, conflicts_with = "apply")]
+    pub download_only: bool,
+    /// Switch to the release `--download-only` staged, without any network access.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `appupdate rollback ...`

@@ -245,9 +245,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Update(args) if args.download_only => {
+            let args = args.common;
+            let report = open(&args.dir, args.lock_timeout)?.download_only()?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                match &report.staged {
+                    Some(version) => println!(
+                        "{version} is staged beside {} ({} bytes downloaded); `appupdate update --apply --dir {}` switches to it",
+                        report.current,
+                        report.bytes_downloaded,
+                        args.dir.display()
+                    ),
+                    None => println!("{} is up to date; nothing staged", report.current),
+                }
+            }
+        }
         Command::Update(args) => {
+            let apply = args.apply;
+            let args = args.common;
             let updater = open(&args.dir, args.lock_timeout)?;
-            let report = updater.update()?;
+            let report = if apply {
+                updater.apply_staged()?
+            } else {
+                updater.update()?
+            };
             if args.json {
                 print_json(&report)?;
             } else {

@@ -132,6 +132,12 @@ impl InstallDir {
         self.root.join("policy.toml")
     }
 
+    /// `DIR/state/staged.toml`: the version `update --download-only` built and put in
+    /// place, for `update --apply` to switch to without the network.
+    pub fn staged_path(&self) -> PathBuf {
+        self.state_dir().join("staged.toml")
+    }
+
     /// `DIR/state/metadata`: trusted TUF metadata.
     pub fn metadata_dir(&self) -> PathBuf {
         self.state_dir().join("metadata")

@@ -383,10 +383,17 @@ pub fn prune_keeping(
     also: Option<&VersionName>,
 ) -> Result<Vec<VersionName>> {
     let config = LauncherConfig::load(&install.config_path())?;
+    // A version `update --download-only` staged waits for `update --apply`; an unreadable
+    // record keeps nothing (it is rewritten by the next download).
+    let staged = crate::updater::later::StagedRecord::load(&install.staged_path())
+        .ok()
+        .flatten()
+        .map(|record| record.version);
     let running = [
         Some(config.current.clone()),
         config.previous.clone(),
         also.cloned(),
+        staged,
     ];
     let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
     let mut removed = Vec::new();

@@ -17,12 +17,14 @@
 mod chain;
 mod find;
 mod install;
+pub(crate) mod later;
 mod offer;
 mod receipts;
 mod reports;
 mod stage;
 
 pub use install::{InstallOptions, install};
+pub use later::DownloadReport;
 pub use offer::{Decision, Offer};
 pub use reports::{Check, Plan, Skipped, Staged, Status, UpdateReport};
 
@@ -422,6 +424,9 @@ impl Updater {
             )));
         }
         let from = switch::switch_to(&self.install, &staged.manifest)?;
+        // Whatever `update --download-only` staged was chosen from the install as it was
+        // before this switch: it is no longer what `--apply` should switch to.
+        appstart_layout::fsutil::remove_file_if_exists(&self.install.staged_path())?;
         let removed = switch::prune_keeping(&self.install, self.settings.keep, started_from)?;
         crate::fault::step("pruned");
         let to = staged.manifest.version.clone();
