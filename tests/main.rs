@@ -25,6 +25,8 @@ mod archives;
 #[cfg(unix)]
 mod attacks;
 #[cfg(unix)]
+mod cli_docs;
+#[cfg(unix)]
 mod control;
 #[cfg(unix)]
 mod crash;

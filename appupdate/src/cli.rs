@@ -53,6 +53,20 @@ pub enum Command {
     /// Print what the installs reported (receipts): installs by version and each release's
     /// funnel.
     Fleet(crate::fleet_cmd::FleetArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish), e.g.
+    /// `appupdate completions bash > /etc/bash_completion.d/appupdate`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --out
+    /// (`appupdate.1`, `appupdate-publish.1`, ...).
+    Man {
+        /// Folder to write every page into (created).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run the whole path end to end in a temporary folder: keys, publish, serve, install,
     /// run through appstart, publish v2, update in the background, relaunch.
     Demo(DemoArgs),

@@ -370,6 +370,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Demo(args) => crate::demo::run(args.dir)?,
+        Command::Completions { shell } => crate::docs_cmd::completions(shell)?,
+        Command::Man { out } => crate::docs_cmd::man(out.as_deref())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod docs_cmd;
 mod fleet_cmd;
 mod installer;
 mod payload;

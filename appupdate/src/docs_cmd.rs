@@ -1,0 +1,40 @@
+//! `appupdate completions SHELL` and `appupdate man`: generated from the clap definition in
+//! [`crate::cli`], so they always match the commands and flags that exist.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+
+use crate::cli::Cli;
+
+/// Writes the completion script for `shell` to stdout.
+pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut command, "appupdate", &mut out);
+    out.flush().context("writing the completion script")?;
+    Ok(())
+}
+
+/// Writes the top-level man page to stdout, or every page into `out`.
+pub fn man(out: Option<&Path>) -> Result<()> {
+    let command = Cli::command();
+    match out {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            clap_mangen::Man::new(command)
+                .render(&mut stdout)
+                .context("writing the man page")?;
+            stdout.flush().context("writing the man page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("writing the man pages into {}", dir.display()))?;
+            println!("wrote the man pages into {}", dir.display());
+        }
+    }
+    Ok(())
+}
