@@ -25,7 +25,7 @@ mod archives;
 #[cfg(unix)]
 mod attacks;
 #[cfg(unix)]
-mod cli_docs;
+mod cli;
 #[cfg(unix)]
 mod control;
 #[cfg(unix)]

@@ -122,13 +122,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let request = PublishRequest {
                 app: args.app,
                 version: VersionName::parse(&args.version).context("--version")?,
-                executable: RelativePath::parse(&args.exe).context("--exe")?,
+                executable: RelativePath::parse(&plain_relative(&args.exe)).context("--exe")?,
                 channel: args.channel,
                 platform: args.platform.unwrap_or_else(current_platform),
                 launcher: args
                     .launcher
                     .as_deref()
-                    .map(RelativePath::parse)
+                    .map(|path| RelativePath::parse(&plain_relative(path)))
                     .transpose()
                     .context("--launcher")?,
                 source: args.source_dir,
@@ -400,4 +400,17 @@ pub fn beside_this_program(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("finding this program's path")?;
     let dir = exe.parent().context("this program's folder")?;
     Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// A path as users type it (`./bin/hello`, `bin\\hello.exe`), with `.` parts and backslashes
+/// taken out, for the strict [`RelativePath`] parser (which still refuses `..`).
+fn plain_relative(path: &str) -> String {
+    if path.starts_with(['/', '\\']) || path.as_bytes().get(1) == Some(&b':') {
+        // Absolute: left for the parser to refuse, naming it.
+        return path.to_string();
+    }
+    path.split(['/', '\\'])
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -242,7 +242,7 @@ impl Repository {
         fsutil::create_dir_all(&metadata)?;
         fsutil::create_dir_all(&self.root.join("targets"))?;
         fsutil::create_dir_all(&self.root.join("blobs"))?;
-        let _lock = self.lock()?;
+        let _lock = self.lock_unchecked()?;
         let now = SystemTime::now();
         let root = build_root(keys, thresholds, 1, expires_in_days(now, expiry.root_days))?;
         let bytes = sign_role(keys, "root", &root)?;
@@ -312,7 +312,23 @@ impl Repository {
     }
 
     /// Takes `REPO/.publish.lock`, waiting up to a minute for another publisher.
+    fn lock_unchecked(&self) -> Result<File> {
+        crate::lock::lock_file(
+            &self.root.join(".publish.lock"),
+            Duration::from_secs(60),
+            || "another publish has held it for over 60 s".into(),
+        )
+    }
+
     fn lock(&self) -> Result<File> {
+        // `init` makes the folders first; every other command needs a repository.
+        if !self.metadata_dir().join("1.root.json").exists() {
+            return Err(Error::Invalid(format!(
+                "{} is not a repository (no metadata/1.root.json): create it with `appupdate repo init --repo {} --keys KEYDIR`",
+                self.root.display(),
+                self.root.display()
+            )));
+        }
         crate::lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),

@@ -83,6 +83,12 @@ pub(super) fn scan_source(source: &Path) -> Result<SourceTree> {
             );
         }
     }
+    if files.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} has no files: there is nothing to publish (is it the build output folder?)",
+            source.display()
+        )));
+    }
     files.sort();
     empty_dirs.sort();
     Ok((files, empty_dirs))

@@ -134,7 +134,18 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
     let install_id = InstallId::load_or_create(&install.install_id_path())?;
     let transport = for_url(&settings.url, HttpTimeouts::default())?;
     let retry = RetryPolicy::default();
-    let refreshed = refresh(&install, &settings, transport.as_ref(), &retry)?;
+    let refreshed =
+        refresh(&install, &settings, transport.as_ref(), &retry).map_err(|err| match err {
+            // Not one signature from the keys the given root trusts: the root is another
+            // repository's (the commonest mistake with a new repository).
+            Error::Threshold { valid: 0, .. } => Error::Invalid(format!(
+                "{}; the trusted root {} does not match the keys of the repository at {}: use that repository's metadata/1.root.json, as its publisher distributes it",
+                crate::error::chain(&err),
+                options.trusted_root.display(),
+                options.url
+            )),
+            other => other,
+        })?;
     let found = Chooser {
         install: &install,
         settings: &settings,
