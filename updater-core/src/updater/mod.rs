@@ -19,11 +19,13 @@ mod find;
 mod install;
 mod offer;
 mod receipts;
+mod repair;
 mod reports;
 mod stage;
 
 pub use install::{InstallOptions, install};
 pub use offer::{Decision, Offer};
+pub use repair::{RepairReport, VerifyReport};
 pub use reports::{Check, Plan, Skipped, Staged, Status, UpdateReport};
 
 use std::collections::BTreeSet;
