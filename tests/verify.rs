@@ -195,6 +195,7 @@ fn repair_rebuilds_an_unreadable_appstart_toml() {
 
     let report = appupdate_json(&["verify", "--dir", client.dir(), "--repair"]);
     assert_eq!(report["config_rebuilt"], true, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["repaired_to"], serde_json::Value::Null, "{report}");
     assert_eq!(client.run_app(), "app 1.0.0\nalpha\n");
     let (again, code) = client.verify();

@@ -135,7 +135,9 @@ impl Updater {
     fn repair_locked(&self) -> Result<RepairReport> {
         let config_rebuilt = self.rebuild_config_if_unreadable()?;
         let mut found = self.find_damage()?;
+        // The report says what was found: an appstart.toml rebuilt in step 1 was not ok.
         found.report.config_ok = !config_rebuilt;
+        found.report.ok &= !config_rebuilt;
         let mut report = RepairReport {
             found: found.report.clone(),
             repaired_to: None,
