@@ -67,6 +67,8 @@ mod shortcuts;
 #[cfg(unix)]
 mod update;
 #[cfg(unix)]
+mod verify;
+#[cfg(unix)]
 mod workflow;
 
 // Windows, from a Linux host: the cross-built binaries run under Wine.

@@ -50,6 +50,9 @@ pub enum Command {
     Uninstall(DirArgs),
     /// Switch back to the previous version, or to any installed one.
     Rollback(RollbackArgs),
+    /// Check every file of the current version against its signed manifest (BLAKE3, size,
+    /// mode); with --repair, rebuild a damaged version in a new folder and swap it in.
+    Verify(crate::verify_cmd::VerifyArgs),
     /// Print what the installs reported (receipts): installs by version and each release's
     /// funnel.
     Fleet(crate::fleet_cmd::FleetArgs),

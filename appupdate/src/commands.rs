@@ -369,6 +369,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("rolled back {from} -> {to}; it runs at the next start");
             }
         }
+        Command::Verify(args) => return crate::verify_cmd::run(&args),
         Command::Demo(args) => crate::demo::run(args.dir)?,
         Command::Completions { shell } => crate::docs_cmd::completions(shell)?,
         Command::Man { out } => crate::docs_cmd::man(out.as_deref())?,
@@ -376,7 +377,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
+pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
     let mut updater = Updater::open(dir)?;
     updater.set_lock_wait(std::time::Duration::from_secs(lock_timeout));
     Ok(updater)

@@ -15,6 +15,7 @@ mod installer;
 mod payload;
 mod receipts_cmd;
 mod release_cmd;
+mod verify_cmd;
 
 use std::process::ExitCode;
 

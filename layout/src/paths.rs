@@ -12,6 +12,9 @@ pub const VERSIONS_DIR: &str = "versions";
 pub const STATE_DIR: &str = "state";
 /// Prefix of a version folder being built; never run, removed or resumed by the updater.
 pub const STAGING_PREFIX: &str = ".staging-";
+/// Prefix of a damaged version folder a repair moved aside (`.damaged-<version>-<n>`): not a
+/// version name, never run; removed by the next prune once nothing holds it open.
+pub const DAMAGED_PREFIX: &str = ".damaged-";
 
 /// An install folder: the launcher, its config, the versions and the state.
 #[derive(Debug, Clone)]
@@ -55,6 +58,12 @@ impl InstallDir {
     pub fn staging_dir(&self, version: &VersionName) -> PathBuf {
         self.versions_dir()
             .join(format!("{STAGING_PREFIX}{}", version.as_str()))
+    }
+
+    /// `DIR/versions/.damaged-<version>-<n>`: where a repair moves a damaged folder aside.
+    pub fn damaged_dir(&self, version: &VersionName, n: u32) -> PathBuf {
+        self.versions_dir()
+            .join(format!("{DAMAGED_PREFIX}{}-{n}", version.as_str()))
     }
 
     /// The names of the folders under `versions/` that are valid version names (so not

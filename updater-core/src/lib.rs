@@ -64,6 +64,6 @@ pub use poller::{Poller, PollerOptions, request_restart, restart_code};
 pub use shortcut::{Shortcut, ShortcutLocation};
 pub use uninstall::{UninstallReport, uninstall};
 pub use updater::{
-    Check, Decision, DownloadReport, InstallOptions, Offer, Plan, Skipped, Staged, Status,
-    UpdateReport, Updater, install,
+    Check, Decision, DownloadReport, InstallOptions, Offer, Plan, RepairReport, Skipped, Staged,
+    Status, UpdateReport, Updater, VerifyReport, install,
 };

@@ -21,8 +21,9 @@
 
 use std::path::Path;
 
+use appstart_layout::paths::{DAMAGED_PREFIX, STAGING_PREFIX};
 use appstart_layout::state::{BadVersions, Probation, Switched};
-use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil, paths::STAGING_PREFIX};
+use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil};
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -426,7 +427,10 @@ pub fn prune_keeping(
     if let Ok(entries) = std::fs::read_dir(&versions_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with(STAGING_PREFIX)
+            let name = name.to_string_lossy();
+            // Damaged folders a repair moved aside: the app may still run from one (Windows
+            // then refuses, and the next prune tries again).
+            if (name.starts_with(STAGING_PREFIX) || name.starts_with(DAMAGED_PREFIX))
                 && let Err(err) = fsutil::remove_dir_all_if_exists(&entry.path())
             {
                 log::warn!("{err}; it is removed at the next update");

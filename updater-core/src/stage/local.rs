@@ -111,6 +111,27 @@ impl LocalFiles {
         local
     }
 
+    /// Adds a file just read and found to hold `hash` (`stat`: its stat while it was read),
+    /// for a repair, which takes nothing from the damaged folder without hashing it first.
+    pub(crate) fn add_verified(
+        &mut self,
+        hash: &str,
+        path: PathBuf,
+        size: u64,
+        executable: bool,
+        stat: FileStat,
+    ) {
+        self.add(
+            hash,
+            Source::File(LocalFile {
+                path,
+                size,
+                executable,
+                stat: Some(stat),
+            }),
+        );
+    }
+
     fn add(&mut self, hash: &str, source: Source) {
         self.by_hash
             .entry(hash.to_string())

@@ -20,12 +20,14 @@ mod install;
 pub(crate) mod later;
 mod offer;
 mod receipts;
+mod repair;
 mod reports;
 mod stage;
 
 pub use install::{InstallOptions, install};
 pub use later::DownloadReport;
 pub use offer::{Decision, Offer};
+pub use repair::{RepairReport, VerifyReport};
 pub use reports::{Check, Plan, Skipped, Staged, Status, UpdateReport};
 
 use std::collections::BTreeSet;

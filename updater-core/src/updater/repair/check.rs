@@ -1,0 +1,128 @@
+//! Checking a version folder against its manifest by content: every listed file read and
+//! hashed (BLAKE3), its size and (on Unix) executable bit compared, and everything on disk
+//! that the manifest does not list named.
+//!
+//! Unlike [`crate::stage::verify_tree`], which trusts sizes and stats right after staging,
+//! this reads every byte: it is for a folder that has been on disk for a while and may have
+//! been changed by a user, a disk or a virus scanner. A file is read only when its size
+//! matches, so the bytes read are capped by the signed manifest's sizes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use appstart_layout::fsutil;
+
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::stage::FileStat;
+
+/// What [`check_tree`] found.
+#[derive(Debug, Default)]
+pub(super) struct TreeCheck {
+    /// Listed files whose content, size, type or mode differ (relative paths).
+    pub damaged: Vec<String>,
+    /// Listed files and folders that are not there.
+    pub missing: Vec<String>,
+    /// Files and folders on disk that the manifest does not list (a folder is named once,
+    /// not its content).
+    pub extra: Vec<String>,
+    /// Listed files read and hashed.
+    pub files_checked: usize,
+    /// The intact files: index in the manifest, path, and stat while they were hashed.
+    pub intact: Vec<(usize, PathBuf, FileStat)>,
+}
+
+impl TreeCheck {
+    /// Whether nothing is damaged, missing or extra.
+    pub fn ok(&self) -> bool {
+        self.damaged.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Checks `dir` against `manifest`, reading every listed file.
+pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
+    let mut check = TreeCheck::default();
+    let mut listed_dirs: BTreeSet<String> =
+        manifest.directories.iter().map(|d| d.to_string()).collect();
+    for entry in &manifest.files {
+        listed_dirs.extend(entry.path.parents().map(str::to_string));
+    }
+    let listed_files: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for folder in &listed_dirs {
+        let path = dir.join(folder);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => check.damaged.push(folder.clone()),
+            Err(_) => check.missing.push(folder.clone()),
+        }
+    }
+    for (index, entry) in manifest.files.iter().enumerate() {
+        let path = entry.path.join_to(dir);
+        let name = entry.path.as_str().to_string();
+        let Ok(before) = std::fs::symlink_metadata(&path) else {
+            check.missing.push(name);
+            continue;
+        };
+        if !before.is_file()
+            || before.len() != entry.size
+            || (cfg!(unix) && fsutil::is_executable(&before) != entry.executable)
+        {
+            check.damaged.push(name);
+            continue;
+        }
+        check.files_checked += 1;
+        let (hash, size) = blob::hash_file(&path)?;
+        let after = std::fs::symlink_metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
+        let stat = FileStat::of(&path, &before);
+        // Changed while it was read: not known to be intact.
+        let steady = stat == FileStat::of(&path, &after);
+        if hash != entry.blake3 || size != entry.size || !steady {
+            check.damaged.push(name);
+        } else {
+            check.intact.push((index, path, stat));
+        }
+    }
+    find_extra(dir, &listed_dirs, &listed_files, &mut check.extra)?;
+    for list in [&mut check.damaged, &mut check.missing, &mut check.extra] {
+        list.sort();
+    }
+    Ok(check)
+}
+
+/// Names everything below `dir` that is neither a listed file nor a listed folder.
+fn find_extra(
+    dir: &Path,
+    listed_dirs: &BTreeSet<String>,
+    listed_files: &BTreeSet<&str>,
+    extra: &mut Vec<String>,
+) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for item in std::fs::read_dir(&folder).map_err(|e| Error::io("listing", &folder, e))? {
+            let item = item.map_err(|e| Error::io("listing", &folder, e))?;
+            let path = item.path();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && listed_dirs.contains(&relative) {
+                stack.push(path);
+            } else if !listed_dirs.contains(&relative) && !listed_files.contains(relative.as_str())
+            {
+                // A listed name of the wrong type is damaged, not extra.
+                extra.push(if is_dir {
+                    format!("{relative}/")
+                } else {
+                    relative
+                });
+            }
+        }
+    }
+    Ok(())
+}
