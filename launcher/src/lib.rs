@@ -6,7 +6,7 @@
 //! `docs/launcher.md`.
 //!
 //! The two binaries, `appstart` and `appstart-gui` (the same launcher linked for the Windows
-//! GUI subsystem, so no console window opens), only call [`launch`].
+//! GUI subsystem, so no console window opens), only call [`launch()`].
 //!
 //! This crate is kept tiny: no network, TLS, crypto or async code, and no panicking paths on
 //! anything read from disk. Its own errors print `appstart: error: ...` and exit with

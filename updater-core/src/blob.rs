@@ -118,7 +118,7 @@ const DECODE_IN_MEMORY: u64 = 4 << 20;
 
 /// Decodes authenticated blobs held in memory into new files, reusing one decoder context
 /// and one output buffer across calls (a fresh context per small file cost more than the
-/// decoding). Memory: the buffer, at most [`DECODE_IN_MEMORY`].
+/// decoding). Memory: the buffer, at most `DECODE_IN_MEMORY`.
 #[derive(Default)]
 pub struct MemoryDecoder {
     context: Option<zstd::bulk::Decompressor<'static>>,

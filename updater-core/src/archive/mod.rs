@@ -4,7 +4,7 @@
 //! member shifts and re-encodes everything after it. So the publisher takes such an archive
 //! apart ([`zip::take_apart`]) into its members' *uncompressed* contents, which diff well and
 //! are shared with unchanged members of the installed archive, and a skeleton holding every
-//! other byte. The client rebuilds the archive ([`assemble`]) by re-compressing each member
+//! other byte. The client rebuilds the archive (`assemble`) by re-compressing each member
 //! with the same deflate implementation and level the archive was made with.
 //!
 //! Re-compression is deterministic only for the same implementation and settings, so the

@@ -11,7 +11,7 @@
 //! Publishing is atomic for readers because of the write order and consistent snapshots:
 //! 1. blobs, deltas and the pack, then the manifest target (new files, nothing refers to
 //!    them yet). Blobs and the pack are renamed into place without a `fsync` each; one sync
-//!    (`syncfs` on Linux, see [`durable`]) makes all of them durable at the end of this step,
+//!    (`syncfs` on Linux, see `durable`) makes all of them durable at the end of this step,
 //!    before anything that names them is signed. A blob named by an earlier release's
 //!    manifest is reused as it is (that manifest was signed after the blob was durable); any
 //!    other blob found on disk only after it is checked, so one left incomplete by a power
@@ -36,16 +36,16 @@
 //! Publishing into it re-signs that file, the snapshot and the timestamp, never `targets.json`: a team or a CI job holding the role's key and the
 //! snapshot and timestamp keys can publish without the top-level targets key.
 //!
-//! Where each part lives: [`release`] (one publish, in write order), [`source`] (reading the
-//! folder), [`store`] (blobs and archives), [`compress`] (each thread's reused zstd
-//! context), [`durable`] (one sync for all blobs), [`deltas`], [`manifest_delta`] (compressed
-//! manifests and manifest deltas), [`packs`], [`metadata`] (signing the
-//! top-level roles), [`delegation`] (delegated roles) and [`control`] (`appupdate release`:
-//! changing a published release's signed controls, and listing releases; [`control_syntax`]
+//! Where each part lives: `release` (one publish, in write order), `source` (reading the
+//! folder), `store` (blobs and archives), `compress` (each thread's reused zstd
+//! context), `durable` (one sync for all blobs), `deltas`, `manifest_delta` (compressed
+//! manifests and manifest deltas), `packs`, `metadata` (signing the
+//! top-level roles), `delegation` (delegated roles) and `control` (`appupdate release`:
+//! changing a published release's signed controls, and listing releases; `control_syntax`
 //! reads the command line's rollout percentages and schedules).
 //!
 //! Where installs post delivery receipts is the target `_appstart/receipts.json` of the
-//! top-level targets role, set by `appupdate repo receipts` ([`receipts`]), also a
+//! top-level targets role, set by `appupdate repo receipts` (`receipts`), also a
 //! metadata-only change in steps 2 and 3 (plus its small config file, step 1).
 //!
 //! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate

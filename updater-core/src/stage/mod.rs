@@ -9,7 +9,7 @@
 //!      recorded inode, size and mtime show it untouched since we wrote it and its mode
 //!      matches, else copied and verified while copying (why linking is safe:
 //!      `docs/layout.md`);
-//!    - a zip archive rebuilt from its parts ([`archive`]): members and headers taken from
+//!    - a zip archive rebuilt from its parts (`archive`): members and headers taken from
 //!      installed archives or files, rebuilt from deltas, or downloaded, whichever is
 //!      cheapest for each part, when that costs less than the whole file;
 //!    - the smallest delta whose base is on disk;
@@ -18,13 +18,13 @@
 //!    Blobs the plan needs are fetched first from the release's pack, neighbours coalesced
 //!    into one `Range` request ([`PACK_GAP`], smallest gaps first within a waste budget,
 //!    [`PACK_WASTE_DIVISOR`]); each slice, once authenticated, is decoded straight into the
-//!    files made from it, or kept in `state/cache` ([`pack`]).
+//!    files made from it, or kept in `state/cache` (`pack`).
 //! 3. Carry the plan out, file by file (every written file is made read-only).
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
 //!    signed size), then are applied or decompressed and verified while streaming. A delta or
 //!    archive rebuild that fails falls back to the blob, never to a broken file.
 //! 4. Make the folder durable: one `syncfs` on Linux, else each file as it was written and
-//!    every folder deepest first ([`durable`]).
+//!    every folder deepest first (`durable`).
 //! 5. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else.
 

@@ -111,7 +111,7 @@ pub struct UpdateReport {
     pub bytes_downloaded: u64,
     /// Bytes received for metadata: TUF roles (root, timestamp, snapshot, targets, delegated
     /// roles) and the release manifest (its delta, compressed or plain form). After
-    /// [`Updater::check`] then [`Updater::download`] and [`Updater::apply`], only the manifest:
+    /// [`crate::Updater::check`] then [`crate::Updater::download`] and [`crate::Updater::apply`], only the manifest:
     /// the refresh was the check's.
     pub metadata_bytes: u64,
     /// Bytes received for file contents: blobs, deltas and pack ranges.
