@@ -298,3 +298,34 @@ fn a_previous_that_is_not_installed_does_not_block_its_update() {
     assert_eq!(report["to"], "2.0.0", "{report}");
     assert_eq!(client.run_app(), "app 2.0.0\n");
 }
+
+/// A version rolled back from is skipped until `appupdate unskip` says it may be taken again
+/// (issue 17).
+#[test]
+fn unskip_lets_updates_take_a_rolled_back_version_again() {
+    let client = Installed::new("1.0.0");
+    client.publish("2.0.0");
+    appupdate_ok(&["update", "--dir", client.dir()]);
+    appupdate_json(&["rollback", "--dir", client.dir()]);
+    let check = appupdate_json(&["check", "--dir", client.dir()]);
+    assert_eq!(check["available"], serde_json::Value::Null);
+    assert_eq!(check["skipped"][0]["version"], "2.0.0");
+
+    let unskipped = appupdate_json(&["unskip", "--dir", client.dir(), "2.0.0"]);
+    assert_eq!(
+        unskipped,
+        serde_json::json!({"version": "2.0.0", "was_skipped": true})
+    );
+    let check = appupdate_json(&["check", "--dir", client.dir()]);
+    assert_eq!(check["available"], "2.0.0", "{check}");
+    assert_eq!(check["skipped"], serde_json::json!([]));
+    assert_eq!(
+        appupdate_json(&["update", "--dir", client.dir()])["to"],
+        "2.0.0"
+    );
+    assert_eq!(client.run_app(), "app 2.0.0\n");
+    let again = appupdate_json(&["unskip", "--dir", client.dir(), "2.0.0"]);
+    assert_eq!(again["was_skipped"], false);
+    let history = std::fs::read_to_string(client.dir.join("state/history.log")).unwrap();
+    assert!(history.contains("unskip version=2.0.0"), "{history}");
+}

@@ -48,6 +48,8 @@ pub enum Command {
     Channel(ChannelArgs),
     /// Remove an install completely: its shortcuts, then its folder.
     Uninstall(DirArgs),
+    /// Let updates take a version again that a rollback or a fallback marked as bad.
+    Unskip(UnskipArgs),
     /// Switch back to the previous version, or to any installed one.
     Rollback(RollbackArgs),
     /// Check every file of the current version against its signed manifest (BLAKE3, size,
@@ -380,6 +382,16 @@ pub struct UpdateArgs {
     /// Switch to the release `--download-only` staged, without any network access.
     #[arg(long)]
     pub apply: bool,
+}
+
+/// `appupdate unskip ...`
+#[derive(Debug, Args)]
+pub struct UnskipArgs {
+    /// Install folder, lock timeout, JSON.
+    #[command(flatten)]
+    pub common: DirArgs,
+    /// The version to take again, as `check` lists it under skipped.
+    pub version: String,
 }
 
 /// `appupdate rollback ...`

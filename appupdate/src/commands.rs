@@ -355,6 +355,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("removed {}", report.dir.display());
             }
         }
+        Command::Unskip(args) => {
+            let version = VersionName::parse(&args.version).context("VERSION")?;
+            let args = args.common;
+            let was_skipped = open(&args.dir, args.lock_timeout)?.unskip(&version)?;
+            if args.json {
+                print_json(&serde_json::json!({ "version": version, "was_skipped": was_skipped }))?;
+            } else if was_skipped {
+                println!("{version} is no longer skipped; the next update may take it");
+            } else {
+                println!("{version} was not skipped; nothing changed");
+            }
+        }
         Command::Rollback(args) => {
             let to = args
                 .to

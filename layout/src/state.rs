@@ -141,6 +141,18 @@ impl BadVersions {
         }
         save_toml(path, &list)
     }
+
+    /// Removes `version` from the file at `path`; returns whether it was listed.
+    pub fn forget(path: &Path, version: &VersionName) -> Result<bool> {
+        let mut list = BadVersions::load(path)?;
+        let before = list.bad.len();
+        list.bad.retain(|b| &b.version != version);
+        if list.bad.len() == before {
+            return Ok(false);
+        }
+        save_toml(path, &list)?;
+        Ok(true)
+    }
 }
 
 fn load_optional_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {

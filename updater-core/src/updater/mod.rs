@@ -487,6 +487,17 @@ impl Updater {
         Ok(())
     }
 
+    /// Lets updates take `version` again after a rollback or a fallback marked it bad
+    /// (`state/bad-versions.toml`). Returns whether it was marked.
+    pub fn unskip(&self, version: &VersionName) -> Result<bool> {
+        let _lock = InstallLock::acquire(&self.install, "unskip", self.lock_wait)?;
+        let forgotten = BadVersions::forget(&self.install.bad_versions_path(), version)?;
+        if forgotten {
+            self.history("unskip", &[("version", version.as_str())]);
+        }
+        Ok(forgotten)
+    }
+
     /// Switches back to the previous version, or to `to`.
     pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
         let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
