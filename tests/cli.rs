@@ -138,3 +138,20 @@ fn first_mistakes_are_answered_with_what_to_do() {
     );
     assert!(!dir.exists(), "the failed install left nothing");
 }
+
+/// The README's first command: the whole product end to end, and the folder it names is
+/// still there afterwards to look at.
+#[test]
+fn the_demo_runs_end_to_end_and_keeps_the_folder_it_names() {
+    let out = appupdate_ok(&["demo"]);
+    assert!(out.contains("now runs 2.0.0"), "{out}");
+    let kept = out
+        .lines()
+        .find_map(|line| line.strip_prefix("everything is kept in "))
+        .and_then(|rest| rest.split(" (remove").next())
+        .unwrap_or_else(|| panic!("no kept folder in {out}"));
+    let kept = std::path::Path::new(kept);
+    let history = std::fs::read_to_string(kept.join("installed/state/history.log")).unwrap();
+    assert!(history.contains("update from=1.0.0 to=2.0.0"), "{history}");
+    std::fs::remove_dir_all(kept).unwrap();
+}

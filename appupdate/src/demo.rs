@@ -22,18 +22,30 @@ use crate::commands::beside_this_program;
 
 const APP: &str = "sample-app";
 
-/// Runs the demo in `dir` (kept) or a temporary folder (removed).
+/// Runs the demo in `dir`, or in a new temporary folder that is kept when the demo succeeds
+/// (so the folders it prints can be looked at) and removed when it fails.
 pub fn run(dir: Option<PathBuf>) -> Result<()> {
-    let temp = tempfile::Builder::new()
-        .prefix("appstart-demo-")
-        .tempdir()?;
-    let root = match dir {
+    match dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir
+            run_in(dir)
         }
-        None => temp.path().to_path_buf(),
-    };
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("appstart-demo-")
+                .tempdir()?;
+            run_in(temp.path().to_path_buf())?;
+            let kept = temp.keep();
+            println!(
+                "everything is kept in {} (remove it when you are done)",
+                kept.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run_in(root: PathBuf) -> Result<()> {
     let app_binary = beside_this_program(APP)?;
     let launcher = beside_this_program("appstart")?;
     for needed in [&app_binary, &launcher] {

@@ -39,11 +39,12 @@ use crate::updater::{UpdateReport, Updater};
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct PollerOptions {
-    /// Wait before the first check (let the app start first).
+    /// Wait before the first check (let the app start first). Default: 10 s.
     pub initial_delay: Duration,
-    /// Wait between checks.
+    /// Wait between checks. Default: 1 hour.
     pub interval: Duration,
-    /// Up to this fraction of `interval` is added at random, so clients spread out.
+    /// Up to this fraction of `interval` is added at random, so clients spread out
+    /// (clamped to 0..=1). Default: 0.2.
     pub jitter: f64,
     /// After applying a critical release, restart the app at once ([`request_restart`],
     /// after `on_update`). Default: on.
