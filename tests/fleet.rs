@@ -4,12 +4,11 @@
 //! headless Chromium showing the numbers; `release guard` pausing the crashing release. The
 //! same run against PostgreSQL when `APPSTART_TEST_POSTGRES` is set (in CI it must be).
 
-use std::process::Command;
-
 use updater_core::receipts::{Batch, Receipt, ReceiptEvent};
 
 use crate::harness::{
-    Publisher, Server, appupdate_json, appupdate_ok, bin_dir, chromium, run, text,
+    Publisher, Server, appupdate_json, appupdate_ok, bin_dir, chromium, chromium_dom,
+    chromium_screenshot,
 };
 
 /// An agent that hands back 4xx and 5xx answers instead of failing on them.
@@ -270,22 +269,7 @@ fn the_fleet_page_shows_the_numbers_in_headless_chromium() {
     let server =
         five_installs_through_a_killed_receiver(&publisher.repo(), db.to_str().unwrap(), "demo");
     let page = format!("{}/fleet?app=demo", server.url);
-    let headless = [
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-    ];
-    let output = run(Command::new(browser)
-        .args(headless)
-        .arg("--dump-dom")
-        .arg(&page));
-    assert!(
-        output.status.success(),
-        "chromium: {}",
-        text(&output.stderr)
-    );
-    let dom = text(&output.stdout);
+    let dom = chromium_dom(browser, &page);
     for (id, count) in [
         ("installs", 5),
         ("version-2.0.0", 5),
@@ -306,21 +290,7 @@ fn the_fleet_page_shows_the_numbers_in_headless_chromium() {
     assert!(dom.contains("<svg id=\"timeline\""), "no timeline chart");
     // target/fleet-page.png, beside the profile folders: a CI artifact.
     let shot = bin_dir().parent().unwrap().join("fleet-page.png");
-    let output = run(Command::new(browser)
-        .args(headless)
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1200,900")
-        .arg(&page));
-    assert!(
-        output.status.success(),
-        "chromium: {}",
-        text(&output.stderr)
-    );
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 1000,
-        "empty screenshot"
-    );
-    eprintln!("fleet page screenshot: {}", shot.display());
+    chromium_screenshot(browser, &page, &shot);
 }
 
 #[test]

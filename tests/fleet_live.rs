@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Publisher, Server, appupdate_json, appupdate_ok, bin, bin_dir, chromium, run, temp_dir, text,
+    Publisher, Server, appupdate_json, appupdate_ok, bin, bin_dir, chromium, chromium_dom,
+    chromium_screenshot, run, temp_dir, text,
 };
 
 const WORKING: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
@@ -192,22 +193,7 @@ fn five_installs_report_an_update_and_a_fallback_through_a_receiver_killed_midwa
         return;
     };
     let page = format!("{url}/fleet?app=sample");
-    let headless = [
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-    ];
-    let output = run(Command::new(browser)
-        .args(headless)
-        .arg("--dump-dom")
-        .arg(&page));
-    assert!(
-        output.status.success(),
-        "chromium: {}",
-        text(&output.stderr)
-    );
-    let dom = text(&output.stdout);
+    let dom = chromium_dom(browser, &page);
     for (id, count) in [
         ("installs", 5),
         ("version-2.0.0", 5),
@@ -223,17 +209,7 @@ fn five_installs_report_an_update_and_a_fallback_through_a_receiver_killed_midwa
         );
     }
     let shot = bin_dir().parent().unwrap().join("fleet-live-page.png");
-    let output = run(Command::new(browser)
-        .args(headless)
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1200,900")
-        .arg(&page));
-    assert!(
-        output.status.success(),
-        "chromium: {}",
-        text(&output.stderr)
-    );
-    eprintln!("fleet page screenshot (real installs): {}", shot.display());
+    chromium_screenshot(browser, &page, &shot);
     drop(receiver);
 }
 

@@ -494,6 +494,47 @@ pub fn chromium() -> Option<&'static str> {
     None
 }
 
+/// The DOM of `url` as headless Chromium renders it (`--dump-dom`).
+pub fn chromium_dom(browser: &str, url: &str) -> String {
+    let output = run(Command::new(browser)
+        .args(CHROMIUM_HEADLESS)
+        .arg("--dump-dom")
+        .arg(url));
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// A 1200×900 screenshot of `url` at `path` (printed, for CI artifacts).
+pub fn chromium_screenshot(browser: &str, url: &str, path: &Path) {
+    let output = run(Command::new(browser)
+        .args(CHROMIUM_HEADLESS)
+        .arg(format!("--screenshot={}", path.display()))
+        .arg("--window-size=1200,900")
+        .arg(url));
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        text(&output.stderr)
+    );
+    assert!(
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 1000,
+        "empty screenshot {}",
+        path.display()
+    );
+    eprintln!("fleet page screenshot: {}", path.display());
+}
+
+const CHROMIUM_HEADLESS: [&str; 4] = [
+    "--headless",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+];
+
 /// `python3` with python-tuf importable, or `None` (with the reason printed) outside CI.
 /// In CI (`CI` set) a missing python-tuf fails the test: `.ci/run` installs it.
 pub fn python_with_tuf() -> Option<&'static str> {

@@ -24,14 +24,20 @@ fn run_app(dir: &std::path::Path) -> String {
     text(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn download_only_then_apply_with_the_server_stopped() {
+/// `sample` 1.0.0 published, served and installed (the home folder keeps the install).
+fn installed() -> (Publisher, Server, tempfile::TempDir, PathBuf) {
     let publisher = Publisher::new();
     publish(&publisher, "1.0.0");
     let server = Server::start(&publisher.repo());
     let home = temp_dir();
-    let dir: PathBuf = home.path().join("app");
+    let dir = home.path().join("app");
     install(&publisher, &server.url, "sample", &dir);
+    (publisher, server, home, dir)
+}
+
+#[test]
+fn download_only_then_apply_with_the_server_stopped() {
+    let (publisher, server, _home, dir) = installed();
     let dir_text = dir.to_str().unwrap();
     publish(&publisher, "2.0.0");
 
@@ -66,12 +72,7 @@ fn download_only_then_apply_with_the_server_stopped() {
 
 #[test]
 fn a_staged_release_survives_pruning_and_a_later_update_replaces_it() {
-    let publisher = Publisher::new();
-    publish(&publisher, "1.0.0");
-    let server = Server::start(&publisher.repo());
-    let home = temp_dir();
-    let dir: PathBuf = home.path().join("app");
-    install(&publisher, &server.url, "sample", &dir);
+    let (publisher, _server, _home, dir) = installed();
     let dir_text = dir.to_str().unwrap();
     publish(&publisher, "2.0.0");
     appupdate_json(&["update", "--dir", dir_text]);

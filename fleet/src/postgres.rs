@@ -206,20 +206,7 @@ impl Store for PostgresStore {
     }
 
     fn release_health(&self, query: &ReleaseQuery) -> Result<ReleaseHealth> {
-        let rows = self.rows(
-            &rows::health(),
-            &[
-                Some(&query.app),
-                Some(&query.version),
-                query.channel.as_deref(),
-                query.platform.as_deref(),
-            ],
-        )?;
-        let row = rows.first().map(Vec::as_slice).unwrap_or_default();
-        Ok(ReleaseHealth {
-            reached: row.first().map_or(0, Cell::count),
-            bad: row.get(1).map_or(0, Cell::count),
-        })
+        rows::release_health(self, query)
     }
 }
 

@@ -165,3 +165,25 @@ pub(crate) fn schema(seq_column: &str) -> Vec<String> {
             .into(),
     ]
 }
+
+/// The health of one release ([`health`]), for every store: the same query and the same
+/// reading of its one row.
+pub(crate) fn release_health(
+    store: &impl Query,
+    query: &crate::store::ReleaseQuery,
+) -> Result<crate::store::ReleaseHealth> {
+    let rows = store.rows(
+        &health(),
+        &[
+            Some(&query.app),
+            Some(&query.version),
+            query.channel.as_deref(),
+            query.platform.as_deref(),
+        ],
+    )?;
+    let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+    Ok(crate::store::ReleaseHealth {
+        reached: row.first().map_or(0, Cell::count),
+        bad: row.get(1).map_or(0, Cell::count),
+    })
+}
