@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use updater_core::archive::zip::write_test_zip;
-use updater_core::archive::{Engine, Method};
+use updater_core::advanced::archive::zip::write_test_zip;
+use updater_core::advanced::archive::{Engine, Method};
 
 use crate::harness::{Publisher, Server, appupdate_json, noise, temp_dir};
 

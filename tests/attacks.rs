@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::Digest;
-use updater_core::tuf::keys::{KeyDir, SigningKey};
-use updater_core::tuf::sign::sign_metadata;
+use updater_core::advanced::tuf::keys::{KeyDir, SigningKey};
+use updater_core::advanced::tuf::sign::sign_metadata;
 
 use crate::harness::{
     Publisher, Server, appupdate, appupdate_json, appupdate_ok, temp_dir, text, tree_snapshot,
@@ -442,7 +442,7 @@ fn one_key_listed_under_two_key_ids_does_not_meet_a_threshold_of_two() {
     let key = editor.key("timestamp");
     let mut copy = key.public_key();
     copy.keyval.public = copy.keyval.public.to_uppercase();
-    let copy_id = updater_core::tuf::keys::key_id(&copy);
+    let copy_id = updater_core::advanced::tuf::keys::key_id(&copy);
     assert_ne!(copy_id, key.key_id());
     let mut root = editor.signed("1.root.json");
     root["version"] = json!(2);
@@ -649,7 +649,7 @@ fn a_signed_length_does_not_lift_the_manifest_cap() {
         .manifest("sample/stable/any/2.0.0/manifest.json");
     manifest["version"] = json!("3.0.0");
     let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-    let cap = updater_core::manifest::MAX_MANIFEST_SIZE;
+    let cap = updater_core::advanced::manifest::MAX_MANIFEST_SIZE;
     scenario
         .editor()
         .publish_release_file(&manifest, &bytes, |file, entry| {

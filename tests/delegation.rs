@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use updater_core::tuf::metadata::quote;
+use updater_core::advanced::tuf::metadata::quote;
 
 use crate::harness::{Publisher, Server, appupdate, appupdate_json, appupdate_ok, install, text};
 

@@ -4,7 +4,7 @@
 //! headless Chromium showing the numbers; `release guard` pausing the crashing release. The
 //! same run against PostgreSQL when `APPSTART_TEST_POSTGRES` is set (in CI it must be).
 
-use updater_core::receipts::{Batch, Receipt, ReceiptEvent};
+use updater_core::advanced::receipts::{Batch, Receipt, ReceiptEvent};
 
 use crate::harness::{
     Publisher, Server, appupdate_json, appupdate_ok, bin_dir, chromium, chromium_dom,

@@ -72,7 +72,8 @@ fn built() -> &'static Built {
         };
         let build = |features: &[&str]| {
             let mut command = Command::new(&cargo);
-            command.args(["build", "--bins", "--workspace", "--quiet"]);
+            // `--examples`: updater-core's example apps, which tests/examples.rs runs.
+            command.args(["build", "--bins", "--examples", "--workspace", "--quiet"]);
             command.args(features);
             // Cargo sets these for the test process only. Passed on, they change what build
             // scripts see (ring's tracks CARGO_MANIFEST_DIR), so this build and the outer
@@ -117,6 +118,15 @@ pub fn names_the_fault_hook(path: &Path) -> bool {
         Some(1) => false,
         _ => panic!("grep failed on {}: {status}", path.display()),
     }
+}
+
+/// The path of the example program `name` (`updater-core/examples/<name>.rs`).
+pub fn example(name: &str) -> PathBuf {
+    let path = bin_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "example {} is missing", path.display());
+    path
 }
 
 /// The folder holding the workspace's binaries (with the fault hook), built on first use.

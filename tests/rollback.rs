@@ -258,7 +258,7 @@ fn a_version_differing_only_in_case_is_refused_by_the_publisher_and_skipped_by_c
     );
 
     // Another platform's list may hold it; this client must neither install it nor fail.
-    let platform = updater_core::release::current_platform();
+    let platform = updater_core::advanced::release::current_platform();
     let output = publish(&platform);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let check = appupdate_json(&["check", "--dir", client.dir()]);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
-use updater_core::tuf::keys::SigningKey;
+use updater_core::advanced::tuf::keys::SigningKey;
 
 use crate::attacks::Scenario;
 use crate::harness::{appupdate, python_with_tuf, run, test_file, text};

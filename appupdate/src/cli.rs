@@ -236,13 +236,13 @@ pub struct PublishArgs {
     pub delta_depth: usize,
     /// Keep the packs of this many newest releases of the app, channel and platform (and
     /// always the new one's); older packs are deleted once the release is live.
-    #[arg(long, default_value_t = updater_core::publish::DEFAULT_KEEP_PACKS,
+    #[arg(long, default_value_t = appstart_publish::DEFAULT_KEEP_PACKS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub keep_packs: usize,
     /// Seconds the delta search of one file pair may take (0: no limit); past it the file
     /// gets no delta from that base and clients fetch its blob.
     #[arg(long, value_name = "SECONDS",
-          default_value_t = updater_core::publish::DEFAULT_DELTA_TIME_LIMIT.as_secs_f64(),
+          default_value_t = appstart_publish::DEFAULT_DELTA_TIME_LIMIT.as_secs_f64(),
           value_parser = parse_seconds)]
     pub delta_time_limit: f64,
     /// Print the result as one JSON object.

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use appstart_publish::{DelegationRequest, Expiry, PublishRequest, Repository};
 use serde::Serialize;
-use updater_core::publish::{DelegationRequest, Expiry, PublishRequest, Repository};
-use updater_core::release::current_platform;
-use updater_core::tuf::keys::KeyDir;
+use updater_core::advanced::release::current_platform;
+use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
 
 use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
@@ -182,22 +182,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Some(path) => path,
                 None => beside_this_program("appstart")?,
             };
-            let options = InstallOptions {
-                url: args.url,
-                trusted_root: args.trusted_root,
-                app: args.app,
-                dir: args.dir.clone(),
-                channel: args.channel,
-                platform: args.platform.unwrap_or_else(current_platform),
-                launcher,
-                shortcuts: args
-                    .shortcuts
-                    .iter()
-                    .map(|name| name.parse())
-                    .collect::<Result<_, _>>()
-                    .context("--shortcut")?,
-                groups: args.groups,
-            };
+            let shortcuts = args
+                .shortcuts
+                .iter()
+                .map(|name| name.parse())
+                .collect::<Result<_, _>>()
+                .context("--shortcut")?;
+            let options =
+                InstallOptions::new(args.url, args.trusted_root, args.app, args.dir.clone())
+                    .with_channel(args.channel)
+                    .with_platform(args.platform.unwrap_or_else(current_platform))
+                    .with_launcher(launcher)
+                    .with_shortcuts(shortcuts)
+                    .with_groups(args.groups);
             let report = updater_core::install(&options)?;
             if args.json {
                 print_json(&report)?;

@@ -12,10 +12,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use updater_core::publish::{Expiry, PublishRequest, Repository};
-use updater_core::release::current_platform;
-use updater_core::serve::RepoServer;
-use updater_core::tuf::keys::KeyDir;
+use appstart_publish::{Expiry, PublishRequest, Repository};
+use appstart_serve::RepoServer;
+use updater_core::advanced::release::current_platform;
+use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
 
 use crate::commands::beside_this_program;
@@ -82,17 +82,16 @@ fn run_in(root: PathBuf) -> Result<()> {
 
     step(5, "installing sample-app with appupdate install");
     let install_dir = root.join("installed");
-    let report = updater_core::install(&InstallOptions {
-        url: server.url().to_string(),
-        trusted_root: root.join("repo/metadata/1.root.json"),
-        app: APP.into(),
-        dir: install_dir.clone(),
-        channel: "stable".into(),
-        platform: current_platform(),
-        launcher,
-        shortcuts: Vec::new(),
-        groups: Vec::new(),
-    })?;
+    let report = updater_core::install(
+        &InstallOptions::new(
+            server.url(),
+            root.join("repo/metadata/1.root.json"),
+            APP,
+            &install_dir,
+        )
+        .with_platform(current_platform())
+        .with_launcher(launcher),
+    )?;
     println!(
         "    installed 1.0.0: {} bytes downloaded",
         report.bytes_downloaded
@@ -207,8 +206,8 @@ fn publish(
             level: 3,
             delta_depth: 3,
             role: None,
-            keep_packs: Some(updater_core::publish::DEFAULT_KEEP_PACKS),
-            delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+            keep_packs: Some(appstart_publish::DEFAULT_KEEP_PACKS),
+            delta_time_limit: Some(appstart_publish::DEFAULT_DELTA_TIME_LIMIT),
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,

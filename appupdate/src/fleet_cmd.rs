@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use appstart_publish::{ControlChange, Expiry, ReleaseSelector, Repository, parse_percent};
+use appstart_serve::RepoServer;
 use clap::Args;
-use updater_core::publish::{ControlChange, Expiry, ReleaseSelector, Repository, parse_percent};
-use updater_core::serve::RepoServer;
-use updater_core::tuf::keys::KeyDir;
+use updater_core::advanced::tuf::keys::KeyDir;
 
 /// `appupdate fleet ...`
 #[derive(Debug, Args)]
@@ -90,7 +90,7 @@ pub fn serve(repo: &std::path::Path, listen: &str, receipts_db: Option<&str>) ->
 /// Runs `appupdate fleet`.
 pub fn fleet(args: &FleetArgs) -> Result<()> {
     if let Some(app) = &args.app {
-        updater_core::manifest::check_label("--app", app)?;
+        updater_core::advanced::manifest::check_label("--app", app)?;
     }
     let summary = open(&args.db)?.summary(args.app.as_deref())?;
     if args.json {

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
-use updater_core::release::current_platform;
+use updater_core::advanced::release::current_platform;
 use updater_core::{InstallOptions, ShortcutLocation};
 
 use crate::cli::InstallerArgs;
@@ -154,17 +154,11 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         .path()
         .join(format!("appstart{}", std::env::consts::EXE_SUFFIX));
     write_executable(&launcher, &payload.launcher)?;
-    let options = InstallOptions {
-        url: payload.url,
-        trusted_root,
-        app: payload.app,
-        dir: dir.clone(),
-        channel: payload.channel,
-        platform: payload.platform,
-        launcher,
-        shortcuts,
-        groups: Vec::new(),
-    };
+    let options = InstallOptions::new(payload.url, trusted_root, payload.app, dir.clone())
+        .with_channel(payload.channel)
+        .with_platform(payload.platform)
+        .with_launcher(launcher)
+        .with_shortcuts(shortcuts);
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;
     let installed_launcher = dir.join(format!("appstart{}", std::env::consts::EXE_SUFFIX));
@@ -176,7 +170,7 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         installed_launcher.display()
     );
     let install = updater_core::InstallDir::new(&dir);
-    for shortcut in updater_core::shortcut::recorded(&install)? {
+    for shortcut in updater_core::advanced::shortcut::recorded(&install)? {
         println!("made a shortcut: {}", shortcut.path.display());
     }
     if cli.start {

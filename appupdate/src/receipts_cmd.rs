@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use appstart_publish::{Expiry, Repository};
 use clap::Args;
-use updater_core::publish::{Expiry, Repository};
-use updater_core::tuf::keys::KeyDir;
+use updater_core::advanced::tuf::keys::KeyDir;
 
 /// `appupdate repo receipts --repo R --keys K (--url URL | --off)`.
 #[derive(Debug, Args)]

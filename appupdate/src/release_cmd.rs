@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
-use serde_json::{Map, Value};
-use updater_core::control::install_id::InstallId;
-use updater_core::control::{Control, Rollout, check_group, parse_time};
-use updater_core::publish::{
+use appstart_publish::{
     ControlChange, ControlReport, Expiry, ReleaseListing, ReleaseSelector, Repository,
     parse_percent, parse_rollout_schedule,
 };
-use updater_core::tuf::keys::KeyDir;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+use updater_core::advanced::control::install_id::InstallId;
+use updater_core::advanced::control::{Control, Rollout, check_group, parse_time};
+use updater_core::advanced::tuf::keys::KeyDir;
 
 /// The release-control flags of `appupdate publish`.
 #[derive(Debug, Args)]
@@ -198,7 +198,7 @@ pub fn publish_controls(args: &PublishControlArgs) -> Result<(Control, Map<Strin
 
 /// The JSON object in `path`.
 fn read_custom_file(path: &Path) -> Result<Map<String, Value>> {
-    let bytes = updater_core::fsutil::read_capped(path, MAX_CUSTOM_FILE_BYTES)
+    let bytes = updater_core::advanced::fsutil::read_capped(path, MAX_CUSTOM_FILE_BYTES)
         .with_context(|| format!("--custom-file {}", path.display()))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),

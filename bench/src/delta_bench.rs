@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use appstart_bench::{SharedLog, set_executable};
-use updater_core::publish::{Expiry, PublishRequest, Repository};
-use updater_core::serve::RepoServer;
-use updater_core::tuf::keys::KeyDir;
+use appstart_publish::{Expiry, PublishRequest, Repository};
+use appstart_serve::RepoServer;
+use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, VersionName};
 
 mod delta_encoder;
@@ -157,7 +157,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
     let repo = Repository::new(work.join("repo"));
     repo.init(&keys, &Expiry::default(), &Default::default())?;
     let publish =
-        |source: &Path, version: &str| -> Result<updater_core::publish::PublishReport, Failure> {
+        |source: &Path, version: &str| -> Result<appstart_publish::PublishReport, Failure> {
             Ok(repo.publish(
                 &keys,
                 &Expiry::default(),
@@ -173,7 +173,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     delta_depth: 1,
                     role: None,
                     keep_packs: None,
-                    delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+                    delta_time_limit: Some(appstart_publish::DEFAULT_DELTA_TIME_LIMIT),
                     control: Default::default(),
                     data: Default::default(),
                     allow_prerelease: false,
@@ -185,17 +185,16 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
     let server = RepoServer::bind(&work.join("repo"), "127.0.0.1:0")?
         .spawn_with_log(4, SharedLog(Arc::clone(&log)));
     let dir = work.join("installed");
-    updater_core::install(&InstallOptions {
-        url: server.url().to_string(),
-        trusted_root: work.join("repo/metadata/1.root.json"),
-        app: "bench".into(),
-        dir: dir.clone(),
-        channel: "stable".into(),
-        platform: "any".into(),
-        launcher: bin_dir.join("appstart"),
-        shortcuts: Vec::new(),
-        groups: Vec::new(),
-    })?;
+    updater_core::install(
+        &InstallOptions::new(
+            server.url(),
+            work.join("repo/metadata/1.root.json"),
+            "bench",
+            &dir,
+        )
+        .with_platform("any")
+        .with_launcher(bin_dir.join("appstart")),
+    )?;
     let start = Instant::now();
     publish(v2, "2.0.0")?;
     let publish_seconds = start.elapsed().as_secs_f64();

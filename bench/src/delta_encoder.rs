@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use updater_core::delta::{self, EncodeOptions, Encoded};
+use updater_core::advanced::delta::{self, EncodeOptions, Encoded};
 
 use crate::Failure;
 use appstart_bench::{Timed, timed};
@@ -86,7 +86,7 @@ pub fn encode_one(base: &Path, target: &Path) -> Result<(), Failure> {
     match encoded {
         Encoded::Delta { algorithm, bytes } => {
             let hash = blake3::hash(&target_bytes).to_hex().to_string();
-            let expected = updater_core::manifest::Expected {
+            let expected = updater_core::advanced::manifest::Expected {
                 name: "target",
                 size: target_bytes.len() as u64,
                 blake3: &hash,

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use updater_core::delta::{self, Algorithm};
-use updater_core::manifest::Expected;
+use updater_core::advanced::delta::{self, Algorithm};
+use updater_core::advanced::manifest::Expected;
 
 use appstart_bench::noise;
 
@@ -63,7 +63,7 @@ fn apply_child(args: &[String]) -> Result<(), Error> {
     );
     drop(output);
     let _ = std::fs::remove_file(&out);
-    result.map_err(|e| updater_core::error::chain(&e).into())
+    result.map_err(|e| updater_core::advanced::error::chain(&e).into())
 }
 
 struct Case {

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use appstart_bench::{SharedLog, median, noise, set_executable};
-use updater_core::serve::RepoServer;
+use appstart_serve::RepoServer;
 
 fn main() {
     if let Err(err) = run() {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use updater_core::receipts::{Batch, Receipt, ReceiptEvent};
-use updater_core::serve::RepoServer;
+use appstart_serve::RepoServer;
+use updater_core::advanced::receipts::{Batch, Receipt, ReceiptEvent};
 
 struct Options {
     seconds: u64,
@@ -39,8 +39,9 @@ fn options() -> Result<Options, String> {
             "--seconds" => options.seconds = number(value()?)?.max(1),
             "--posters" => options.posters = number(value()?)?.clamp(1, 64) as usize,
             "--batch" => {
-                options.batch =
-                    number(value()?)?.clamp(1, updater_core::receipts::MAX_BATCH as u64) as usize
+                options.batch = number(value()?)?
+                    .clamp(1, updater_core::advanced::receipts::MAX_BATCH as u64)
+                    as usize
             }
             "--postgres" => options.postgres = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
@@ -195,7 +196,7 @@ fn main() -> std::process::ExitCode {
 /// outbox to keep its bound, append one checksummed line, `fsync`), in an empty outbox and in
 /// a full one (a receiver down for a long time), and taking 1,000 posted receipts out.
 fn outbox_cost(dir: &std::path::Path) -> Result<(), String> {
-    use updater_core::receipts::outbox::{MAX_RECEIPTS, Outbox};
+    use updater_core::advanced::receipts::outbox::{MAX_RECEIPTS, Outbox};
     let receipt = |n: usize| {
         let mut r = Receipt::new(
             &format!("{:032x}", 7),

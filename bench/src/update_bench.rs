@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use appstart_bench::{SharedLog, noise, set_executable};
-use updater_core::publish::{Expiry, PublishRequest, Repository};
-use updater_core::serve::RepoServer;
-use updater_core::tuf::keys::KeyDir;
+use appstart_publish::{Expiry, PublishRequest, Repository};
+use appstart_serve::RepoServer;
+use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
 
 fn main() {
@@ -122,17 +122,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let server1 = RepoServer::bind(&root.join("repo1"), "127.0.0.1:0")?
         .spawn_with_log(4, SharedLog(Arc::clone(&log1)));
     let start = Instant::now();
-    let installed = updater_core::install(&InstallOptions {
-        url: server1.url().to_string(),
-        trusted_root: root.join("repo1/metadata/1.root.json"),
-        app: "bench".into(),
-        dir: install_dir.clone(),
-        channel: "stable".into(),
-        platform: "any".into(),
-        launcher,
-        shortcuts: Vec::new(),
-        groups: Vec::new(),
-    })?;
+    let installed = updater_core::install(
+        &InstallOptions::new(
+            server1.url(),
+            root.join("repo1/metadata/1.root.json"),
+            "bench",
+            &install_dir,
+        )
+        .with_platform("any")
+        .with_launcher(launcher),
+    )?;
     let install_log = log1
         .lock()
         .map(|l| String::from_utf8_lossy(&l).into_owned())
@@ -371,7 +370,7 @@ fn publish(
     keys: &KeyDir,
     source: &Path,
     version: &str,
-) -> Result<updater_core::publish::PublishReport, Box<dyn std::error::Error>> {
+) -> Result<appstart_publish::PublishReport, Box<dyn std::error::Error>> {
     Ok(repo.publish(
         keys,
         &Expiry::default(),
@@ -387,7 +386,7 @@ fn publish(
             delta_depth: 3,
             role: None,
             keep_packs: None,
-            delta_time_limit: Some(updater_core::publish::DEFAULT_DELTA_TIME_LIMIT),
+            delta_time_limit: Some(appstart_publish::DEFAULT_DELTA_TIME_LIMIT),
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,

@@ -2,7 +2,7 @@
 //!
 //! - `POST /receipts`: a JSON [`Batch`] of at most [`MAX_BATCH_BYTES`] bytes (413 past that,
 //!   read no further); 400 with a message naming the receipt and field when it does not parse
-//!   or a receipt fails [`updater_core::receipts::Receipt::check`]; stored in one
+//!   or a receipt fails [`updater_core::advanced::receipts::Receipt::check`]; stored in one
 //!   transaction, committed, then 200 `{"inserted": n, "duplicates": m}`. A database failure
 //!   is 503: the install keeps the batch and retries.
 //! - `GET /fleet`: the fleet page ([`crate::page`]); `GET /fleet.json`: the
@@ -13,9 +13,9 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use updater_core::receipts::{Batch, MAX_BATCH_BYTES};
-use updater_core::serve::Handler;
-use updater_core::serve::tiny_http::{Header, Method, Request, Response};
+use appstart_serve::Handler;
+use appstart_serve::tiny_http::{Header, Method, Request, Response};
+use updater_core::advanced::receipts::{Batch, MAX_BATCH_BYTES};
 
 use crate::error::Error;
 use crate::store::{Store, check_batch};
@@ -148,7 +148,7 @@ fn query_app(url: &str) -> Result<Option<String>, String> {
     };
     for pair in query.split('&') {
         if let Some(app) = pair.strip_prefix("app=") {
-            updater_core::manifest::check_label("app", app).map_err(|e| e.to_string())?;
+            updater_core::advanced::manifest::check_label("app", app).map_err(|e| e.to_string())?;
             return Ok(Some(app.to_string()));
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
-use updater_core::receipts::Batch;
+use updater_core::advanced::receipts::Batch;
 
 use crate::error::{Error, Result};
 use crate::rows::{self, Cell, Query};

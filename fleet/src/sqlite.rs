@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use updater_core::receipts::Batch;
+use updater_core::advanced::receipts::Batch;
 
 use crate::error::{Error, Result};
 use crate::rows::{self, Cell, Query};

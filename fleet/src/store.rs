@@ -16,7 +16,7 @@
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
-use updater_core::receipts::{Batch, MAX_BATCH, Receipt};
+use updater_core::advanced::receipts::{Batch, MAX_BATCH, Receipt};
 
 use crate::error::{Error, Result};
 use crate::summary::FleetSummary;
@@ -136,7 +136,7 @@ pub(crate) fn rows(batch: &Batch) -> Result<Vec<Row<'_>>> {
         .receipts
         .iter()
         .map(|receipt| {
-            let at_ms = updater_core::control::parse_time(&receipt.at)
+            let at_ms = updater_core::advanced::control::parse_time(&receipt.at)
                 .map(|t| match t.duration_since(UNIX_EPOCH) {
                     Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
                     Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),

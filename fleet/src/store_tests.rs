@@ -7,7 +7,7 @@
     reason = "test code: a panic is a test failure with a backtrace"
 )]
 
-use updater_core::receipts::{Batch, Receipt, ReceiptEvent};
+use updater_core::advanced::receipts::{Batch, Receipt, ReceiptEvent};
 
 use crate::store::{ReleaseQuery, Store, open};
 
@@ -273,7 +273,7 @@ fn bad_batches_are_refused_whole() {
             .unwrap_err()
             .to_string();
         assert!(error.contains("bytes"), "{error}");
-        let many = vec![good.clone(); updater_core::receipts::MAX_BATCH + 1];
+        let many = vec![good.clone(); updater_core::advanced::receipts::MAX_BATCH + 1];
         assert!(store.insert_batch(&Batch::new(many, 0)).is_err());
         assert_eq!(
             store.summary(Some(&app)).unwrap().installs,

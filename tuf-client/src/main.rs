@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use updater_core::download::{RetryPolicy, fetch_bytes};
-use updater_core::error::chain;
-use updater_core::transport::{HttpTimeouts, Transport, for_url};
-use updater_core::tuf::client::{Fetch, Limits, TrustedMetadata, check_target, quote};
+use updater_core::advanced::download::{RetryPolicy, fetch_bytes};
+use updater_core::advanced::error::chain;
+use updater_core::advanced::transport::{HttpTimeouts, Transport, for_url};
+use updater_core::advanced::tuf::client::{Fetch, Limits, TrustedMetadata, check_target, quote};
 
 #[derive(Debug, Parser)]
 #[command(name = "tuf-client", version, about = "A TUF 1.0 client")]
@@ -179,5 +179,5 @@ fn download(
     let bytes = fetch_bytes(transport, &url, target.length, fetch.retry).map_err(|e| chain(&e))?;
     check_target(&target, &bytes, &url).map_err(|e| chain(&e))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    updater_core::fsutil::write_atomic(&path, &bytes).map_err(|e| chain(&e))
+    updater_core::advanced::fsutil::write_atomic(&path, &bytes).map_err(|e| chain(&e))
 }

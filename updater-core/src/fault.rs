@@ -46,7 +46,7 @@ mod tests {
 
     /// The step the helper marks, and the name of the helper test the child process runs.
     const HELPER_STEP: &str = "fault-test-step";
-    const HELPER: &str = "fault::tests::helper_marks_a_step_named_by_the_environment";
+    const HELPER: &str = "advanced::fault::tests::helper_marks_a_step_named_by_the_environment";
 
     /// Runs only [`helper_marks_a_step_named_by_the_environment`] in a child copy of this
     /// test binary, with the hook's variable naming the step the helper marks.

@@ -12,7 +12,13 @@
 //!    `appstart` launcher runs it at the next start.
 //!
 //! Use it from an app with [`Updater`] and [`Poller`], or from the command line with
-//! `appupdate`. Publishing lives in [`publish`].
+//! `appupdate`. The crate root is what an app needs: the updater, the poller, their options,
+//! events, reports and errors, and the [`Transport`] trait for apps that bring their own
+//! HTTP stack. Everything under it (the TUF client, the manifest and delta formats, staging,
+//! the switch) is in [`advanced`]: shared with the publisher (crate `appstart-publish`), the
+//! development server (`appstart-serve`) and the conformance client, and free to change with
+//! the repository format. Publishing is not in this crate, so an app that embeds the updater
+//! carries no signing or delta-search code.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), updater_core::Error> {
@@ -25,43 +31,32 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod archive;
-pub mod blob;
-pub mod control;
-pub mod delta;
-pub mod download;
-pub mod error;
-pub mod events;
-pub mod fault;
-pub mod lock;
-pub mod manifest;
-pub mod manifest_encoding;
+pub mod advanced;
+mod events;
 mod manifest_fetch;
 mod metered;
-pub mod poller;
+mod poller;
 #[cfg(test)]
 mod properties;
-pub mod publish;
-pub mod receipts;
-pub mod release;
-#[cfg(feature = "server")]
-pub mod serve;
-pub mod settings;
-pub mod shortcut;
-pub mod stage;
-pub mod switch;
 #[cfg(test)]
 mod test_alloc;
-pub mod transport;
-pub mod tuf;
-pub mod uninstall;
-pub mod updater;
+mod uninstall;
+mod updater;
 
-pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
+// The building blocks keep their short paths inside the crate (`crate::tuf::...`).
+use advanced::{
+    archive, blob, control, delta, download, error, fault, lock, manifest, manifest_encoding,
+    receipts, release, settings, shortcut, stage, switch, transport, tuf,
+};
+
+pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
+pub use control::select::{HeldBack, HoldReason};
 pub use error::{Error, Result};
-pub use events::Event;
+pub use events::{Event, EventSink};
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
+pub use release::Release;
 pub use shortcut::{Shortcut, ShortcutLocation};
+pub use transport::{HttpTimeouts, Transport};
 pub use uninstall::{UninstallReport, uninstall};
 pub use updater::{
     Check, Decision, DownloadReport, InstallOptions, Offer, Plan, RepairReport, Skipped, Staged,

@@ -524,7 +524,7 @@ mod tests {
             .args([
                 "--ignored",
                 "--exact",
-                "switch::tests::windows_running_launcher_stand_in",
+                "advanced::switch::tests::windows_running_launcher_stand_in",
             ])
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -65,6 +65,7 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
 /// Timeouts of the HTTP transport.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct HttpTimeouts {
     /// Connecting (DNS and TCP/TLS).
     pub connect: Duration,

@@ -24,6 +24,7 @@ use crate::shortcut;
 
 /// What [`uninstall`] removed.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct UninstallReport {
     /// The install folder, now gone.
     pub dir: PathBuf,

@@ -37,6 +37,7 @@ mod sys;
 /// Where a shortcut goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ShortcutLocation {
     /// The user's desktop: `~/Desktop`; `%USERPROFILE%\Desktop` on Windows.
     Desktop,
@@ -82,6 +83,7 @@ impl FromStr for ShortcutLocation {
 /// A shortcut an install made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Shortcut {
     /// Where it is.
     pub location: ShortcutLocation,

@@ -23,8 +23,19 @@ use crate::switch;
 
 impl Updater {
     /// Check, download and apply in one go, under one lock; then again from the version
-    /// just applied, through a chain of releases (at most [`MAX_CHAIN`]), until none is left
+    /// just applied, through a chain of releases (at most 16), until none is left
     /// to take or a release marked `stop` was applied.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), updater_core::Error> {
+    /// let updater = updater_core::Updater::open("/opt/myapp")?;
+    /// let report = updater.update()?;
+    /// match &report.to {
+    ///     Some(version) => println!("{} -> {version}: restart to use it", report.from),
+    ///     None => println!("{} is up to date", report.from),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn update(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
         self.record_fallbacks();

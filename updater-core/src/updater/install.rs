@@ -21,8 +21,24 @@ use crate::switch;
 use crate::transport::{HttpTimeouts, for_url};
 use crate::tuf::client::{Limits, TrustedMetadata};
 
-/// Options of a fresh install.
+/// Options of a fresh install: [`InstallOptions::new`] with the four things every install
+/// needs, then the `with_` methods (or the public fields) for the rest.
+///
+/// ```
+/// # use updater_core::InstallOptions;
+/// let options = InstallOptions::new(
+///     "https://updates.example.com/myapp",
+///     "/media/usb/1.root.json",
+///     "myapp",
+///     "/opt/myapp",
+/// )
+/// .with_channel("beta")
+/// .with_groups(vec!["staff".into()]);
+/// assert_eq!(options.channel, "beta");
+/// assert_eq!(options.platform, updater_core::advanced::release::current_platform());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InstallOptions {
     /// Repository base URL.
     pub url: String,
@@ -42,6 +58,66 @@ pub struct InstallOptions {
     pub shortcuts: Vec<ShortcutLocation>,
     /// Groups the install is in, for releases published to groups.
     pub groups: Vec<String>,
+}
+
+impl InstallOptions {
+    /// Options to install `app` from the repository at `url` into `dir`, trusting the root
+    /// metadata file `trusted_root`. Defaults: channel `stable`, this machine's platform, the
+    /// launcher `appstart` (`appstart.exe` on Windows) beside the running program, no
+    /// shortcuts, no groups.
+    pub fn new(
+        url: impl Into<String>,
+        trusted_root: impl Into<PathBuf>,
+        app: impl Into<String>,
+        dir: impl Into<PathBuf>,
+    ) -> Self {
+        let launcher_name = format!("appstart{}", std::env::consts::EXE_SUFFIX);
+        let launcher = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|folder| folder.join(&launcher_name)))
+            .unwrap_or_else(|| PathBuf::from(&launcher_name));
+        InstallOptions {
+            url: url.into(),
+            trusted_root: trusted_root.into(),
+            app: app.into(),
+            dir: dir.into(),
+            channel: crate::release::DEFAULT_CHANNEL.into(),
+            platform: crate::release::current_platform(),
+            launcher,
+            shortcuts: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// The channel to follow.
+    pub fn with_channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
+        self
+    }
+
+    /// The platform to install for (another machine's, for a cross install).
+    pub fn with_platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = platform.into();
+        self
+    }
+
+    /// The launcher binary to place when the release ships none.
+    pub fn with_launcher(mut self, launcher: impl Into<PathBuf>) -> Self {
+        self.launcher = launcher.into();
+        self
+    }
+
+    /// Shortcuts to make.
+    pub fn with_shortcuts(mut self, shortcuts: Vec<ShortcutLocation>) -> Self {
+        self.shortcuts = shortcuts;
+        self
+    }
+
+    /// Groups the install is in.
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
 }
 
 /// Installs the newest eligible release of an app into a new folder, with the shortcuts

@@ -85,7 +85,13 @@ impl std::fmt::Debug for Updater {
 }
 
 impl Updater {
-    /// Opens the install at `dir` (made by [`install`]).
+    /// Opens the install at `dir` (made by [`install`]). A folder that holds no install is
+    /// an error that says so:
+    ///
+    /// ```
+    /// let err = updater_core::Updater::open("/no/such/install").unwrap_err();
+    /// assert_eq!(err.code(), "not-installed");
+    /// ```
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let install = InstallDir::new(dir);
         let settings = InstallSettings::load(&install.install_settings_path())?;

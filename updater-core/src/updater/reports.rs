@@ -71,6 +71,7 @@ pub struct Skipped {
 
 /// A version built and in place, not yet current.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Staged {
     pub(super) manifest: Manifest,
     pub(super) report: StageReport,
@@ -182,6 +183,7 @@ impl UpdateReport {
 
 /// Where the files of an update came from: the plan that was carried out, bytes by source.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// Files taken from installed versions (no bytes on the wire).
     pub local_files: usize,

@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use crate::control::Rollout;
+use updater_core::advanced::control::Rollout;
 
 /// Parses a rollout percentage as the command line gives it: a number from 0 to 100,
 /// decimals allowed, with or without `%` (`12.5`, `12.5%`).
@@ -29,7 +29,7 @@ pub fn parse_rollout_schedule(text: &str, now: SystemTime) -> std::result::Resul
             .ok_or_else(|| format!("step {step:?} is not PERCENT%@OFFSET, like 10%@24h"))?;
         let percent = parse_percent(percent).map_err(|e| format!("step {step:?}: {e}"))?;
         let offset = parse_offset(offset).map_err(|e| format!("step {step:?}: {e}"))?;
-        steps.push(crate::control::RolloutStep {
+        steps.push(updater_core::advanced::control::RolloutStep {
             percent,
             at: humantime::format_rfc3339_seconds(now + offset).to_string(),
         });
@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn a_schedule_is_stored_as_absolute_times_from_now() {
-        let now = crate::control::parse_time("2026-12-01T00:00:00Z").unwrap();
+        let now = updater_core::advanced::control::parse_time("2026-12-01T00:00:00Z").unwrap();
         let rollout = parse_rollout_schedule("1%@0h,10%@24h, 100%@3d", now).unwrap();
         assert_eq!(rollout.percent, 0.0);
         let steps: Vec<(f64, &str)> = rollout

@@ -1,7 +1,7 @@
 //! The publisher's side of "the manifest costs what changed": writes the compressed manifest
 //! and one manifest delta per earlier release (the `--delta-depth` newest releases of the same
 //! app, channel and platform below the new version), and lists them in the release target's
-//! signed `custom` object. Formats and the client's checks: [`crate::manifest_encoding`].
+//! signed `custom` object. Formats and the client's checks: [`updater_core::advanced::manifest_encoding`].
 //!
 //! The files are written (atomically, content-addressed) before the targets metadata that
 //! lists them is signed, like blobs; an existing file is never rewritten.
@@ -13,12 +13,14 @@ use appstart_layout::fsutil;
 use sha2::Digest;
 
 use super::{PublishRequest, Repository};
-use crate::error::Result;
-use crate::manifest_encoding::{
+use updater_core::advanced::error::Result;
+use updater_core::advanced::manifest;
+use updater_core::advanced::manifest_encoding::{
     DELTA_SUFFIX, EncodedFile, ManifestDelta, ManifestEncodings, ZST_SUFFIX, encode, file_name,
 };
-use crate::release::Release;
-use crate::tuf::metadata::TargetFile;
+use updater_core::advanced::release;
+use updater_core::advanced::release::Release;
+use updater_core::advanced::tuf::metadata::TargetFile;
 
 /// zstd level of manifests and manifest deltas. The bulk of a manifest is hex hashes, which
 /// no level compresses below half; higher levels cost seconds on a 10k-file manifest and
@@ -83,10 +85,7 @@ impl Repository {
                 continue;
             };
             let path = self.manifest_path(&release);
-            let limit = release
-                .target
-                .length
-                .min(crate::manifest::MAX_MANIFEST_SIZE);
+            let limit = release.target.length.min(manifest::MAX_MANIFEST_SIZE);
             match fsutil::read_capped(&path, limit) {
                 Ok(bytes) if hex::encode(sha2::Sha256::digest(&bytes)) == *sha256 => {
                     manifests.push((sha256.clone(), bytes));
@@ -131,7 +130,7 @@ pub(super) fn earlier_releases(
     let Ok(new_version) = semver::Version::parse(request.version.as_str()) else {
         return Vec::new();
     };
-    let mut earlier: Vec<Release> = crate::release::releases(published)
+    let mut earlier: Vec<Release> = release::releases(published)
         .into_iter()
         .filter(|r| {
             (&r.custom.app, &r.custom.channel, &r.custom.platform)

@@ -13,14 +13,15 @@ use appstart_layout::fsutil;
 use serde_json::Map;
 use sha2::Digest;
 
-use crate::control::MAX_CUSTOM_DATA_BYTES;
-use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
 use rayon::prelude::*;
+use updater_core::advanced::control::MAX_CUSTOM_DATA_BYTES;
+use updater_core::advanced::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
+use updater_core::advanced::manifest_encoding;
+use updater_core::{Error, Result};
 
-use crate::release::{DEFAULT_CHANNEL, ReleaseCustom, target_name};
-use crate::tuf::keys::KeyDir;
-use crate::tuf::metadata::{TargetFile, expires_in_days};
+use updater_core::advanced::release::{DEFAULT_CHANNEL, ReleaseCustom, target_name};
+use updater_core::advanced::tuf::keys::KeyDir;
+use updater_core::advanced::tuf::metadata::{TargetFile, expires_in_days};
 
 impl Repository {
     /// Publishes `request.source` as a release.
@@ -156,11 +157,10 @@ impl Repository {
         let mut encodings = self.write_manifest_encodings(&published, request, &name, &bytes)?;
         if let (Some(pack), Some(zst)) = (&manifest.pack, &encodings.zst) {
             // The pack begins with the compressed manifest: one request for a fresh install.
-            let zst_path =
-                fsutil::parent_of(&target_path).join(crate::manifest_encoding::file_name(
-                    &zst.sha256,
-                    crate::manifest_encoding::ZST_SUFFIX,
-                ));
+            let zst_path = fsutil::parent_of(&target_path).join(manifest_encoding::file_name(
+                &zst.sha256,
+                manifest_encoding::ZST_SUFFIX,
+            ));
             self.prefix_pack(pack, &fsutil::read(&zst_path)?, &run.pending)?;
             encodings.in_pack = Some(pack.path.as_str().to_string());
         }

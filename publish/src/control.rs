@@ -1,7 +1,7 @@
 //! `appupdate release`: changing the signed controls of published releases (rollout,
 //! pause, resume, pull), and listing every release with its state.
 //!
-//! A release's controls are its target entry's `custom.control` (see [`crate::control`]),
+//! A release's controls are its target entry's `custom.control` (see [`updater_core::advanced::control`]),
 //! inside the targets metadata that names it. Changing one therefore re-signs metadata only:
 //! the role holding the entry (the top-level targets role, or the delegated role the release
 //! was published into, with that role's own keys), then the snapshot and the timestamp. The
@@ -28,11 +28,11 @@ use serde_json::{Map, Value};
 
 use super::delegation::signers_for;
 use super::{Expiry, Repository};
-use crate::control::{Control, ReleaseState, Rollout};
-use crate::error::{Error, Result};
-use crate::release::releases;
-use crate::tuf::keys::{KeyDir, SigningKey};
-use crate::tuf::metadata::{TargetFile, Targets, expires_in_days};
+use updater_core::advanced::control::{Control, ReleaseState, Rollout};
+use updater_core::advanced::release::releases;
+use updater_core::advanced::tuf::keys::{KeyDir, SigningKey};
+use updater_core::advanced::tuf::metadata::{TargetFile, Targets, expires_in_days};
+use updater_core::{Error, Result};
 
 /// Which releases a change applies to: one version of one app on one channel, on one
 /// platform, or on every platform it was published for (`platform: None`).

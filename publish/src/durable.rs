@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use appstart_layout::fsutil;
 
-use crate::error::{Error, Result};
+use updater_core::{Error, Result};
 
 /// Files and folders written since the last sync.
 #[derive(Debug, Default)]

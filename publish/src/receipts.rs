@@ -24,11 +24,11 @@ use serde_json::Map;
 use sha2::Digest;
 
 use super::{Expiry, Repository};
-use crate::error::{Error, Result};
-use crate::receipts::post::check_url;
-use crate::receipts::{CONFIG_TARGET, ReceiptsConfig};
-use crate::tuf::keys::KeyDir;
-use crate::tuf::metadata::{TargetFile, expires_in_days};
+use updater_core::advanced::receipts::post::check_url;
+use updater_core::advanced::receipts::{CONFIG_TARGET, ReceiptsConfig};
+use updater_core::advanced::tuf::keys::KeyDir;
+use updater_core::advanced::tuf::metadata::{TargetFile, expires_in_days};
+use updater_core::{Error, Result};
 
 /// What [`Repository::set_receipts`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

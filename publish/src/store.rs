@@ -11,9 +11,13 @@ use std::sync::Mutex;
 
 use appstart_layout::{RelativePath, fsutil};
 
-use crate::blob;
-use crate::error::{Error, Result};
-use crate::manifest::{Archive, ArchiveFormat, Content, Expected, FileEntry, Member, Skeleton};
+use updater_core::advanced::archive;
+use updater_core::advanced::blob;
+use updater_core::advanced::manifest;
+use updater_core::advanced::manifest::{
+    Archive, ArchiveFormat, Content, Expected, FileEntry, Member, Skeleton,
+};
+use updater_core::{Error, Result};
 
 /// Files up to this size are read into memory once (hashed and compressed from there);
 /// larger ones are streamed.
@@ -49,7 +53,7 @@ impl Run {
     /// Takes the blobs named by already published manifests as stored: they were durable
     /// before those manifests were signed, so they are reused without being read (only
     /// checked to exist, in case one was deleted by hand).
-    pub(super) fn trust(&self, root: &Path, manifests: &[crate::manifest::Manifest]) {
+    pub(super) fn trust(&self, root: &Path, manifests: &[manifest::Manifest]) {
         let mut stored = lock(&self.stored);
         for file in manifests.iter().flat_map(|m| &m.files) {
             let parts = file.parts();
@@ -333,7 +337,7 @@ impl Repository {
         Ok((stored, first))
     }
 
-    /// Takes a zip archive apart (see [`crate::archive`]) and stores its parts as blobs.
+    /// Takes a zip archive apart (see [`updater_core::advanced::archive`]) and stores its parts as blobs.
     /// Returns `None` when it is not an archive the client can rebuild exactly: then it is
     /// published as a plain file, with whole-file deltas. Counts new blobs in `new`.
     pub(super) fn store_archive(
@@ -347,7 +351,7 @@ impl Repository {
         let looks = File::open(source)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
             .is_ok()
-            && crate::archive::zip::looks_like_zip(&magic);
+            && archive::zip::looks_like_zip(&magic);
         if !looks || std::fs::metadata(source).map_or(u64::MAX, |m| m.len()) > MAX_ARCHIVE_IN_MEMORY
         {
             return Ok(None);
@@ -358,7 +362,7 @@ impl Repository {
         let size = std::fs::metadata(source).map_or(0, |m| m.len());
         let _alone = (size > LARGE_ARCHIVE).then(|| lock(&LARGE_ARCHIVES));
         let bytes = fsutil::read(source)?;
-        let Some(parts) = crate::archive::zip::take_apart(&bytes) else {
+        let Some(parts) = archive::zip::take_apart(&bytes) else {
             return Ok(None);
         };
         let mut store = |content: &[u8]| -> Result<(String, u64, StoredFile)> {

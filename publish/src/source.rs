@@ -5,7 +5,7 @@ use std::path::Path;
 
 use appstart_layout::RelativePath;
 
-use crate::error::{Error, Result};
+use updater_core::{Error, Result};
 
 /// Whether a release's platform is Windows (`windows-x86_64`, `windows-aarch64`, ...).
 pub fn is_windows_platform(platform: &str) -> bool {

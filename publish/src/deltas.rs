@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use appstart_layout::fsutil;
 use rayon::prelude::*;
 
-use crate::blob;
-use crate::error::Result;
-use crate::manifest::{Archive, Content, DeltaEntry, Expected, FileEntry, Manifest};
+use updater_core::advanced::blob;
+use updater_core::advanced::delta;
+use updater_core::advanced::error::Result;
+use updater_core::advanced::manifest::{
+    Archive, Content, DeltaEntry, Expected, FileEntry, Manifest,
+};
 
-use crate::tuf::metadata::TargetFile;
+use updater_core::advanced::tuf::metadata::TargetFile;
 
 /// The file of `manifest` most like `entry`: the same file name, the closest size.
 pub(super) fn most_similar<'m>(manifest: &'m Manifest, entry: &FileEntry) -> Option<&'m FileEntry> {
@@ -144,7 +147,7 @@ impl Repository {
     ///
     /// The search runs with `threads` threads and the request's time limit per pair; a pair
     /// that runs out of time, or whose content is unrelated to its base, ships as its blob
-    /// only (see [`crate::delta::encode_best`]).
+    /// only (see [`updater_core::advanced::delta::encode_best`]).
     fn compute_delta(
         &self,
         job: &Job,
@@ -155,12 +158,10 @@ impl Repository {
         if target.size < MIN_DELTA_TARGET {
             return Ok(None);
         }
-        let existing = crate::delta::ALGORITHMS.into_iter().find_map(|algorithm| {
-            let path = self.root.join(crate::delta::delta_path(
-                &base.blake3,
-                &target.blake3,
-                algorithm,
-            ));
+        let existing = delta::ALGORITHMS.into_iter().find_map(|algorithm| {
+            let path = self
+                .root
+                .join(delta::delta_path(&base.blake3, &target.blake3, algorithm));
             path.is_file().then_some((algorithm, path))
         });
         let (algorithm, blake3, size) = match existing {
@@ -174,14 +175,14 @@ impl Repository {
                     Some(path) => fsutil::read(path)?,
                     None => self.blob_content(&target.expected())?,
                 };
-                let options = crate::delta::EncodeOptions::default()
+                let options = delta::EncodeOptions::default()
                     .with_level(19)
                     .with_time_budget(request.delta_time_limit)
                     .with_threads(threads.max(1));
                 let (algorithm, delta) =
-                    match crate::delta::encode_best(&base_bytes, &target_bytes, &options)? {
-                        crate::delta::Encoded::Delta { algorithm, bytes } => (algorithm, bytes),
-                        crate::delta::Encoded::Skipped(crate::delta::Skip::OutOfTime) => {
+                    match delta::encode_best(&base_bytes, &target_bytes, &options)? {
+                        delta::Encoded::Delta { algorithm, bytes } => (algorithm, bytes),
+                        delta::Encoded::Skipped(delta::Skip::OutOfTime) => {
                             log::warn!(
                                 "no delta from {} to {}: the search ran past --delta-time-limit; \
                                  clients fetch its whole blob",
@@ -190,8 +191,12 @@ impl Repository {
                             );
                             return Ok(None);
                         }
-                        crate::delta::Encoded::Skipped(skip) => {
-                            log::info!("no delta from {} to {}: {skip:?}", base.name, target.name);
+                        skipped => {
+                            log::info!(
+                                "no delta from {} to {}: {skipped:?}",
+                                base.name,
+                                target.name
+                            );
                             return Ok(None);
                         }
                     };
@@ -199,11 +204,9 @@ impl Repository {
                 if delta.len() as u64 >= target.blob_size {
                     return Ok(None);
                 }
-                let path = self.root.join(crate::delta::delta_path(
-                    &base.blake3,
-                    &target.blake3,
-                    algorithm,
-                ));
+                let path =
+                    self.root
+                        .join(delta::delta_path(&base.blake3, &target.blake3, algorithm));
                 fsutil::create_dir_all(&fsutil::parent_of(&path))?;
                 fsutil::write_atomic(&path, &delta)?;
                 let blake3 = blake3::hash(&delta).to_hex().to_string();

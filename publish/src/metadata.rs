@@ -10,14 +10,15 @@ use appstart_layout::fsutil;
 use serde_json::Map;
 use sha2::Digest;
 
-use crate::error::{Error, Result};
+use updater_core::advanced::tuf;
+use updater_core::{Error, Result};
 
-use crate::tuf::SPEC_VERSION;
-use crate::tuf::keys::{KeyDir, TOP_LEVEL_ROLES, key_id};
-use crate::tuf::metadata::{
+use updater_core::advanced::tuf::SPEC_VERSION;
+use updater_core::advanced::tuf::keys::{KeyDir, TOP_LEVEL_ROLES, key_id};
+use updater_core::advanced::tuf::metadata::{
     MetaFile, Role, RoleKeys, Root, Snapshot, Targets, Timestamp, expires_in_days,
 };
-use crate::tuf::sign::{Envelope, sign_metadata};
+use updater_core::advanced::tuf::sign::{Envelope, sign_metadata};
 
 /// A root naming every key `keys` has for each top-level role, with `thresholds`.
 pub(super) fn build_root(
@@ -66,7 +67,7 @@ pub(super) fn sign_role<T: serde::Serialize>(
     value: &T,
 ) -> Result<Vec<u8>> {
     let signers = keys.role_keys(role)?;
-    let refs: Vec<&crate::tuf::keys::SigningKey> = signers.iter().collect();
+    let refs: Vec<&tuf::keys::SigningKey> = signers.iter().collect();
     sign_metadata(value, &refs)
 }
 

@@ -9,14 +9,16 @@ use std::time::SystemTime;
 use appstart_layout::fsutil;
 use serde_json::Map;
 
-use crate::error::{Error, Result};
+use updater_core::{Error, Result};
 
-use crate::tuf::SPEC_VERSION;
-use crate::tuf::keys::{KeyDir, SigningKey, TOP_LEVEL_ROLES, key_id, load_public_key};
-use crate::tuf::metadata::{
+use updater_core::advanced::tuf::SPEC_VERSION;
+use updater_core::advanced::tuf::keys::{
+    KeyDir, SigningKey, TOP_LEVEL_ROLES, key_id, load_public_key,
+};
+use updater_core::advanced::tuf::metadata::{
     DelegatedRole, Delegations, MetaFile, Snapshot, TargetFile, Targets, expires_in_days, quote,
 };
-use crate::tuf::sign::sign_metadata;
+use updater_core::advanced::tuf::sign::sign_metadata;
 
 /// A delegated role being published into: its current metadata and the keys that sign it.
 pub(super) struct DelegatedTargets {

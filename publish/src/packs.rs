@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 use appstart_layout::{RelativePath, fsutil};
 
-use crate::blob;
-use crate::error::{Error, Result};
-use crate::manifest::FileEntry;
+use updater_core::advanced::blob;
+use updater_core::advanced::manifest;
+use updater_core::advanced::manifest::FileEntry;
+use updater_core::advanced::release;
+use updater_core::{Error, Result};
 
 impl Repository {
     /// Writes `packs/<app>/<channel>/<platform>/<version>.pack`: every blob of the release
@@ -21,7 +23,7 @@ impl Repository {
         request: &PublishRequest,
         entries: &mut [FileEntry],
         pending: &Pending,
-    ) -> Result<crate::manifest::PackRef> {
+    ) -> Result<manifest::PackRef> {
         let relative = format!(
             "packs/{}/{}/{}/{}.pack",
             request.app, request.channel, request.platform, request.version
@@ -74,7 +76,7 @@ impl Repository {
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
-        Ok(crate::manifest::PackRef {
+        Ok(manifest::PackRef {
             path: RelativePath::parse(&relative)?,
             size: result?,
         })
@@ -85,7 +87,7 @@ impl Repository {
     /// `manifest_encoding`). Made durable with the blobs, before anything names it.
     pub(super) fn prefix_pack(
         &self,
-        pack: &crate::manifest::PackRef,
+        pack: &manifest::PackRef,
         prefix: &[u8],
         pending: &Pending,
     ) -> Result<()> {
@@ -136,9 +138,8 @@ impl Repository {
     ) -> Result<Vec<PathBuf>> {
         let (targets, snapshot) = self.current_targets()?;
         let published = self.all_release_targets(&targets, &snapshot)?;
-        let mut groups: BTreeMap<(String, String, String), Vec<crate::release::Release>> =
-            BTreeMap::new();
-        for release in crate::release::releases(&published) {
+        let mut groups: BTreeMap<(String, String, String), Vec<release::Release>> = BTreeMap::new();
+        for release in release::releases(&published) {
             let key = (
                 release.custom.app.clone(),
                 release.custom.channel.clone(),

@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::blob;
-use crate::error::{Error, Result};
+use updater_core::advanced::blob;
+use updater_core::{Error, Result};
 
 /// One thread's reusable compression state. A zstd context allocates its tables (megabytes
 /// at level 12) once per thread and keeps them across blobs: a new encoder per blob cost an

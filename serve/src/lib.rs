@@ -22,8 +22,8 @@ use std::sync::Arc;
 pub use tiny_http;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::error::{Error, Result};
-use crate::transport::percent_decode;
+use updater_core::advanced::transport::percent_decode;
+use updater_core::{Error, Result};
 
 /// Routes served beside the repository's files ([`RepoServer::with_handler`]).
 pub trait Handler: Send + Sync {

@@ -80,15 +80,17 @@ use std::time::{Duration, SystemTime};
 use appstart_layout::{RelativePath, VersionName, fsutil};
 use serde_json::Map;
 
-use crate::control::Control;
-use crate::error::{Error, Result};
+use updater_core::advanced::control::Control;
+use updater_core::advanced::lock;
+use updater_core::advanced::tuf;
+use updater_core::{Error, Result};
 
 /// Largest zip file taken apart (it is read into memory at publish time).
 pub const MAX_ARCHIVE_IN_MEMORY: u64 = 1 << 30;
-use crate::tuf::SPEC_VERSION;
-use crate::tuf::keys::KeyDir;
-use crate::tuf::metadata::{Root, Targets, expires_in_days};
-use crate::tuf::sign::sign_metadata;
+use updater_core::advanced::tuf::SPEC_VERSION;
+use updater_core::advanced::tuf::keys::KeyDir;
+use updater_core::advanced::tuf::metadata::{Root, Targets, expires_in_days};
+use updater_core::advanced::tuf::sign::sign_metadata;
 
 /// Default lifetimes, in days, of each role's signatures. Clients refuse expired metadata
 /// (freeze attacks), so a repository that publishes rarely must run `repo refresh` more
@@ -151,7 +153,7 @@ pub struct PublishRequest {
     /// default is open to every install at once. Checked before any file is written.
     pub control: Control,
     /// The publisher's own data (`custom.data`), passed to the app as it is; at most
-    /// [`crate::control::MAX_CUSTOM_DATA_BYTES`] serialized.
+    /// [`updater_core::advanced::control::MAX_CUSTOM_DATA_BYTES`] serialized.
     pub data: serde_json::Map<String, serde_json::Value>,
     /// Allow a pre-release version (`1.2.0-beta.1`) on channel `stable`, where it is
     /// refused by default (pre-releases belong on channels like `beta`).
@@ -295,7 +297,7 @@ impl Repository {
         )?;
         let mut signers = old_keys.role_keys("root")?;
         signers.extend(new_keys.role_keys("root")?);
-        let refs: Vec<&crate::tuf::keys::SigningKey> = signers.iter().collect();
+        let refs: Vec<&tuf::keys::SigningKey> = signers.iter().collect();
         let bytes = sign_metadata(&root, &refs)?;
         fsutil::write_atomic(&metadata.join(format!("{version}.root.json")), &bytes)?;
         fsutil::write_atomic(&metadata.join("root.json"), &bytes)?;
@@ -313,7 +315,7 @@ impl Repository {
 
     /// Takes `REPO/.publish.lock`, waiting up to a minute for another publisher.
     fn lock_unchecked(&self) -> Result<File> {
-        crate::lock::lock_file(
+        lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
             || "another publish has held it for over 60 s".into(),
@@ -329,7 +331,7 @@ impl Repository {
                 self.root.display()
             )));
         }
-        crate::lock::lock_file(
+        lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
             || "another publish has held it for over 60 s".into(),
