@@ -15,6 +15,7 @@
     )
 )]
 mod harness;
+mod docs;
 mod platforms;
 
 // The suites below drive Unix behaviour throughout (shell-script apps, mode bits, signals,
