@@ -141,6 +141,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 control,
                 data,
                 allow_prerelease,
+                events: None,
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -197,6 +198,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .context("--shortcut")?,
                 groups: args.groups,
+                events: None,
             };
             let report = updater_core::install(&options)?;
             if args.json {

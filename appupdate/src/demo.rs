@@ -92,6 +92,7 @@ fn run_in(root: PathBuf) -> Result<()> {
         launcher,
         shortcuts: Vec::new(),
         groups: Vec::new(),
+        events: None,
     })?;
     println!(
         "    installed 1.0.0: {} bytes downloaded",
@@ -212,6 +213,7 @@ fn publish(
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,
+            events: None,
         },
     )?;
     println!(

@@ -177,6 +177,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     control: Default::default(),
                     data: Default::default(),
                     allow_prerelease: false,
+                    events: None,
                 },
             )?)
         };
@@ -195,6 +196,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         launcher: bin_dir.join("appstart"),
         shortcuts: Vec::new(),
         groups: Vec::new(),
+        events: None,
     })?;
     let start = Instant::now();
     publish(v2, "2.0.0")?;

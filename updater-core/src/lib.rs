@@ -39,6 +39,7 @@ pub mod manifest_encoding;
 mod manifest_fetch;
 mod metered;
 pub mod poller;
+pub mod progress;
 #[cfg(test)]
 mod properties;
 pub mod publish;
@@ -59,7 +60,7 @@ pub mod updater;
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
 pub use error::{Error, Result};
-pub use events::Event;
+pub use events::{Event, Events, Phase, Progress};
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
 pub use shortcut::{Shortcut, ShortcutLocation};
 pub use uninstall::{UninstallReport, uninstall};

@@ -15,7 +15,9 @@ use sha2::Digest;
 
 use crate::control::MAX_CUSTOM_DATA_BYTES;
 use crate::error::{Error, Result};
+use crate::events::Phase;
 use crate::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
+use crate::progress::ProgressMeter;
 use rayon::prelude::*;
 
 use crate::release::{DEFAULT_CHANNEL, ReleaseCustom, target_name};
@@ -90,6 +92,17 @@ impl Repository {
         let run = Run::default();
         run.trust(&self.root, &previous);
         super::durable::make_fan_out(&self.root.join("blobs"), &run.pending)?;
+        let source_bytes = files
+            .iter()
+            .filter_map(|(path, _)| std::fs::metadata(path.join_to(&request.source)).ok())
+            .map(|meta| meta.len())
+            .sum();
+        let progress = ProgressMeter::started(
+            request.events.as_ref().map(|e| e.sink().clone()),
+            Phase::PublishCompress,
+            source_bytes,
+            files.len() as u64,
+        );
         // Hashing and compressing on every core; `collect` keeps the files' order, and a
         // blob's bytes do not depend on the thread that made it, so the manifest is the same
         // whatever the number of threads.
@@ -113,9 +126,11 @@ impl Repository {
                     new_blobs += new.0;
                     new_blob_bytes += new.1;
                 }
+                progress.file_done(entry.size);
                 Ok((entry, new_blobs, new_blob_bytes, is_archive))
             })
             .collect::<Result<_>>()?;
+        progress.finish();
         let mut entries = Vec::with_capacity(stored.len());
         let (mut new_blobs, mut new_blob_bytes, mut archives) = (0, 0, 0);
         for (entry, blobs, bytes, is_archive) in stored {
@@ -355,6 +370,7 @@ mod tests {
             control: Default::default(),
             data: Map::new(),
             allow_prerelease: false,
+            events: None,
         };
         (request, semver::Version::parse(version).unwrap())
     }

@@ -12,6 +12,7 @@ use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
 use crate::download::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
@@ -42,6 +43,8 @@ pub struct InstallOptions {
     pub shortcuts: Vec<ShortcutLocation>,
     /// Groups the install is in, for releases published to groups.
     pub groups: Vec<String>,
+    /// Where progress events go while the release downloads (`None`: nowhere).
+    pub events: Option<Events>,
 }
 
 /// Installs the newest eligible release of an app into a new folder, with the shortcuts
@@ -190,7 +193,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         &settings,
         transport.as_ref(),
         &retry,
-        None,
+        options.events.as_ref().map(Events::sink),
         &manifest,
         pack_data_start(&release, &manifest),
         fresh.opened_pack,
