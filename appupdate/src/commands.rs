@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let output = cli.output;
     match cli.command {
         Command::Keys(KeysCommand::Generate {
             out,
@@ -141,7 +142,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 control,
                 data,
                 allow_prerelease,
-                events: None,
+                events: output.events(args.json),
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -198,7 +199,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .context("--shortcut")?,
                 groups: args.groups,
-                events: None,
+                events: output.events(args.json),
             };
             let report = updater_core::install(&options)?;
             if args.json {
@@ -249,7 +250,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Update(args) if args.download_only => {
             let args = args.common;
-            let report = open(&args.dir, args.lock_timeout)?.download_only()?;
+            let report = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?
+                .download_only()?;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -267,7 +269,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(args) => {
             let apply = args.apply;
             let args = args.common;
-            let updater = open(&args.dir, args.lock_timeout)?;
+            let updater = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?;
             let report = if apply {
                 updater.apply_staged()?
             } else {
@@ -383,7 +385,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("rolled back {from} -> {to}; it runs at the next start");
             }
         }
-        Command::Verify(args) => return crate::verify_cmd::run(&args),
+        Command::Verify(args) => {
+            let events = output.events(args.json);
+            return crate::verify_cmd::run(&args, events);
+        }
         Command::Demo(args) => crate::demo::run(args.dir)?,
         Command::Completions { shell } => crate::docs_cmd::completions(shell)?,
         Command::Man { out } => crate::docs_cmd::man(out.as_deref())?,
@@ -394,6 +399,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
     let mut updater = Updater::open(dir)?;
     updater.set_lock_wait(std::time::Duration::from_secs(lock_timeout));
+    Ok(updater)
+}
+
+/// [`open`], sending events to `events`.
+pub fn open_reporting(
+    dir: &std::path::Path,
+    lock_timeout: u64,
+    events: Option<updater_core::Events>,
+) -> Result<Updater> {
+    let mut updater = open(dir, lock_timeout)?;
+    if let Some(events) = events {
+        updater.on_event(move |event| events.sink()(event));
+    }
     Ok(updater)
 }
 

@@ -164,7 +164,7 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         launcher,
         shortcuts,
         groups: Vec::new(),
-        events: None,
+        events: crate::progress::OutputArgs::default().events(false),
     };
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;
