@@ -55,6 +55,8 @@ mod manifest_cost;
 #[cfg(unix)]
 mod packs;
 #[cfg(unix)]
+mod progress;
+#[cfg(unix)]
 mod publish;
 #[cfg(unix)]
 mod receipts;
