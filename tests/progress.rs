@@ -199,6 +199,28 @@ fn progress_json_lines_from_publish_install_update_and_verify() {
         })
         .sum();
     assert_eq!(verify["bytes_total"], sizes);
+
+    // A repair: verify, then download what is damaged.
+    let damaged = dir.join("versions/2.0.0/lib/big.bin");
+    crate::harness::set_mode(&damaged, 0o644);
+    std::fs::write(&damaged, noise(99, 300_000)).unwrap();
+    let repaired = ok(appupdate(&[
+        "verify",
+        "--dir",
+        dir_text,
+        "--repair",
+        "--json",
+        "--progress",
+        "json",
+    ]));
+    let report: Value = serde_json::from_str(text(&repaired.stdout).trim()).unwrap();
+    assert_eq!(report["downloaded_files"], 1, "{report}");
+    let repair = phases(&repaired.stderr);
+    assert_eq!(repair["verify"]["files_total"], 3, "{repair:?}");
+    let download = &repair["download"];
+    assert_eq!(download["files_total"], 3, "{download}");
+    let total = download["bytes_total"].as_u64().unwrap();
+    assert!(total > 0 && total <= report["bytes_downloaded"].as_u64().unwrap());
 }
 
 #[test]
