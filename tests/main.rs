@@ -7,6 +7,7 @@
     reason = "test code: a panic is a test failure with a backtrace"
 )]
 
+mod docs;
 #[cfg_attr(
     not(unix),
     allow(
@@ -15,7 +16,6 @@
     )
 )]
 mod harness;
-mod docs;
 mod platforms;
 
 // The suites below drive Unix behaviour throughout (shell-script apps, mode bits, signals,
@@ -57,6 +57,8 @@ mod launcher;
 mod manifest_cost;
 #[cfg(unix)]
 mod packs;
+#[cfg(unix)]
+mod progress;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]

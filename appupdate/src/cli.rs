@@ -13,6 +13,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// `--quiet`, `--progress`.
+    #[command(flatten)]
+    pub output: crate::progress::OutputArgs,
 }
 
 /// The subcommands.

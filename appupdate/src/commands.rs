@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let output = cli.output;
     match cli.command {
         Command::Keys(KeysCommand::Generate {
             out,
@@ -141,6 +142,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 control,
                 data,
                 allow_prerelease,
+                events: output.events(args.json),
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -188,13 +190,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|name| name.parse())
                 .collect::<Result<_, _>>()
                 .context("--shortcut")?;
-            let options =
+            let mut options =
                 InstallOptions::new(args.url, args.trusted_root, args.app, args.dir.clone())
                     .with_channel(args.channel)
                     .with_platform(args.platform.unwrap_or_else(current_platform))
                     .with_launcher(launcher)
                     .with_shortcuts(shortcuts)
                     .with_groups(args.groups);
+            options.events = output.events(args.json);
             let report = updater_core::install(&options)?;
             if args.json {
                 print_json(&report)?;
@@ -244,7 +247,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Update(args) if args.download_only => {
             let args = args.common;
-            let report = open(&args.dir, args.lock_timeout)?.download_only()?;
+            let report = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?
+                .download_only()?;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -262,7 +266,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(args) => {
             let apply = args.apply;
             let args = args.common;
-            let updater = open(&args.dir, args.lock_timeout)?;
+            let updater = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?;
             let report = if apply {
                 updater.apply_staged()?
             } else {
@@ -378,7 +382,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("rolled back {from} -> {to}; it runs at the next start");
             }
         }
-        Command::Verify(args) => return crate::verify_cmd::run(&args),
+        Command::Verify(args) => {
+            let events = output.events(args.json);
+            return crate::verify_cmd::run(&args, events);
+        }
         Command::Demo(args) => crate::demo::run(args.dir)?,
         Command::Completions { shell } => crate::docs_cmd::completions(shell)?,
         Command::Man { out } => crate::docs_cmd::man(out.as_deref())?,
@@ -389,6 +396,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
     let mut updater = Updater::open(dir)?;
     updater.set_lock_wait(std::time::Duration::from_secs(lock_timeout));
+    Ok(updater)
+}
+
+/// [`open`], sending events to `events`.
+pub fn open_reporting(
+    dir: &std::path::Path,
+    lock_timeout: u64,
+    events: Option<updater_core::Events>,
+) -> Result<Updater> {
+    let mut updater = open(dir, lock_timeout)?;
+    if let Some(events) = events {
+        updater.on_event(move |event| events.sink()(event));
+    }
     Ok(updater)
 }
 

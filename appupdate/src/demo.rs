@@ -211,6 +211,7 @@ fn publish(
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,
+            events: None,
         },
     )?;
     println!(

@@ -154,11 +154,12 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         .path()
         .join(format!("appstart{}", std::env::consts::EXE_SUFFIX));
     write_executable(&launcher, &payload.launcher)?;
-    let options = InstallOptions::new(payload.url, trusted_root, payload.app, dir.clone())
+    let mut options = InstallOptions::new(payload.url, trusted_root, payload.app, dir.clone())
         .with_channel(payload.channel)
         .with_platform(payload.platform)
         .with_launcher(launcher)
         .with_shortcuts(shortcuts);
+    options.events = crate::progress::OutputArgs::default().events(false);
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;
     let installed_launcher = dir.join(format!("appstart{}", std::env::consts::EXE_SUFFIX));

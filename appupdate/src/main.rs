@@ -13,6 +13,7 @@ mod docs_cmd;
 mod fleet_cmd;
 mod installer;
 mod payload;
+mod progress;
 mod receipts_cmd;
 mod release_cmd;
 mod verify_cmd;
@@ -22,13 +23,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    // A copy of appupdate with an installer payload appended is an installer (installer.rs).
+    let payload = installer::embedded_payload();
+    let cli = matches!(payload, Ok(None)).then(cli::Cli::parse);
+    // `--quiet`: errors only (warnings such as retries would be noise on stderr).
+    let quiet = cli.as_ref().is_some_and(|cli| cli.output.quiet);
+    let level = if quiet { "error" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_target(false)
         .init();
-    // A copy of appupdate with an installer payload appended is an installer (installer.rs).
-    let result = match installer::embedded_payload() {
+    let result = match payload {
         Ok(Some(payload)) => installer::run(payload),
-        Ok(None) => commands::run(cli::Cli::parse()),
+        // Parsed above; parsing again is the no-panic way to say so.
+        Ok(None) => commands::run(cli.unwrap_or_else(cli::Cli::parse)),
         Err(err) => Err(err),
     };
     match result {

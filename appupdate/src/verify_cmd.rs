@@ -29,8 +29,8 @@ pub struct VerifyArgs {
 }
 
 /// Runs `verify`.
-pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
-    let updater = crate::commands::open(&args.dir, args.lock_timeout)?;
+pub fn run(args: &VerifyArgs, events: Option<updater_core::Events>) -> Result<ExitCode> {
+    let updater = crate::commands::open_reporting(&args.dir, args.lock_timeout, events)?;
     if args.repair {
         let report = updater.repair()?;
         if args.json {

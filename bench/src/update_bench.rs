@@ -155,23 +155,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut updater = Updater::open(&install_dir)?;
     updater.set_lock_wait(Duration::from_secs(5));
-    // When staging's phases end: the first progress event comes after the manifest, the plan
-    // and the pack ranges; the last one after every file; `Staged` after the sync and the
-    // check of the tree.
+    // When staging's phases end: the download phase's first progress event comes after the
+    // manifest and the plan; its last one after every file is in place (pack ranges
+    // included); `Staged` after the sync and the check of the tree.
     let phases: Arc<Mutex<Vec<(&'static str, Instant)>>> = Arc::default();
     let sink = Arc::clone(&phases);
+    let started = std::sync::atomic::AtomicBool::new(false);
     updater.on_event(move |event| {
         let phase = match event {
-            updater_core::Event::Progress {
-                files_done,
-                files_total,
-                ..
-            } if *files_done == 1 => Some("manifest, plan and pack ranges"),
-            updater_core::Event::Progress {
-                files_done,
-                files_total,
-                ..
-            } if files_done == files_total => Some("every file in place"),
+            updater_core::Event::Progress(_)
+                if !started.swap(true, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Some("manifest and plan")
+            }
+            updater_core::Event::Progress(progress)
+                if progress.files_done == progress.files_total
+                    && progress.bytes_done == progress.bytes_total =>
+            {
+                Some("pack ranges and every file in place")
+            }
             updater_core::Event::Staged { .. } => Some("synced and checked"),
             _ => None,
         };
@@ -390,6 +392,7 @@ fn publish(
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,
+            events: None,
         },
     )?)
 }

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use appstart_layout::fsutil;
 use rayon::prelude::*;
 
+use updater_core::Phase;
 use updater_core::advanced::blob;
 use updater_core::advanced::delta;
 use updater_core::advanced::error::Result;
 use updater_core::advanced::manifest::{
     Archive, Content, DeltaEntry, Expected, FileEntry, Manifest,
 };
+use updater_core::advanced::progress::ProgressMeter;
 
 use updater_core::advanced::tuf::metadata::TargetFile;
 
@@ -114,18 +116,30 @@ impl Repository {
         // thread holding it while the encoder waits on its own rayon work could pick up
         // another large pair and wait for itself.)
         let is_large = |job: &&Job| job.base.size + job.target.size > LARGE_PAIR;
+        let progress = ProgressMeter::started(
+            request.events.as_ref().map(|e| e.sink().clone()),
+            Phase::PublishDelta,
+            unique.iter().map(|job| job.target.size).sum(),
+            unique.len() as u64,
+        );
         let mut results: Vec<Option<DeltaEntry>> = unique
             .par_iter()
             .map(|job| match is_large(job) {
                 true => Ok(None),
-                false => self.compute_delta(job, request, 1),
+                false => {
+                    let delta = self.compute_delta(job, request, 1);
+                    progress.file_done(job.target.size);
+                    delta
+                }
             })
             .collect::<Result<_>>()?;
         for (job, result) in unique.iter().zip(results.iter_mut()) {
             if is_large(job) {
                 *result = self.compute_delta(job, request, rayon::current_num_threads())?;
+                progress.file_done(job.target.size);
             }
         }
+        progress.finish();
         let mut stored = 0;
         for job in &jobs {
             let key = (job.base.blake3.clone(), job.target.blake3.clone());

@@ -158,6 +158,9 @@ pub struct PublishRequest {
     /// Allow a pre-release version (`1.2.0-beta.1`) on channel `stable`, where it is
     /// refused by default (pre-releases belong on channels like `beta`).
     pub allow_prerelease: bool,
+    /// Where progress events go (phases `publish-compress`, `publish-delta`, `write`);
+    /// `None`: nowhere.
+    pub events: Option<updater_core::Events>,
 }
 
 /// Default of [`PublishRequest::delta_time_limit`]: about nine times what the largest pair of the

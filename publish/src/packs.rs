@@ -9,9 +9,12 @@ use std::path::PathBuf;
 
 use appstart_layout::{RelativePath, fsutil};
 
+use updater_core::Phase;
 use updater_core::advanced::blob;
 use updater_core::advanced::manifest;
+use updater_core::advanced::manifest::Content;
 use updater_core::advanced::manifest::FileEntry;
+use updater_core::advanced::progress::ProgressMeter;
 use updater_core::advanced::release;
 use updater_core::{Error, Result};
 
@@ -32,6 +35,7 @@ impl Repository {
         let folder = fsutil::parent_of(&path);
         fsutil::create_dir_all(&folder)?;
         let temp = folder.join(fsutil::temp_name("pack"));
+        let progress = pack_progress(request, entries);
         let result = (|| -> Result<u64> {
             let mut out = std::io::BufWriter::new(
                 File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?,
@@ -52,6 +56,7 @@ impl Repository {
                 offsets.insert(blake3.to_string(), size);
                 *pack_offset = Some(size);
                 size += copied;
+                progress.add_bytes(copied);
                 Ok(())
             };
             for entry in entries.iter_mut() {
@@ -63,7 +68,9 @@ impl Repository {
                         place(&member.blake3, &mut member.pack_offset)?;
                     }
                 }
+                progress.file_done(0);
             }
+            progress.finish();
             let file = out
                 .into_inner()
                 .map_err(|e| Error::io("writing", &temp, e.into_error()))?;
@@ -168,4 +175,23 @@ impl Repository {
         }
         Ok(removed)
     }
+}
+
+/// The `write` phase's meter: every distinct blob of the release, once.
+fn pack_progress(request: &PublishRequest, entries: &[FileEntry]) -> ProgressMeter {
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0u64;
+    for entry in entries {
+        for content in std::iter::once(entry as &dyn Content).chain(entry.parts()) {
+            if seen.insert(content.expected().blake3) {
+                bytes += content.blob_size();
+            }
+        }
+    }
+    ProgressMeter::started(
+        request.events.as_ref().map(|e| e.sink().clone()),
+        Phase::Write,
+        bytes,
+        entries.len() as u64,
+    )
 }

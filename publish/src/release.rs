@@ -14,9 +14,11 @@ use serde_json::Map;
 use sha2::Digest;
 
 use rayon::prelude::*;
+use updater_core::Phase;
 use updater_core::advanced::control::MAX_CUSTOM_DATA_BYTES;
 use updater_core::advanced::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, check_label};
 use updater_core::advanced::manifest_encoding;
+use updater_core::advanced::progress::ProgressMeter;
 use updater_core::{Error, Result};
 
 use updater_core::advanced::release::{DEFAULT_CHANNEL, ReleaseCustom, target_name};
@@ -91,6 +93,17 @@ impl Repository {
         let run = Run::default();
         run.trust(&self.root, &previous);
         super::durable::make_fan_out(&self.root.join("blobs"), &run.pending)?;
+        let source_bytes = files
+            .iter()
+            .filter_map(|(path, _)| std::fs::metadata(path.join_to(&request.source)).ok())
+            .map(|meta| meta.len())
+            .sum();
+        let progress = ProgressMeter::started(
+            request.events.as_ref().map(|e| e.sink().clone()),
+            Phase::PublishCompress,
+            source_bytes,
+            files.len() as u64,
+        );
         // Hashing and compressing on every core; `collect` keeps the files' order, and a
         // blob's bytes do not depend on the thread that made it, so the manifest is the same
         // whatever the number of threads.
@@ -114,9 +127,11 @@ impl Repository {
                     new_blobs += new.0;
                     new_blob_bytes += new.1;
                 }
+                progress.file_done(entry.size);
                 Ok((entry, new_blobs, new_blob_bytes, is_archive))
             })
             .collect::<Result<_>>()?;
+        progress.finish();
         let mut entries = Vec::with_capacity(stored.len());
         let (mut new_blobs, mut new_blob_bytes, mut archives) = (0, 0, 0);
         for (entry, blobs, bytes, is_archive) in stored {
@@ -355,6 +370,7 @@ mod tests {
             control: Default::default(),
             data: Map::new(),
             allow_prerelease: false,
+            events: None,
         };
         (request, semver::Version::parse(version).unwrap())
     }

@@ -31,6 +31,8 @@ pub mod lock;
 pub mod manifest;
 #[path = "manifest_encoding.rs"]
 pub mod manifest_encoding;
+#[path = "progress.rs"]
+pub mod progress;
 #[path = "receipts/mod.rs"]
 pub mod receipts;
 #[path = "release.rs"]

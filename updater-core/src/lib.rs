@@ -46,13 +46,13 @@ mod updater;
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
     archive, blob, control, delta, download, error, fault, lock, manifest, manifest_encoding,
-    receipts, release, settings, shortcut, stage, switch, transport, tuf,
+    progress, receipts, release, settings, shortcut, stage, switch, transport, tuf,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
 pub use control::select::{HeldBack, HoldReason};
 pub use error::{Error, Result};
-pub use events::{Event, EventSink};
+pub use events::{Event, EventSink, Events, Phase, Progress};
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
 pub use release::Release;
 pub use shortcut::{Shortcut, ShortcutLocation};

@@ -3,12 +3,14 @@
 //!
 //! The updater wraps its transport in one meter for the metadata (TUF roles and the release
 //! manifest) and one for the content, and reports both (`metadata_bytes`, `content_bytes`).
+//! The content meter also drives the download phase's progress ([`ProgressMeter`]).
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
+use crate::progress::ProgressMeter;
 use crate::transport::{Request, Response, Transport};
 
 /// Counts the body bytes read through it.
@@ -16,6 +18,7 @@ use crate::transport::{Request, Response, Transport};
 pub(crate) struct Metered<'a> {
     inner: &'a dyn Transport,
     bytes: Arc<AtomicU64>,
+    progress: Option<Arc<ProgressMeter>>,
 }
 
 impl<'a> Metered<'a> {
@@ -23,6 +26,15 @@ impl<'a> Metered<'a> {
         Metered {
             inner,
             bytes: Arc::new(AtomicU64::new(0)),
+            progress: None,
+        }
+    }
+
+    /// Also counts every body byte into `progress` (the download phase's meter).
+    pub(crate) fn with_progress(inner: &'a dyn Transport, progress: Arc<ProgressMeter>) -> Self {
+        Metered {
+            progress: Some(progress),
+            ..Metered::new(inner)
         }
     }
 
@@ -38,6 +50,7 @@ impl Metered<'_> {
         Box::new(Counting {
             inner: body,
             bytes: Arc::clone(&self.bytes),
+            progress: self.progress.clone(),
         })
     }
 }
@@ -53,12 +66,16 @@ impl Transport for Metered<'_> {
 struct Counting {
     inner: Box<dyn Read + Send>,
     bytes: Arc<AtomicU64>,
+    progress: Option<Arc<ProgressMeter>>,
 }
 
 impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(progress) = &self.progress {
+            progress.add_bytes(n as u64);
+        }
         Ok(n)
     }
 }

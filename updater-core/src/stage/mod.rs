@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 mod archive;
 mod durable;
+mod estimate;
 mod file_stat;
 mod local;
 mod pack;
@@ -50,8 +51,8 @@ pub use local::LocalFiles;
 use crate::blob;
 use crate::download::{CachedFile, RetryPolicy, fetch_authenticated};
 use crate::error::{Error, Result};
-use crate::events::{Event, EventSink};
 use crate::manifest::{Content, Expected, FileEntry, Manifest};
+use crate::progress::ProgressMeter;
 use crate::transport::{Transport, join_url};
 
 /// Fetch blobs from the pack only when at least this many are needed.
@@ -184,8 +185,9 @@ pub struct Stager<'a> {
     pub repo_url: &'a str,
     /// Retry policy for blob downloads.
     pub retry: RetryPolicy,
-    /// Progress receiver.
-    pub events: Option<&'a EventSink>,
+    /// The download phase's meter, which the transport also counts received bytes into:
+    /// staging starts it with the plan's totals, counts each file made, and finishes it.
+    pub progress: Option<&'a ProgressMeter>,
     /// Where the pack's blob slices start: the length of the compressed manifest the pack
     /// begins with (`manifest_in_pack`), else 0. Manifest offsets count from here.
     pub pack_data_start: u64,
@@ -307,6 +309,11 @@ impl Stager<'_> {
         }
         // Step 2.
         let (routes, blobs) = self.plan(manifest, local);
+        if let Some(progress) = self.progress {
+            let bytes =
+                estimate::download_size(manifest, &routes, local, &self.install.cache_dir());
+            progress.start(bytes, manifest.files.len() as u64);
+        }
         let mut report = StageReport::default();
         // Files written while their blobs stream in from the pack (step 3 skips them).
         let mut from_pack = vec![false; manifest.files.len()];
@@ -340,7 +347,6 @@ impl Stager<'_> {
             report.pack_requests += requests;
         }
         // Step 3.
-        let total = manifest.files.len();
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             let dest = entry.path.join_to(&staging);
             let mut done = from_pack[index];
@@ -392,15 +398,12 @@ impl Stager<'_> {
             }
             #[cfg(feature = "fault-injection")]
             crate::fault::step(&format!("stage-file-{}", index + 1));
-            if let Some(events) = self.events
-                && (index + 1 == total || index % 64 == 0)
-            {
-                events(&Event::Progress {
-                    files_done: index + 1,
-                    files_total: total,
-                    bytes_downloaded: report.bytes_downloaded,
-                });
+            if let Some(progress) = self.progress {
+                progress.file_done(0);
             }
+        }
+        if let Some(progress) = self.progress {
+            progress.finish();
         }
         fsutil::remove_dir_all_if_exists(&scratch)?;
         // Step 4: every file and folder on disk before the folder is renamed into place.

@@ -12,6 +12,7 @@ use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
 use crate::download::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
@@ -58,6 +59,8 @@ pub struct InstallOptions {
     pub shortcuts: Vec<ShortcutLocation>,
     /// Groups the install is in, for releases published to groups.
     pub groups: Vec<String>,
+    /// Where progress events go while the release downloads (`None`: nowhere).
+    pub events: Option<Events>,
 }
 
 impl InstallOptions {
@@ -86,6 +89,7 @@ impl InstallOptions {
             launcher,
             shortcuts: Vec::new(),
             groups: Vec::new(),
+            events: None,
         }
     }
 
@@ -116,6 +120,12 @@ impl InstallOptions {
     /// Groups the install is in.
     pub fn with_groups(mut self, groups: Vec<String>) -> Self {
         self.groups = groups;
+        self
+    }
+
+    /// Where progress events go while the release downloads.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
         self
     }
 }
@@ -266,7 +276,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         &settings,
         transport.as_ref(),
         &retry,
-        None,
+        options.events.as_ref().map(Events::sink),
         &manifest,
         pack_data_start(&release, &manifest),
         fresh.opened_pack,

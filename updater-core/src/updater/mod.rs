@@ -379,7 +379,7 @@ impl Updater {
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
-            self.events.as_deref(),
+            self.events.as_ref(),
             &manifest,
             pack_data_start(release, &manifest),
             None,

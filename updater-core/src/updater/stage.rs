@@ -1,13 +1,16 @@
 //! Building a version beside the running one and moving it into `versions/`.
 
+use std::sync::Arc;
+
 use appstart_layout::{InstallDir, VersionName};
 
 use super::Staged;
 use crate::download::RetryPolicy;
 use crate::error::Result;
-use crate::events::EventSink;
+use crate::events::{EventSink, Phase};
 use crate::manifest::Manifest;
 use crate::metered::Metered;
+use crate::progress::ProgressMeter;
 use crate::settings::InstallSettings;
 use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, StageReport, Stager};
 use crate::switch;
@@ -21,7 +24,7 @@ pub(super) fn stage_version(
     settings: &InstallSettings,
     transport: &dyn Transport,
     retry: &RetryPolicy,
-    events: Option<&EventSink>,
+    events: Option<&Arc<EventSink>>,
     manifest: &Manifest,
     pack_data_start: u64,
     opened_pack: Option<OpenedPack>,
@@ -45,7 +48,9 @@ pub(super) fn stage_version(
         .filter(|v| *v != manifest.version)
         .collect();
     let local = LocalFiles::index(install, &sources);
-    let metered = Metered::new(transport);
+    // Every content byte received counts into the download phase's progress.
+    let progress = Arc::new(ProgressMeter::new(events.cloned(), Phase::Download));
+    let metered = Metered::with_progress(transport, Arc::clone(&progress));
     let opened_pack = opened_pack.map(|opened| OpenedPack {
         body: metered.count(opened.body),
         position: opened.position,
@@ -55,7 +60,7 @@ pub(super) fn stage_version(
         transport: &metered,
         repo_url: &settings.url,
         retry: *retry,
-        events,
+        progress: Some(&progress),
         pack_data_start,
         opened_pack: std::sync::Mutex::new(opened_pack),
     };

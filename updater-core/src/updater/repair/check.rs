@@ -8,13 +8,17 @@
 //! matches, so the bytes read are capped by the signed manifest's sizes.
 
 use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use appstart_layout::fsutil;
 
-use crate::blob;
 use crate::error::{Error, Result};
+use crate::events::{EventSink, Phase};
 use crate::manifest::Manifest;
+use crate::progress::ProgressMeter;
 use crate::stage::FileStat;
 
 /// What [`check_tree`] found.
@@ -40,8 +44,20 @@ impl TreeCheck {
     }
 }
 
-/// Checks `dir` against `manifest`, reading every listed file.
-pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
+/// Checks `dir` against `manifest`, reading every listed file. Progress (phase `verify`:
+/// the listed files and their signed sizes) goes to `events`.
+pub(super) fn check_tree(
+    dir: &Path,
+    manifest: &Manifest,
+    events: Option<Arc<EventSink>>,
+) -> Result<TreeCheck> {
+    let bytes_total = manifest.files.iter().map(|f| f.size).sum();
+    let progress = ProgressMeter::started(
+        events,
+        Phase::Verify,
+        bytes_total,
+        manifest.files.len() as u64,
+    );
     let mut check = TreeCheck::default();
     let mut listed_dirs: BTreeSet<String> =
         manifest.directories.iter().map(|d| d.to_string()).collect();
@@ -62,6 +78,7 @@ pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
         let name = entry.path.as_str().to_string();
         let Ok(before) = std::fs::symlink_metadata(&path) else {
             check.missing.push(name);
+            progress.file_done(entry.size);
             continue;
         };
         if !before.is_file()
@@ -69,10 +86,13 @@ pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
             || (cfg!(unix) && fsutil::is_executable(&before) != entry.executable)
         {
             check.damaged.push(name);
+            progress.file_done(entry.size);
             continue;
         }
         check.files_checked += 1;
-        let (hash, size) = blob::hash_file(&path)?;
+        let (hash, size) = hash_counting(&path, entry.size, &progress)?;
+        // A file that shrank while read counts its missing bytes here, so the total is met.
+        progress.file_done(entry.size.saturating_sub(size));
         let after = std::fs::symlink_metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
         let stat = FileStat::of(&path, &before);
         // Changed while it was read: not known to be intact.
@@ -84,10 +104,34 @@ pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
         }
     }
     find_extra(dir, &listed_dirs, &listed_files, &mut check.extra)?;
+    progress.finish();
     for list in [&mut check.damaged, &mut check.missing, &mut check.extra] {
         list.sort();
     }
     Ok(check)
+}
+
+/// The BLAKE3 (hex) and length of the file at `path`, each block read counted into
+/// `progress` (a large file moves the bar while it is hashed). At most `size + 1` bytes are
+/// read, so a file that grows while it is read is found damaged, not read for ever.
+fn hash_counting(path: &Path, size: u64, progress: &ProgressMeter) -> Result<(String, u64)> {
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut file = file.take(size.saturating_add(1));
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        hasher.update(&buffer[..n]);
+        total += n as u64;
+        progress.add_bytes(n as u64);
+    }
+    Ok((hasher.finalize().to_hex().to_string(), total))
 }
 
 /// Names everything below `dir` that is neither a listed file nor a listed folder.

@@ -35,6 +35,7 @@ mod windows;
 use windows as platform;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use appstart_layout::state::Switched;
 use appstart_layout::{LauncherConfig, VersionName, fsutil};
@@ -42,8 +43,10 @@ use serde::Serialize;
 
 use super::Updater;
 use crate::error::{Error, Result};
+use crate::events::Phase;
 use crate::lock::InstallLock;
 use crate::metered::Metered;
+use crate::progress::ProgressMeter;
 use crate::release::target_name;
 use crate::stage::{InstalledRecord, LocalFiles, Stager};
 use crate::switch;
@@ -159,13 +162,14 @@ impl Updater {
         }
         let mut without_pack = manifest.clone();
         without_pack.pack = None;
-        let metered = Metered::new(self.transport.as_ref());
+        let progress = Arc::new(ProgressMeter::new(self.events.clone(), Phase::Download));
+        let metered = Metered::with_progress(self.transport.as_ref(), Arc::clone(&progress));
         let stager = Stager {
             install: &self.install,
             transport: &metered,
             repo_url: &self.settings.url,
             retry: self.retry,
-            events: self.events.as_deref(),
+            progress: Some(&progress),
             pack_data_start: 0,
             opened_pack: std::sync::Mutex::new(None),
         };
@@ -259,7 +263,11 @@ impl Updater {
             ))
         })?;
         let record_checked = self.check_record(&record)?;
-        let tree = check::check_tree(&self.install.version_dir(&version), &record.manifest)?;
+        let tree = check::check_tree(
+            &self.install.version_dir(&version),
+            &record.manifest,
+            self.events.clone(),
+        )?;
         let report = VerifyReport {
             version,
             ok: tree.ok() && config_ok,
