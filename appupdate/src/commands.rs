@@ -197,6 +197,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .context("--shortcut")?,
                 groups: args.groups,
+                timeout: None,
+                cancel: updater_core::CancelToken::default(),
             };
             let report = updater_core::install(&options)?;
             if args.json {

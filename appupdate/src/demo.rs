@@ -92,6 +92,8 @@ fn run_in(root: PathBuf) -> Result<()> {
         launcher,
         shortcuts: Vec::new(),
         groups: Vec::new(),
+        timeout: None,
+        cancel: updater_core::CancelToken::default(),
     })?;
     println!(
         "    installed 1.0.0: {} bytes downloaded",

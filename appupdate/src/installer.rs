@@ -164,6 +164,8 @@ pub fn run(payload: Payload) -> Result<ExitCode> {
         launcher,
         shortcuts,
         groups: Vec::new(),
+        timeout: None,
+        cancel: updater_core::CancelToken::default(),
     };
     let report = updater_core::install(&options)
         .with_context(|| format!("installing {} into {}", options.app, dir.display()))?;

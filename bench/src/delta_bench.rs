@@ -195,6 +195,8 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
         launcher: bin_dir.join("appstart"),
         shortcuts: Vec::new(),
         groups: Vec::new(),
+        timeout: None,
+        cancel: updater_core::CancelToken::default(),
     })?;
     let start = Instant::now();
     publish(v2, "2.0.0")?;

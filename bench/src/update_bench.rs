@@ -132,6 +132,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         launcher,
         shortcuts: Vec::new(),
         groups: Vec::new(),
+        timeout: None,
+        cancel: updater_core::CancelToken::default(),
     })?;
     let install_log = log1
         .lock()

@@ -27,6 +27,7 @@
 
 pub mod archive;
 pub mod blob;
+pub mod cancel;
 pub mod control;
 pub mod delta;
 pub mod download;
@@ -56,8 +57,10 @@ pub mod transport;
 pub mod tuf;
 pub mod uninstall;
 pub mod updater;
+pub mod watched;
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
+pub use cancel::CancelToken;
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};

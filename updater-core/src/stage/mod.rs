@@ -342,6 +342,7 @@ impl Stager<'_> {
         // Step 3.
         let total = manifest.files.len();
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
+            self.retry.cancel.check()?;
             let dest = entry.path.join_to(&staging);
             let mut done = from_pack[index];
             if done {
@@ -363,6 +364,7 @@ impl Stager<'_> {
                         set_read_only(&dest, entry.executable)?;
                         done = true;
                     }
+                    Err(err) if err.ends_operation() => return Err(err),
                     Err(err) => {
                         log::warn!(
                             "could not rebuild {} from its parts, taking the whole file: {}",
@@ -407,6 +409,7 @@ impl Stager<'_> {
         durable::staging_written(&staging, &folders)?;
         crate::fault::step("staged");
         // Step 5.
+        self.retry.cancel.check()?;
         let stats = verify_tree(&staging, manifest)?;
         crate::fault::step("verified");
         Ok((staging, report, stats))
@@ -531,6 +534,8 @@ impl Stager<'_> {
             })();
             match attempt {
                 Ok(received) => return Ok(Some(received)),
+                // The delta's verified bytes stay cached for the next run.
+                Err(err) if err.ends_operation() => return Err(err),
                 Err(err) => {
                     log::warn!(
                         "delta {url} failed, using the whole file instead: {}",

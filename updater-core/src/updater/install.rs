@@ -8,6 +8,7 @@ use appstart_layout::{InstallDir, LauncherConfig, history};
 use super::UpdateReport;
 use super::find::{Chooser, refresh};
 use super::stage::stage_version;
+use crate::cancel::CancelToken;
 use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
 use crate::download::RetryPolicy;
@@ -20,6 +21,8 @@ use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
 use crate::transport::{HttpTimeouts, for_url};
 use crate::tuf::client::{Limits, TrustedMetadata};
+use crate::watched::Watched;
+use std::sync::Arc;
 
 /// Options of a fresh install.
 #[derive(Debug, Clone)]
@@ -42,6 +45,11 @@ pub struct InstallOptions {
     pub shortcuts: Vec<ShortcutLocation>,
     /// Groups the install is in, for releases published to groups.
     pub groups: Vec<String>,
+    /// Fail a request after this long without data from the server (once, not retried).
+    /// `None`: 30 s, the installed `stall_secs` default. Not saved in the install.
+    pub timeout: Option<Duration>,
+    /// Stops the install part-way when cancelled (the folder is then removed again).
+    pub cancel: CancelToken,
 }
 
 /// Installs the newest eligible release of an app into a new folder, with the shortcuts
@@ -132,10 +140,20 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         )));
     }
     let install_id = InstallId::load_or_create(&install.install_id_path())?;
-    let transport = for_url(&settings.url, HttpTimeouts::default())?;
-    let retry = RetryPolicy::default();
+    let stall = options
+        .timeout
+        .unwrap_or(Duration::from_secs(settings.stall_secs));
+    let transport = Watched::new(
+        Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?),
+        options.cancel.clone(),
+        stall,
+    );
+    let retry = RetryPolicy {
+        cancel: options.cancel.clone(),
+        ..RetryPolicy::default()
+    };
     let refreshed =
-        refresh(&install, &settings, transport.as_ref(), &retry).map_err(|err| match err {
+        refresh(&install, &settings, &transport, &retry).map_err(|err| match err {
             // Not one signature from the keys the given root trusts: the root is another
             // repository's (the commonest mistake with a new repository).
             Error::Threshold { valid: 0, .. } => Error::Invalid(format!(
@@ -171,7 +189,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             options.url, options.app, options.channel, options.platform
         ))
     })?;
-    let metered = Metered::new(transport.as_ref());
+    let metered = Metered::new(&transport);
     let fresh = fetch_fresh(
         &ManifestSource {
             trusted: &trusted,
@@ -182,13 +200,13 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             install: &install,
         },
         &release,
-        transport.as_ref(),
+        &transport,
     )?;
     let manifest = fresh.manifest;
     let mut staged = stage_version(
         &install,
         &settings,
-        transport.as_ref(),
+        &transport,
         &retry,
         None,
         &manifest,

@@ -54,7 +54,7 @@ pub(super) fn stage_version(
         install,
         transport: &metered,
         repo_url: &settings.url,
-        retry: *retry,
+        retry: retry.clone(),
         events,
         pack_data_start,
         opened_pack: std::sync::Mutex::new(opened_pack),

@@ -41,7 +41,11 @@ impl TreeCheck {
 }
 
 /// Checks `dir` against `manifest`, reading every listed file.
-pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
+pub(super) fn check_tree(
+    dir: &Path,
+    manifest: &Manifest,
+    cancel: &crate::cancel::CancelToken,
+) -> Result<TreeCheck> {
     let mut check = TreeCheck::default();
     let mut listed_dirs: BTreeSet<String> =
         manifest.directories.iter().map(|d| d.to_string()).collect();
@@ -58,6 +62,7 @@ pub(super) fn check_tree(dir: &Path, manifest: &Manifest) -> Result<TreeCheck> {
         }
     }
     for (index, entry) in manifest.files.iter().enumerate() {
+        cancel.check()?;
         let path = entry.path.join_to(dir);
         let name = entry.path.as_str().to_string();
         let Ok(before) = std::fs::symlink_metadata(&path) else {

@@ -164,7 +164,7 @@ impl Updater {
             install: &self.install,
             transport: &metered,
             repo_url: &self.settings.url,
-            retry: self.retry,
+            retry: self.retry.clone(),
             events: self.events.as_deref(),
             pack_data_start: 0,
             opened_pack: std::sync::Mutex::new(None),
@@ -259,7 +259,11 @@ impl Updater {
             ))
         })?;
         let record_checked = self.check_record(&record)?;
-        let tree = check::check_tree(&self.install.version_dir(&version), &record.manifest)?;
+        let tree = check::check_tree(
+            &self.install.version_dir(&version),
+            &record.manifest,
+            &self.retry.cancel,
+        )?;
         let report = VerifyReport {
             version,
             ok: tree.ok() && config_ok,
