@@ -197,8 +197,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .context("--shortcut")?,
                 groups: args.groups,
-                timeout: None,
-                cancel: updater_core::CancelToken::default(),
+                timeout: args.network.timeout.map(std::time::Duration::from_secs),
+                cancel: crate::interrupt::token(),
             };
             let report = updater_core::install(&options)?;
             if args.json {
@@ -216,7 +216,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Installer(args) => crate::installer::build(args)?,
         Command::Check(args) => {
-            let updater = open(&args.dir, args.lock_timeout)?;
+            let updater = open_fetching(&args.common.dir, args.common.lock_timeout, &args.network)?;
+            let args = args.common;
             let check = updater.check()?;
             let available = check.available.as_ref().map(|r| r.version().clone());
             if args.json {
@@ -248,8 +249,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Update(args) if args.download_only => {
+            let report = open_fetching(&args.common.dir, args.common.lock_timeout, &args.network)?
+                .download_only()?;
             let args = args.common;
-            let report = open(&args.dir, args.lock_timeout)?.download_only()?;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -266,8 +268,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Update(args) => {
             let apply = args.apply;
+            let updater = open_fetching(&args.common.dir, args.common.lock_timeout, &args.network)?;
             let args = args.common;
-            let updater = open(&args.dir, args.lock_timeout)?;
             let report = if apply {
                 updater.apply_staged()?
             } else {
@@ -394,6 +396,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
     let mut updater = Updater::open(dir)?;
     updater.set_lock_wait(std::time::Duration::from_secs(lock_timeout));
+    Ok(updater)
+}
+
+/// [`open`] for a command that fetches: Ctrl-C cancels it ([`crate::interrupt`]) and
+/// `--timeout` sets the stall timeout.
+pub fn open_fetching(
+    dir: &std::path::Path,
+    lock_timeout: u64,
+    network: &crate::cli::NetworkArgs,
+) -> Result<Updater> {
+    let mut updater = open(dir, lock_timeout)?.with_cancel(crate::interrupt::token());
+    if let Some(seconds) = network.timeout {
+        updater.set_timeout(std::time::Duration::from_secs(seconds));
+    }
     Ok(updater)
 }
 
