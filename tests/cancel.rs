@@ -1,6 +1,7 @@
 //! Cancellation and stalls (issue 17 items 2 and 8): Ctrl-C stops `appupdate update` cleanly
-//! (exit 130, install unchanged, partial downloads kept so the next run fetches less), and a
-//! stalled server fails once after `--timeout`.
+//! (exit 130, install unchanged, partial downloads kept so the next run fetches less), a
+//! stalled server fails once after `--timeout`, and a `Poller` stops at once even while its
+//! server stalls.
 //!
 //! The stalled servers are real: a loopback listener that accepts and never answers, and a
 //! proxy in front of `appupdate serve` that sends half of a blob and then holds the
@@ -287,4 +288,45 @@ fn a_stalled_server_fails_once_after_the_timeout_naming_the_url() {
     );
     let refused = appupdate(&["check", "--dir", dir_text, "--timeout", "0"]);
     assert!(!refused.status.success());
+}
+
+#[test]
+fn a_poller_stops_at_once_while_its_server_stalls() {
+    let (_publisher, _server, _home, dir) = installed();
+    let (url, accepted) = stalled_listener();
+    point_at(&dir, &url);
+    let updater = updater_core::Updater::open(&dir).unwrap();
+    let mut options = updater_core::PollerOptions::default();
+    options.initial_delay = Duration::ZERO;
+    options.jitter = 0.0;
+    options.timeout = Some(Duration::from_secs(300));
+    let poller = updater_core::Poller::spawn(updater, options, |_| {});
+    let start = Instant::now();
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the poller never connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A round is now waiting on the stalled server (up to 300 s): dropping the poller must
+    // cancel it rather than wait.
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(poller);
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(GENEROUS).is_ok(),
+        "dropping the poller hung on the stalled server"
+    );
+    assert!(!poller_left_staging(&dir));
+}
+
+/// Whether a staging folder was left under versions/.
+fn poller_left_staging(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("versions"))
+        .unwrap()
+        .map_while(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with(".staging"))
 }
