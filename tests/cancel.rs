@@ -330,3 +330,31 @@ fn poller_left_staging(dir: &Path) -> bool {
         .map_while(Result::ok)
         .any(|e| e.file_name().to_string_lossy().starts_with(".staging"))
 }
+
+#[test]
+fn an_updater_cancelled_part_way_returns_cancelled_and_changes_nothing() {
+    let (_publisher, _server, _home, dir) = installed();
+    let config_before = std::fs::read(dir.join("appstart.toml")).unwrap();
+    let versions_before = tree_snapshot(&dir.join("versions"));
+    let token = updater_core::CancelToken::new();
+    let mut updater = updater_core::Updater::open(&dir)
+        .unwrap()
+        .with_cancel(token.clone());
+    // Cancelled by the app in the middle of staging: at the first progress event.
+    updater.on_event(move |event| {
+        if matches!(event, updater_core::Event::Progress { .. }) {
+            token.cancel();
+        }
+    });
+    let err = updater.update().expect_err("cancelled part-way");
+    assert!(matches!(err, updater_core::Error::Cancelled), "{err}");
+    assert_eq!(err.code(), "cancelled");
+    assert_eq!(
+        std::fs::read(dir.join("appstart.toml")).unwrap(),
+        config_before
+    );
+    assert_eq!(tree_snapshot(&dir.join("versions")), versions_before);
+    // A fresh updater (a new token) finishes the job.
+    let report = updater_core::Updater::open(&dir).unwrap().update().unwrap();
+    assert_eq!(report.to.map(|v| v.to_string()).as_deref(), Some("2.0.0"));
+}
