@@ -657,8 +657,9 @@ fn the_app_declines_releases_through_on_found_and_the_poller_relaunches_after_a_
     ]);
     publish_sample_app(&fleet, "2.0.0", &["--custom", "tier=free", "--critical"]);
     publish_sample_app(&fleet, "1.5.0", &["--custom", "tier=pro", "--critical"]);
-    // The app declines 2.0.0, takes 1.5.0 (critical: the poller relaunches it although the
-    // app itself does not ask), and then exits once it runs 1.5.0.
+    // The app declines 2.0.0, takes 1.5.0 (critical: the poller asks for a restart although
+    // the app itself does not, and the app's main thread restarts, never the poller's
+    // thread), and then exits once it runs 1.5.0.
     let output = run(Command::new(dir.join("appstart")).args([
         "--poll-ms",
         "200",
@@ -674,6 +675,10 @@ fn the_app_declines_releases_through_on_found_and_the_poller_relaunches_after_a_
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("declined 2.0.0"), "{stdout}");
     assert!(stdout.contains("critical: true"), "{stdout}");
+    assert!(
+        stdout.contains("the poller asks for a restart (critical update)"),
+        "the restart comes from the app's main thread: {stdout}"
+    );
     assert!(stdout.contains("sample-app 1.5.0"), "{stdout}");
     assert!(!stdout.contains("sample-app 2.0.0"), "{stdout}");
 }

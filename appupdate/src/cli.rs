@@ -40,7 +40,7 @@ pub enum Command {
     /// at --url, trusting REPO's first root) and starts it, run or double-clicked.
     Installer(InstallerArgs),
     /// Look for a newer release (refreshes the trusted metadata).
-    Check(DirArgs),
+    Check(CheckArgs),
     /// Download, verify and switch to the newest eligible release (or only download it, or
     /// switch to what was downloaded earlier).
     Update(UpdateArgs),
@@ -305,9 +305,32 @@ pub struct InstallArgs {
     /// Put the install in this group (repeatable), for releases published with `--groups`.
     #[arg(long = "group", value_name = "G")]
     pub groups: Vec<String>,
+    /// Stall timeout.
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--timeout SECS`, for the commands that fetch.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Fail after SECS seconds without any data from the server (once: a stall is not
+    /// retried). Default: `stall_secs` of the install's state/install.toml (30).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+}
+
+/// `appupdate check ...`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Install folder, lock timeout, JSON.
+    #[command(flatten)]
+    pub common: DirArgs,
+    /// Stall timeout.
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// `appupdate channel ...`
@@ -385,6 +408,9 @@ pub struct UpdateArgs {
     /// Switch to the release `--download-only` staged, without any network access.
     #[arg(long)]
     pub apply: bool,
+    /// Stall timeout.
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// `appupdate unskip ...`

@@ -198,6 +198,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .with_shortcuts(shortcuts)
                     .with_groups(args.groups);
             options.events = output.events(args.json);
+            options.timeout = args.network.timeout.map(std::time::Duration::from_secs);
+            options.cancel = crate::interrupt::token();
             let report = updater_core::install(&options)?;
             if args.json {
                 print_json(&report)?;
@@ -214,7 +216,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Installer(args) => crate::installer::build(args)?,
         Command::Check(args) => {
-            let updater = open(&args.dir, args.lock_timeout)?;
+            let updater = open_fetching(
+                &args.common.dir,
+                args.common.lock_timeout,
+                &args.network,
+                None,
+            )?;
+            let args = args.common;
             let check = updater.check()?;
             let available = check.available.as_ref().map(|r| r.version().clone());
             if args.json {
@@ -246,9 +254,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Update(args) if args.download_only => {
+            let events = output.events(args.common.json);
+            let report = open_fetching(
+                &args.common.dir,
+                args.common.lock_timeout,
+                &args.network,
+                events,
+            )?
+            .download_only()?;
             let args = args.common;
-            let report = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?
-                .download_only()?;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -265,8 +279,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Update(args) => {
             let apply = args.apply;
+            let events = output.events(args.common.json);
+            let updater = open_fetching(
+                &args.common.dir,
+                args.common.lock_timeout,
+                &args.network,
+                events,
+            )?;
             let args = args.common;
-            let updater = open_reporting(&args.dir, args.lock_timeout, output.events(args.json))?;
             let report = if apply {
                 updater.apply_staged()?
             } else {
@@ -399,13 +419,18 @@ pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {
     Ok(updater)
 }
 
-/// [`open`], sending events to `events`.
-pub fn open_reporting(
+/// [`open`] for a command that fetches: Ctrl-C cancels it ([`crate::interrupt`]),
+/// `--timeout` sets the stall timeout, and progress goes to `events`.
+pub fn open_fetching(
     dir: &std::path::Path,
     lock_timeout: u64,
+    network: &crate::cli::NetworkArgs,
     events: Option<updater_core::Events>,
 ) -> Result<Updater> {
-    let mut updater = open(dir, lock_timeout)?;
+    let mut updater = open(dir, lock_timeout)?.with_cancel(crate::interrupt::token());
+    if let Some(seconds) = network.timeout {
+        updater.set_timeout(std::time::Duration::from_secs(seconds));
+    }
     if let Some(events) = events {
         updater.on_event(move |event| events.sink()(event));
     }

@@ -12,6 +12,7 @@ mod demo;
 mod docs_cmd;
 mod fleet_cmd;
 mod installer;
+mod interrupt;
 mod payload;
 mod progress;
 mod receipts_cmd;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if interrupt::cancelled() => interrupt::exit(&err),
         Err(err) => {
             eprintln!("appupdate: error: {err:#}");
             ExitCode::FAILURE

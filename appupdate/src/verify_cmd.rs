@@ -23,6 +23,9 @@ pub struct VerifyArgs {
     /// Seconds to wait for another updater working on the same install.
     #[arg(long, default_value_t = 30)]
     pub lock_timeout: u64,
+    /// Stall timeout (for --repair's downloads).
+    #[command(flatten)]
+    pub network: crate::cli::NetworkArgs,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -30,7 +33,8 @@ pub struct VerifyArgs {
 
 /// Runs `verify`.
 pub fn run(args: &VerifyArgs, events: Option<updater_core::Events>) -> Result<ExitCode> {
-    let updater = crate::commands::open_reporting(&args.dir, args.lock_timeout, events)?;
+    let updater =
+        crate::commands::open_fetching(&args.dir, args.lock_timeout, &args.network, events)?;
     if args.repair {
         let report = updater.repair()?;
         if args.json {

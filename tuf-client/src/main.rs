@@ -142,6 +142,7 @@ fn retry_policy() -> RetryPolicy {
         attempts: 2,
         base_delay: std::time::Duration::from_millis(50),
         max_delay: std::time::Duration::from_secs(1),
+        ..RetryPolicy::default()
     }
 }
 

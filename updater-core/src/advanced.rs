@@ -15,6 +15,8 @@
 pub mod archive;
 #[path = "blob.rs"]
 pub mod blob;
+#[path = "cancel.rs"]
+pub mod cancel;
 #[path = "control/mod.rs"]
 pub mod control;
 #[path = "delta/mod.rs"]
@@ -49,5 +51,7 @@ pub mod switch;
 pub mod transport;
 #[path = "tuf/mod.rs"]
 pub mod tuf;
+#[path = "watched.rs"]
+pub mod watched;
 
 pub use appstart_layout::fsutil;

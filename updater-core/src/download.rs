@@ -8,17 +8,25 @@
 //!   run) it continues with `Range: bytes=N-` and insists on `206` with a matching
 //!   `Content-Range`; a server that answers `200` instead is read from the start. A partial
 //!   file is kept on network failure and deleted on a content failure (after rustup).
+//! - Cancellation and stalls: the policy's [`CancelToken`] ends the waits between tries, and
+//!   [`Error::Cancelled`] and [`Error::Stalled`] are never retried. A cancelled or stalled
+//!   download keeps its `.partial` file, so the next run resumes it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::transport::{Request, Status, Transport};
 
 /// How often and how patiently to retry.
-#[derive(Debug, Clone, Copy)]
+///
+/// Bounds: a refused or dropped connection is tried `attempts` times with waits of
+/// `base_delay` doubling up to `max_delay` between them (by default 5 tries, about 3 s of
+/// waiting in all); a stalled server fails once after the transport's stall timeout.
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Tries in all, the first included.
     pub attempts: u32,
@@ -26,6 +34,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest delay between tries, also the cap on `Retry-After`.
     pub max_delay: Duration,
+    /// Stops the waits between tries (and the operation) when cancelled.
+    pub cancel: CancelToken,
 }
 
 impl Default for RetryPolicy {
@@ -34,6 +44,7 @@ impl Default for RetryPolicy {
             attempts: 5,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),
+            cancel: CancelToken::default(),
         }
     }
 }
@@ -43,6 +54,7 @@ impl RetryPolicy {
     pub fn run<T>(&self, mut operation: impl FnMut(u32) -> Result<T>) -> Result<T> {
         let mut attempt = 1;
         loop {
+            self.cancel.check()?;
             match operation(attempt) {
                 Ok(value) => return Ok(value),
                 Err(err) if err.is_retryable() && attempt < self.attempts => {
@@ -52,7 +64,7 @@ impl RetryPolicy {
                         delay.as_secs_f64(),
                         self.attempts
                     );
-                    std::thread::sleep(delay);
+                    self.cancel.sleep(delay)?;
                     attempt += 1;
                 }
                 Err(err) => return Err(err),
@@ -130,12 +142,12 @@ pub fn read_capped(body: impl Read, out: &mut impl Write, limit: u64, url: &str)
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Transport {
+                return Err(crate::watched::read_error(e, |e| Error::Transport {
                     url: url.to_string(),
                     message: format!("connection failed after {total} bytes: {e}"),
                     retryable: true,
                     retry_after: None,
-                });
+                }));
             }
         };
         total += n as u64;

@@ -137,6 +137,23 @@ pub enum Error {
     /// A request that makes no sense for this install or repository.
     #[error("{0}")]
     Invalid(String),
+
+    /// The operation was cancelled ([`crate::CancelToken`], Ctrl-C). The install is as it
+    /// was; verified downloads are kept for the next run.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// The server sent nothing for the whole stall timeout. Not retried: one stall costs
+    /// one timeout, not one per try.
+    #[error(
+        "no data from {url} for {seconds} s; the server stalled (raise the limit with --timeout or `stall_secs` in state/install.toml)"
+    )]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// The stall timeout that ran out.
+        seconds: u64,
+    },
 }
 
 impl Error {
@@ -174,7 +191,15 @@ impl Error {
             Error::NotInstalled(_) => "not-installed",
             Error::Locked { .. } => "locked",
             Error::Invalid(_) => "invalid",
+            Error::Cancelled => "cancelled",
+            Error::Stalled { .. } => "timeout",
         }
+    }
+
+    /// Whether this ends the whole operation at once, with no fallback to another route:
+    /// a cancel, or a stalled server (trying elsewhere on it would stall again).
+    pub fn ends_operation(&self) -> bool {
+        matches!(self, Error::Cancelled | Error::Stalled { .. })
     }
 
     /// Whether retrying the same request may succeed.

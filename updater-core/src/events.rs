@@ -35,6 +35,12 @@ pub enum Event {
         /// The new current version.
         to: VersionName,
     },
+    /// The [`crate::Poller`] applied a critical release and asks the app to restart: the app
+    /// calls [`crate::request_restart`] from its own thread when it is ready.
+    RestartRequested {
+        /// The version that runs after the restart.
+        version: VersionName,
+    },
     /// A check or update failed; the installation is as it was.
     Failed {
         /// The error, with its causes.

@@ -45,11 +45,13 @@ mod updater;
 
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
-    archive, blob, control, delta, download, error, fault, lock, manifest, manifest_encoding,
-    progress, receipts, release, settings, shortcut, stage, switch, transport, tuf,
+    archive, blob, cancel, control, delta, download, error, fault, lock, manifest,
+    manifest_encoding, progress, receipts, release, settings, shortcut, stage, switch, transport,
+    tuf, watched,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
+pub use cancel::CancelToken;
 pub use control::select::{HeldBack, HoldReason};
 pub use error::{Error, Result};
 pub use events::{Event, EventSink, Events, Phase, Progress};

@@ -51,7 +51,7 @@ pub(crate) fn fetch_manifest(source: &ManifestSource<'_>, release: &Release) -> 
     );
     // The signed length, capped: a stolen targets key must not make us buffer 100 GB.
     let limit = release.target.length.min(MAX_MANIFEST_SIZE);
-    let bytes = match fetch_encoded(source, release, limit) {
+    let bytes = match fetch_encoded(source, release, limit)? {
         Some(bytes) => bytes,
         None => {
             let bytes = fetch_bytes(source.transport, &url, limit, source.retry)?;
@@ -114,6 +114,7 @@ pub(crate) fn fetch_fresh(
             Ok(_) => log::warn!(
                 "{url}: the manifest names another pack; fetching the manifest on its own"
             ),
+            Err(err) if err.ends_operation() => return Err(err),
             Err(err) => log::warn!("{err}; fetching the manifest on its own"),
         }
     }
@@ -154,11 +155,13 @@ fn open_pack(
     (&mut body)
         .take(zst.length.min(MAX_MANIFEST_SIZE))
         .read_to_end(&mut prefix)
-        .map_err(|e| Error::Transport {
-            url: url.to_string(),
-            message: e.to_string(),
-            retryable: true,
-            retry_after: None,
+        .map_err(|e| {
+            crate::watched::read_error(e, |e| Error::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+                retryable: true,
+                retry_after: None,
+            })
         })?;
     if prefix.len() as u64 != zst.length {
         return Err(Error::Mismatch {
@@ -184,8 +187,13 @@ fn open_pack(
 }
 
 /// The manifest from a delta or the compressed form, verified against the signed target;
-/// `None` when neither is listed or usable.
-fn fetch_encoded(source: &ManifestSource<'_>, release: &Release, limit: u64) -> Option<Vec<u8>> {
+/// `None` when neither is listed or usable. A cancel or a stall ends it with that error
+/// instead of trying the next form.
+fn fetch_encoded(
+    source: &ManifestSource<'_>,
+    release: &Release,
+    limit: u64,
+) -> Result<Option<Vec<u8>>> {
     let encodings =
         ManifestEncodings::from_custom(release.target.custom.as_ref(), &release.target_name);
     if !encodings.deltas.is_empty()
@@ -196,16 +204,20 @@ fn fetch_encoded(source: &ManifestSource<'_>, release: &Release, limit: u64) -> 
             sha256: delta.sha256.clone(),
         };
         match fetch_decoded(source, release, &file, DELTA_SUFFIX, &base, limit) {
-            Ok(bytes) => return Some(bytes),
+            Ok(bytes) => return Ok(Some(bytes)),
+            Err(err) if err.ends_operation() => return Err(err),
             Err(err) => log::warn!("{err}; taking the compressed manifest instead"),
         }
     }
-    let zst = encodings.zst.as_ref()?;
+    let Some(zst) = encodings.zst.as_ref() else {
+        return Ok(None);
+    };
     match fetch_decoded(source, release, zst, ZST_SUFFIX, &[], limit) {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.ends_operation() => Err(err),
         Err(err) => {
             log::warn!("{err}; taking the plain manifest instead");
-            None
+            Ok(None)
         }
     }
 }

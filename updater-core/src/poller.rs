@@ -6,11 +6,16 @@
 //! use updater_core::{Poller, PollerOptions, Updater};
 //!
 //! let updater = Updater::from_launcher_environment()?;
-//! let poller = Poller::spawn(updater, PollerOptions::default(), |report| {
+//! let mut poller = Poller::spawn(updater, PollerOptions::default(), |report| {
 //!     println!("updated to {:?}; restart to use it", report.to);
 //! });
-//! // ... the app runs; dropping `poller` stops the thread.
-//! # drop(poller);
+//! // ... the app runs, and now and then (its main loop, a timer):
+//! if poller.restart_requested() {
+//!     // Save the user's work first, then:
+//!     updater_core::request_restart();
+//! }
+//! // Stopping (or dropping) the poller cancels a round in progress and returns at once.
+//! poller.stop();
 //! # Ok(()) }
 //! ```
 //!
@@ -18,21 +23,31 @@
 //! skipped. Failures are reported as [`crate::Event::Failed`] and retried next round; the
 //! installation is never left half-changed.
 //!
+//! Stopping: [`Poller::stop`] and `Drop` cancel the poller's [`CancelToken`] and join the
+//! thread. A round in progress sees the token at its next network read (at most a few tens
+//! of milliseconds, even on a stalled server) or file, unwinds, and leaves the install as it
+//! was, keeping verified downloads for the next round.
+//!
 //! Release control (`docs/rollout.md`): the app's [`crate::Updater::on_found`] hook is asked
 //! before each download, and a [`crate::Decision::Defer`] sets the wait before the next
 //! round (at least a second). After a critical release is applied, the poller calls
-//! `on_update` and then [`request_restart`], which ends the process with the launcher's
-//! restart code from the poller thread: an app that must save its work first turns
-//! `restart_on_critical` off and restarts itself from `on_update` when `report.critical`. A
-//! release marked `stop` holds back anything newer until it has run (the updater's rule, see
-//! `docs/rollout.md`), so the poller needs nothing of its own for it. The hook runs while the
-//! install lock is held: it must answer quickly (ask the user later with `Defer`).
+//! `on_update`, then (with `restart_on_critical`) asks for a restart: it never ends the
+//! process itself, since the app may have unsaved work. [`Poller::restart_requested`] turns
+//! true and [`crate::Event::RestartRequested`] goes to the updater's event sink; the app
+//! calls [`request_restart`] from its own thread when it is ready. A release marked `stop`
+//! holds back anything newer until it has run (the updater's rule, see `docs/rollout.md`),
+//! so the poller needs nothing of its own for it. The hook runs while the install lock is
+//! held: it must answer quickly (ask the user later with `Defer`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cancel::CancelToken;
 use crate::error::Error;
+use crate::events::Event;
 use crate::updater::{UpdateReport, Updater};
 
 /// When to poll. Start from `PollerOptions::default()` and set the fields you need.
@@ -46,9 +61,14 @@ pub struct PollerOptions {
     /// Up to this fraction of `interval` is added at random, so clients spread out
     /// (clamped to 0..=1). Default: 0.2.
     pub jitter: f64,
-    /// After applying a critical release, restart the app at once ([`request_restart`],
-    /// after `on_update`). Default: on.
+    /// After applying a critical release (and calling `on_update`), ask the app to restart:
+    /// [`Poller::restart_requested`] turns true and [`Event::RestartRequested`] is sent. The
+    /// app then calls [`request_restart`] when it is ready; the poller never exits the
+    /// process. Default: on.
     pub restart_on_critical: bool,
+    /// Fail a request after this long without data from the server, once (a stall is not
+    /// retried). `None`: the install's `stall_secs` (default 30 s). Default: `None`.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for PollerOptions {
@@ -58,28 +78,39 @@ impl Default for PollerOptions {
             interval: Duration::from_secs(3600),
             jitter: 0.2,
             restart_on_critical: true,
+            timeout: None,
         }
     }
 }
 
-/// A running background poller. Dropping it stops the thread (waiting for a round in
-/// progress to finish, so no update is cut off halfway).
+/// A running background poller. [`Poller::stop`] or dropping it cancels a round in progress
+/// and stops the thread, returning within about a second.
 #[derive(Debug)]
 pub struct Poller {
     stop: Option<mpsc::Sender<()>>,
+    cancel: CancelToken,
+    restart: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Poller {
     /// Starts polling. `on_update` runs on the poller thread after each switch to a new
-    /// version; a typical app tells the user, or calls [`crate::request_restart`].
+    /// version; a typical app tells the user, and restarts later from its own thread with
+    /// [`crate::request_restart`]. The poller gives `updater` its own [`CancelToken`].
     pub fn spawn(
-        mut updater: Updater,
+        updater: Updater,
         options: PollerOptions,
         on_update: impl Fn(&UpdateReport) + Send + 'static,
     ) -> Poller {
         let (stop, stopped) = mpsc::channel::<()>();
+        let cancel = CancelToken::new();
+        let restart = Arc::new(AtomicBool::new(false));
+        let mut updater = updater.with_cancel(cancel.clone());
         updater.set_lock_wait(Duration::ZERO);
+        if let Some(timeout) = options.timeout {
+            updater.set_timeout(timeout);
+        }
+        let restart_flag = Arc::clone(&restart);
         let thread = std::thread::Builder::new()
             .name("appstart-poller".into())
             .spawn(move || {
@@ -95,11 +126,16 @@ impl Poller {
                     wait = options.interval + extra;
                     match updater.update() {
                         Ok(report) => {
-                            if report.to.is_some() {
+                            if let Some(to) = &report.to {
                                 on_update(&report);
                                 if report.critical && options.restart_on_critical {
-                                    log::warn!("critical update applied; restarting the app");
-                                    request_restart();
+                                    log::warn!(
+                                        "critical update to {to} applied; asking the app to restart"
+                                    );
+                                    restart_flag.store(true, Ordering::SeqCst);
+                                    updater.emit(Event::RestartRequested {
+                                        version: to.clone(),
+                                    });
                                 }
                             }
                             if let Some(error) = &report.error {
@@ -111,6 +147,7 @@ impl Poller {
                                 wait = Duration::from_secs(deferred.max(1));
                             }
                         }
+                        Err(Error::Cancelled) => return,
                         Err(Error::Locked { .. }) => {
                             log::info!("another updater is working; skipping this round")
                         }
@@ -123,17 +160,33 @@ impl Poller {
             .ok();
         Poller {
             stop: Some(stop),
+            cancel,
+            restart,
             thread,
+        }
+    }
+
+    /// Whether a critical update was applied and the app should restart
+    /// ([`PollerOptions::restart_on_critical`]): call [`request_restart`] when ready.
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(Ordering::SeqCst)
+    }
+
+    /// Cancels a round in progress (the install stays as it was) and stops the thread.
+    /// Returns once it has ended: within about a second, even on a stalled server. Calling
+    /// it again does nothing.
+    pub fn stop(&mut self) {
+        self.cancel.cancel();
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 }
 
@@ -147,6 +200,9 @@ fn random_unit() -> f64 {
 
 /// Ends the process with the launcher's restart code, so `appstart` starts the (new) current
 /// version. Outside the launcher (no `APPSTART_RESTART_CODE`), returns without exiting.
+///
+/// Call it from the app's own thread once its work is saved (for instance when
+/// [`Poller::restart_requested`] is true): it exits at once, without running destructors.
 pub fn request_restart() {
     if let Some(code) = restart_code() {
         std::process::exit(code);

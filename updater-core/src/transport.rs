@@ -64,12 +64,17 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 }
 
 /// Timeouts of the HTTP transport.
+///
+/// The updater's own stall timeout is enforced above the transport, by
+/// [`crate::watched::Watched`], which fails a request once after that time and is not
+/// retried; these are the transport's backstop, a little longer, so its worker thread ends
+/// soon after the updater gave up on it.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct HttpTimeouts {
     /// Connecting (DNS and TCP/TLS).
     pub connect: Duration,
-    /// Longest wait for any single read: a stalled server fails after this.
+    /// Longest wait for any single read.
     pub stall: Duration,
 }
 
@@ -78,6 +83,16 @@ impl Default for HttpTimeouts {
         HttpTimeouts {
             connect: Duration::from_secs(10),
             stall: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// The backstop for an updater stall timeout of `stall`: 5 s longer.
+    pub fn backstop(stall: Duration) -> Self {
+        HttpTimeouts {
+            connect: Duration::from_secs(10).min(stall + Duration::from_secs(5)),
+            stall: stall + Duration::from_secs(5),
         }
     }
 }

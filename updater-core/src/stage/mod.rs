@@ -348,6 +348,7 @@ impl Stager<'_> {
         }
         // Step 3.
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
+            self.retry.cancel.check()?;
             let dest = entry.path.join_to(&staging);
             let mut done = from_pack[index];
             if done {
@@ -369,6 +370,7 @@ impl Stager<'_> {
                         set_read_only(&dest, entry.executable)?;
                         done = true;
                     }
+                    Err(err) if err.ends_operation() => return Err(err),
                     Err(err) => {
                         log::warn!(
                             "could not rebuild {} from its parts, taking the whole file: {}",
@@ -410,6 +412,7 @@ impl Stager<'_> {
         durable::staging_written(&staging, &folders)?;
         crate::fault::step("staged");
         // Step 5.
+        self.retry.cancel.check()?;
         let stats = verify_tree(&staging, manifest)?;
         crate::fault::step("verified");
         Ok((staging, report, stats))
@@ -534,6 +537,8 @@ impl Stager<'_> {
             })();
             match attempt {
                 Ok(received) => return Ok(Some(received)),
+                // The delta's verified bytes stay cached for the next run.
+                Err(err) if err.ends_operation() => return Err(err),
                 Err(err) => {
                     log::warn!(
                         "delta {url} failed, using the whole file instead: {}",

@@ -115,6 +115,7 @@ impl Stager<'_> {
             );
             match result {
                 Ok(()) => return Ok((bytes, 1)),
+                Err(Stop::Transport(err)) if err.ends_operation() => return Err(err),
                 Err(Stop::Transport(err)) => {
                     received += bytes;
                     requests += 1;
@@ -141,6 +142,7 @@ impl Stager<'_> {
             match result {
                 Ok(true) => break, // The server sent the whole pack: every slice is done.
                 Ok(false) => {}
+                Err(Stop::Transport(err)) if err.ends_operation() => return Err(err),
                 Err(Stop::Transport(err)) => {
                     log::warn!(
                         "pack range of {url} failed, fetching blobs one by one: {}",
@@ -240,8 +242,16 @@ impl Stager<'_> {
                     "pack slices out of order (the manifest was not validated)",
                 ))
             })?;
-            let skipped = std::io::copy(&mut (&mut body).take(gap), &mut std::io::sink())
-                .map_err(|e| broken(e.to_string()))?;
+            let skipped =
+                std::io::copy(&mut (&mut body).take(gap), &mut std::io::sink()).map_err(|e| {
+                    let err = crate::watched::read_error(e, |e| Error::Transport {
+                        url: url.to_string(),
+                        message: e.to_string(),
+                        retryable: true,
+                        retry_after: None,
+                    });
+                    Stop::Transport(err)
+                })?;
             *received += skipped;
             position = slice.offset + slice.size;
             let in_memory = slice.size <= SLICE_IN_MEMORY;

@@ -8,6 +8,7 @@ use appstart_layout::{InstallDir, LauncherConfig, history};
 use super::UpdateReport;
 use super::find::{Chooser, refresh};
 use super::stage::stage_version;
+use crate::cancel::CancelToken;
 use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
 use crate::download::RetryPolicy;
@@ -21,6 +22,8 @@ use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
 use crate::transport::{HttpTimeouts, for_url};
 use crate::tuf::client::{Limits, TrustedMetadata};
+use crate::watched::Watched;
+use std::sync::Arc;
 
 /// Options of a fresh install: [`InstallOptions::new`] with the four things every install
 /// needs, then the `with_` methods (or the public fields) for the rest.
@@ -61,6 +64,11 @@ pub struct InstallOptions {
     pub groups: Vec<String>,
     /// Where progress events go while the release downloads (`None`: nowhere).
     pub events: Option<Events>,
+    /// Fail a request after this long without data from the server (once, not retried).
+    /// `None`: 30 s, the installed `stall_secs` default. Not saved in the install.
+    pub timeout: Option<Duration>,
+    /// Stops the install part-way when cancelled (the folder is then removed again).
+    pub cancel: CancelToken,
 }
 
 impl InstallOptions {
@@ -90,6 +98,8 @@ impl InstallOptions {
             shortcuts: Vec::new(),
             groups: Vec::new(),
             events: None,
+            timeout: None,
+            cancel: CancelToken::default(),
         }
     }
 
@@ -126,6 +136,18 @@ impl InstallOptions {
     /// Where progress events go while the release downloads.
     pub fn with_events(mut self, events: Events) -> Self {
         self.events = Some(events);
+        self
+    }
+
+    /// Fail a request after `timeout` without data from the server.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Stop the install part-way when `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
         self
     }
 }
@@ -218,10 +240,20 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         )));
     }
     let install_id = InstallId::load_or_create(&install.install_id_path())?;
-    let transport = for_url(&settings.url, HttpTimeouts::default())?;
-    let retry = RetryPolicy::default();
+    let stall = options
+        .timeout
+        .unwrap_or(Duration::from_secs(settings.stall_secs));
+    let transport = Watched::new(
+        Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?),
+        options.cancel.clone(),
+        stall,
+    );
+    let retry = RetryPolicy {
+        cancel: options.cancel.clone(),
+        ..RetryPolicy::default()
+    };
     let refreshed =
-        refresh(&install, &settings, transport.as_ref(), &retry).map_err(|err| match err {
+        refresh(&install, &settings, &transport, &retry).map_err(|err| match err {
             // Not one signature from the keys the given root trusts: the root is another
             // repository's (the commonest mistake with a new repository).
             Error::Threshold { valid: 0, .. } => Error::Invalid(format!(
@@ -257,7 +289,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             options.url, options.app, options.channel, options.platform
         ))
     })?;
-    let metered = Metered::new(transport.as_ref());
+    let metered = Metered::new(&transport);
     let fresh = fetch_fresh(
         &ManifestSource {
             trusted: &trusted,
@@ -268,13 +300,13 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             install: &install,
         },
         &release,
-        transport.as_ref(),
+        &transport,
     )?;
     let manifest = fresh.manifest;
     let mut staged = stage_version(
         &install,
         &settings,
-        transport.as_ref(),
+        &transport,
         &retry,
         options.events.as_ref().map(Events::sink),
         &manifest,

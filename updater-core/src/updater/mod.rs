@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use appstart_layout::state::{BadVersions, Probation};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
 
+use crate::cancel::CancelToken;
 use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
 use crate::download::RetryPolicy;
@@ -53,6 +54,7 @@ use crate::stage::InstalledRecord;
 use crate::switch;
 use crate::transport::{HttpTimeouts, Transport, for_url};
 use crate::tuf::client::{Limits, TrustedMetadata};
+use crate::watched::Watched;
 use find::{Chooser, Found, Refreshed, refresh};
 use offer::OnFound;
 use receipts::{Run, millis};
@@ -66,7 +68,15 @@ pub const MAX_CHAIN: usize = 16;
 pub struct Updater {
     install: InstallDir,
     settings: InstallSettings,
+    /// The transport chosen by the URL scheme, or set by the app.
+    raw_transport: Arc<dyn Transport>,
+    /// Whether the app set `raw_transport` ([`Updater::set_transport`]).
+    app_transport: bool,
+    /// `raw_transport` watched for stalls and cancellation: what every request goes through.
     transport: Box<dyn Transport>,
+    /// The stall timeout (`stall_secs`, `--timeout`).
+    stall: Duration,
+    /// Holds the cancel token too (`retry.cancel`).
     retry: RetryPolicy,
     events: Option<Arc<EventSink>>,
     lock_wait: Duration,
@@ -95,21 +105,25 @@ impl Updater {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let install = InstallDir::new(dir);
         let settings = InstallSettings::load(&install.install_settings_path())?;
-        let transport = for_url(
-            &settings.url,
-            HttpTimeouts {
-                stall: Duration::from_secs(settings.stall_secs),
-                ..HttpTimeouts::default()
-            },
-        )?;
+        let stall = Duration::from_secs(settings.stall_secs);
+        let raw_transport: Arc<dyn Transport> =
+            Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?);
         let retry = RetryPolicy {
             attempts: settings.attempts,
             ..RetryPolicy::default()
         };
+        let transport = Box::new(Watched::new(
+            Arc::clone(&raw_transport),
+            retry.cancel.clone(),
+            stall,
+        ));
         Ok(Updater {
             install,
             settings,
+            raw_transport,
+            app_transport: false,
             transport,
+            stall,
             retry,
             events: None,
             lock_wait: Duration::from_secs(30),
@@ -139,9 +153,51 @@ impl Updater {
         self.on_found = Some(Arc::new(decide));
     }
 
-    /// Uses `transport` instead of the one chosen by the URL scheme.
+    /// Uses `transport` instead of the one chosen by the URL scheme (still watched for
+    /// stalls and cancellation).
     pub fn set_transport(&mut self, transport: Box<dyn Transport>) {
-        self.transport = transport;
+        self.raw_transport = Arc::from(transport);
+        self.app_transport = true;
+        self.rewatch();
+    }
+
+    /// Stops this updater's operations when `cancel` is cancelled: every network read, wait
+    /// between retries and file loop checks it, and the operation returns
+    /// [`Error::Cancelled`], leaving the install as it was and verified downloads cached
+    /// for the next run. The [`crate::Poller`] uses this to stop.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.retry.cancel = cancel;
+        self.rewatch();
+        self
+    }
+
+    /// The token that cancels this updater's operations (a new one unless
+    /// [`Updater::with_cancel`] gave one).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.retry.cancel.clone()
+    }
+
+    /// Fails a request after `timeout` without any data from the server, once (a stall is
+    /// not retried). Default: `stall_secs` of `state/install.toml` (30 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.stall = timeout;
+        // The transport chosen by the scheme gets its own (longer) backstop to match; an
+        // app's transport is kept as it is.
+        if !self.app_transport
+            && let Ok(fresh) = for_url(&self.settings.url, HttpTimeouts::backstop(timeout))
+        {
+            self.raw_transport = Arc::from(fresh);
+        }
+        self.rewatch();
+    }
+
+    fn rewatch(&mut self) {
+        self.transport = Box::new(Watched::new(
+            Arc::clone(&self.raw_transport),
+            self.retry.cancel.clone(),
+            self.stall,
+        ));
     }
 
     /// How long to wait for another updater holding the install lock (default 30 s).
@@ -154,7 +210,7 @@ impl Updater {
         &self.install
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         if let Some(sink) = &self.events {
             sink(&event);
         }

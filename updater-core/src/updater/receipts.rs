@@ -82,6 +82,10 @@ impl Updater {
     /// A `failed` receipt for `err`: its stable code, never its message (which names local
     /// paths).
     pub(super) fn record_failure(&self, err: &Error, to: Option<&VersionName>) {
+        if matches!(err, Error::Cancelled) {
+            // Stopped by the app or the user: says nothing about the release.
+            return;
+        }
         let from = appstart_layout::LauncherConfig::load(&self.install.config_path())
             .ok()
             .map(|c| c.current.to_string());
@@ -145,6 +149,10 @@ impl Updater {
         let Some(url) = &run.receipts_url else {
             return;
         };
+        if self.retry.cancel.is_cancelled() {
+            // A cancelled run returns at once; the outbox is posted by the next one.
+            return;
+        }
         match self.receipts_on() {
             Ok(true) => {}
             Ok(false) => return,

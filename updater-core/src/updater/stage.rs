@@ -59,7 +59,7 @@ pub(super) fn stage_version(
         install,
         transport: &metered,
         repo_url: &settings.url,
-        retry: *retry,
+        retry: retry.clone(),
         progress: Some(&progress),
         pack_data_start,
         opened_pack: std::sync::Mutex::new(opened_pack),

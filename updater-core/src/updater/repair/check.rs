@@ -50,6 +50,7 @@ pub(super) fn check_tree(
     dir: &Path,
     manifest: &Manifest,
     events: Option<Arc<EventSink>>,
+    cancel: &crate::cancel::CancelToken,
 ) -> Result<TreeCheck> {
     let bytes_total = manifest.files.iter().map(|f| f.size).sum();
     let progress = ProgressMeter::started(
@@ -74,6 +75,7 @@ pub(super) fn check_tree(
         }
     }
     for (index, entry) in manifest.files.iter().enumerate() {
+        cancel.check()?;
         let path = entry.path.join_to(dir);
         let name = entry.path.as_str().to_string();
         let Ok(before) = std::fs::symlink_metadata(&path) else {

@@ -168,7 +168,7 @@ impl Updater {
             install: &self.install,
             transport: &metered,
             repo_url: &self.settings.url,
-            retry: self.retry,
+            retry: self.retry.clone(),
             progress: Some(&progress),
             pack_data_start: 0,
             opened_pack: std::sync::Mutex::new(None),
@@ -267,6 +267,7 @@ impl Updater {
             &self.install.version_dir(&version),
             &record.manifest,
             self.events.clone(),
+            &self.retry.cancel,
         )?;
         let report = VerifyReport {
             version,
