@@ -316,7 +316,7 @@ impl Repository {
         crate::lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
-            || "another publish has held it for over 60 s".into(),
+            || "another publisher (for over 60 s)".into(),
         )
     }
 
@@ -332,7 +332,7 @@ impl Repository {
         crate::lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
-            || "another publish has held it for over 60 s".into(),
+            || "another publisher (for over 60 s)".into(),
         )
     }
 }

@@ -123,7 +123,7 @@ impl Updater {
     fn apply_staged_locked(&self) -> Result<UpdateReport> {
         let path = self.install.staged_path();
         let record = StagedRecord::load(&path)?.ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::NothingToDo(format!(
                 "nothing is staged in {} (no {}): run `appupdate update --download-only` first",
                 self.install.root().display(),
                 path.display()

@@ -520,6 +520,10 @@ impl Updater {
     /// Logs a failed operation, and records a `failed` receipt (`to`: the release it was
     /// taking, if any).
     fn failed(&self, what: &str, err: &Error, to: Option<&VersionName>) {
+        if let Error::NothingToDo(_) = err {
+            // A result, not a failure: nothing staged, nothing to roll back to.
+            return;
+        }
         let message = crate::error::chain(err);
         self.history("failed", &[("operation", what), ("error", &message)]);
         self.record_failure(err, to);
