@@ -35,6 +35,8 @@ mod delegation;
 #[cfg(unix)]
 mod deltas;
 #[cfg(unix)]
+mod exit_codes;
+#[cfg(unix)]
 mod faults;
 #[cfg(unix)]
 mod fleet;
