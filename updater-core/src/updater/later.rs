@@ -110,7 +110,8 @@ impl Updater {
     }
 
     /// Switches to the version [`Updater::download_only`] staged, without any network
-    /// access. Fails, changing nothing, when nothing is staged or the staged folder changed.
+    /// access. Fails, changing nothing, when the staged folder changed, and with
+    /// [`Error::NothingToDo`] when nothing is staged.
     pub fn apply_staged(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
         let result = self.apply_staged_locked();

@@ -498,7 +498,8 @@ impl Updater {
         Ok(forgotten)
     }
 
-    /// Switches back to the previous version, or to `to`.
+    /// Switches back to the previous version, or to `to`. [`Error::NothingToDo`] when there
+    /// is no previous version or `to` is the current one.
     pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
         let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
         let result = self
