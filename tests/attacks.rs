@@ -91,8 +91,8 @@ impl Scenario {
         let stderr = text(&output.stderr);
         assert_eq!(
             output.status.code(),
-            Some(1),
-            "the attack was not refused: {}{stderr}",
+            Some(4),
+            "the attack was not refused as unverified (exit 4): {}{stderr}",
             text(&output.stdout)
         );
         assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");

@@ -274,7 +274,8 @@ fn a_stalled_server_fails_once_after_the_timeout_naming_the_url() {
         let before = accepted.load(Ordering::SeqCst);
         let output = appupdate(&[command, "--dir", dir_text, "--timeout", "2"]);
         let stderr = text(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        // Exit 3: a network error (docs/cli.md, Exit codes).
+        assert_eq!(output.status.code(), Some(3), "{command}: {stderr}");
         assert!(
             stderr.contains(&format!("no data from {url}/")) && stderr.contains("for 2 s"),
             "{command}: {stderr}"

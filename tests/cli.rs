@@ -35,7 +35,7 @@ fn completions_name_every_command_and_bash_loads_them() {
         text(&out.stdout)
     );
     let refused = run(Command::new(bin("appupdate")).args(["completions", "tcsh"]));
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn first_mistakes_are_answered_with_what_to_do() {
     // No repository yet.
     let missing = home.path().join("nowhere");
     let out = publish(missing.to_str().unwrap(), "1.0.0", "bin/hello", &source);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("appupdate repo init"),
         "{}",
@@ -110,7 +110,7 @@ fn first_mistakes_are_answered_with_what_to_do() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     // An empty folder.
     let out = publish(repo, "1.0.1", "bin/hello", &empty);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("nothing to publish"),
         "{}",
@@ -130,7 +130,7 @@ fn first_mistakes_are_answered_with_what_to_do() {
         "--dir",
         dir.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(4), "verification refused");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("does not match the keys of the repository"),

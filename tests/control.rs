@@ -52,12 +52,7 @@ impl Fleet {
 
     fn ok(&self, args: &[&str]) -> String {
         let output = self.appupdate(args);
-        assert!(
-            output.status.success(),
-            "appupdate {args:?} failed: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
+        crate::harness::assert_succeeded(args, &output);
         text(&output.stdout)
     }
 
@@ -554,7 +549,7 @@ fn every_policy_key_is_obeyed_and_a_bad_policy_changes_nothing() {
     // channel
     client.write_policy("channel = \"stable\"\n");
     let out = fleet.appupdate(&["channel", "--dir", client.dir(), "beta"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("policy.toml"),
         "{}",
@@ -566,7 +561,7 @@ fn every_policy_key_is_obeyed_and_a_bad_policy_changes_nothing() {
     client.write_policy("window = \"tonight\"\n");
     let before = tree_snapshot(&client.dir);
     let out = fleet.appupdate(&["update", "--dir", client.dir()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("policy.toml") && stderr.contains("window"),
@@ -582,7 +577,7 @@ fn every_policy_key_is_obeyed_and_a_bad_policy_changes_nothing() {
     assert!(changed.is_empty(), "changed: {changed:?}");
     // `status` also refuses to guess the policy in force.
     let out = fleet.appupdate(&["status", "--dir", client.dir()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("policy.toml"));
 
     // window: see a_critical_release_bypasses_the_update_window_and_rollout.

@@ -334,7 +334,7 @@ fn a_length_beyond_the_signed_size_is_refused_cleanly() {
     let before = tree_snapshot(&setup.dir.join("versions"));
     setup.server.inject("/blobs/", Fault::OverDeclared, 1);
     let output = setup.update();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(4), "refused: longer than signed");
     assert!(
         text(&output.stderr).contains("refusing the rest"),
         "{}",
@@ -373,9 +373,10 @@ fn a_server_that_ignores_range_still_works() {
         std::fs::write(&settings, text).unwrap();
         setup.update()
     };
-    assert!(
-        !output.status.success(),
-        "one attempt only: the drop ends this run"
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "one attempt only: the drop ends this run, a network error"
     );
     assert!(
         text(&output.stderr).contains("/blobs/"),
@@ -438,7 +439,7 @@ fn persistent_failures_end_cleanly_and_the_next_run_resumes() {
     };
     let output = setup.update();
     failing.join().unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(3), "a network error");
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("/blobs/") && stderr.contains("503"),
@@ -554,7 +555,7 @@ fn a_full_disk_fails_clearly_and_leaves_the_old_version_launchable() {
     std::fs::write(mount.join("filler"), vec![1u8; (free - (1 << 20)) as usize]).unwrap();
     let before = tree_snapshot(&dir.join("versions"));
     let output = appupdate(&["update", "--dir", dir.to_str().unwrap()]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(

@@ -240,15 +240,44 @@ pub fn appupdate(args: &[&str]) -> Output {
 }
 
 /// Runs `appupdate` and panics with its output unless it succeeds; returns stdout.
+/// Success is exit 0, or exit 6 exactly when the output says there was nothing to do
+/// ([`success_code`]).
 pub fn appupdate_ok(args: &[&str]) -> String {
     let output = appupdate(args);
-    assert!(
-        output.status.success(),
-        "appupdate {args:?} failed: {}{}",
-        text(&output.stdout),
+    assert_succeeded(args, &output);
+    text(&output.stdout)
+}
+
+/// Panics with its output unless `appupdate ARGS` ended with its [`success_code`].
+pub fn assert_succeeded(args: &[&str], output: &Output) {
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(success_code(args, &stdout)),
+        "appupdate {args:?} failed: {stdout}{}",
         text(&output.stderr)
     );
-    text(&output.stdout)
+}
+
+/// The exit code of `appupdate ARGS` that worked and printed `stdout`: 6 (nothing to do)
+/// when `update`, `unskip` or `rollback` says it had nothing to do, else 0 (docs/cli.md).
+pub fn success_code(args: &[&str], stdout: &str) -> i32 {
+    if !matches!(args.first(), Some(&("update" | "unskip" | "rollback"))) {
+        return 0;
+    }
+    let nothing = match serde_json::from_str::<serde_json::Value>(stdout.trim()) {
+        Ok(json) => {
+            json.get("to").is_some_and(serde_json::Value::is_null)
+                || json.get("staged").is_some_and(serde_json::Value::is_null)
+                || json.get("was_skipped") == Some(&serde_json::Value::Bool(false))
+        }
+        Err(_) => {
+            stdout.contains(" is up to date")
+                || stdout.contains(" was not skipped")
+                || stdout.starts_with("nothing to do: ")
+        }
+    };
+    if nothing { 6 } else { 0 }
 }
 
 /// Runs `appupdate ... --json` and parses its one JSON object.

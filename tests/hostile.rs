@@ -202,7 +202,7 @@ fn a_mirror_serving_junk_fails_cleanly_and_the_next_update_heals_by_itself() {
     let versions = tree_snapshot(&mirror.dir.join("versions"));
     let output = appupdate(&["update", "--dir", mirror.dir.to_str().unwrap()]);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(
         stderr.contains("blobs/") && stderr.contains("blake3 mismatch"),
         "the error names the blob and the reason: {stderr}"

@@ -64,9 +64,15 @@ fn download_only_then_apply_with_the_server_stopped() {
     assert!(!dir.join("state/staged.toml").exists());
 
     let again = appupdate(&["update", "--dir", dir_text, "--apply"]);
-    assert!(!again.status.success());
-    let stderr = text(&again.stderr);
-    assert!(stderr.contains("nothing is staged"), "{stderr}");
+    assert_eq!(again.status.code(), Some(6), "nothing to do");
+    let stdout = text(&again.stdout);
+    assert!(stdout.contains("nothing is staged"), "{stdout}");
+    let json = appupdate(&["update", "--dir", dir_text, "--apply", "--json"]);
+    assert_eq!(json.status.code(), Some(6));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["from"], "2.0.0");
+    assert_eq!(report["to"], serde_json::Value::Null);
+    assert!(json.stderr.is_empty(), "{}", text(&json.stderr));
     assert_eq!(run_app(&dir), "app 2.0.0");
 }
 
@@ -115,8 +121,9 @@ fn a_staged_release_survives_pruning_and_a_later_update_replaces_it() {
     );
     assert!(!dir.join("state/staged.toml").exists());
     let out = appupdate(&["update", "--dir", dir_text, "--apply"]);
-    assert!(
-        !out.status.success(),
-        "a stale staged release is never applied"
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "a stale staged release is never applied: nothing to do"
     );
 }

@@ -40,6 +40,8 @@ mod deltas;
 #[cfg(unix)]
 mod examples;
 #[cfg(unix)]
+mod exit_codes;
+#[cfg(unix)]
 mod faults;
 #[cfg(unix)]
 mod fleet;

@@ -189,7 +189,7 @@ fn when_every_form_of_the_manifest_is_tampered_the_update_fails_and_changes_noth
     let versions = tree_snapshot(&s.dir.join("versions"));
     let config = std::fs::read(s.dir.join("appstart.toml")).unwrap();
     let output = appupdate(&["update", "--dir", s.dir.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stdout));
     assert!(
         text(&output.stderr).contains("sha256"),
         "{}",

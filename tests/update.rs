@@ -296,7 +296,7 @@ fn another_app_channel_or_platform_is_never_installed() {
         "--dir",
         missing.to_str().unwrap(),
     ]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("no release of app \"nope\""),
         "{}",
@@ -338,7 +338,11 @@ fn failures_name_the_culprit_and_leave_the_install_as_it_was() {
     let other = zstd_of_other_content(&publisher, good.len());
     std::fs::write(&blob, &other).unwrap();
     let output = appupdate(&["update", "--dir", dir_arg(&dir)]);
-    assert!(!output.status.success());
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "refused: not the signed blob"
+    );
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains(&format!("/blobs/{}/{hash}.zst", &hash[..2])),
@@ -368,7 +372,7 @@ fn failures_name_the_culprit_and_leave_the_install_as_it_was() {
     drop(server);
     let before = std::fs::read(dir.join("appstart.toml")).unwrap();
     let output = appupdate(&["check", "--dir", dir_arg(&dir)]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(3), "a network error");
     // The first request of a refresh is the next root (5.3).
     assert!(
         text(&output.stderr).contains("/metadata/2.root.json"),
@@ -389,7 +393,7 @@ fn failures_name_the_culprit_and_leave_the_install_as_it_was() {
         "--dir",
         dir_arg(&dir),
     ]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("is not empty"),
         "{}",

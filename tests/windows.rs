@@ -66,14 +66,14 @@ fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
         .command(&wine.exe("appupdate"))
         .args(args)
         .arg("--json"));
-    assert!(
-        output.status.success(),
-        "appupdate.exe {args:?} failed ({}): {}{}",
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(crate::harness::success_code(args, &stdout)),
+        "appupdate.exe {args:?} failed ({}): {stdout}{}",
         output.status,
-        text(&output.stdout),
         text(&output.stderr)
     );
-    let stdout = text(&output.stdout);
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
 }

@@ -71,7 +71,7 @@ pub enum Command {
     /// Print the man page (roff), or write one page per command into --out
     /// (`appupdate.1`, `appupdate-publish.1`, ...).
     Man {
-        /// Folder to write every page into (created).
+        /// Folder to write every page into (created). Default: print the top page on stdout.
         #[arg(long)]
         out: Option<PathBuf>,
     },

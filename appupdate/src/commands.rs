@@ -11,6 +11,7 @@ use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
 
 use crate::cli::{Cli, Command, KeysCommand, RepoCommand};
+use crate::exit;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -276,6 +277,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     None => println!("{} is up to date; nothing staged", report.current),
                 }
             }
+            if report.staged.is_none() {
+                return Ok(ExitCode::from(exit::NOTHING_TO_DO));
+            }
         }
         Command::Update(args) => {
             let apply = args.apply;
@@ -288,7 +292,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             let args = args.common;
             let report = if apply {
-                updater.apply_staged()?
+                match updater.apply_staged() {
+                    Err(updater_core::Error::NothingToDo(why)) => {
+                        return nothing_to_do(&updater, &why, args.json);
+                    }
+                    result => result?,
+                }
             } else {
                 updater.update()?
             };
@@ -317,6 +326,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     "the update stopped part-way: {} is current and complete, then: {error}",
                     report.to.as_ref().map_or("?".into(), ToString::to_string)
                 );
+            }
+            if report.to.is_none() {
+                return Ok(ExitCode::from(exit::NOTHING_TO_DO));
             }
         }
         Command::Channel(args) => {
@@ -387,6 +399,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("{version} was not skipped; nothing changed");
             }
+            if !was_skipped {
+                return Ok(ExitCode::from(exit::NOTHING_TO_DO));
+            }
         }
         Command::Rollback(args) => {
             let to = args
@@ -395,7 +410,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .map(VersionName::parse)
                 .transpose()
                 .context("--to")?;
-            let (from, to) = open(&args.dir, args.lock_timeout)?.rollback(to.as_ref())?;
+            let updater = open(&args.dir, args.lock_timeout)?;
+            let (from, to) = match updater.rollback(to.as_ref()) {
+                Err(updater_core::Error::NothingToDo(why)) => {
+                    return nothing_to_do(&updater, &why, args.json);
+                }
+                result => result?,
+            };
             if args.json {
                 print_json(&serde_json::json!({ "from": from, "to": to }))?;
             } else {
@@ -411,6 +432,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Man { out } => crate::docs_cmd::man(out.as_deref())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reports that there was nothing to do (exit 6): a result, so on stdout, and with `--json`
+/// as `{"from": CURRENT, "to": null, "nothing_to_do": WHY}`.
+fn nothing_to_do(updater: &Updater, why: &str, json: bool) -> Result<ExitCode> {
+    if json {
+        let current = updater.status()?.current;
+        print_json(&serde_json::json!({ "from": current, "to": null, "nothing_to_do": why }))?;
+    } else {
+        println!("nothing to do: {why}");
+    }
+    Ok(ExitCode::from(exit::NOTHING_TO_DO))
 }
 
 pub fn open(dir: &std::path::Path, lock_timeout: u64) -> Result<Updater> {

@@ -1,17 +1,15 @@
 //! `appupdate completions SHELL` and `appupdate man`: generated from the clap definition in
-//! [`crate::cli`], so they always match the commands and flags that exist.
+//! [`crate::cli`] (with the examples and exit codes of [`crate::help`]), so they always match
+//! the commands and flags that exist.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 
 /// Writes the completion script for `shell` to stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
-    let mut command = Cli::command();
+    let mut command = crate::help::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(shell, &mut command, "appupdate", &mut out);
     out.flush().context("writing the completion script")?;
@@ -20,7 +18,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<()> {
 
 /// Writes the top-level man page to stdout, or every page into `out`.
 pub fn man(out: Option<&Path>) -> Result<()> {
-    let command = Cli::command();
+    let command = crate::help::command();
     match out {
         None => {
             let mut stdout = std::io::stdout().lock();

@@ -34,7 +34,8 @@ use crate::payload::{self, Payload};
 #[derive(Debug, Parser)]
 #[command(
     about = "Installs the app this installer was made for, then starts it.",
-    disable_version_flag = true
+    disable_version_flag = true,
+    after_help = "Example:\n  hello-setup --dir ~/apps/hello --no-shortcut --no-start"
 )]
 pub struct InstallerCli {
     /// Install folder (new or empty). Default: `$XDG_DATA_HOME/APP` (else

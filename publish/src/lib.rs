@@ -321,7 +321,7 @@ impl Repository {
         lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
-            || "another publish has held it for over 60 s".into(),
+            || "another publisher (for over 60 s)".into(),
         )
     }
 
@@ -337,7 +337,7 @@ impl Repository {
         lock::lock_file(
             &self.root.join(".publish.lock"),
             Duration::from_secs(60),
-            || "another publish has held it for over 60 s".into(),
+            || "another publisher (for over 60 s)".into(),
         )
     }
 }

@@ -126,13 +126,24 @@ pub enum Error {
     NotInstalled(String),
 
     /// The install is locked by another process.
-    #[error("{path} is held by another updater ({holder}); try again when it has finished")]
+    #[error("{path} is held by {holder}; try again when it has finished")]
     Locked {
         /// The lock file.
         path: PathBuf,
-        /// What the lock file says about its holder.
+        /// The live holder, as its note describes it ("another updater (pid 42 (update)
+        /// since ...)"), or "another process (starting)" while the note is not yet its own.
         holder: String,
     },
+
+    /// The trusted root given to `install` is not the repository's: not one signature on the
+    /// repository's metadata is from a key it trusts.
+    #[error("{0}")]
+    RootMismatch(String),
+
+    /// There is nothing to do: nothing staged to apply, no version to roll back to. A result
+    /// rather than a failure; the CLI exits 6 for it.
+    #[error("{0}")]
+    NothingToDo(String),
 
     /// A request that makes no sense for this install or repository.
     #[error("{0}")]
@@ -190,6 +201,8 @@ impl Error {
             Error::Expired { .. } => "expired",
             Error::NotInstalled(_) => "not-installed",
             Error::Locked { .. } => "locked",
+            Error::RootMismatch(_) => "root-mismatch",
+            Error::NothingToDo(_) => "nothing-to-do",
             Error::Invalid(_) => "invalid",
             Error::Cancelled => "cancelled",
             Error::Stalled { .. } => "timeout",

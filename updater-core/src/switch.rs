@@ -209,14 +209,14 @@ pub fn rollback(
     let target = match to.or(config.previous.as_ref()) {
         Some(v) => v.clone(),
         None => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NothingToDo(format!(
                 "no previous version to roll back to (installed: {}); name one with --to",
                 list(&installed_versions(install)?)
             )));
         }
     };
     if target == from {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NothingToDo(format!(
             "{target} is already the current version"
         )));
     }

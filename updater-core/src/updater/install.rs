@@ -256,7 +256,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         refresh(&install, &settings, &transport, &retry).map_err(|err| match err {
             // Not one signature from the keys the given root trusts: the root is another
             // repository's (the commonest mistake with a new repository).
-            Error::Threshold { valid: 0, .. } => Error::Invalid(format!(
+            Error::Threshold { valid: 0, .. } => Error::RootMismatch(format!(
                 "{}; the trusted root {} does not match the keys of the repository at {}: use that repository's metadata/1.root.json, as its publisher distributes it",
                 crate::error::chain(&err),
                 options.trusted_root.display(),

@@ -110,7 +110,8 @@ impl Updater {
     }
 
     /// Switches to the version [`Updater::download_only`] staged, without any network
-    /// access. Fails, changing nothing, when nothing is staged or the staged folder changed.
+    /// access. Fails, changing nothing, when the staged folder changed, and with
+    /// [`Error::NothingToDo`] when nothing is staged.
     pub fn apply_staged(&self) -> Result<UpdateReport> {
         let _lock = InstallLock::acquire(&self.install, "apply", self.lock_wait)?;
         let result = self.apply_staged_locked();
@@ -123,7 +124,7 @@ impl Updater {
     fn apply_staged_locked(&self) -> Result<UpdateReport> {
         let path = self.install.staged_path();
         let record = StagedRecord::load(&path)?.ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::NothingToDo(format!(
                 "nothing is staged in {} (no {}): run `appupdate update --download-only` first",
                 self.install.root().display(),
                 path.display()

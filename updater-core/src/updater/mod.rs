@@ -560,7 +560,8 @@ impl Updater {
         Ok(forgotten)
     }
 
-    /// Switches back to the previous version, or to `to`.
+    /// Switches back to the previous version, or to `to`. [`Error::NothingToDo`] when there
+    /// is no previous version or `to` is the current one.
     pub fn rollback(&self, to: Option<&VersionName>) -> Result<(VersionName, VersionName)> {
         let _lock = InstallLock::acquire(&self.install, "rollback", self.lock_wait)?;
         let result = self
@@ -582,6 +583,10 @@ impl Updater {
     /// Logs a failed operation, and records a `failed` receipt (`to`: the release it was
     /// taking, if any).
     fn failed(&self, what: &str, err: &Error, to: Option<&VersionName>) {
+        if let Error::NothingToDo(_) = err {
+            // A result, not a failure: nothing staged, nothing to roll back to.
+            return;
+        }
         let message = crate::error::chain(err);
         self.history("failed", &[("operation", what), ("error", &message)]);
         self.record_failure(err, to);
