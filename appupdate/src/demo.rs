@@ -212,6 +212,7 @@ fn publish(
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,
+            hooks: Default::default(),
         },
     )?;
     println!(

@@ -177,6 +177,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     control: Default::default(),
                     data: Default::default(),
                     allow_prerelease: false,
+                    hooks: Default::default(),
                 },
             )?)
         };

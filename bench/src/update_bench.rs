@@ -391,6 +391,7 @@ fn publish(
             control: Default::default(),
             data: Default::default(),
             allow_prerelease: false,
+            hooks: Default::default(),
         },
     )?)
 }

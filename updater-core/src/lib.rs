@@ -57,7 +57,7 @@ pub mod tuf;
 pub mod uninstall;
 pub mod updater;
 
-pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil};
+pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName, fsutil, hooks};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};

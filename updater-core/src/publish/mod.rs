@@ -156,6 +156,9 @@ pub struct PublishRequest {
     /// Allow a pre-release version (`1.2.0-beta.1`) on channel `stable`, where it is
     /// refused by default (pre-releases belong on channels like `beta`).
     pub allow_prerelease: bool,
+    /// Programs of the release run around its install and switch (`custom.hooks`, see
+    /// `docs/repository-format.md`); each must be a file of the release. Default: none.
+    pub hooks: appstart_layout::hooks::Hooks,
 }
 
 /// Default of [`PublishRequest::delta_time_limit`]: about nine times what the largest pair of the
