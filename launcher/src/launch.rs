@@ -7,7 +7,7 @@
 //!    it. The version left is recorded as bad only while it is on probation (a release that
 //!    cannot start); otherwise it was damaged locally and the updater may fetch it again.
 //! 3. Run the version's `first-run` hook if it has not run yet (once, see
-//!    [`run_first_run_hook`]). Run the executable with the same arguments and `APPSTART_*`
+//!    `run_first_run_hook`). Run the executable with the same arguments and `APPSTART_*`
 //!    variables; forward signals.
 //! 4. Exit 0 or the restart code ends probation. The restart code goes back to step 1, within
 //!    the restart bound. A crash during probation counts against the new version; enough of
