@@ -48,6 +48,8 @@ mod fleet;
 #[cfg(unix)]
 mod fleet_live;
 #[cfg(unix)]
+mod hooks;
+#[cfg(unix)]
 mod hostile;
 #[cfg(unix)]
 mod installer;

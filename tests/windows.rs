@@ -32,13 +32,32 @@ fn publish_app_for_windows(
     version: &str,
     message: &str,
 ) {
+    publish_windows_release(publisher, wine, app, version, message, &[], &[]);
+}
+
+/// [`publish_app_for_windows`] with `files` (path, content) added to the release and `flags`
+/// added to `publish` (the hook tests' `--hook`).
+pub(crate) fn publish_windows_release(
+    publisher: &Publisher,
+    wine: &Wine,
+    app: &str,
+    version: &str,
+    message: &str,
+    files: &[(&str, &str)],
+    flags: &[&str],
+) {
     let source = publisher.dir.path().join(format!("windows-src-{version}"));
     std::fs::create_dir_all(source.join("bin")).expect("mkdir");
     std::fs::create_dir_all(source.join("share")).expect("mkdir");
     std::fs::copy(wine.exe("sample-app"), source.join("bin/app.exe")).expect("copy app");
     std::fs::write(source.join("share/message.txt"), message).expect("write message");
+    for (path, content) in files {
+        let full = source.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write");
+    }
     let (repo, keys) = (publisher.repo(), publisher.keys());
-    harness::appupdate_ok(&[
+    let mut args = vec![
         "publish",
         "--repo",
         repo.to_str().expect("utf-8"),
@@ -55,13 +74,15 @@ fn publish_app_for_windows(
         // The debug sample app is 18 MB: the fastest zstd level keeps publishing quick.
         "--level",
         "1",
-        source.to_str().expect("utf-8"),
-    ]);
+    ];
+    args.extend_from_slice(flags);
+    args.push(source.to_str().expect("utf-8"));
+    harness::appupdate_ok(&args);
 }
 
 /// Runs `appupdate.exe` under Wine and panics with its output unless it succeeds; returns
 /// its stdout parsed as the one JSON object `--json` prints.
-fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
+pub(crate) fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
     let output = run(wine
         .command(&wine.exe("appupdate"))
         .args(args)
@@ -80,7 +101,7 @@ fn appupdate_exe(wine: &Wine, args: &[&str]) -> serde_json::Value {
 
 /// Installs `APP` from `publisher`'s `file://` repository into `dir` with `appupdate.exe`
 /// (and `extra` flags); returns its JSON report.
-fn install_exe(
+pub(crate) fn install_exe(
     wine: &Wine,
     publisher: &Publisher,
     dir: &Path,
@@ -104,13 +125,13 @@ fn install_exe(
 }
 
 /// Starts the installed `appstart.exe` under Wine with `args`.
-fn appstart_exe(wine: &Wine, dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn appstart_exe(wine: &Wine, dir: &Path, args: &[&str]) -> Command {
     let mut command = wine.command(&dir.join("appstart.exe"));
     command.args(args);
     command
 }
 
-fn describe(output: &Output) -> String {
+pub(crate) fn describe(output: &Output) -> String {
     format!(
         "exit {}\nstdout:\n{}\nstderr:\n{}",
         output.status,

@@ -251,6 +251,16 @@ pub struct PublishArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A hook, KIND=RELPATH (repeatable): run the release's file RELPATH (relative to
+    /// SOURCE_DIR, executable, run with no shell) at KIND: post-install, pre-switch or
+    /// first-run (docs/repository-format.md).
+    #[arg(long = "hook", value_name = "KIND=RELPATH")]
+    pub hooks: Vec<String>,
+    /// Seconds each hook may run before it is killed and counted as failed (1-3600).
+    #[arg(long, value_name = "SECS",
+          default_value_t = updater_core::advanced::hooks::DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=updater_core::advanced::hooks::MAX_TIMEOUT_SECS))]
+    pub hook_timeout: u64,
     /// Release controls and custom data (`--rollout`, `--groups`, `--custom`, ...).
     #[command(flatten)]
     pub controls: crate::release_cmd::PublishControlArgs,

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use appstart_publish::{DelegationRequest, Expiry, PublishRequest, Repository};
 use serde::Serialize;
+use updater_core::advanced::hooks::{Hook, HookKind, Hooks};
 use updater_core::advanced::release::current_platform;
 use updater_core::advanced::tuf::keys::KeyDir;
 use updater_core::{InstallOptions, RelativePath, Updater, VersionName};
@@ -144,6 +145,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 data,
                 allow_prerelease,
                 events: output.events(args.json),
+                hooks: publish_hooks(&args.hooks, args.hook_timeout)?,
             };
             let report = Repository::new(&args.repo).publish(
                 &KeyDir::new(args.keys),
@@ -492,6 +494,29 @@ pub fn beside_this_program(name: &str) -> Result<PathBuf> {
 
 /// A path as users type it (`./bin/hello`, `bin\\hello.exe`), with `.` parts and backslashes
 /// taken out, for the strict [`RelativePath`] parser (which still refuses `..`).
+/// The `--hook KIND=RELPATH` flags of `publish`, each with `timeout_secs`. Whether each file
+/// is in the release is checked by the library, which reads the folder.
+fn publish_hooks(flags: &[String], timeout_secs: u64) -> Result<Hooks> {
+    let mut hooks = Hooks::default();
+    for flag in flags {
+        let (kind, path) = flag.split_once('=').ok_or_else(|| {
+            anyhow!("--hook {flag:?}: expected KIND=RELPATH, like pre-switch=bin/check")
+        })?;
+        let kind = HookKind::parse(kind).ok_or_else(|| {
+            anyhow!(
+                "--hook {flag:?}: unknown hook kind {kind:?}; the kinds are post-install, pre-switch and first-run"
+            )
+        })?;
+        let path = RelativePath::parse(&plain_relative(path))
+            .with_context(|| format!("--hook {flag:?}"))?;
+        let hook = Hook { path, timeout_secs };
+        if hooks.set(kind, hook).is_some() {
+            bail!("--hook {kind} is given twice; a release has at most one hook of each kind");
+        }
+    }
+    Ok(hooks)
+}
+
 fn plain_relative(path: &str) -> String {
     if path.starts_with(['/', '\\']) || path.as_bytes().get(1) == Some(&b':') {
         // Absolute: left for the parser to refuse, naming it.

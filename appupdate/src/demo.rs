@@ -212,6 +212,7 @@ fn publish(
             data: Default::default(),
             allow_prerelease: false,
             events: None,
+            hooks: Default::default(),
         },
     )?;
     println!(

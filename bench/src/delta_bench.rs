@@ -178,6 +178,7 @@ fn measure(bin_dir: &Path, work: &Path, v1: &Path, v2: &Path) -> Result<Row, Fai
                     data: Default::default(),
                     allow_prerelease: false,
                     events: None,
+                    hooks: Default::default(),
                 },
             )?)
         };

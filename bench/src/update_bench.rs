@@ -393,6 +393,7 @@ fn publish(
             data: Default::default(),
             allow_prerelease: false,
             events: None,
+            hooks: Default::default(),
         },
     )?)
 }

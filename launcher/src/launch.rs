@@ -6,7 +6,9 @@
 //!    `previous` exists (installed, runnable, not in `state/bad-versions.toml`), fall back to
 //!    it. The version left is recorded as bad only while it is on probation (a release that
 //!    cannot start); otherwise it was damaged locally and the updater may fetch it again.
-//! 3. Run the executable with the same arguments and `APPSTART_*` variables; forward signals.
+//! 3. Run the version's `first-run` hook if it has not run yet (once, see
+//!    `run_first_run_hook`). Run the executable with the same arguments and `APPSTART_*`
+//!    variables; forward signals.
 //! 4. Exit 0 or the restart code ends probation. The restart code goes back to step 1, within
 //!    the restart bound. A crash during probation counts against the new version; enough of
 //!    them fall back to `previous` and go back to step 1. Otherwise exit with the child's code.
@@ -75,6 +77,30 @@ pub enum LaunchError {
     },
 }
 
+/// Step 3, first: the version's `first-run` hook, if the updater recorded one for it and it
+/// has not run yet (`state/first-run.toml`, removed before the hook starts: at most once).
+/// The launcher runs it because only the launcher knows when the version first starts. A
+/// failing hook is logged (with its output, in the history) and the app starts anyway: the
+/// version is already current, and refusing to start would leave the user with nothing.
+fn run_first_run_hook(install: &InstallDir, version: &VersionName) {
+    let hook = match appstart_layout::hooks::FirstRun::take(&install.first_run_path(), version) {
+        Ok(Some(hook)) => hook,
+        Ok(None) => return,
+        Err(err) => {
+            log::warn!("not running the first-run hook: {err}");
+            return;
+        }
+    };
+    let kind = appstart_layout::hooks::HookKind::FirstRun;
+    let run = appstart_layout::hooks::run(kind, &hook, install, version);
+    if let Err(err) = appstart_layout::hooks::log(&install.history_path(), version, &run) {
+        log::warn!("{err}");
+    }
+    if !run.succeeded() {
+        log::warn!("{}", run.describe());
+    }
+}
+
 /// Runs the app until it ends for good; returns the exit code to end with (the child's, all
 /// 32 bits of it on Windows; 128 + the signal when a signal killed it on Unix).
 pub fn run(args: Vec<OsString>) -> Result<i32, LaunchError> {
@@ -89,6 +115,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, LaunchError> {
         let version = runnable_version(&install, &mut config)?;
         let executable = config.executable_path(&install, &version);
         let probation = load_probation(&install.probation_path()).filter(|p| p.version == version);
+        run_first_run_hook(&install, &version);
         log_event(&install, "launch", &[("version", version.as_str())]);
         log::info!("starting {} ({})", version, executable.display());
 

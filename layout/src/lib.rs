@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod history;
+pub mod hooks;
 pub mod names;
 pub mod paths;
 pub mod state;

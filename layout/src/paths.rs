@@ -147,6 +147,12 @@ impl InstallDir {
         self.state_dir().join("staged.toml")
     }
 
+    /// `DIR/state/first-run.toml`: the `first-run` hook of the version the updater switched
+    /// to, for the launcher to run once at that version's first launch.
+    pub fn first_run_path(&self) -> PathBuf {
+        self.state_dir().join("first-run.toml")
+    }
+
     /// `DIR/state/metadata`: trusted TUF metadata.
     pub fn metadata_dir(&self) -> PathBuf {
         self.state_dir().join("metadata")

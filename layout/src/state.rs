@@ -155,7 +155,7 @@ impl BadVersions {
     }
 }
 
-fn load_optional_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+pub(crate) fn load_optional_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     if !path.exists() {
         return Ok(None);
     }
@@ -168,7 +168,7 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<T
     toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))
 }
 
-fn save_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn save_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = toml::to_string(value).map_err(|e| Error::InvalidField {
         path: path.to_path_buf(),
         field: String::from("(whole file)"),

@@ -161,6 +161,9 @@ pub struct PublishRequest {
     /// Where progress events go (phases `publish-compress`, `publish-delta`, `write`);
     /// `None`: nowhere.
     pub events: Option<updater_core::Events>,
+    /// Programs of the release run around its install and switch (`custom.hooks`, see
+    /// `docs/repository-format.md`); each must be a file of the release. Default: none.
+    pub hooks: appstart_layout::hooks::Hooks,
 }
 
 /// Default of [`PublishRequest::delta_time_limit`]: about nine times what the largest pair of the

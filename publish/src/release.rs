@@ -3,7 +3,7 @@
 //! the metadata that names them, and last delete the packs of older releases beyond
 //! `keep_packs` (in that order; the argument is in [`super`]'s docs).
 
-use super::source::{marks_executable, scan_source};
+use super::source::{check_hooks, marks_executable, scan_source};
 use super::store::Run;
 use super::{Expiry, PublishReport, PublishRequest, Repository};
 use std::collections::BTreeMap;
@@ -87,6 +87,7 @@ impl Repository {
         }
         // Step 1: blobs, deltas, the pack, then the manifest target; then one sync.
         let (files, directories) = scan_source(&request.source)?;
+        check_hooks(request, &files)?;
         // The releases before this one: deltas are made against them, and their blobs are
         // reused without being checked again (a signed manifest names only durable blobs).
         let previous = self.previous_manifests(&published, request, request.delta_depth.max(1))?;
@@ -191,6 +192,7 @@ impl Repository {
             executable: request.executable.clone(),
             control: request.control.clone(),
             data: request.data.clone(),
+            hooks: request.hooks.clone(),
         };
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), sha256);
@@ -371,6 +373,7 @@ mod tests {
             data: Map::new(),
             allow_prerelease: false,
             events: None,
+            hooks: Default::default(),
         };
         (request, semver::Version::parse(version).unwrap())
     }

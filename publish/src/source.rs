@@ -24,8 +24,49 @@ pub(super) fn marks_executable(
 ) -> bool {
     match execute_bit {
         Some(bit) if !is_windows_platform(&request.platform) => bit,
-        _ => *path == request.executable || request.launcher.as_ref() == Some(path),
+        _ => {
+            *path == request.executable
+                || request.launcher.as_ref() == Some(path)
+                || request.hooks.iter().any(|(_, hook)| hook.path == *path)
+        }
     }
+}
+
+/// Each hook of `request` names a file of the release (`files`, as scanned) that will be
+/// executable once installed; on Windows releases, one Windows can run directly (`.exe`,
+/// `.com`) or through `cmd.exe` (`.bat`, `.cmd`).
+pub(super) fn check_hooks(
+    request: &PublishRequest,
+    files: &[(RelativePath, Option<bool>)],
+) -> Result<()> {
+    request.hooks.check().map_err(Error::Invalid)?;
+    for (kind, hook) in request.hooks.iter() {
+        let Some((path, bit)) = files.iter().find(|(path, _)| *path == hook.path) else {
+            return Err(Error::Invalid(format!(
+                "--hook {kind}={}: {} is not a file of the release in {}; name a file inside the folder, relative to it",
+                hook.path,
+                hook.path.join_to(&request.source).display(),
+                request.source.display()
+            )));
+        };
+        if is_windows_platform(&request.platform) {
+            let extension = path
+                .as_str()
+                .rsplit_once('.')
+                .map(|(_, ext)| ext.to_ascii_lowercase());
+            if !matches!(extension.as_deref(), Some("exe" | "com" | "bat" | "cmd")) {
+                return Err(Error::Invalid(format!(
+                    "--hook {kind}={path}: a Windows release's hook must be an .exe, .com, .bat or .cmd file (hooks run with no shell)"
+                )));
+            }
+        } else if !marks_executable(request, path, *bit) {
+            return Err(Error::Invalid(format!(
+                "--hook {kind}={path}: {} is not executable; hooks run with no shell: make it executable (chmod +x) and start scripts with a #! line",
+                path.join_to(&request.source).display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Regular files (with their execute bit, `None` on Windows) and empty folders of a source

@@ -54,4 +54,4 @@ pub mod tuf;
 #[path = "watched.rs"]
 pub mod watched;
 
-pub use appstart_layout::fsutil;
+pub use appstart_layout::{fsutil, hooks};

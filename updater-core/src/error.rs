@@ -165,6 +165,27 @@ pub enum Error {
         /// The stall timeout that ran out.
         seconds: u64,
     },
+
+    /// A release's hook failed, timed out or could not start: a `post-install` hook fails
+    /// the install or download, a `pre-switch` hook aborts the switch (the current version
+    /// stays current).
+    #[error("version {version}: {description}; {consequence} (its whole output is in {history})")]
+    Hook {
+        /// Which hook.
+        kind: appstart_layout::hooks::HookKind,
+        /// The version whose hook it is.
+        version: appstart_layout::VersionName,
+        /// Its exit code, if it exited.
+        exit_code: Option<i32>,
+        /// Whether it was killed at its timeout.
+        timed_out: bool,
+        /// The hook, how it ended and the tail of its output.
+        description: String,
+        /// What that did to the install.
+        consequence: &'static str,
+        /// The history log holding its output.
+        history: PathBuf,
+    },
 }
 
 impl Error {
@@ -206,6 +227,10 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Cancelled => "cancelled",
             Error::Stalled { .. } => "timeout",
+            Error::Hook {
+                timed_out: true, ..
+            } => "hook-timeout",
+            Error::Hook { .. } => "hook-failed",
         }
     }
 

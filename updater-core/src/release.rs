@@ -5,6 +5,7 @@
 //! target whose name and custom fields differ is ignored, so a release cannot be relabelled
 //! for another app or platform.
 
+use appstart_layout::hooks::Hooks;
 use appstart_layout::{RelativePath, VersionName};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,10 @@ pub struct ReleaseCustom {
     /// The publisher's own data (`publish --custom`), passed to the app as it is.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub data: serde_json::Map<String, serde_json::Value>,
+    /// Programs of the release to run around the install and switch (`publish --hook`);
+    /// a release whose hooks this client cannot read is ignored, never taken without them.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 fn is_open(control: &Control) -> bool {
@@ -84,7 +89,13 @@ pub fn releases<'a>(
 }
 
 fn parse_release(name: &str, target: &TargetFile) -> Option<Release> {
-    let custom: ReleaseCustom = serde_json::from_value(target.custom.clone()?).ok()?;
+    let custom: ReleaseCustom = match serde_json::from_value(target.custom.clone()?) {
+        Ok(custom) => custom,
+        Err(err) => {
+            log::warn!("ignoring target {name}: its custom fields cannot be read: {err}");
+            return None;
+        }
+    };
     for (field, value) in [
         ("app", &custom.app),
         ("channel", &custom.channel),
@@ -103,7 +114,11 @@ fn parse_release(name: &str, target: &TargetFile) -> Option<Release> {
         log::warn!("ignoring target {name}: its name does not match its custom fields");
         return None;
     }
-    if let Err(message) = custom.control.check(name) {
+    if let Err(message) = custom
+        .control
+        .check(name)
+        .and_then(|()| custom.hooks.check())
+    {
         log::warn!("ignoring target {name}: {message}");
         return None;
     }
@@ -262,6 +277,39 @@ mod tests {
         );
         assert_eq!(case_conflict(&v("1.0.0-RC"), &installed), None, "the same");
         assert_eq!(case_conflict(&v("1.0.1"), &installed), None);
+    }
+
+    /// A client must not take a release without running a hook it cannot read.
+    #[test]
+    fn a_release_with_hooks_this_client_cannot_read_is_ignored() {
+        let (name, mut target) = release("demo", "stable", "any", "1.0.0");
+        let custom = target.custom.as_mut().unwrap();
+        custom["hooks"] =
+            serde_json::json!({"pre-switch": {"path": "bin/check", "timeout_secs": 5}});
+        let mut map = BTreeMap::new();
+        map.insert(name.clone(), target.clone());
+        let all = releases(&map);
+        assert_eq!(
+            all[0]
+                .custom
+                .hooks
+                .pre_switch
+                .as_ref()
+                .unwrap()
+                .timeout_secs,
+            5
+        );
+        for hooks in [
+            serde_json::json!({"pre-uninstall": {"path": "bin/x", "timeout_secs": 5}}),
+            serde_json::json!({"pre-switch": {"path": "bin/x", "timeout_secs": 5, "as": "root"}}),
+            serde_json::json!({"pre-switch": {"path": "bin/x", "timeout_secs": 0}}),
+            serde_json::json!({"pre-switch": {"path": "../x", "timeout_secs": 5}}),
+            serde_json::json!(["bin/x"]),
+        ] {
+            target.custom.as_mut().unwrap()["hooks"] = hooks.clone();
+            map.insert(name.clone(), target.clone());
+            assert!(releases(&map).is_empty(), "{hooks}");
+        }
     }
 
     #[test]

@@ -630,6 +630,7 @@ mod tests {
                 pack: None,
             },
             stats: Default::default(),
+            hooks: Default::default(),
         };
         let err = commit_version(&install, &staging, &record).unwrap_err();
         assert!(err.to_string().contains("1.0.0-RC"), "{err}");

@@ -104,9 +104,16 @@ pub struct Receipt {
     pub duration_ms: u64,
     /// When, RFC 3339 UTC.
     pub at: String,
-    /// For `failed`: a stable error code ([`crate::Error::code`]).
+    /// For `failed`: a stable error code ([`crate::Error::code`]); for `hook`: `hook-failed`
+    /// or `hook-timeout` when the hook did not succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For `hook`: which one (`post-install`, `pre-switch`, `first-run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// For `hook`: its exit code; absent when it was killed or could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl Receipt {
@@ -139,6 +146,8 @@ impl Receipt {
             duration_ms: 0,
             at: appstart_layout::fsutil::now_rfc3339(),
             error: None,
+            hook: None,
+            exit_code: None,
         }
     }
 
@@ -171,6 +180,13 @@ impl Receipt {
         }
         if crate::control::parse_time(&self.at).is_none() {
             return Err(format!("at {:?} is not an RFC 3339 time", self.at));
+        }
+        if let Some(hook) = &self.hook
+            && appstart_layout::hooks::HookKind::parse(hook).is_none()
+        {
+            return Err(format!(
+                "hook {hook:?} is not post-install, pre-switch or first-run"
+            ));
         }
         if let Some(error) = &self.error
             && (error.is_empty()
@@ -246,6 +262,18 @@ mod tests {
         assert!(receipt.check().is_err());
         receipt.install_id = "0123456789abcdef0123456789abcdef".into();
         receipt.error = Some("<script>".into());
+        assert!(receipt.check().is_err());
+        receipt.error = Some("hook-failed".into());
+        receipt.event = ReceiptEvent::Hook;
+        receipt.hook = Some("pre-switch".into());
+        receipt.exit_code = Some(3);
+        receipt.check().unwrap();
+        let json = serde_json::to_value(&receipt).unwrap();
+        assert_eq!(
+            (&json["hook"], &json["exit_code"]),
+            (&"pre-switch".into(), &3.into())
+        );
+        receipt.hook = Some("<script>".into());
         assert!(receipt.check().is_err());
     }
 }

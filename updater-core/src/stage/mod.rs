@@ -72,6 +72,14 @@ pub struct InstalledRecord {
     pub manifest: Manifest,
     /// Stat of each file right after it was written.
     pub stats: BTreeMap<String, FileStat>,
+    /// The release's hooks (from its signed metadata), recorded once its `post-install`
+    /// hook succeeded: `apply` runs `pre-switch` from here, with no network. Empty until then,
+    /// so a folder whose `post-install` did not finish is staged again, not reused.
+    #[serde(
+        default,
+        skip_serializing_if = "appstart_layout::hooks::Hooks::is_empty"
+    )]
+    pub hooks: appstart_layout::hooks::Hooks,
 }
 
 impl InstalledRecord {

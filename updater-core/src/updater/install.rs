@@ -312,6 +312,8 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         &manifest,
         pack_data_start(&release, &manifest),
         fresh.opened_pack,
+        &release.custom.hooks,
+        &|_| {},
     )?;
     staged.manifest_bytes = metered.bytes() + fresh.manifest_bytes_in_pack;
     staged.metadata_bytes = refresh_bytes + staged.manifest_bytes;
@@ -331,6 +333,18 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         }
     }
     settings.save(&install.install_settings_path())?;
+    // A fresh install switches too: from nothing to its first version.
+    let hooks = &release.custom.hooks;
+    if let Some(hook) = &hooks.pre_switch {
+        super::hooks::run_checked(
+            &install,
+            &manifest.version,
+            appstart_layout::hooks::HookKind::PreSwitch,
+            hook,
+            &|_| {},
+        )?;
+    }
+    super::hooks::prepare_first_run(&install, &manifest.version, hooks)?;
     // The config is written last: until it exists the folder is not an install.
     let config = LauncherConfig::new(manifest.version.clone(), manifest.executable.clone());
     config.save(&install.config_path())?;

@@ -16,6 +16,7 @@
 
 mod chain;
 mod find;
+mod hooks;
 mod install;
 pub(crate) mod later;
 mod offer;
@@ -439,6 +440,8 @@ impl Updater {
             &manifest,
             pack_data_start(release, &manifest),
             None,
+            &release.custom.hooks,
+            &|run| self.record_hook(&config.current, release.version(), run),
         )?;
         staged.manifest_bytes = metered.bytes();
         staged.metadata_bytes = metered.bytes();
@@ -481,12 +484,28 @@ impl Updater {
         started: Instant,
     ) -> Result<UpdateReport> {
         let record = InstalledRecord::load(&self.install, staged.version());
-        if record.is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version()))) {
+        if record
+            .as_ref()
+            .is_none_or(|r| !r.matches_by_stat(&self.install.version_dir(staged.version())))
+        {
             return Err(Error::Invalid(format!(
                 "{} is not staged (or was changed since); download it again",
                 staged.version()
             )));
         }
+        let version = staged.version().clone();
+        let hooks = record.map(|record| record.hooks).unwrap_or_default();
+        if let Some(hook) = &hooks.pre_switch {
+            let current = LauncherConfig::load(&self.install.config_path())?.current;
+            hooks::run_checked(
+                &self.install,
+                &version,
+                appstart_layout::hooks::HookKind::PreSwitch,
+                hook,
+                &|run| self.record_hook(&current, &version, run),
+            )?;
+        }
+        hooks::prepare_first_run(&self.install, &version, &hooks)?;
         let from = switch::switch_to(&self.install, &staged.manifest)?;
         // Whatever `update --download-only` staged was chosen from the install as it was
         // before this switch: it is no longer what `--apply` should switch to.

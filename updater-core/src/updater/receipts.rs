@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use appstart_layout::hooks::{HookKind, HookOutcome, HookRun};
 use appstart_layout::{VersionName, fsutil};
 
 use super::Updater;
@@ -96,6 +97,18 @@ impl Updater {
         });
     }
 
+    /// Records a `hook` receipt of `run`, a hook of `version` run while `from` was current.
+    pub(super) fn record_hook(&self, from: &VersionName, version: &VersionName, run: &HookRun) {
+        self.record(ReceiptEvent::Hook, |r| {
+            r.from = Some(from.to_string());
+            r.to = Some(version.to_string());
+            r.duration_ms = millis(run.duration);
+            r.hook = Some(run.kind.as_str().to_string());
+            r.exit_code = run.exit_code;
+            r.error = hook_error(&run.outcome).map(str::to_string);
+        });
+    }
+
     /// Records a `fell_back` receipt for each launcher `fallback` line of `history.log` past
     /// the cursor, then moves the cursor past them. Call it holding the install lock.
     pub(super) fn record_fallbacks(&self) {
@@ -130,11 +143,21 @@ impl Updater {
         };
         if self.receipts_on()? {
             for line in chunk[..end].split(|b| *b == b'\n') {
-                if let Some((at, from, to)) = parse_fallback(&String::from_utf8_lossy(line)) {
+                let line = String::from_utf8_lossy(line);
+                if let Some((at, from, to)) = parse_fallback(&line) {
                     self.record(ReceiptEvent::FellBack, |r| {
                         r.at = at;
                         r.from = Some(from.to_string());
                         r.to = Some(to.to_string());
+                    });
+                } else if let Some(first_run) = parse_first_run(&line) {
+                    self.record(ReceiptEvent::Hook, |r| {
+                        r.at = first_run.at;
+                        r.to = Some(first_run.version.to_string());
+                        r.duration_ms = first_run.duration_ms;
+                        r.hook = Some(HookKind::FirstRun.as_str().to_string());
+                        r.exit_code = first_run.exit_code;
+                        r.error = first_run.error.map(str::to_string);
                     });
                 }
             }
@@ -179,6 +202,65 @@ fn read_from(path: &std::path::Path, offset: u64, limit: u64) -> Result<Vec<u8>>
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("reading", path, e))?;
     Ok(bytes)
+}
+
+/// The receipt's `error` for a hook that ended so, `None` when it succeeded.
+fn hook_error(outcome: &HookOutcome) -> Option<&'static str> {
+    match outcome {
+        HookOutcome::Succeeded => None,
+        HookOutcome::TimedOut => Some("hook-timeout"),
+        _ => Some("hook-failed"),
+    }
+}
+
+/// A launcher `first-run` hook line, as a receipt needs it.
+#[derive(Debug, PartialEq)]
+struct FirstRunLine {
+    at: String,
+    version: VersionName,
+    exit_code: Option<i32>,
+    duration_ms: u64,
+    error: Option<&'static str>,
+}
+
+/// A launcher line `<time> hook kind=first-run version=V result=R exit_code=N duration_ms=D
+/// ...` (the launcher runs `first-run`; the updater's own hook lines have receipts already).
+/// Only the fields before `path` are read: the path and output may hold anything.
+fn parse_first_run(line: &str) -> Option<FirstRunLine> {
+    let mut words = line.split(' ');
+    let at = words.next()?;
+    if words.next()? != "hook" || words.next()? != "kind=first-run" {
+        return None;
+    }
+    let (mut version, mut result, mut exit_code, mut duration_ms) = (None, None, None, 0);
+    for word in words.take_while(|word| !word.starts_with("path=")) {
+        if let Some(v) = word.strip_prefix("version=") {
+            version = VersionName::parse(v).ok();
+        } else if let Some(r) = word.strip_prefix("result=") {
+            result = Some(r);
+        } else if let Some(code) = word.strip_prefix("exit_code=") {
+            exit_code = code.parse().ok();
+        } else if let Some(ms) = word.strip_prefix("duration_ms=") {
+            duration_ms = ms.parse().unwrap_or(0);
+        }
+    }
+    let error = match result? {
+        "ok" => None,
+        "timeout" => Some("hook-timeout"),
+        _ => Some("hook-failed"),
+    };
+    let at = if crate::control::parse_time(at).is_some() {
+        at.to_string()
+    } else {
+        fsutil::now_rfc3339()
+    };
+    Some(FirstRunLine {
+        at,
+        version: version?,
+        exit_code,
+        duration_ms,
+        error,
+    })
 }
 
 /// A launcher line `<time> fallback from=X to=Y reason=...`: its time and versions.
@@ -226,5 +308,23 @@ mod tests {
         assert!(parse_fallback("2026-01-02T03:04:05Z launch version=3.0.0").is_none());
         assert!(parse_fallback("2026-01-02T03:04:05Z fallback from=3.0.0").is_none());
         assert!(parse_fallback("").is_none());
+    }
+
+    /// The launcher runs `first-run`; its history line becomes the hook's receipt.
+    #[test]
+    fn a_first_run_line_gives_its_result() {
+        let line = "2026-01-02T03:04:05Z hook kind=first-run version=2.0.0 result=failed exit_code=4 duration_ms=12 path=bin/first output=\"x result=ok\"";
+        let parsed = parse_first_run(line).unwrap();
+        assert_eq!(
+            parsed,
+            FirstRunLine {
+                at: "2026-01-02T03:04:05Z".into(),
+                version: VersionName::parse("2.0.0").unwrap(),
+                exit_code: Some(4),
+                duration_ms: 12,
+                error: Some("hook-failed"),
+            }
+        );
+        assert!(parse_first_run(&line.replace("first-run", "pre-switch")).is_none());
     }
 }

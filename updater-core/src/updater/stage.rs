@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use appstart_layout::hooks::{HookKind, HookRun, Hooks};
 use appstart_layout::{InstallDir, VersionName};
 
 use super::Staged;
@@ -17,7 +18,7 @@ use crate::switch;
 use crate::transport::Transport;
 
 /// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
-/// by an interrupted run.
+/// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stage_version(
     install: &InstallDir,
@@ -28,10 +29,16 @@ pub(super) fn stage_version(
     manifest: &Manifest,
     pack_data_start: u64,
     opened_pack: Option<OpenedPack>,
+    hooks: &Hooks,
+    on_hook: &dyn Fn(&HookRun),
 ) -> Result<Staged> {
+    super::hooks::check_paths(manifest, hooks)?;
     let target = install.version_dir(&manifest.version);
+    // The record names the hooks only once `post-install` succeeded: a folder whose hook
+    // did not run to the end is staged again.
     if let Some(record) = InstalledRecord::load(install, &manifest.version)
         && record.manifest == *manifest
+        && record.hooks == *hooks
         && record.matches_by_stat(&target)
     {
         return Ok(Staged {
@@ -76,11 +83,25 @@ pub(super) fn stage_version(
             return Err(err);
         }
     };
-    let record = InstalledRecord {
+    let mut record = InstalledRecord {
         manifest: manifest.clone(),
         stats,
+        hooks: Hooks::default(),
     };
     switch::commit_version(install, &staging, &record)?;
+    if let Some(hook) = &hooks.post_install {
+        let version = &manifest.version;
+        if let Err(err) =
+            super::hooks::run_checked(install, version, HookKind::PostInstall, hook, on_hook)
+        {
+            super::hooks::discard_version(install, version);
+            return Err(err);
+        }
+    }
+    if !hooks.is_empty() {
+        record.hooks = hooks.clone();
+        record.save(install)?;
+    }
     Ok(Staged {
         manifest: manifest.clone(),
         report,

@@ -190,10 +190,14 @@ impl Updater {
         let target = self.install.version_dir(&manifest.version);
         let aside = self.swap_in(&staging, &target, &manifest.version)?;
         crate::fault::step("repair-swapped");
-        // Step 6.
+        // Step 6. The hooks stay as recorded: a repair restores files, it does not install.
+        let hooks = InstalledRecord::load(&self.install, &manifest.version)
+            .map(|record| record.hooks)
+            .unwrap_or_default();
         InstalledRecord {
             manifest: manifest.clone(),
             stats,
+            hooks,
         }
         .save(&self.install)?;
         report.repaired_to = Some(target);
