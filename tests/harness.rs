@@ -363,8 +363,35 @@ impl Publisher {
             #[cfg(windows)]
             let _ = executable; // No execute bit: --exe names the executable.
         }
+        let args = self.publish_args(keys, app, version, &source, extra);
+        appupdate_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Runs `appupdate publish` of the folder `source` as APP VERSION with `extra` flags and
+    /// returns its output, success or not (for refusals and for what it prints on the way).
+    pub fn publish_folder(
+        &self,
+        app: &str,
+        version: &str,
+        source: &Path,
+        extra: &[&str],
+    ) -> Output {
+        let args = self.publish_args(&self.keys(), app, version, source, extra);
+        appupdate(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The arguments of `appupdate publish`: this repository, the keys in `keys`, the
+    /// executable `bin/app`, platform `any` unless `extra` names one, then `source`.
+    fn publish_args(
+        &self,
+        keys: &Path,
+        app: &str,
+        version: &str,
+        source: &Path,
+        extra: &[&str],
+    ) -> Vec<String> {
         let repo = self.repo();
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "publish",
             "--repo",
             repo.to_str().expect("utf-8"),
@@ -376,13 +403,16 @@ impl Publisher {
             version,
             "--exe",
             "bin/app",
-        ];
-        args.extend_from_slice(extra);
+        ]
+        .iter()
+        .chain(extra)
+        .map(ToString::to_string)
+        .collect();
         if !extra.contains(&"--platform") {
-            args.extend_from_slice(&["--platform", "any"]);
+            args.extend(["--platform".to_string(), "any".to_string()]);
         }
-        args.push(source.to_str().expect("utf-8"));
-        appupdate_json(&args)
+        args.push(source.to_str().expect("utf-8").to_string());
+        args
     }
 
     /// The manifest of a published release, read from the repository's files.

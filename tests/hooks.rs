@@ -320,33 +320,12 @@ fn first_run_runs_exactly_once_at_the_first_launch_of_the_new_version() {
 #[test]
 fn publish_refuses_a_hook_that_is_not_an_executable_file_of_the_release() {
     let publisher = Publisher::new();
-    let repo = publisher.repo();
-    let keys = publisher.keys();
     let source = publisher.dir.path().join("src");
     std::fs::create_dir_all(source.join("bin")).unwrap();
     std::fs::write(source.join("bin/app"), APP).unwrap();
     crate::harness::set_mode(&source.join("bin/app"), 0o755);
     std::fs::write(source.join("notes.txt"), "plain").unwrap();
-    let publish = |hook: &[&str]| {
-        let mut args = vec![
-            "publish",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--keys",
-            keys.to_str().unwrap(),
-            "--app",
-            "sample",
-            "--version",
-            "1.0.0",
-            "--exe",
-            "bin/app",
-            "--platform",
-            "any",
-        ];
-        args.extend_from_slice(hook);
-        args.push(source.to_str().unwrap());
-        appupdate(&args)
-    };
+    let publish = |hook: &[&str]| publisher.publish_folder("sample", "1.0.0", &source, hook);
     for (hook, expected) in [
         (
             "post-install=hooks/missing",

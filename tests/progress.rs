@@ -37,26 +37,7 @@ fn write_source(dir: &Path, version: u64) {
 fn publish(publisher: &Publisher, version: &str, extra: &[&str]) -> Output {
     let source = publisher.dir.path().join(format!("src-{version}"));
     write_source(&source, version.split('.').next().unwrap().parse().unwrap());
-    let repo = publisher.repo();
-    let keys = publisher.keys();
-    let mut args = vec![
-        "publish",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--keys",
-        keys.to_str().unwrap(),
-        "--app",
-        "sample",
-        "--version",
-        version,
-        "--exe",
-        "bin/app",
-        "--platform",
-        "any",
-    ];
-    args.extend_from_slice(extra);
-    args.push(source.to_str().unwrap());
-    ok(appupdate(&args))
+    ok(publisher.publish_folder("sample", version, &source, extra))
 }
 
 fn ok(output: Output) -> Output {

@@ -7,6 +7,7 @@
 //! (`installer.rs`).
 
 mod cli;
+mod client_cmd;
 mod commands;
 mod demo;
 mod docs_cmd;
@@ -19,6 +20,7 @@ mod payload;
 mod progress;
 mod receipts_cmd;
 mod release_cmd;
+mod repo_cmd;
 mod verify_cmd;
 
 use std::process::ExitCode;
