@@ -309,7 +309,8 @@ fn a_stall_fails_once_keeping_what_arrived_and_the_next_run_resumes() {
     setup.server.inject("/blobs/", Fault::Stall, 1);
     let output = setup.update();
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Exit 3: a network error (docs/cli.md, Exit codes).
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains(&format!("no data from {}/blobs/", setup.server.url))
             && stderr.contains("for 1 s"),
