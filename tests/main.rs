@@ -56,6 +56,8 @@ mod installer;
 #[cfg(unix)]
 mod interop;
 #[cfg(unix)]
+mod lan;
+#[cfg(unix)]
 mod later;
 #[cfg(unix)]
 mod launcher;

@@ -144,6 +144,33 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
+    /// Write the smallest repository an offline machine can install VERSION (and every newer
+    /// release of the app on the channel) from: signed metadata as it is, the releases'
+    /// manifests, blobs and deltas; no packs, nothing re-signed.
+    Export {
+        /// Repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// App.
+        #[arg(long)]
+        app: String,
+        /// The oldest version exported; newer releases of the same channel and platform go
+        /// with it (a client takes the newest it may).
+        #[arg(long)]
+        version: String,
+        /// Channel.
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// Platform to export (repeatable). Default: every platform VERSION is published for.
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Folder to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delegate some target paths to a new role with its own keys (signed with the targets
     /// key), and write the role's first, empty metadata.
     Delegate {
@@ -286,7 +313,8 @@ pub struct ServeArgs {
 /// `appupdate install ...`
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Repository base URL (http://, https:// or file://).
+    /// Repository base URL (http://, https:// or file://), or the path of a repository folder
+    /// (a LAN share or a relative path; kept as its absolute file:// URL).
     #[arg(long)]
     pub url: String,
     /// The repository's root metadata (1.root.json), obtained from the publisher.

@@ -29,6 +29,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "appupdate repo prune-packs --repo repo --keep 3",
     ),
     (
+        "repo export",
+        "appupdate repo export --repo repo --app hello --version 1.4.0 --out /media/usb/hello-repo",
+    ),
+    (
         "repo delegate",
         "appupdate repo delegate --repo repo --keys keys --role team-a --paths 'hello/*' --key-file keys/team-a.pub",
     ),

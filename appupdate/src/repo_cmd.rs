@@ -1,7 +1,7 @@
 //! The publisher's commands: keys, repository upkeep (`repo ...`) and `publish`.
 
 use anyhow::{Context, Result, anyhow, bail};
-use appstart_publish::{DelegationRequest, Expiry, PublishRequest, Repository};
+use appstart_publish::{DelegationRequest, Expiry, ExportRequest, PublishRequest, Repository};
 use updater_core::advanced::hooks::{Hook, HookKind, Hooks};
 use updater_core::advanced::release::current_platform;
 use updater_core::advanced::tuf::keys::KeyDir;
@@ -82,6 +82,32 @@ pub fn repo(command: RepoCommand) -> Result<()> {
                 println!("removed {}", path.display());
             }
             println!("{} packs removed", removed.len());
+        }
+        RepoCommand::Export {
+            repo,
+            app,
+            version,
+            channel,
+            platforms,
+            out,
+            json,
+        } => {
+            let version = VersionName::parse(&version).context("--version")?;
+            let mut request = ExportRequest::new(app, version, channel, out);
+            request.platforms = platforms;
+            let report = Repository::new(&repo).export(&request)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "exported {} ({} files, {} bytes) into {}; install from it with --url {}",
+                    report.releases.join(", "),
+                    report.files,
+                    report.bytes,
+                    report.out.display(),
+                    report.out.display()
+                );
+            }
         }
         RepoCommand::Delegate {
             repo,

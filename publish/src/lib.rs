@@ -58,6 +58,7 @@ mod control_syntax;
 mod delegation;
 mod deltas;
 mod durable;
+mod export;
 mod manifest_delta;
 mod metadata;
 mod packs;
@@ -68,6 +69,7 @@ mod store;
 
 pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector};
 pub use control_syntax::{parse_percent, parse_rollout_schedule};
+pub use export::{ExportReport, ExportRequest};
 pub use receipts::ReceiptsReport;
 pub use source::is_windows_platform;
 

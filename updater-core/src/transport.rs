@@ -263,6 +263,28 @@ fn hex_value(digit: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
+/// The repository URL an install keeps for `input` (`install --url`): an `http://`,
+/// `https://` or `file://` URL as given; a plain path (`/mnt/share/repo`, `../repo`,
+/// `\\server\share\repo`) becomes the `file://` URL of that folder, made absolute, so later
+/// updates find it whatever their working directory. A plain path must name a folder.
+pub fn repository_url(input: &str) -> Result<String> {
+    if input.contains("://") {
+        return Ok(input.to_string());
+    }
+    let path = std::path::Path::new(input);
+    let absolute = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
+    if !absolute.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{input}: no repository folder there (give an http://, https:// or file:// URL, or the path of a repository folder)"
+        )));
+    }
+    // FileTransport percent-decodes what follows `file://`: keep a literal `%` literal.
+    Ok(format!(
+        "file://{}",
+        absolute.display().to_string().replace('%', "%25")
+    ))
+}
+
 /// The transport for `url`'s scheme.
 pub fn for_url(url: &str, timeouts: HttpTimeouts) -> Result<Box<dyn Transport>> {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -288,6 +310,30 @@ pub fn join_url(base: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_path_becomes_an_absolute_file_url_and_urls_stay_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = repository_url(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(url, format!("file://{}", dir.path().display()));
+        let percent = dir.path().join("100%");
+        std::fs::create_dir(&percent).unwrap();
+        let url = repository_url(percent.to_str().unwrap()).unwrap();
+        assert!(url.ends_with("/100%25"), "{url}");
+        assert_eq!(
+            percent_decode(url.strip_prefix("file://").unwrap()),
+            percent.display().to_string()
+        );
+        for given in ["https://h/r", "http://h/r", "file:///srv/r"] {
+            assert_eq!(repository_url(given).unwrap(), given);
+        }
+        let missing = dir.path().join("missing");
+        let err = repository_url(missing.to_str().unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("no repository folder there"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn helpers() {

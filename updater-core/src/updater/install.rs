@@ -156,6 +156,8 @@ impl InstallOptions {
 /// asked for. On failure the shortcuts made so far and the folder are removed again (the
 /// folder is emptied, if it existed and was empty).
 pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
+    // A bad repository path is refused before anything is made.
+    crate::transport::repository_url(&options.url)?;
     let dir = &options.dir;
     let existed = dir.exists();
     if existed {
@@ -215,7 +217,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         &options.trusted_root.display().to_string(),
     )?;
     let mut settings = InstallSettings::new(
-        options.url.clone(),
+        crate::transport::repository_url(&options.url)?,
         options.app.clone(),
         options.channel.clone(),
         options.platform.clone(),
