@@ -68,6 +68,8 @@ mod packs;
 #[cfg(unix)]
 mod progress;
 #[cfg(unix)]
+mod proxy;
+#[cfg(unix)]
 mod publish;
 #[cfg(unix)]
 mod receipts;

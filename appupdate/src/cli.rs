@@ -343,6 +343,19 @@ pub struct InstallArgs {
     /// Put the install in this group (repeatable), for releases published with `--groups`.
     #[arg(long = "group", value_name = "G")]
     pub groups: Vec<String>,
+    /// HTTP proxy for this install, kept in state/install.toml and winning over
+    /// HTTPS_PROXY/HTTP_PROXY/ALL_PROXY: `http://host:port` or `http://user:password@host:port`
+    /// (the password is then stored in install.toml; prefer --proxy-credentials).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// A file holding one `user:password` line for the proxy (mode 0600 on Unix), read at
+    /// each run, never copied. Needs --proxy.
+    #[arg(long, value_name = "FILE", requires = "proxy")]
+    pub proxy_credentials: Option<PathBuf>,
+    /// Hosts to reach without the proxy, kept and winning over NO_PROXY: a comma list with
+    /// NO_PROXY's syntax (`*`, `example.com` also matches its subdomains, `.corp`).
+    #[arg(long, value_name = "HOSTS")]
+    pub no_proxy: Option<String>,
     /// Stall timeout.
     #[command(flatten)]
     pub network: NetworkArgs,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use updater_core::advanced::release::current_platform;
-use updater_core::{InstallOptions, Updater, VersionName};
+use updater_core::{InstallOptions, ProxySettings, Updater, VersionName};
 
 use crate::cli::{
     ChannelArgs, CheckArgs, DirArgs, InstallArgs, RollbackArgs, UnskipArgs, UpdateArgs,
@@ -32,7 +32,12 @@ pub fn install(args: InstallArgs, output: &OutputArgs) -> Result<ExitCode> {
         .with_platform(args.platform.unwrap_or_else(current_platform))
         .with_launcher(launcher)
         .with_shortcuts(shortcuts)
-        .with_groups(args.groups);
+        .with_groups(args.groups)
+        .with_proxy(proxy_settings(
+            args.proxy,
+            args.proxy_credentials,
+            args.no_proxy,
+        ));
     options.events = output.events(args.json);
     options.timeout = args.network.timeout.map(std::time::Duration::from_secs);
     options.cancel = crate::interrupt::token();
@@ -274,4 +279,20 @@ pub fn update(args: UpdateArgs, output: &OutputArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(exit::NOTHING_TO_DO));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `install --proxy URL --proxy-credentials FILE --no-proxy HOSTS` as settings.
+fn proxy_settings(
+    url: Option<String>,
+    credentials_file: Option<std::path::PathBuf>,
+    no_proxy: Option<String>,
+) -> ProxySettings {
+    let mut settings = url.map(ProxySettings::with_url).unwrap_or_default();
+    if let Some(path) = credentials_file {
+        settings = settings.with_credentials_file(path);
+    }
+    if let Some(hosts) = no_proxy {
+        settings = settings.with_no_proxy(hosts);
+    }
+    settings
 }

@@ -35,6 +35,8 @@ pub mod manifest;
 pub mod manifest_encoding;
 #[path = "progress.rs"]
 pub mod progress;
+#[path = "proxy.rs"]
+pub mod proxy;
 #[path = "receipts/mod.rs"]
 pub mod receipts;
 #[path = "release.rs"]

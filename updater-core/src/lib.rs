@@ -46,8 +46,8 @@ mod updater;
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
     archive, blob, cancel, control, delta, download, error, fault, lock, manifest,
-    manifest_encoding, progress, receipts, release, settings, shortcut, stage, switch, transport,
-    tuf, watched,
+    manifest_encoding, progress, proxy, receipts, release, settings, shortcut, stage, switch,
+    transport, tuf, watched,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};
@@ -56,6 +56,7 @@ pub use control::select::{HeldBack, HoldReason};
 pub use error::{Error, Result};
 pub use events::{Event, EventSink, Events, Phase, Progress};
 pub use poller::{Poller, PollerOptions, request_restart, restart_code};
+pub use proxy::ProxySettings;
 pub use release::Release;
 pub use shortcut::{Shortcut, ShortcutLocation};
 pub use transport::{HttpTimeouts, Transport};

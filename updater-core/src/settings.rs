@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::check_label;
+use crate::proxy::{Proxies, ProxySettings};
 
 /// The updater's settings for one install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,16 @@ pub struct InstallSettings {
     /// Groups this install is in, for releases published to groups (`install --group`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The HTTP proxy (`install --proxy`), winning over `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`.
+    /// Credentials in this URL make this file as secret as the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// A `user:password` file for the proxy (`install --proxy-credentials`), read at each run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_credentials: Option<std::path::PathBuf>,
+    /// Hosts reached without the proxy (`install --no-proxy`), winning over `NO_PROXY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_proxy: Option<String>,
 }
 
 fn default_keep() -> usize {
@@ -56,7 +67,24 @@ impl InstallSettings {
             attempts: default_attempts(),
             stall_secs: default_stall_secs(),
             groups: Vec::new(),
+            proxy: None,
+            proxy_credentials: None,
+            no_proxy: None,
         }
+    }
+
+    /// The proxy settings kept here.
+    pub fn proxy_settings(&self) -> ProxySettings {
+        ProxySettings {
+            url: self.proxy.clone(),
+            credentials_file: self.proxy_credentials.clone(),
+            no_proxy: self.no_proxy.clone(),
+        }
+    }
+
+    /// The proxies this install's requests go through: its settings, then the environment.
+    pub fn proxies(&self) -> Result<Proxies> {
+        Proxies::resolve(&self.proxy_settings(), &|name| std::env::var(name).ok())
     }
 
     /// Reads and checks the settings file.
@@ -96,6 +124,12 @@ impl InstallSettings {
                 "field `keep` must be at least 2",
             ));
         }
+        if self.proxy_credentials.is_some() && self.proxy.is_none() {
+            return Err(Error::format(
+                path.display().to_string(),
+                "field `proxy_credentials` needs field `proxy`",
+            ));
+        }
         if self.attempts == 0 {
             return Err(Error::format(
                 path.display().to_string(),
@@ -109,6 +143,17 @@ impl InstallSettings {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = toml::to_string(self).map_err(|e| Error::Invalid(e.to_string()))?;
         fsutil::write_atomic(path, text.as_bytes())?;
+        // A proxy password in the URL makes this file as secret as the password.
+        #[cfg(unix)]
+        if self
+            .proxy
+            .as_deref()
+            .is_some_and(|url| crate::proxy::redact(url) != url)
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io("restricting", path, e))?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::proxy::Proxies;
 
 /// What to ask for beyond a plain GET.
 #[derive(Debug, Clone, Default)]
@@ -97,38 +98,72 @@ impl HttpTimeouts {
     }
 }
 
-/// HTTP(S) through `ureq`, keeping connections alive between requests.
+/// HTTP(S) through `ureq`, keeping connections alive between requests, directly or
+/// through the proxy [`Proxies`] chooses for each URL.
 #[derive(Debug)]
 pub struct HttpTransport {
-    agent: ureq::Agent,
+    direct: ureq::Agent,
+    via_http: Option<ureq::Agent>,
+    via_https: Option<ureq::Agent>,
+    proxies: Proxies,
 }
 
 impl HttpTransport {
-    /// A transport with the given timeouts.
-    pub fn new(timeouts: HttpTimeouts) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.stall))
-            .timeout_per_read(Some(timeouts.stall))
-            .max_redirects(5)
-            .user_agent(concat!("appstart/", env!("CARGO_PKG_VERSION")))
-            .build();
+    /// A transport with the given timeouts, through the environment's proxies
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`crate::proxy`]).
+    pub fn new(timeouts: HttpTimeouts) -> Result<Self> {
+        Ok(HttpTransport::with_proxies(
+            timeouts,
+            Proxies::from_environment()?,
+        ))
+    }
+
+    /// A transport with the given timeouts, through `proxies`.
+    pub fn with_proxies(timeouts: HttpTimeouts, proxies: Proxies) -> Self {
+        let agent = |proxy: Option<&crate::proxy::Route>| {
+            agent(timeouts, proxy.map(|route| route.proxy.clone()))
+        };
         HttpTransport {
-            agent: config.new_agent(),
+            direct: agent(None),
+            via_http: proxies.route("http://proxied").map(|r| agent(Some(r))),
+            via_https: proxies.route("https://proxied").map(|r| agent(Some(r))),
+            proxies,
+        }
+    }
+
+    /// The agent for `url`, and the proxy it goes through (for messages).
+    fn agent_for(&self, url: &str) -> (&ureq::Agent, Option<&str>) {
+        let agent = if url.starts_with("https://") {
+            self.via_https.as_ref()
+        } else {
+            self.via_http.as_ref()
+        };
+        match (agent, self.proxies.route(url)) {
+            (Some(agent), Some(route)) => (agent, Some(&route.shown)),
+            _ => (&self.direct, None),
         }
     }
 }
 
-impl Default for HttpTransport {
-    fn default() -> Self {
-        HttpTransport::new(HttpTimeouts::default())
-    }
+/// An agent with `timeouts`, through `proxy` or (`None`) directly, whatever the environment
+/// says: [`Proxies`] has read it already.
+fn agent(timeouts: HttpTimeouts, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(proxy)
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_recv_response(Some(timeouts.stall))
+        .timeout_per_read(Some(timeouts.stall))
+        .max_redirects(5)
+        .user_agent(concat!("appstart/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
 }
 
 impl Transport for HttpTransport {
     fn get(&self, url: &str, request: &Request) -> Result<Response> {
-        let mut builder = self.agent.get(url);
+        let (agent, proxy) = self.agent_for(url);
+        let mut builder = agent.get(url);
         if let Some(start) = request.range_start {
             let end = request
                 .range_end
@@ -138,12 +173,7 @@ impl Transport for HttpTransport {
         if let Some(etag) = &request.if_none_match {
             builder = builder.header("If-None-Match", etag);
         }
-        let response = builder.call().map_err(|e| Error::Transport {
-            url: url.to_string(),
-            message: e.to_string(),
-            retryable: true,
-            retry_after: None,
-        })?;
+        let response = builder.call().map_err(|e| call_error(url, proxy, &e))?;
         let (parts, body) = response.into_parts();
         let header = |name: &str| {
             parts
@@ -182,6 +212,35 @@ impl Transport for HttpTransport {
             body: Box::new(body.into_reader()),
         })
     }
+}
+
+/// The error for a request to `url` that got no answer, naming the proxy it went through.
+/// A proxy refusing the credentials (407, or 401 from tinyproxy) is final: retrying would be refused again.
+fn call_error(url: &str, proxy: Option<&str>, error: &ureq::Error) -> Error {
+    let message = crate::proxy::redact(&error.to_string());
+    let (message, retryable) = match proxy {
+        None => (message, true),
+        Some(proxy) if refused_credentials(error) => (
+            format!(
+                "the proxy {proxy} refused the credentials ({message}); check install --proxy or --proxy-credentials"
+            ),
+            false,
+        ),
+        Some(proxy) => (format!("through the proxy {proxy}: {message}"), true),
+    };
+    Error::Transport {
+        url: url.to_string(),
+        message,
+        retryable,
+        retry_after: None,
+    }
+}
+
+/// Whether a proxy answered the `CONNECT` with 407 (Proxy Authentication Required) or, as
+/// tinyproxy does, 401.
+fn refused_credentials(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::ConnectProxyFailed(reason)
+        if reason.contains("responded 407") || reason.contains("responded 401"))
 }
 
 /// The first offset of `Content-Range: bytes START-END/TOTAL`. Public (hidden) only so that
@@ -285,10 +344,23 @@ pub fn repository_url(input: &str) -> Result<String> {
     ))
 }
 
-/// The transport for `url`'s scheme.
+/// The transport for `url`'s scheme, through the environment's proxies.
 pub fn for_url(url: &str, timeouts: HttpTimeouts) -> Result<Box<dyn Transport>> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(Box::new(HttpTransport::new(timeouts)))
+        for_url_via(url, timeouts, Proxies::from_environment()?)
+    } else {
+        for_url_via(url, timeouts, Proxies::default())
+    }
+}
+
+/// The transport for `url`'s scheme, through `proxies` (see [`crate::proxy`]).
+pub fn for_url_via(
+    url: &str,
+    timeouts: HttpTimeouts,
+    proxies: Proxies,
+) -> Result<Box<dyn Transport>> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(Box::new(HttpTransport::with_proxies(timeouts, proxies)))
     } else if url.starts_with("file://") {
         Ok(Box::new(FileTransport))
     } else {

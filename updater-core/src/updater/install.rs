@@ -17,10 +17,11 @@ use crate::events::Events;
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
+use crate::proxy::ProxySettings;
 use crate::settings::InstallSettings;
 use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
-use crate::transport::{HttpTimeouts, for_url};
+use crate::transport::{HttpTimeouts, for_url_via};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct InstallOptions {
     pub timeout: Option<Duration>,
     /// Stops the install part-way when cancelled (the folder is then removed again).
     pub cancel: CancelToken,
+    /// The HTTP proxy settings, saved in the install (default: none, the environment's).
+    pub proxy: ProxySettings,
 }
 
 impl InstallOptions {
@@ -100,7 +103,14 @@ impl InstallOptions {
             events: None,
             timeout: None,
             cancel: CancelToken::default(),
+            proxy: ProxySettings::default(),
         }
+    }
+
+    /// The HTTP proxy settings to use and keep (`install --proxy`, ...).
+    pub fn with_proxy(mut self, proxy: ProxySettings) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// The channel to follow.
@@ -158,6 +168,7 @@ impl InstallOptions {
 pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     // A bad repository path is refused before anything is made.
     crate::transport::repository_url(&options.url)?;
+    options.proxy.check()?;
     let dir = &options.dir;
     let existed = dir.exists();
     if existed {
@@ -226,6 +237,13 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         crate::control::check_group(group).map_err(Error::Invalid)?;
     }
     settings.groups.clone_from(&options.groups);
+    settings.proxy.clone_from(&options.proxy.url);
+    settings.no_proxy.clone_from(&options.proxy.no_proxy);
+    // Absolute, so later runs from anywhere read the same file.
+    settings.proxy_credentials = match &options.proxy.credentials_file {
+        Some(path) => Some(std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?),
+        None => None,
+    };
     let policy = Policy::load(&install)?;
     if let Some(locked) = &policy.channel
         && *locked != settings.channel
@@ -246,7 +264,11 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         .timeout
         .unwrap_or(Duration::from_secs(settings.stall_secs));
     let transport = Watched::new(
-        Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?),
+        Arc::from(for_url_via(
+            &settings.url,
+            HttpTimeouts::backstop(stall),
+            settings.proxies()?,
+        )?),
         options.cancel.clone(),
         stall,
     );

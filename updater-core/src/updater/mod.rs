@@ -53,7 +53,7 @@ use crate::release::Release;
 use crate::settings::InstallSettings;
 use crate::stage::InstalledRecord;
 use crate::switch;
-use crate::transport::{HttpTimeouts, Transport, for_url};
+use crate::transport::{HttpTimeouts, Transport, for_url_via};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
 use find::{Chooser, Found, Refreshed, refresh};
@@ -107,8 +107,11 @@ impl Updater {
         let install = InstallDir::new(dir);
         let settings = InstallSettings::load(&install.install_settings_path())?;
         let stall = Duration::from_secs(settings.stall_secs);
-        let raw_transport: Arc<dyn Transport> =
-            Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?);
+        let raw_transport: Arc<dyn Transport> = Arc::from(for_url_via(
+            &settings.url,
+            HttpTimeouts::backstop(stall),
+            settings.proxies()?,
+        )?);
         let retry = RetryPolicy {
             attempts: settings.attempts,
             ..RetryPolicy::default()
@@ -186,7 +189,9 @@ impl Updater {
         // The transport chosen by the scheme gets its own (longer) backstop to match; an
         // app's transport is kept as it is.
         if !self.app_transport
-            && let Ok(fresh) = for_url(&self.settings.url, HttpTimeouts::backstop(timeout))
+            && let Ok(proxies) = self.settings.proxies()
+            && let Ok(fresh) =
+                for_url_via(&self.settings.url, HttpTimeouts::backstop(timeout), proxies)
         {
             self.raw_transport = Arc::from(fresh);
         }
