@@ -16,7 +16,7 @@
 //!    every host under it; case does not matter; a `:port` on an entry is ignored; IP
 //!    addresses match exactly (no CIDR ranges).
 //!
-//! Credentials never appear in messages: [`Route::shown`] is the proxy URL with the password
+//! Credentials never appear in messages: a proxy is shown as its URL with the password
 //! replaced by `***`.
 
 use std::path::{Path, PathBuf};
