@@ -78,6 +78,8 @@ mod rollback;
 #[cfg(unix)]
 mod shortcuts;
 #[cfg(unix)]
+mod tls;
+#[cfg(unix)]
 mod update;
 #[cfg(unix)]
 mod verify;

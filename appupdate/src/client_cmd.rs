@@ -33,6 +33,9 @@ pub fn install(args: InstallArgs, output: &OutputArgs) -> Result<ExitCode> {
         .with_launcher(launcher)
         .with_shortcuts(shortcuts)
         .with_groups(args.groups);
+    if let Some(ca_file) = args.ca_file {
+        options = options.with_ca_file(ca_file);
+    }
     options.events = output.events(args.json);
     options.timeout = args.network.timeout.map(std::time::Duration::from_secs);
     options.cancel = crate::interrupt::token();

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsTrust;
 
 /// What to ask for beyond a plain GET.
 #[derive(Debug, Clone, Default)]
@@ -104,14 +105,23 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport with the given timeouts.
+    /// A transport with the given timeouts, trusting the OS trust store.
     pub fn new(timeouts: HttpTimeouts) -> Self {
+        HttpTransport::with_trust(timeouts, &TlsTrust::system())
+    }
+
+    /// A transport with the given timeouts, trusting `trust`'s roots for HTTPS.
+    pub fn with_trust(timeouts: HttpTimeouts, trust: &TlsTrust) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(trust.root_certs())
+            .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
             .timeout_recv_response(Some(timeouts.stall))
             .timeout_per_read(Some(timeouts.stall))
             .max_redirects(5)
+            .tls_config(tls)
             .user_agent(concat!("appstart/", env!("CARGO_PKG_VERSION")))
             .build();
         HttpTransport {
@@ -138,11 +148,25 @@ impl Transport for HttpTransport {
         if let Some(etag) = &request.if_none_match {
             builder = builder.header("If-None-Match", etag);
         }
-        let response = builder.call().map_err(|e| Error::Transport {
-            url: url.to_string(),
-            message: e.to_string(),
-            retryable: true,
-            retry_after: None,
+        let response = builder.call().map_err(|e| {
+            let message = e.to_string();
+            if crate::tls::is_untrusted_certificate(&message) {
+                // Trying again cannot make a certificate trusted.
+                return Error::Transport {
+                    url: url.to_string(),
+                    message: format!(
+                        "the server's TLS certificate is not trusted ({message}); if the repository uses a private CA, install with `appupdate install --ca-file CA.pem`"
+                    ),
+                    retryable: false,
+                    retry_after: None,
+                };
+            }
+            Error::Transport {
+                url: url.to_string(),
+                message,
+                retryable: true,
+                retry_after: None,
+            }
         })?;
         let (parts, body) = response.into_parts();
         let header = |name: &str| {
@@ -285,10 +309,19 @@ pub fn repository_url(input: &str) -> Result<String> {
     ))
 }
 
-/// The transport for `url`'s scheme.
+/// The transport for `url`'s scheme, trusting the OS trust store for HTTPS.
 pub fn for_url(url: &str, timeouts: HttpTimeouts) -> Result<Box<dyn Transport>> {
+    for_url_with(url, timeouts, &TlsTrust::system())
+}
+
+/// The transport for `url`'s scheme, trusting `trust` for HTTPS (an install's `--ca-file`).
+pub fn for_url_with(
+    url: &str,
+    timeouts: HttpTimeouts,
+    trust: &TlsTrust,
+) -> Result<Box<dyn Transport>> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(Box::new(HttpTransport::new(timeouts)))
+        Ok(Box::new(HttpTransport::with_trust(timeouts, trust)))
     } else if url.starts_with("file://") {
         Ok(Box::new(FileTransport))
     } else {

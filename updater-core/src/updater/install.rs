@@ -17,10 +17,11 @@ use crate::events::Events;
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
-use crate::settings::InstallSettings;
+use crate::settings::{CA_FILE_NAME, InstallSettings};
 use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
-use crate::transport::{HttpTimeouts, for_url};
+use crate::tls::TlsTrust;
+use crate::transport::{HttpTimeouts, for_url_with};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct InstallOptions {
     pub timeout: Option<Duration>,
     /// Stops the install part-way when cancelled (the folder is then removed again).
     pub cancel: CancelToken,
+    /// A PEM file of CA certificates to trust for HTTPS beside the OS trust store; copied to
+    /// `state/ca.pem` and trusted by every later request of the install (`--ca-file`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl InstallOptions {
@@ -100,7 +104,14 @@ impl InstallOptions {
             events: None,
             timeout: None,
             cancel: CancelToken::default(),
+            ca_file: None,
         }
+    }
+
+    /// Trusts the CA certificates of the PEM file `path` for HTTPS, beside the OS trust store.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// The channel to follow.
@@ -158,6 +169,11 @@ impl InstallOptions {
 pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     // A bad repository path is refused before anything is made.
     crate::transport::repository_url(&options.url)?;
+    // So is a bad CA file, naming it.
+    let trust = match &options.ca_file {
+        Some(path) => TlsTrust::with_ca_file(path)?,
+        None => TlsTrust::system(),
+    };
     let dir = &options.dir;
     let existed = dir.exists();
     if existed {
@@ -169,7 +185,7 @@ pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
             )));
         }
     }
-    let result = install_into(options);
+    let result = install_into(options, &trust);
     if result.is_err() {
         match shortcut::remove_recorded(&InstallDir::new(dir)) {
             Ok(_) => {}
@@ -202,7 +218,7 @@ fn empty_folder(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
+fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateReport> {
     let install = InstallDir::new(&options.dir);
     appstart_layout::fsutil::create_dir_all(&install.versions_dir())?;
     appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
@@ -226,6 +242,11 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         crate::control::check_group(group).map_err(Error::Invalid)?;
     }
     settings.groups.clone_from(&options.groups);
+    if let Some(path) = &options.ca_file {
+        let bytes = appstart_layout::fsutil::read_capped(path, crate::tls::MAX_CA_FILE)?;
+        appstart_layout::fsutil::write_atomic(&install.state_dir().join(CA_FILE_NAME), &bytes)?;
+        settings.ca_file = Some(CA_FILE_NAME.to_string());
+    }
     let policy = Policy::load(&install)?;
     if let Some(locked) = &policy.channel
         && *locked != settings.channel
@@ -246,7 +267,11 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         .timeout
         .unwrap_or(Duration::from_secs(settings.stall_secs));
     let transport = Watched::new(
-        Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?),
+        Arc::from(for_url_with(
+            &settings.url,
+            HttpTimeouts::backstop(stall),
+            trust,
+        )?),
         options.cancel.clone(),
         stall,
     );

@@ -53,7 +53,8 @@ use crate::release::Release;
 use crate::settings::InstallSettings;
 use crate::stage::InstalledRecord;
 use crate::switch;
-use crate::transport::{HttpTimeouts, Transport, for_url};
+use crate::tls::TlsTrust;
+use crate::transport::{HttpTimeouts, Transport, for_url_with};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
 use find::{Chooser, Found, Refreshed, refresh};
@@ -69,6 +70,8 @@ pub const MAX_CHAIN: usize = 16;
 pub struct Updater {
     install: InstallDir,
     settings: InstallSettings,
+    /// The HTTPS trust (`state/ca.pem` beside the OS store), for rebuilt transports.
+    trust: TlsTrust,
     /// The transport chosen by the URL scheme, or set by the app.
     raw_transport: Arc<dyn Transport>,
     /// Whether the app set `raw_transport` ([`Updater::set_transport`]).
@@ -107,8 +110,12 @@ impl Updater {
         let install = InstallDir::new(dir);
         let settings = InstallSettings::load(&install.install_settings_path())?;
         let stall = Duration::from_secs(settings.stall_secs);
-        let raw_transport: Arc<dyn Transport> =
-            Arc::from(for_url(&settings.url, HttpTimeouts::backstop(stall))?);
+        let trust = settings.tls_trust(&install.state_dir())?;
+        let raw_transport: Arc<dyn Transport> = Arc::from(for_url_with(
+            &settings.url,
+            HttpTimeouts::backstop(stall),
+            &trust,
+        )?);
         let retry = RetryPolicy {
             attempts: settings.attempts,
             ..RetryPolicy::default()
@@ -121,6 +128,7 @@ impl Updater {
         Ok(Updater {
             install,
             settings,
+            trust,
             raw_transport,
             app_transport: false,
             transport,
@@ -186,7 +194,11 @@ impl Updater {
         // The transport chosen by the scheme gets its own (longer) backstop to match; an
         // app's transport is kept as it is.
         if !self.app_transport
-            && let Ok(fresh) = for_url(&self.settings.url, HttpTimeouts::backstop(timeout))
+            && let Ok(fresh) = for_url_with(
+                &self.settings.url,
+                HttpTimeouts::backstop(timeout),
+                &self.trust,
+            )
         {
             self.raw_transport = Arc::from(fresh);
         }
