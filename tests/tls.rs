@@ -209,3 +209,57 @@ fn a_bad_ca_file_is_refused_naming_it_before_anything_is_made() {
         assert!(!dir.exists(), "nothing is made: {stderr}");
     }
 }
+
+#[test]
+fn receipts_are_posted_over_https_trusting_the_install_ca_file() {
+    // The receiver is `appupdate serve --receipts-db` on the same HTTPS server: posting uses
+    // its own connection, which must trust the install's CA file too.
+    let publisher = Publisher::new();
+    publish(&publisher, "1.0.0");
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert("loopback", &["127.0.0.1"]);
+    let home = temp_dir();
+    let db = home.path().join("receipts.sqlite");
+    let server = Server::start_with(
+        &publisher.repo(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--receipts-db",
+            db.to_str().unwrap(),
+        ],
+    );
+    let (repo, keys) = (publisher.repo(), publisher.keys());
+    appupdate_json(&[
+        "repo",
+        "receipts",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--url",
+        &server.url,
+    ]);
+    let dir = home.path().join("app");
+    let root = publisher.root_json();
+    let ca_pem = ca.pem();
+    let mut args = install_args(&server.url, &root, &dir);
+    args.extend(["--ca-file", ca_pem.to_str().unwrap()]);
+    appupdate_json(&args);
+    publish(&publisher, "2.0.0");
+    appupdate_json(&["update", "--dir", dir.to_str().unwrap()]);
+    let posted = server
+        .requests()
+        .iter()
+        .filter(|line| line.starts_with("POST /receipts 200"))
+        .count();
+    assert!(
+        posted >= 1,
+        "receipts posted over HTTPS: {:?}",
+        server.requests()
+    );
+    let outbox = std::fs::read_to_string(dir.join("state/receipts.jsonl")).unwrap_or_default();
+    assert!(outbox.trim().is_empty(), "nothing left to post: {outbox}");
+}
