@@ -462,7 +462,7 @@ impl Server {
         std::io::BufRead::read_line(&mut reader, &mut first).expect("serve prints its URL");
         let url = first
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no URL in {first:?}"))
             .trim_end_matches('/')
             .to_string();

@@ -80,6 +80,8 @@ mod rollback;
 #[cfg(unix)]
 mod shortcuts;
 #[cfg(unix)]
+mod tls;
+#[cfg(unix)]
 mod update;
 #[cfg(unix)]
 mod verify;

@@ -308,6 +308,12 @@ pub struct ServeArgs {
     /// a postgres:// URL, and serve the fleet page (/fleet, /fleet.json).
     #[arg(long, value_name = "DB")]
     pub receipts_db: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8 or RSA) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `appupdate install ...`
@@ -356,6 +362,10 @@ pub struct InstallArgs {
     /// NO_PROXY's syntax (`*`, `example.com` also matches its subdomains, `.corp`).
     #[arg(long, value_name = "HOSTS")]
     pub no_proxy: Option<String>,
+    /// Trust the CA certificates of this PEM file for HTTPS, beside the OS trust store (a
+    /// repository behind a private CA); copied to state/ca.pem and used by every later update.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// Stall timeout.
     #[command(flatten)]
     pub network: NetworkArgs,

@@ -38,6 +38,9 @@ pub fn install(args: InstallArgs, output: &OutputArgs) -> Result<ExitCode> {
             args.proxy_credentials,
             args.no_proxy,
         ));
+    if let Some(ca_file) = args.ca_file {
+        options = options.with_ca_file(ca_file);
+    }
     options.events = output.events(args.json);
     options.timeout = args.network.timeout.map(std::time::Duration::from_secs);
     options.cancel = crate::interrupt::token();

@@ -70,9 +70,18 @@ fn open(db: &str) -> Result<Box<dyn appstart_fleet::Store>> {
     Ok(appstart_fleet::open(db)?)
 }
 
-/// Binds `appupdate serve`, with the receiver's routes when `receipts_db` is given.
-pub fn serve(repo: &std::path::Path, listen: &str, receipts_db: Option<&str>) -> Result<()> {
-    let mut server = RepoServer::bind(repo, listen)?;
+/// Binds `appupdate serve`, over HTTPS when `tls` (certificate, key) is given, with the
+/// receiver's routes when `receipts_db` is given.
+pub fn serve(
+    repo: &std::path::Path,
+    listen: &str,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+    receipts_db: Option<&str>,
+) -> Result<()> {
+    let mut server = match tls {
+        Some((cert, key)) => RepoServer::bind_tls(repo, listen, cert, key)?,
+        None => RepoServer::bind(repo, listen)?,
+    };
     // The first line names the URL (scripts and the e2e harness read it).
     println!("serving {} at {}/", repo.display(), server.url());
     if let Some(db) = receipts_db {

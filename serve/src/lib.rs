@@ -9,6 +9,10 @@
 //! resolved file must still lie inside the canonical repository folder, so a symlink cannot
 //! lead out of it either.
 //!
+//! HTTPS, for trying a repository behind TLS (`appupdate serve --tls-cert --tls-key`, and
+//! the tests' HTTPS server): [`RepoServer::bind_tls`] with a PEM certificate chain and its
+//! PKCS#8 or RSA key, through tiny_http's rustls support.
+//!
 //! One extension point: a [`Handler`] gets first look at every request, so a crate that must
 //! stay out of this one (the fleet receiver and its databases) can add routes on the same
 //! port; what it does not answer falls through to the file server.
@@ -42,7 +46,11 @@ pub struct RepoServer {
     root: PathBuf,
     address: SocketAddr,
     handler: Option<Arc<dyn Handler>>,
+    https: bool,
 }
+
+/// The largest TLS certificate or key file read by [`RepoServer::bind_tls`].
+pub const MAX_TLS_FILE: u64 = 1 << 20;
 
 impl std::fmt::Debug for RepoServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,13 +64,51 @@ impl std::fmt::Debug for RepoServer {
 impl RepoServer {
     /// Binds `listen` (e.g. `127.0.0.1:0` for any free port) to serve `root`.
     pub fn bind(root: &Path, listen: &str) -> Result<Self> {
+        RepoServer::bind_with(root, listen, None)
+    }
+
+    /// Like [`RepoServer::bind`], serving HTTPS with the PEM certificate chain `cert` and
+    /// its private key `key` (PKCS#8 or RSA). A missing or unusable file is an error naming it.
+    pub fn bind_tls(root: &Path, listen: &str, cert: &Path, key: &Path) -> Result<Self> {
+        let certificate = updater_core::advanced::fsutil::read_capped(cert, MAX_TLS_FILE)?;
+        let private_key = updater_core::advanced::fsutil::read_capped(key, MAX_TLS_FILE)?;
+        for (path, bytes, marker) in [
+            (cert, &certificate, "-----BEGIN CERTIFICATE-----"),
+            (key, &private_key, "PRIVATE KEY-----"),
+        ] {
+            if !String::from_utf8_lossy(bytes).contains(marker) {
+                return Err(Error::format(
+                    path.display().to_string(),
+                    format!("not a PEM file with {marker}"),
+                ));
+            }
+        }
+        RepoServer::bind_with(
+            root,
+            listen,
+            Some(tiny_http::SslConfig {
+                certificate,
+                private_key,
+            }),
+        )
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "serving HTTPS with {} and {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })
+    }
+
+    fn bind_with(root: &Path, listen: &str, ssl: Option<tiny_http::SslConfig>) -> Result<Self> {
+        let https = ssl.is_some();
         let root = root
             .canonicalize()
             .map_err(|e| Error::io("opening repository", root, e))?;
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
         set_no_delay(&listener);
-        let server = Server::from_listener(listener, None)
+        let server = Server::from_listener(listener, ssl)
             .map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
         let address = server
             .server_addr()
@@ -73,6 +119,7 @@ impl RepoServer {
             root,
             address,
             handler: None,
+            https,
         })
     }
 
@@ -82,9 +129,10 @@ impl RepoServer {
         self
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    /// The base URL, e.g. `http://127.0.0.1:8080` (`https://` with [`RepoServer::bind_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Serves requests on `threads` threads until the process ends, writing one access-log

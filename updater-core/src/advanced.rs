@@ -49,6 +49,8 @@ pub mod shortcut;
 pub mod stage;
 #[path = "switch.rs"]
 pub mod switch;
+#[path = "tls.rs"]
+pub mod tls;
 #[path = "transport.rs"]
 pub mod transport;
 #[path = "tuf/mod.rs"]

@@ -43,7 +43,14 @@ pub struct InstallSettings {
     /// Hosts reached without the proxy (`install --no-proxy`), winning over `NO_PROXY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_proxy: Option<String>,
+    /// An extra CA trusted for HTTPS (`install --ca-file`): the name of its PEM copy in the
+    /// state folder (`ca.pem`), never a path elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
+
+/// The name of the copy of `install --ca-file` in the state folder.
+pub const CA_FILE_NAME: &str = "ca.pem";
 
 fn default_keep() -> usize {
     2
@@ -70,6 +77,7 @@ impl InstallSettings {
             proxy: None,
             proxy_credentials: None,
             no_proxy: None,
+            ca_file: None,
         }
     }
 
@@ -118,6 +126,14 @@ impl InstallSettings {
             crate::control::check_group(group)
                 .map_err(|e| Error::format(path.display().to_string(), e))?;
         }
+        if let Some(name) = &self.ca_file
+            && name != CA_FILE_NAME
+        {
+            return Err(Error::format(
+                path.display().to_string(),
+                format!("field `ca_file` must be {CA_FILE_NAME:?} (the copy in the state folder)"),
+            ));
+        }
         if self.keep < 2 {
             return Err(Error::format(
                 path.display().to_string(),
@@ -137,6 +153,15 @@ impl InstallSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The HTTPS trust of this install: the OS trust store, plus `ca_file` (read from the
+    /// state folder `state_dir`) when there is one.
+    pub fn tls_trust(&self, state_dir: &Path) -> Result<crate::tls::TlsTrust> {
+        match &self.ca_file {
+            Some(name) => crate::tls::TlsTrust::with_ca_file(&state_dir.join(name)),
+            None => Ok(crate::tls::TlsTrust::system()),
+        }
     }
 
     /// Writes the settings atomically.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::proxy::Proxies;
+use crate::tls::TlsTrust;
 
 /// What to ask for beyond a plain GET.
 #[derive(Debug, Clone, Default)]
@@ -110,18 +111,21 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// A transport with the given timeouts, through the environment's proxies
-    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`crate::proxy`]).
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`; see [`crate::proxy`]), trusting
+    /// the OS trust store.
     pub fn new(timeouts: HttpTimeouts) -> Result<Self> {
-        Ok(HttpTransport::with_proxies(
+        Ok(HttpTransport::with(
             timeouts,
             Proxies::from_environment()?,
+            &TlsTrust::system(),
         ))
     }
 
-    /// A transport with the given timeouts, through `proxies`.
-    pub fn with_proxies(timeouts: HttpTimeouts, proxies: Proxies) -> Self {
+    /// A transport with the given timeouts, through `proxies`, trusting `trust`'s roots for
+    /// HTTPS.
+    pub fn with(timeouts: HttpTimeouts, proxies: Proxies, trust: &TlsTrust) -> Self {
         let agent = |proxy: Option<&crate::proxy::Route>| {
-            agent(timeouts, proxy.map(|route| route.proxy.clone()))
+            agent(timeouts, proxy.map(|route| route.proxy.clone()), trust)
         };
         HttpTransport {
             direct: agent(None),
@@ -147,9 +151,13 @@ impl HttpTransport {
 
 /// An agent with `timeouts`, through `proxy` or (`None`) directly, whatever the environment
 /// says: [`Proxies`] has read it already.
-fn agent(timeouts: HttpTimeouts, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+fn agent(timeouts: HttpTimeouts, proxy: Option<ureq::Proxy>, trust: &TlsTrust) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(trust.root_certs())
+        .build();
     ureq::Agent::config_builder()
         .proxy(proxy)
+        .tls_config(tls)
         .http_status_as_error(false)
         .timeout_connect(Some(timeouts.connect))
         .timeout_recv_response(Some(timeouts.stall))
@@ -219,6 +227,13 @@ impl Transport for HttpTransport {
 fn call_error(url: &str, proxy: Option<&str>, error: &ureq::Error) -> Error {
     let message = crate::proxy::redact(&error.to_string());
     let (message, retryable) = match proxy {
+        // Trying again cannot make a certificate trusted.
+        _ if crate::tls::is_untrusted_certificate(&message) => (
+            format!(
+                "the server's TLS certificate is not trusted ({message}); if the repository uses a private CA, install with `appupdate install --ca-file CA.pem`"
+            ),
+            false,
+        ),
         None => (message, true),
         Some(proxy) if refused_credentials(error) => (
             format!(
@@ -344,23 +359,36 @@ pub fn repository_url(input: &str) -> Result<String> {
     ))
 }
 
-/// The transport for `url`'s scheme, through the environment's proxies.
+/// The transport for `url`'s scheme, through the environment's proxies, trusting the OS
+/// trust store for HTTPS.
 pub fn for_url(url: &str, timeouts: HttpTimeouts) -> Result<Box<dyn Transport>> {
+    for_url_with(url, timeouts, &TlsTrust::system())
+}
+
+/// The transport for `url`'s scheme, through the environment's proxies, trusting `trust` for
+/// HTTPS (an install's `--ca-file`).
+pub fn for_url_with(
+    url: &str,
+    timeouts: HttpTimeouts,
+    trust: &TlsTrust,
+) -> Result<Box<dyn Transport>> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        for_url_via(url, timeouts, Proxies::from_environment()?)
+        for_url_via(url, timeouts, Proxies::from_environment()?, trust)
     } else {
-        for_url_via(url, timeouts, Proxies::default())
+        for_url_via(url, timeouts, Proxies::default(), trust)
     }
 }
 
-/// The transport for `url`'s scheme, through `proxies` (see [`crate::proxy`]).
+/// The transport for `url`'s scheme, through `proxies` (see [`crate::proxy`]), trusting
+/// `trust` for HTTPS (an install's `--ca-file`).
 pub fn for_url_via(
     url: &str,
     timeouts: HttpTimeouts,
     proxies: Proxies,
+    trust: &TlsTrust,
 ) -> Result<Box<dyn Transport>> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(Box::new(HttpTransport::with_proxies(timeouts, proxies)))
+        Ok(Box::new(HttpTransport::with(timeouts, proxies, trust)))
     } else if url.starts_with("file://") {
         Ok(Box::new(FileTransport))
     } else {

@@ -87,7 +87,9 @@ pub struct PostReport {
 
 /// Posts the outbox to `base_url/receipts` in batches (steps 2 and 3 of the module docs).
 /// Never fails: a failure is in the report (and logged), and the receipts stay.
-pub fn post_outbox(outbox: &Outbox, base_url: &str) -> PostReport {
+/// HTTPS receivers are trusted as the install's repository is (`trust`: the OS store and its
+/// `--ca-file`).
+pub fn post_outbox(outbox: &Outbox, base_url: &str, trust: &crate::tls::TlsTrust) -> PostReport {
     let mut report = PostReport::default();
     let pending = match outbox.pending() {
         Ok(pending) => pending,
@@ -98,7 +100,7 @@ pub fn post_outbox(outbox: &Outbox, base_url: &str) -> PostReport {
         }
     };
     let url = format!("{base_url}/receipts");
-    let agent = agent();
+    let agent = agent(trust);
     let total = pending.receipts.len();
     for batch in batches(pending) {
         let body = match serde_json::to_vec(&batch) {
@@ -153,8 +155,12 @@ fn batches(pending: Pending) -> Vec<Batch> {
     batches
 }
 
-fn agent() -> ureq::Agent {
+fn agent(trust: &crate::tls::TlsTrust) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(trust.root_certs())
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(TOTAL_TIMEOUT))

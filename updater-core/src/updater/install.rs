@@ -18,9 +18,10 @@ use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
 use crate::proxy::ProxySettings;
-use crate::settings::InstallSettings;
+use crate::settings::{CA_FILE_NAME, InstallSettings};
 use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
+use crate::tls::TlsTrust;
 use crate::transport::{HttpTimeouts, for_url_via};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
@@ -72,6 +73,9 @@ pub struct InstallOptions {
     pub cancel: CancelToken,
     /// The HTTP proxy settings, saved in the install (default: none, the environment's).
     pub proxy: ProxySettings,
+    /// A PEM file of CA certificates to trust for HTTPS beside the OS trust store; copied to
+    /// `state/ca.pem` and trusted by every later request of the install (`--ca-file`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl InstallOptions {
@@ -104,12 +108,19 @@ impl InstallOptions {
             timeout: None,
             cancel: CancelToken::default(),
             proxy: ProxySettings::default(),
+            ca_file: None,
         }
     }
 
     /// The HTTP proxy settings to use and keep (`install --proxy`, ...).
     pub fn with_proxy(mut self, proxy: ProxySettings) -> Self {
         self.proxy = proxy;
+        self
+    }
+
+    /// Trusts the CA certificates of the PEM file `path` for HTTPS, beside the OS trust store.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -169,6 +180,11 @@ pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     // A bad repository path is refused before anything is made.
     crate::transport::repository_url(&options.url)?;
     options.proxy.check()?;
+    // So is a bad CA file, naming it.
+    let trust = match &options.ca_file {
+        Some(path) => TlsTrust::with_ca_file(path)?,
+        None => TlsTrust::system(),
+    };
     let dir = &options.dir;
     let existed = dir.exists();
     if existed {
@@ -180,7 +196,7 @@ pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
             )));
         }
     }
-    let result = install_into(options);
+    let result = install_into(options, &trust);
     if result.is_err() {
         match shortcut::remove_recorded(&InstallDir::new(dir)) {
             Ok(_) => {}
@@ -213,7 +229,7 @@ fn empty_folder(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
+fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateReport> {
     let install = InstallDir::new(&options.dir);
     appstart_layout::fsutil::create_dir_all(&install.versions_dir())?;
     appstart_layout::fsutil::create_dir_all(&install.state_dir())?;
@@ -244,6 +260,11 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
         Some(path) => Some(std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?),
         None => None,
     };
+    if let Some(path) = &options.ca_file {
+        let bytes = appstart_layout::fsutil::read_capped(path, crate::tls::MAX_CA_FILE)?;
+        appstart_layout::fsutil::write_atomic(&install.state_dir().join(CA_FILE_NAME), &bytes)?;
+        settings.ca_file = Some(CA_FILE_NAME.to_string());
+    }
     let policy = Policy::load(&install)?;
     if let Some(locked) = &policy.channel
         && *locked != settings.channel
@@ -268,6 +289,7 @@ fn install_into(options: &InstallOptions) -> Result<UpdateReport> {
             &settings.url,
             HttpTimeouts::backstop(stall),
             settings.proxies()?,
+            trust,
         )?),
         options.cancel.clone(),
         stall,

@@ -53,6 +53,7 @@ use crate::release::Release;
 use crate::settings::InstallSettings;
 use crate::stage::InstalledRecord;
 use crate::switch;
+use crate::tls::TlsTrust;
 use crate::transport::{HttpTimeouts, Transport, for_url_via};
 use crate::tuf::client::{Limits, TrustedMetadata};
 use crate::watched::Watched;
@@ -69,6 +70,8 @@ pub const MAX_CHAIN: usize = 16;
 pub struct Updater {
     install: InstallDir,
     settings: InstallSettings,
+    /// The HTTPS trust (`state/ca.pem` beside the OS store), for rebuilt transports.
+    trust: TlsTrust,
     /// The transport chosen by the URL scheme, or set by the app.
     raw_transport: Arc<dyn Transport>,
     /// Whether the app set `raw_transport` ([`Updater::set_transport`]).
@@ -107,10 +110,12 @@ impl Updater {
         let install = InstallDir::new(dir);
         let settings = InstallSettings::load(&install.install_settings_path())?;
         let stall = Duration::from_secs(settings.stall_secs);
+        let trust = settings.tls_trust(&install.state_dir())?;
         let raw_transport: Arc<dyn Transport> = Arc::from(for_url_via(
             &settings.url,
             HttpTimeouts::backstop(stall),
             settings.proxies()?,
+            &trust,
         )?);
         let retry = RetryPolicy {
             attempts: settings.attempts,
@@ -124,6 +129,7 @@ impl Updater {
         Ok(Updater {
             install,
             settings,
+            trust,
             raw_transport,
             app_transport: false,
             transport,
@@ -190,8 +196,12 @@ impl Updater {
         // app's transport is kept as it is.
         if !self.app_transport
             && let Ok(proxies) = self.settings.proxies()
-            && let Ok(fresh) =
-                for_url_via(&self.settings.url, HttpTimeouts::backstop(timeout), proxies)
+            && let Ok(fresh) = for_url_via(
+                &self.settings.url,
+                HttpTimeouts::backstop(timeout),
+                proxies,
+                &self.trust,
+            )
         {
             self.raw_transport = Arc::from(fresh);
         }

@@ -184,7 +184,11 @@ impl Updater {
                 return;
             }
         }
-        let report = post_outbox(&Outbox::new(self.install.receipts_outbox_path()), url);
+        let report = post_outbox(
+            &Outbox::new(self.install.receipts_outbox_path()),
+            url,
+            &self.trust,
+        );
         if report.sent > 0 {
             log::info!("{} receipt(s) delivered to {url}", report.sent);
         }
