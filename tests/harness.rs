@@ -632,8 +632,15 @@ pub fn test_file(relative: &str) -> PathBuf {
 /// Installs `app` from the repository at `url`, trusting `publisher`'s root, into `dir` with
 /// the real `appupdate install --json`; returns its report.
 pub fn install(publisher: &Publisher, url: &str, app: &str, dir: &Path) -> serde_json::Value {
+    let args = install_args(publisher, url, app, dir);
+    appupdate_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The arguments of `appupdate install` of `app` from `url` into `dir`, trusting
+/// `publisher`'s root; callers add their flags.
+pub fn install_args(publisher: &Publisher, url: &str, app: &str, dir: &Path) -> Vec<String> {
     let root = publisher.root_json();
-    appupdate_json(&[
+    [
         "install",
         "--url",
         url,
@@ -643,7 +650,10 @@ pub fn install(publisher: &Publisher, url: &str, app: &str, dir: &Path) -> serde
         app,
         "--dir",
         dir.to_str().expect("utf-8"),
-    ])
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
 }
 
 /// Deterministic content that compresses poorly (xorshift), so sizes are meaningful.

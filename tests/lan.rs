@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use crate::harness::{Publisher, appupdate, appupdate_json, bin, run, temp_dir, text};
+use crate::harness::{
+    Publisher, appupdate, appupdate_json, bin, install, install_args, run, temp_dir, text,
+};
 
 const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
 
@@ -28,17 +30,7 @@ fn installs_and_updates_from_a_plain_path_and_a_relative_one() {
 
     // An absolute path, as a LAN share is mounted.
     let dir = home.path().join("by-path");
-    let report = appupdate_json(&[
-        "install",
-        "--url",
-        repo.to_str().unwrap(),
-        "--trusted-root",
-        root.to_str().unwrap(),
-        "--app",
-        "sample",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let report = install(&publisher, repo.to_str().unwrap(), "sample", &dir);
     assert_eq!(report["to"], "1.0.0", "{report}");
 
     // A relative path, resolved against the working directory of the install only.
@@ -83,17 +75,8 @@ fn a_path_that_is_not_a_repository_folder_is_refused_before_anything_is_made() {
     let home = temp_dir();
     let dir = home.path().join("app");
     let missing = home.path().join("share/repo");
-    let out = appupdate(&[
-        "install",
-        "--url",
-        missing.to_str().unwrap(),
-        "--trusted-root",
-        publisher.root_json().to_str().unwrap(),
-        "--app",
-        "sample",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let args = install_args(&publisher, missing.to_str().unwrap(), "sample", &dir);
+    let out = appupdate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -121,20 +104,6 @@ fn export(publisher: &Publisher, version: &str, out: &std::path::Path) -> serde_
     ])
 }
 
-fn install_from(publisher: &Publisher, url: &std::path::Path, dir: &std::path::Path) {
-    appupdate_json(&[
-        "install",
-        "--url",
-        url.to_str().unwrap(),
-        "--trusted-root",
-        publisher.root_json().to_str().unwrap(),
-        "--app",
-        "sample",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
-}
-
 /// `repo export` (issue 18, item 4): an offline machine installs from an export, and updates
 /// when the share is refreshed with a newer export; the export holds the asked release and
 /// newer ones (a client takes the newest the signed metadata lists), nothing older, no packs.
@@ -150,7 +119,7 @@ fn an_export_installs_and_updates_an_offline_machine() {
         serde_json::json!(["sample/stable/any/1.0.0"])
     );
     let dir = home.path().join("app");
-    install_from(&publisher, &share, &dir);
+    install(&publisher, share.to_str().unwrap(), "sample", &dir);
     assert_eq!(
         text(&run(&mut Command::new(dir.join("appstart"))).stdout).trim(),
         "app 1.0.0"
@@ -186,7 +155,7 @@ fn an_export_installs_and_updates_an_offline_machine() {
         serde_json::json!(["sample/stable/any/1.0.0", "sample/stable/any/2.0.0"])
     );
     let fresh_dir = home.path().join("fresh-app");
-    install_from(&publisher, &both, &fresh_dir);
+    install(&publisher, both.to_str().unwrap(), "sample", &fresh_dir);
     let status = appupdate_json(&["status", "--dir", fresh_dir.to_str().unwrap()]);
     assert_eq!(status["current"], "2.0.0");
 }

@@ -50,21 +50,8 @@ fn ok(output: Output) -> Output {
     output
 }
 
-fn install_args<'a>(publisher: &'a Publisher, url: &'a str, dir: &'a str) -> Vec<String> {
-    [
-        "install",
-        "--url",
-        url,
-        "--trusted-root",
-        publisher.root_json().to_str().unwrap(),
-        "--app",
-        "sample",
-        "--dir",
-        dir,
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect()
+fn install_args(publisher: &Publisher, url: &str, dir: &str) -> Vec<String> {
+    crate::harness::install_args(publisher, url, "sample", Path::new(dir))
 }
 
 fn appupdate_owned(args: &[String]) -> Output {
