@@ -35,7 +35,7 @@ pub mod manifest;
 pub mod manifest_encoding;
 #[path = "progress.rs"]
 pub mod progress;
-#[path = "proxy.rs"]
+#[path = "proxy/mod.rs"]
 pub mod proxy;
 #[path = "receipts/mod.rs"]
 pub mod receipts;
