@@ -37,6 +37,11 @@ pub struct Status {
     pub groups: Vec<String>,
     /// The enterprise policy in force (`policy.toml`), and the files it came from.
     pub policy: Policy,
+    /// The install's mirrors (`install --mirror`), tried after `url`.
+    pub mirrors: Vec<String>,
+    /// The publisher's signed mirror list (`repo mirrors`), as last verified, tried after
+    /// `mirrors`.
+    pub signed_mirrors: Vec<String>,
 }
 
 /// The result of a check.
