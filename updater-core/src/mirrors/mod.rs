@@ -304,6 +304,9 @@ impl Mirrors {
         let Some((_, bytes, etag, base)) = best else {
             return Err(self.all_failed(url, path, &failures, not_found, false, retryable));
         };
+        // The base with the freshest timestamp (the first in order among equals) serves the
+        // rest of the refresh: it is the one that worked last.
+        self.mark(base, true);
         self.record(path, base);
         Ok(Response {
             status: Status::Full,
