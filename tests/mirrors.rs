@@ -41,6 +41,8 @@ enum Mode {
     Tamper,
     /// Answers 503 to everything.
     Unavailable,
+    /// Sends the headers and half the body, then nothing for a minute.
+    Stall,
 }
 
 /// A real HTTP server on 127.0.0.1 over a repository folder, misbehaving as `mode` says.
@@ -100,7 +102,7 @@ fn answer(
     let (status, body, sent) = match (mode, file) {
         (Mode::Unavailable, _) => ("503 Service Unavailable", Vec::new(), 0),
         (_, None) => ("404 Not Found", Vec::new(), 0),
-        (Mode::Truncate, Some(bytes)) => {
+        (Mode::Truncate | Mode::Stall, Some(bytes)) => {
             let half = bytes.len() / 2;
             ("200 OK", bytes, half)
         }
@@ -120,7 +122,11 @@ fn answer(
         body.len()
     )?;
     stream.write_all(&body[..sent])?;
-    stream.flush()
+    stream.flush()?;
+    if mode == Mode::Stall {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    Ok(())
 }
 
 /// A base URL nothing listens on.
@@ -254,6 +260,29 @@ fn a_failed_base_is_not_tried_first_on_the_next_run() {
     assert!(first.contains("/metadata/"), "{first}");
     let health = std::fs::read_to_string(dir.join("state/mirrors.toml")).unwrap();
     assert!(health.contains(&unavailable.url), "{health}");
+}
+
+#[test]
+fn a_stalling_base_costs_one_timeout_then_the_next_base_serves() {
+    let publisher = Publisher::new();
+    publish(&publisher, "1.0.0");
+    let home = temp_dir();
+    let stalling = BadServer::start(&publisher.repo(), Mode::Stall);
+    let good = Server::start(&publisher.repo());
+    let dir = home.path().join("app");
+    let mut args = install_args(&publisher, &stalling.url, "sample", &dir);
+    args.extend(["--mirror", &good.url, "--timeout", "2", "--json"].map(String::from));
+    let started = std::time::Instant::now();
+    let out = appupdate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(launch(&dir), "app 1.0.0");
+    assert!(!stalling.requests().is_empty());
+    // Once marked failed, the stalling base is not waited for again in this run.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
