@@ -32,9 +32,9 @@
 
 pub mod health;
 pub mod signed;
+mod tracked;
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -46,6 +46,7 @@ use crate::tls::TlsTrust;
 use crate::transport::{HttpTimeouts, Request, Response, Status, Transport, for_url_via, join_url};
 use crate::watched::Watched;
 use health::Entry;
+use tracked::Tracked;
 
 /// The name of the health file in the state folder.
 pub const HEALTH_FILE: &str = "mirrors.toml";
@@ -471,75 +472,6 @@ pub fn base_urls(settings: &InstallSettings, signed: &[String]) -> Vec<String> {
         }
     }
     urls
-}
-
-/// A body that reports how it ended to the health of its base.
-struct Tracked {
-    inner: Box<dyn Read + Send>,
-    expected: Option<u64>,
-    read: u64,
-    state: Arc<Mutex<State>>,
-    health_path: Option<PathBuf>,
-    base: usize,
-    /// Whether other bases exist (a stall is then worth a retry, on another base).
-    others: bool,
-    done: bool,
-}
-
-impl Read for Tracked {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(0) if !buf.is_empty() => {
-                let short = self.expected.is_some_and(|expected| self.read < expected);
-                if !self.done {
-                    self.done = true;
-                    mark(&self.state, self.health_path.as_deref(), self.base, !short);
-                }
-                if short {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the body ended after {} of {} bytes",
-                            self.read,
-                            self.expected.unwrap_or_default()
-                        ),
-                    ));
-                }
-                Ok(0)
-            }
-            Ok(n) => {
-                self.read += n as u64;
-                Ok(n)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                let cancelled = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<Error>())
-                    .is_some_and(|inner| matches!(inner, Error::Cancelled));
-                if cancelled {
-                    return Err(e);
-                }
-                if !self.done {
-                    self.done = true;
-                    mark(&self.state, self.health_path.as_deref(), self.base, false);
-                }
-                // A stall is final on one base, but worth a try on another: make it a plain
-                // (retryable) read error. The base is now last in the order.
-                let stalled = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<Error>())
-                    .is_some_and(|inner| matches!(inner, Error::Stalled { .. }));
-                if stalled && self.others {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        e.to_string(),
-                    ));
-                }
-                Err(e)
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::transport::FileTransport;
+use std::io::Read;
 
 struct Fixture {
     _dirs: Vec<tempfile::TempDir>,
