@@ -43,6 +43,9 @@ enum Mode {
     Unavailable,
     /// Sends the headers and half the body, then nothing for a minute.
     Stall,
+    /// Serves `timestamp.json` claiming a huge version (so its signature no longer
+    /// verifies), the rest as it is.
+    ForgeTimestamp,
 }
 
 /// A real HTTP server on 127.0.0.1 over a repository folder, misbehaving as `mode` says.
@@ -102,6 +105,17 @@ fn answer(
     let (status, body, sent) = match (mode, file) {
         (Mode::Unavailable, _) => ("503 Service Unavailable", Vec::new(), 0),
         (_, None) => ("404 Not Found", Vec::new(), 0),
+        (Mode::ForgeTimestamp, Some(bytes)) if path == "/metadata/timestamp.json" => {
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            value["signed"]["version"] = serde_json::json!(999_999);
+            let forged = serde_json::to_vec(&value).unwrap();
+            let len = forged.len();
+            ("200 OK", forged, len)
+        }
+        (Mode::ForgeTimestamp, Some(bytes)) => {
+            let len = bytes.len();
+            ("200 OK", bytes, len)
+        }
         (Mode::Truncate | Mode::Stall, Some(bytes)) => {
             let half = bytes.len() / 2;
             ("200 OK", bytes, half)
@@ -279,7 +293,7 @@ fn a_stalling_base_costs_one_timeout_then_the_next_base_serves() {
     assert!(!stalling.requests().is_empty());
     // Once marked failed, the stalling base is not waited for again in this run.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
+        started.elapsed() < std::time::Duration::from_secs(50),
         "{:?}",
         started.elapsed()
     );
@@ -318,6 +332,33 @@ fn a_mirror_serving_tampered_content_is_never_trusted() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("blake3 mismatch"), "{stderr}");
     assert!(!alone.join("appstart.toml").exists());
+}
+
+#[test]
+fn a_forged_timestamp_makes_the_refresh_start_again_without_that_base() {
+    let publisher = Publisher::new();
+    publish(&publisher, "1.0.0");
+    let home = temp_dir();
+    // It claims the highest version, so it is verified first, and fails.
+    let forger = BadServer::start(&publisher.repo(), Mode::ForgeTimestamp);
+    let good = Server::start(&publisher.repo());
+    let dir = home.path().join("app");
+    let out = install_with(&publisher, &dir, &forger.url, &[&good.url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refreshing from the next repository URL"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(launch(&dir), "app 1.0.0");
+    let status = appupdate_json(&["status", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(status["current"], "1.0.0", "{status}");
+
+    // Alone, it is refused: exit 4 (verification), nothing installed.
+    let alone = home.path().join("alone");
+    let out = install_with(&publisher, &alone, &forger.url, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(!alone.exists());
 }
 
 #[test]
