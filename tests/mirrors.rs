@@ -46,6 +46,8 @@ enum Mode {
     /// Serves `timestamp.json` claiming a huge version (so its signature no longer
     /// verifies), the rest as it is.
     ForgeTimestamp,
+    /// Serves `metadata/` as it is and answers 503 to everything else.
+    MetadataOnly,
 }
 
 /// A real HTTP server on 127.0.0.1 over a repository folder, misbehaving as `mode` says.
@@ -104,6 +106,9 @@ fn answer(
         .flatten();
     let (status, body, sent) = match (mode, file) {
         (Mode::Unavailable, _) => ("503 Service Unavailable", Vec::new(), 0),
+        (Mode::MetadataOnly, _) if !path.starts_with("/metadata/") => {
+            ("503 Service Unavailable", Vec::new(), 0)
+        }
         (_, None) => ("404 Not Found", Vec::new(), 0),
         (Mode::ForgeTimestamp, Some(bytes)) if path == "/metadata/timestamp.json" => {
             let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -112,7 +117,7 @@ fn answer(
             let len = forged.len();
             ("200 OK", forged, len)
         }
-        (Mode::ForgeTimestamp, Some(bytes)) => {
+        (Mode::ForgeTimestamp | Mode::MetadataOnly, Some(bytes)) => {
             let len = bytes.len();
             ("200 OK", bytes, len)
         }
@@ -399,6 +404,14 @@ fn the_signed_mirror_list_is_used_when_the_primary_is_down() {
         "{}",
         text(&out.stderr)
     );
+
+    // A fresh install takes the content from the signed mirrors as soon as the metadata
+    // that names them verified: its primary here serves the metadata only.
+    let metadata_only = BadServer::start(&publisher.repo(), Mode::MetadataOnly);
+    let fresh = home.path().join("fresh");
+    let out = install_with(&publisher, &fresh, &metadata_only.url, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(launch(&fresh), "app 1.0.0");
 
     // Installed from the primary alone; the verified metadata names the mirror.
     let dir = home.path().join("app");

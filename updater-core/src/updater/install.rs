@@ -333,6 +333,25 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
             )),
             other => other,
         })?;
+    // The metadata just verified may name the publisher's mirrors: the content may come
+    // from them too.
+    let signed = refreshed
+        .trusted
+        .targets()
+        .map(crate::mirrors::signed::signed_mirrors)
+        .unwrap_or_default();
+    let transport = if signed.is_empty() {
+        transport
+    } else {
+        Mirrors::for_install(
+            &settings,
+            &signed,
+            &install.state_dir(),
+            trust,
+            stall,
+            &options.cancel,
+        )?
+    };
     let found = Chooser {
         install: &install,
         settings: &settings,
