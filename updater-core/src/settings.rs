@@ -160,6 +160,17 @@ impl InstallSettings {
                 format!("field `mirrors` names more than {MAX_MIRRORS} URLs"),
             ));
         }
+        for mirror in &self.mirrors {
+            let scheme = ["http://", "https://", "file://"];
+            if !scheme.iter().any(|s| mirror.starts_with(s)) {
+                return Err(Error::format(
+                    path.display().to_string(),
+                    format!(
+                        "field `mirrors`: {mirror:?} is not an http://, https:// or file:// URL"
+                    ),
+                ));
+            }
+        }
         if self.attempts == 0 {
             return Err(Error::format(
                 path.display().to_string(),

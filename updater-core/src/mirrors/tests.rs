@@ -1,6 +1,7 @@
-//! [`Mirrors`] over real folders (`file://` bases): failover on 404, the freshest timestamp,
-//! rejection, and the health file. The HTTP cases (down, truncating, stalled, stale mirrors)
-//! are in the e2e suite (`tests/mirrors.rs`).
+//! [`Mirrors`] over real folders (`file://` bases): failover on 404, the freshest
+//! timestamp, rejection, the health file, and `mirrors` in `state/install.toml`. The HTTP
+//! cases (down, truncating, stalled, stale, tampering mirrors) are in the e2e suite
+//! (`tests/mirrors.rs`).
 
 use super::*;
 use crate::transport::FileTransport;
@@ -110,4 +111,34 @@ fn one_base_is_a_plain_pass_through() {
     );
     assert_eq!(read(&m, "blobs/x").unwrap(), "zero");
     assert!(!m.reject(&join_url(&fixture.urls[0], "blobs/x")));
+}
+
+#[test]
+fn mirrors_are_optional_kept_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("install.toml");
+    // A file from before mirrors still reads.
+    std::fs::write(
+        &path,
+        "url = \"http://a\"\napp = \"x\"\nchannel = \"stable\"\nplatform = \"any\"\n",
+    )
+    .unwrap();
+    let mut settings = crate::settings::InstallSettings::load(&path).unwrap();
+    assert!(settings.mirrors.is_empty());
+    settings.mirrors = vec!["http://b".into(), "file:///srv/repo".into()];
+    settings.save(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("mirrors = ["), "{text}");
+    assert_eq!(
+        crate::settings::InstallSettings::load(&path).unwrap(),
+        settings
+    );
+    std::fs::write(&path, text.replace("http://b", "ftp://b")).unwrap();
+    let err = crate::settings::InstallSettings::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ftp://b") && err.contains("install.toml"),
+        "{err}"
+    );
 }
