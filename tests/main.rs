@@ -64,6 +64,8 @@ mod launcher;
 #[cfg(unix)]
 mod manifest_cost;
 #[cfg(unix)]
+mod mirrors;
+#[cfg(unix)]
 mod packs;
 #[cfg(unix)]
 mod progress;

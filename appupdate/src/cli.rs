@@ -215,6 +215,9 @@ pub enum RepoCommand {
     /// Name the receiver installs post delivery receipts to (signed, in the targets role),
     /// or turn receipts off.
     Receipts(crate::receipts_cmd::ReceiptsArgs),
+    /// Name the repository's mirrors (signed, in the targets role): full copies installs
+    /// fetch from when this host fails; or remove the list.
+    Mirrors(crate::mirrors_cmd::MirrorsArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.
@@ -366,6 +369,11 @@ pub struct InstallArgs {
     /// repository behind a private CA); copied to state/ca.pem and used by every later update.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Another base URL of the same repository (a full copy), tried after --url when it
+    /// fails, in order of recent health; repeatable; same forms as --url. Kept in
+    /// state/install.toml. Nothing a mirror serves is trusted beyond the signed metadata.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
     /// Stall timeout.
     #[command(flatten)]
     pub network: NetworkArgs,

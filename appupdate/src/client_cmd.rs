@@ -33,6 +33,7 @@ pub fn install(args: InstallArgs, output: &OutputArgs) -> Result<ExitCode> {
         .with_launcher(launcher)
         .with_shortcuts(shortcuts)
         .with_groups(args.groups)
+        .with_mirrors(args.mirrors)
         .with_proxy(proxy_settings(
             args.proxy,
             args.proxy_credentials,
@@ -148,6 +149,12 @@ pub fn status(args: DirArgs) -> Result<ExitCode> {
         }
         if let Some(ca_file) = &status.ca_file {
             println!("ca file:   {}", ca_file.display());
+        }
+        for mirror in &status.mirrors {
+            println!("mirror:    {mirror}");
+        }
+        for mirror in &status.signed_mirrors {
+            println!("mirror:    {mirror} (signed list)");
         }
         if !status.bad_versions.is_empty() {
             println!("skipped:   {}", join(&status.bad_versions));

@@ -45,6 +45,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "appupdate repo receipts --repo repo --keys keys --url https://fleet.example.com",
     ),
     (
+        "repo mirrors",
+        "appupdate repo mirrors --repo repo --keys keys --url https://mirror-a.example.com/hello --url https://mirror-b.example.com/hello",
+    ),
+    (
         "repo refresh",
         "appupdate repo refresh --repo repo --keys keys",
     ),

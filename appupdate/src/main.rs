@@ -16,6 +16,7 @@ mod fleet_cmd;
 mod help;
 mod installer;
 mod interrupt;
+mod mirrors_cmd;
 mod payload;
 mod progress;
 mod receipts_cmd;

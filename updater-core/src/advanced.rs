@@ -33,6 +33,8 @@ pub mod lock;
 pub mod manifest;
 #[path = "manifest_encoding.rs"]
 pub mod manifest_encoding;
+#[path = "mirrors/mod.rs"]
+pub mod mirrors;
 #[path = "progress.rs"]
 pub mod progress;
 #[path = "proxy/mod.rs"]

@@ -184,6 +184,9 @@ pub fn fetch_to_partial(
             return Ok(());
         }
         let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
+        // With mirrors, this may resume from another base than the one that served the
+        // first bytes: safe only because the caller checks the whole file against its
+        // signed size and BLAKE3 before use, and deletes it on a mismatch.
         let request = Request {
             range_start: (have > 0).then_some(have),
             range_end: None,
@@ -267,7 +270,9 @@ pub struct CachedFile<'a> {
 /// one is deleted, never retried as it is), else `url` is fetched into `file.partial`
 /// (resuming), hashed, and renamed into place only if it matches. A resumed download that
 /// does not match is fetched once more from scratch (the old partial may have been the bad
-/// part). Returns the bytes received over the network.
+/// part). With several sources (mirrors), a download that does not match is fetched again
+/// from the next source while one remains ([`Transport::reject`]). Returns the bytes
+/// received over the network.
 pub fn fetch_authenticated(
     transport: &dyn Transport,
     url: &str,
@@ -299,6 +304,12 @@ pub fn fetch_authenticated(
         if resumed && may_restart {
             log::warn!("{url}: the resumed download does not match; downloading it again");
             may_restart = false;
+            continue;
+        }
+        // Mirrors: the source that served these bytes is not asked for them again; another
+        // one is, while one remains (`Transport::reject`; one source: no).
+        if transport.reject(url) {
+            log::warn!("{url}: {err}; downloading it from the next repository URL");
             continue;
         }
         return Err(match err {

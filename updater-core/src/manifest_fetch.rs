@@ -53,11 +53,17 @@ pub(crate) fn fetch_manifest(source: &ManifestSource<'_>, release: &Release) -> 
     let limit = release.target.length.min(MAX_MANIFEST_SIZE);
     let bytes = match fetch_encoded(source, release, limit)? {
         Some(bytes) => bytes,
-        None => {
+        None => loop {
             let bytes = fetch_bytes(source.transport, &url, limit, source.retry)?;
-            check_target(&release.target, &bytes, &url)?;
-            bytes
-        }
+            match check_target(&release.target, &bytes, &url) {
+                Ok(()) => break bytes,
+                // Mirrors: ask the next source while one remains.
+                Err(err) if source.transport.reject(&url) => {
+                    log::warn!("{err}; fetching the manifest from the next repository URL");
+                }
+                Err(err) => return Err(err),
+            }
+        },
     };
     checked_manifest(&bytes, &url, release)
 }

@@ -61,6 +61,10 @@ impl Transport for Metered<'_> {
         response.body = self.count(response.body);
         Ok(response)
     }
+
+    fn reject(&self, url: &str) -> bool {
+        self.inner.reject(url)
+    }
 }
 
 struct Counting {

@@ -47,7 +47,14 @@ pub struct InstallSettings {
     /// state folder (`ca.pem`), never a path elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// More base URLs of the same repository, tried after `url` in order of recent health
+    /// (`install --mirror`; docs/hosting.md, "Mirrors").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
 }
+
+/// Most `mirrors` one install keeps.
+pub const MAX_MIRRORS: usize = 8;
 
 /// The name of the copy of `install --ca-file` in the state folder.
 pub const CA_FILE_NAME: &str = "ca.pem";
@@ -78,6 +85,7 @@ impl InstallSettings {
             proxy_credentials: None,
             no_proxy: None,
             ca_file: None,
+            mirrors: Vec::new(),
         }
     }
 
@@ -145,6 +153,23 @@ impl InstallSettings {
                 path.display().to_string(),
                 "field `proxy_credentials` needs field `proxy`",
             ));
+        }
+        if self.mirrors.len() > MAX_MIRRORS {
+            return Err(Error::format(
+                path.display().to_string(),
+                format!("field `mirrors` names more than {MAX_MIRRORS} URLs"),
+            ));
+        }
+        for mirror in &self.mirrors {
+            let scheme = ["http://", "https://", "file://"];
+            if !scheme.iter().any(|s| mirror.starts_with(s)) {
+                return Err(Error::format(
+                    path.display().to_string(),
+                    format!(
+                        "field `mirrors`: {mirror:?} is not an http://, https:// or file:// URL"
+                    ),
+                ));
+            }
         }
         if self.attempts == 0 {
             return Err(Error::format(

@@ -63,6 +63,16 @@ impl std::fmt::Debug for Response {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// GETs `url`.
     fn get(&self, url: &str, request: &Request) -> Result<Response>;
+
+    /// Told that what the latest request for `url` (or, for a folder URL, for a file under
+    /// it) brought failed verification: a transport with several sources (mirrors,
+    /// `crate::advanced::mirrors`) stops using the one that served it for that path and
+    /// answers whether another source remains, so the caller asks again. The default, one
+    /// source: `false`.
+    fn reject(&self, url: &str) -> bool {
+        let _ = url;
+        false
+    }
 }
 
 /// Timeouts of the HTTP transport.

@@ -104,6 +104,10 @@ impl Transport for Watched {
         });
         Ok(response)
     }
+
+    fn reject(&self, url: &str) -> bool {
+        self.inner.reject(url)
+    }
 }
 
 /// Copies `body` into `send` chunk by chunk until the end, an error, or the caller hangs up.

@@ -36,7 +36,47 @@ pub(super) struct Refreshed {
 
 /// Refreshes the trusted metadata of `install` (each role stored as it is verified) and
 /// lists the releases of `settings.app` for its platform.
+///
+/// With mirrors, metadata that fails verification (bad signatures, a rollback, expired, a
+/// length or hash that does not match) makes the whole refresh start again without the base
+/// that served it ([`Transport::reject`] of the metadata folder), while another base remains:
+/// a stale or malicious mirror costs a retry, never a stale result when a good base exists.
+/// Roles verified before the failure stay stored: they verified.
 pub(super) fn refresh(
+    install: &InstallDir,
+    settings: &InstallSettings,
+    transport: &dyn Transport,
+    retry: &RetryPolicy,
+) -> Result<Refreshed> {
+    let metadata_url = join_url(&settings.url, "metadata");
+    loop {
+        match refresh_once(install, settings, transport, retry) {
+            Err(err) if untrusted_metadata(&err) && transport.reject(&metadata_url) => {
+                log::warn!(
+                    "{}; refreshing from the next repository URL",
+                    crate::error::chain(&err)
+                );
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `err` says the metadata a base served cannot be trusted (so another base may do
+/// better), rather than that the network or this machine failed.
+fn untrusted_metadata(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Format { .. }
+            | Error::Threshold { .. }
+            | Error::Version { .. }
+            | Error::Expired { .. }
+            | Error::Mismatch { .. }
+            | Error::TooLarge { .. }
+    )
+}
+
+fn refresh_once(
     install: &InstallDir,
     settings: &InstallSettings,
     transport: &dyn Transport,

@@ -17,15 +17,13 @@ use crate::events::Events;
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_fresh, pack_data_start};
 use crate::metered::Metered;
+use crate::mirrors::Mirrors;
 use crate::proxy::ProxySettings;
 use crate::settings::{CA_FILE_NAME, InstallSettings};
 use crate::shortcut::{self, ShortcutLocation};
 use crate::switch;
 use crate::tls::TlsTrust;
-use crate::transport::{HttpTimeouts, for_url_via};
 use crate::tuf::client::{Limits, TrustedMetadata};
-use crate::watched::Watched;
-use std::sync::Arc;
 
 /// Options of a fresh install: [`InstallOptions::new`] with the four things every install
 /// needs, then the `with_` methods (or the public fields) for the rest.
@@ -76,6 +74,9 @@ pub struct InstallOptions {
     /// A PEM file of CA certificates to trust for HTTPS beside the OS trust store; copied to
     /// `state/ca.pem` and trusted by every later request of the install (`--ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// More base URLs of the same repository (`install --mirror`), tried after `url` in
+    /// order of recent health and kept in the install (docs/hosting.md, "Mirrors").
+    pub mirrors: Vec<String>,
 }
 
 impl InstallOptions {
@@ -109,7 +110,15 @@ impl InstallOptions {
             cancel: CancelToken::default(),
             proxy: ProxySettings::default(),
             ca_file: None,
+            mirrors: Vec::new(),
         }
+    }
+
+    /// More base URLs of the same repository, tried after `url` (`install --mirror`): each
+    /// an `http://`, `https://` or `file://` URL or a repository folder's path.
+    pub fn with_mirrors(mut self, mirrors: Vec<String>) -> Self {
+        self.mirrors = mirrors;
+        self
     }
 
     /// The HTTP proxy settings to use and keep (`install --proxy`, ...).
@@ -179,6 +188,16 @@ impl InstallOptions {
 pub fn install(options: &InstallOptions) -> Result<UpdateReport> {
     // A bad repository path is refused before anything is made.
     crate::transport::repository_url(&options.url)?;
+    for mirror in &options.mirrors {
+        crate::transport::repository_url(mirror)?;
+    }
+    if options.mirrors.len() > crate::settings::MAX_MIRRORS {
+        return Err(Error::Invalid(format!(
+            "{} mirrors given; at most {} are kept",
+            options.mirrors.len(),
+            crate::settings::MAX_MIRRORS
+        )));
+    }
     options.proxy.check()?;
     // So is a bad CA file, naming it.
     let trust = match &options.ca_file {
@@ -253,6 +272,11 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         crate::control::check_group(group).map_err(Error::Invalid)?;
     }
     settings.groups.clone_from(&options.groups);
+    settings.mirrors = options
+        .mirrors
+        .iter()
+        .map(|mirror| crate::transport::repository_url(mirror))
+        .collect::<Result<_>>()?;
     settings.proxy.clone_from(&options.proxy.url);
     settings.no_proxy.clone_from(&options.proxy.no_proxy);
     // Absolute, so later runs from anywhere read the same file.
@@ -284,16 +308,15 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
     let stall = options
         .timeout
         .unwrap_or(Duration::from_secs(settings.stall_secs));
-    let transport = Watched::new(
-        Arc::from(for_url_via(
-            &settings.url,
-            HttpTimeouts::backstop(stall),
-            settings.proxies()?,
-            trust,
-        )?),
-        options.cancel.clone(),
+    // A fresh install has no signed mirror list yet: its URL and `--mirror`s.
+    let transport = Mirrors::for_install(
+        &settings,
+        &[],
+        &install.state_dir(),
+        trust,
         stall,
-    );
+        &options.cancel,
+    )?;
     let retry = RetryPolicy {
         cancel: options.cancel.clone(),
         ..RetryPolicy::default()
@@ -310,6 +333,25 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
             )),
             other => other,
         })?;
+    // The metadata just verified may name the publisher's mirrors: the content may come
+    // from them too.
+    let signed = refreshed
+        .trusted
+        .targets()
+        .map(crate::mirrors::signed::signed_mirrors)
+        .unwrap_or_default();
+    let transport = if signed.is_empty() {
+        transport
+    } else {
+        Mirrors::for_install(
+            &settings,
+            &signed,
+            &install.state_dir(),
+            trust,
+            stall,
+            &options.cancel,
+        )?
+    };
     let found = Chooser {
         install: &install,
         settings: &settings,

@@ -48,6 +48,7 @@ use crate::events::{Event, EventSink};
 use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_manifest, pack_data_start};
 use crate::metered::Metered;
+use crate::mirrors::Mirrors;
 use crate::receipts::ReceiptEvent;
 use crate::release::Release;
 use crate::settings::InstallSettings;
@@ -76,6 +77,8 @@ pub struct Updater {
     raw_transport: Arc<dyn Transport>,
     /// Whether the app set `raw_transport` ([`Updater::set_transport`]).
     app_transport: bool,
+    /// The publisher's signed mirror list, as last verified.
+    signed_mirrors: Vec<String>,
     /// `raw_transport` watched for stalls and cancellation: what every request goes through.
     transport: Box<dyn Transport>,
     /// The stall timeout (`stall_secs`, `--timeout`).
@@ -121,17 +124,24 @@ impl Updater {
             attempts: settings.attempts,
             ..RetryPolicy::default()
         };
-        let transport = Box::new(Watched::new(
-            Arc::clone(&raw_transport),
-            retry.cancel.clone(),
+        // Mirrors: the install's URL, its `--mirror`s, then the signed list of the last
+        // verified targets role (a change takes effect when the install is opened again).
+        let signed_mirrors = crate::mirrors::signed::stored(&install.metadata_dir());
+        let transport = Box::new(Mirrors::for_install(
+            &settings,
+            &signed_mirrors,
+            &install.state_dir(),
+            &trust,
             stall,
-        ));
+            &retry.cancel,
+        )?);
         Ok(Updater {
             install,
             settings,
             trust,
             raw_transport,
             app_transport: false,
+            signed_mirrors,
             transport,
             stall,
             retry,
@@ -209,6 +219,23 @@ impl Updater {
     }
 
     fn rewatch(&mut self) {
+        // The install's own transport: its bases, each watched (crate::mirrors).
+        if !self.app_transport {
+            match Mirrors::for_install(
+                &self.settings,
+                &self.signed_mirrors,
+                &self.install.state_dir(),
+                &self.trust,
+                self.stall,
+                &self.retry.cancel,
+            ) {
+                Ok(mirrors) => {
+                    self.transport = Box::new(mirrors);
+                    return;
+                }
+                Err(err) => log::warn!("{err}; using the repository URL only"),
+            }
+        }
         self.transport = Box::new(Watched::new(
             Arc::clone(&self.raw_transport),
             self.retry.cancel.clone(),
@@ -280,6 +307,8 @@ impl Updater {
                 .ca_file
                 .as_ref()
                 .map(|name| self.install.state_dir().join(name)),
+            mirrors: settings.mirrors.clone(),
+            signed_mirrors: self.signed_mirrors.clone(),
         })
     }
 

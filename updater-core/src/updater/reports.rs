@@ -48,6 +48,11 @@ pub struct Status {
     /// The extra CA certificates trusted for HTTPS (`install --ca-file`, kept in the state
     /// folder), beside the OS trust store.
     pub ca_file: Option<PathBuf>,
+    /// The install's mirrors (`install --mirror`), tried after `url`.
+    pub mirrors: Vec<String>,
+    /// The publisher's signed mirror list (`repo mirrors`), as last verified, tried after
+    /// `mirrors`.
+    pub signed_mirrors: Vec<String>,
 }
 
 /// The result of a check.
