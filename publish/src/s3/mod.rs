@@ -274,9 +274,13 @@ impl S3Repository {
     }
 }
 
-/// Every repository file under `root` (keys `/`-separated), with its size and modification
-/// time: what tells a file the operation wrote from one it left alone.
-fn files_of(root: &Path) -> Result<BTreeMap<String, (u64, Option<SystemTime>)>> {
+/// What tells a file the operation wrote from one it left alone: size, modification time,
+/// and for the small files rewritten in place, their BLAKE3 (a rewrite within the clock's
+/// granularity, at the same size, is still seen).
+type FileState = (u64, Option<SystemTime>, Option<[u8; 32]>);
+
+/// Every repository file under `root` (keys `/`-separated), with its [`FileState`].
+fn files_of(root: &Path) -> Result<BTreeMap<String, FileState>> {
     let mut files = BTreeMap::new();
     let mut folders = vec![(root.to_path_buf(), String::new())];
     while let Some((folder, prefix)) = folders.pop() {
@@ -300,7 +304,12 @@ fn files_of(root: &Path) -> Result<BTreeMap<String, (u64, Option<SystemTime>)>> 
             if meta.is_dir() {
                 folders.push((entry.path(), format!("{key}/")));
             } else {
-                files.insert(key, (meta.len(), meta.modified().ok()));
+                let digest = if plan::is_rewritten_in_place(&key) {
+                    Some(*blake3::hash(&fsutil::read(&entry.path())?).as_bytes())
+                } else {
+                    None
+                };
+                files.insert(key, (meta.len(), meta.modified().ok(), digest));
             }
         }
     }
