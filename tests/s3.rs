@@ -430,3 +430,78 @@ fn a_publish_killed_before_its_timestamp_leaves_the_previous_release_and_reruns(
     assert!(out.status.success(), "update: {}", text(&out.stderr));
     assert_eq!(run_app(&dir).trim(), "app 2.0.0");
 }
+
+#[test]
+fn of_two_publishers_that_started_from_the_same_release_the_second_fails_as_locked() {
+    use appstart_publish::{Expiry, PublishRequest, S3Repository};
+    use updater_core::advanced::tuf::keys::KeyDir;
+
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let first = S3Publisher::new(&moto);
+    first.publish("1.0.0");
+    // The second publisher: the library in this process, its settings given in code. Its
+    // working copy is pulled at 1.0.0; while its own publish runs on it, the first
+    // publisher publishes 2.0.0 completely.
+    let second = temp_dir();
+    let source = second.path().join("src");
+    std::fs::create_dir_all(source.join("bin")).unwrap();
+    crate::harness::write_executable(&source.join("bin/app"), "#!/bin/sh\necho \"app 2.1.0\"\n");
+    let config = [
+        ("aws_endpoint", moto.endpoint.as_str()),
+        ("aws_access_key_id", "test"),
+        ("aws_secret_access_key", "test"),
+        ("aws_region", "us-east-1"),
+        ("aws_allow_http", "true"),
+    ];
+    let bucket =
+        S3Repository::open_with_config(&url(), second.path().join("cache"), &config).unwrap();
+    let request = PublishRequest {
+        app: "sample".into(),
+        version: updater_core::VersionName::parse("2.1.0").unwrap(),
+        executable: updater_core::RelativePath::parse("bin/app").unwrap(),
+        channel: "stable".into(),
+        platform: "any".into(),
+        launcher: None,
+        source,
+        level: 3,
+        delta_depth: 0,
+        role: None,
+        keep_packs: None,
+        delta_time_limit: None,
+        control: Default::default(),
+        data: Default::default(),
+        allow_prerelease: false,
+        events: None,
+        hooks: Default::default(),
+    };
+    let keys = KeyDir::new(first.keys());
+    let err = bucket
+        .change(false, |repository| {
+            first.publish("2.0.0");
+            repository.publish(&keys, &Expiry::default(), &request)
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "locked", "{err}");
+    assert!(
+        err.to_string()
+            .contains("s3://releases/apps/sample/metadata/3.targets.json"),
+        "{err}"
+    );
+
+    // The first publisher's release is intact: installs get 2.0.0, verified.
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    install(&first, &moto, &dir);
+    assert_eq!(run_app(&dir).trim(), "app 2.0.0");
+    // Run again, the second publish starts from 2.0.0 and goes through.
+    bucket
+        .change(false, |repository| {
+            repository.publish(&keys, &Expiry::default(), &request)
+        })
+        .unwrap();
+    let out = update(&dir);
+    assert!(out.status.success(), "update: {}", text(&out.stderr));
+    assert_eq!(run_app(&dir).trim(), "app 2.1.0");
+}

@@ -124,10 +124,22 @@ impl S3Repository {
     /// Opens `s3://BUCKET/PREFIX` (credentials and endpoint from the environment, see
     /// `remote`), with its working copy in `cache`.
     pub fn open(url: &str, cache: PathBuf) -> Result<S3Repository> {
+        Self::open_with_config(url, cache, &[])
+    }
+
+    /// [`S3Repository::open`] with settings given in code over those of the environment, by
+    /// object_store's names (`aws_endpoint`, `aws_access_key_id`, `aws_secret_access_key`,
+    /// `aws_region`, `aws_allow_http`, ...), for a program that publishes without setting
+    /// its own environment.
+    pub fn open_with_config(
+        url: &str,
+        cache: PathBuf,
+        config: &[(&str, &str)],
+    ) -> Result<S3Repository> {
         let (bucket, prefix) = parse(url)?;
         Ok(S3Repository {
             url: url.trim_end_matches('/').to_string(),
-            remote: Remote::open(&bucket, &prefix)?,
+            remote: Remote::open(&bucket, &prefix, config)?,
             cache,
         })
     }

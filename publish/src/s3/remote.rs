@@ -50,13 +50,21 @@ pub(super) struct Remote {
 }
 
 impl Remote {
-    /// A client for `bucket`/`prefix` configured from the environment.
-    pub(super) fn open(bucket: &str, prefix: &str) -> Result<Remote> {
+    /// A client for `bucket`/`prefix` configured from the environment, then `config`
+    /// (object_store's names: `aws_endpoint`, `aws_access_key_id`, ...).
+    pub(super) fn open(bucket: &str, prefix: &str, config: &[(&str, &str)]) -> Result<Remote> {
         // reqwest is built without a bundled TLS provider (see publish/Cargo.toml): use
         // ring's, like the rest of the workspace. Fails only when one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let url = format!("s3://{bucket}/{prefix}");
-        let store = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::from_env();
+        for (key, value) in config {
+            let key = key
+                .parse()
+                .map_err(|e| Error::Invalid(format!("{url}: S3 setting {key:?}: {e}")))?;
+            builder = builder.with_config(key, *value);
+        }
+        let store = builder
             .with_bucket_name(bucket)
             .with_virtual_hosted_style_request(false)
             .with_retry(RetryConfig {
