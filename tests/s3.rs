@@ -163,8 +163,16 @@ impl S3Publisher {
 
     /// `appupdate publish` of `sample` VERSION (one script printing its version).
     fn publish_args(&self, version: &str) -> Vec<String> {
+        self.publish_args_with(version, &[])
+    }
+
+    /// [`S3Publisher::publish_args`] with `files` (path, content) added to the release.
+    fn publish_args_with(&self, version: &str, files: &[(&str, &[u8])]) -> Vec<String> {
         let source = self.dir.path().join(format!("src-{version}"));
         std::fs::create_dir_all(source.join("bin")).unwrap();
+        for (path, content) in files {
+            std::fs::write(source.join(path), content).unwrap();
+        }
         crate::harness::write_executable(
             &source.join("bin/app"),
             &format!("#!/bin/sh\necho \"app {version}\"\n"),
@@ -318,10 +326,22 @@ fn publish_to_s3_install_over_http_update_and_upkeep() {
         )
         .unwrap();
     }
-    second.publish("2.0.0");
+    // With a file larger than an upload part: its blob and the pack go up in parts.
+    let big = crate::harness::noise(7, 20 << 20);
+    let args = second.publish_args_with("2.0.0", &[("big.bin", &big)]);
+    second.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = update(&dir);
     assert!(out.status.success(), "update: {}", text(&out.stderr));
     assert_eq!(run_app(&dir).trim(), "app 2.0.0");
+    let installed = std::fs::read_dir(dir.join("versions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("big.bin"))
+        .find(|path| path.exists())
+        .expect("big.bin installed");
+    assert!(
+        std::fs::read(installed).unwrap() == big,
+        "big.bin arrived whole"
+    );
 
     // Upkeep through the first working copy, which is now behind the bucket.
     publisher.publish("3.0.0");

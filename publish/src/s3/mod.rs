@@ -219,8 +219,14 @@ impl S3Repository {
                 }
                 _ => None,
             };
-            let bytes = fsutil::read(&self.cache.join(key))?;
-            self.remote.put(key, bytes, &upload, expected)?;
+            let path = self.cache.join(key);
+            let size = after.get(key).map_or(0, |state| state.0);
+            if expected.is_none() && size > remote::PART as u64 {
+                self.remote.put_file_in_parts(key, &path, &upload)?;
+            } else {
+                self.remote
+                    .put(key, fsutil::read(&path)?, &upload, expected)?;
+            }
             report.uploaded.push(key.clone());
         }
         for key in before.keys().filter(|key| !after.contains_key(*key)) {
@@ -247,9 +253,7 @@ impl S3Repository {
             if current == Some(entry.size) && !plan::is_rewritten_in_place(key) {
                 continue;
             }
-            let bytes = self.remote.get(key, entry.size)?;
-            fsutil::create_dir_all(&fsutil::parent_of(&path))?;
-            fsutil::write_atomic(&path, &bytes)?;
+            self.remote.download(key, entry.size, &path)?;
             downloaded += 1;
         }
         Ok(downloaded)

@@ -12,14 +12,18 @@
 //! server). Requests are path-style (`ENDPOINT/BUCKET/KEY`), which every S3-compatible server
 //! accepts; AWS itself still does. Every error names the `s3://` URL of the object.
 
+use std::io::{Read, Write};
+use std::path::Path;
 use std::time::Duration;
+
+use appstart_layout::fsutil;
 
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, UpdateVersion,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig, UpdateVersion, WriteMultipart,
 };
 
 use updater_core::{Error, Result};
@@ -28,6 +32,9 @@ use super::plan::Upload;
 
 /// Largest object downloaded into the working copy (a pack holds a whole release).
 const MAX_OBJECT: u64 = 8 << 30;
+
+/// Files larger than this are uploaded in parts of this size (S3's parts are 5 MiB at least).
+pub(super) const PART: usize = 16 << 20;
 
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,35 +156,58 @@ impl Remote {
         })
     }
 
-    /// The content of `key`, at most `size` bytes as listed (capped at [`MAX_OBJECT`]).
-    pub(super) fn get(&self, key: &str, size: u64) -> Result<Vec<u8>> {
-        let limit = size.min(MAX_OBJECT);
-        if size > limit {
+    /// Downloads `key` into the file `path`, streamed (a pack holds a whole release):
+    /// written to a temporary file beside it, checked to be exactly `size` bytes as listed
+    /// (at most [`MAX_OBJECT`]), then renamed into place.
+    pub(super) fn download(&self, key: &str, size: u64, path: &Path) -> Result<()> {
+        if size > MAX_OBJECT {
             return Err(Error::TooLarge {
                 url: self.url(key),
-                limit,
+                limit: MAX_OBJECT,
             });
         }
-        self.runtime.block_on(async {
+        let folder = fsutil::parent_of(path);
+        fsutil::create_dir_all(&folder)?;
+        let temp = folder.join(fsutil::temp_name("s3"));
+        let result = self.runtime.block_on(async {
             let result = self
                 .store
                 .get(&self.path(key))
                 .await
                 .map_err(|e| self.failed(key, "downloading", e))?;
             let mut stream = result.into_stream();
-            let mut bytes = Vec::with_capacity(limit as usize);
+            let mut file =
+                std::fs::File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
+            let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.failed(key, "downloading", e))?;
-                if (bytes.len() + chunk.len()) as u64 > limit {
+                written += chunk.len() as u64;
+                if written > size {
                     return Err(Error::TooLarge {
                         url: self.url(key),
-                        limit,
+                        limit: size,
                     });
                 }
-                bytes.extend_from_slice(&chunk);
+                file.write_all(&chunk)
+                    .map_err(|e| Error::io("writing", &temp, e))?;
             }
-            Ok(bytes)
-        })
+            if written != size {
+                return Err(Error::Transport {
+                    url: self.url(key),
+                    message: format!("{written} bytes received, {size} listed"),
+                    retryable: true,
+                    retry_after: None,
+                });
+            }
+            file.sync_all().map_err(|e| Error::io("syncing", &temp, e))
+        });
+        match result.and_then(|()| Ok(fsutil::rename(&temp, path)?)) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(err)
+            }
+        }
     }
 
     /// Uploads `bytes` as `key` with `upload`'s headers. With `expected`, only if the object
@@ -218,6 +248,52 @@ impl Remote {
                     },
                     e => self.failed(key, "uploading", e),
                 })
+        })
+    }
+
+    /// Uploads the file `path` as `key` with `upload`'s headers, in parts of 16 MiB read
+    /// one after the other (a pack can be larger than memory allows, and than the 5 GiB a
+    /// single `PUT` may carry). Unconditional: for content-addressed and per-version names.
+    pub(super) fn put_file_in_parts(&self, key: &str, path: &Path, upload: &Upload) -> Result<()> {
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::CacheControl, upload.cache_control.into());
+        attributes.insert(Attribute::ContentType, upload.content_type.into());
+        let options = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        self.runtime.block_on(async {
+            let parts = self
+                .store
+                .put_multipart_opts(&self.path(key), options)
+                .await
+                .map_err(|e| self.failed(key, "uploading", e))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(parts, PART);
+            let mut buffer = vec![0; PART];
+            let result = loop {
+                let read = match file.read(&mut buffer) {
+                    Ok(0) => break Ok(()),
+                    Ok(read) => read,
+                    Err(e) => break Err(Error::io("reading", path, e)),
+                };
+                // At most two parts in flight: memory stays a few parts whatever the size.
+                if let Err(e) = writer.wait_for_capacity(2).await {
+                    break Err(self.failed(key, "uploading", e));
+                }
+                writer.write(&buffer[..read]);
+            };
+            match result {
+                Ok(()) => writer
+                    .finish()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.failed(key, "uploading", e)),
+                Err(err) => {
+                    let _ = writer.abort().await;
+                    Err(err)
+                }
+            }
         })
     }
 
