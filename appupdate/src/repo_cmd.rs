@@ -59,11 +59,18 @@ pub fn repo(command: RepoCommand) -> Result<()> {
             on_repository(&repo, cache, true, |repository| {
                 repository.init(&KeyDir::new(keys), &Expiry::default(), &thresholds)
             })?;
-            println!(
-                "created repository {}; give clients {}",
-                repo.display(),
-                repo.join("metadata/1.root.json").display()
-            );
+            if repo.to_str().is_some_and(is_s3_url) {
+                println!(
+                    "created repository {}; give clients its metadata/1.root.json (also in the working copy named above)",
+                    repo.display()
+                );
+            } else {
+                println!(
+                    "created repository {}; give clients {}",
+                    repo.display(),
+                    repo.join("metadata/1.root.json").display()
+                );
+            }
         }
         RepoCommand::Rotate {
             repo,
