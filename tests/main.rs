@@ -80,6 +80,8 @@ mod release_control;
 #[cfg(unix)]
 mod rollback;
 #[cfg(unix)]
+mod s3;
+#[cfg(unix)]
 mod shortcuts;
 #[cfg(unix)]
 mod tls;

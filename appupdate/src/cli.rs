@@ -109,9 +109,13 @@ pub enum KeysCommand {
 pub enum RepoCommand {
     /// Create an empty repository signed with the keys.
     Init {
-        /// Repository folder.
+        /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").
         #[arg(long)]
         repo: PathBuf,
+        /// Working copy of an `s3://` repository (default: appstart/s3/BUCKET/PREFIX in the
+        /// user cache folder).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
         /// Key folder.
         #[arg(long)]
         keys: PathBuf,
@@ -122,9 +126,13 @@ pub enum RepoCommand {
     /// Rotate keys: publish a new root naming the keys in NEW_KEYS, signed by the old and the
     /// new root keys, and re-sign the other roles if their keys changed.
     Rotate {
-        /// Repository folder.
+        /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").
         #[arg(long)]
         repo: PathBuf,
+        /// Working copy of an `s3://` repository (default: appstart/s3/BUCKET/PREFIX in the
+        /// user cache folder).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
         /// The current key folder (its root keys sign the new root).
         #[arg(long)]
         keys: PathBuf,
@@ -137,9 +145,13 @@ pub enum RepoCommand {
     },
     /// Delete the packs of older releases (clients then fetch those releases' files as blobs).
     PrunePacks {
-        /// Repository folder.
+        /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").
         #[arg(long)]
         repo: PathBuf,
+        /// Working copy of an `s3://` repository (default: appstart/s3/BUCKET/PREFIX in the
+        /// user cache folder).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
         /// Newest releases per app, channel and platform whose packs are kept.
         #[arg(long, default_value_t = 2)]
         keep: usize,
@@ -149,7 +161,7 @@ pub enum RepoCommand {
     /// manifests, blobs and deltas; no packs, nothing re-signed.
     Export {
         /// Repository folder.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::local_repo)]
         repo: PathBuf,
         /// App.
         #[arg(long)]
@@ -175,7 +187,7 @@ pub enum RepoCommand {
     /// key), and write the role's first, empty metadata.
     Delegate {
         /// Repository folder.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::local_repo)]
         repo: PathBuf,
         /// Key folder (needs the targets, snapshot and timestamp keys).
         #[arg(long)]
@@ -203,7 +215,7 @@ pub enum RepoCommand {
     /// releases.
     RevokeDelegation {
         /// Repository folder.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::local_repo)]
         repo: PathBuf,
         /// Key folder (needs the targets, snapshot and timestamp keys).
         #[arg(long)]
@@ -220,9 +232,13 @@ pub enum RepoCommand {
     Mirrors(crate::mirrors_cmd::MirrorsArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
-        /// Repository folder.
+        /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").
         #[arg(long)]
         repo: PathBuf,
+        /// Working copy of an `s3://` repository (default: appstart/s3/BUCKET/PREFIX in the
+        /// user cache folder).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
         /// Key folder (needs the snapshot and timestamp keys only).
         #[arg(long)]
         keys: PathBuf,
@@ -232,9 +248,13 @@ pub enum RepoCommand {
 /// `appupdate publish ...`
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Repository folder.
+    /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").
     #[arg(long)]
     pub repo: PathBuf,
+    /// Working copy of an `s3://` repository (default: appstart/s3/BUCKET/PREFIX in the
+    /// user cache folder).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// Key folder (needs the targets, snapshot and timestamp keys; with --role, that role's
     /// key instead of the targets key).
     #[arg(long)]
@@ -302,7 +322,7 @@ pub struct PublishArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Repository folder.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -423,7 +443,7 @@ pub struct ChannelArgs {
 #[derive(Debug, Args)]
 pub struct InstallerArgs {
     /// Repository folder (its `metadata/1.root.json` is built into the installer).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// App the installer installs.
     #[arg(long)]
@@ -539,4 +559,15 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
         Ok(seconds) if (0.0..1e9).contains(&seconds) => Ok(seconds),
         _ => Err(format!("`{text}` is not a number of seconds (0 or more)")),
     }
+}
+
+/// `--repo` of a command that works on a repository folder only: refuses `s3://` (exit 2)
+/// rather than taking it for a folder name.
+pub fn local_repo(value: &str) -> Result<PathBuf, String> {
+    if appstart_publish::is_s3_url(value) {
+        return Err(format!(
+            "{value}: s3:// repositories are not supported by this command yet (publish, repo init, repo refresh, repo rotate and repo prune-packs take them); run it on a local copy of the repository"
+        ));
+    }
+    Ok(PathBuf::from(value))
 }

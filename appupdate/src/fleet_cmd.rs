@@ -30,7 +30,7 @@ pub struct FleetArgs {
 #[derive(Debug, Args)]
 pub struct GuardArgs {
     /// Repository folder.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// Key folder (targets, snapshot and timestamp keys), to pause the release.
     #[arg(long)]

@@ -12,7 +12,7 @@ use updater_core::advanced::tuf::keys::KeyDir;
 #[derive(Debug, Args)]
 pub struct ReceiptsArgs {
     /// Repository folder.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// Key folder (needs the targets, snapshot and timestamp keys).
     #[arg(long)]

@@ -100,7 +100,7 @@ pub enum ReleaseCommand {
     /// List every release with its state and controls.
     List {
         /// Repository folder.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::local_repo)]
         repo: PathBuf,
         /// Only this app's releases.
         #[arg(long)]
@@ -115,7 +115,7 @@ pub enum ReleaseCommand {
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     /// Repository folder.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// Key folder (the targets, snapshot and timestamp keys; for a release in a delegated
     /// role, that role's key instead of the targets key).

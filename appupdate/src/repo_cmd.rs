@@ -1,7 +1,12 @@
 //! The publisher's commands: keys, repository upkeep (`repo ...`) and `publish`.
 
 use anyhow::{Context, Result, anyhow, bail};
-use appstart_publish::{DelegationRequest, Expiry, ExportRequest, PublishRequest, Repository};
+use std::path::{Path, PathBuf};
+
+use appstart_publish::{
+    DelegationRequest, Expiry, ExportRequest, PublishRequest, Repository, S3Repository,
+    default_s3_cache, is_s3_url,
+};
 use updater_core::advanced::hooks::{Hook, HookKind, Hooks};
 use updater_core::advanced::release::current_platform;
 use updater_core::advanced::tuf::keys::KeyDir;
@@ -46,38 +51,51 @@ pub fn repo(command: RepoCommand) -> Result<()> {
     match command {
         RepoCommand::Init {
             repo,
+            cache,
             keys,
             thresholds,
         } => {
-            Repository::new(&repo).init(
-                &KeyDir::new(keys),
-                &Expiry::default(),
-                &thresholds.into_iter().collect(),
-            )?;
-            println!(
-                "created repository {}; give clients {}",
-                repo.display(),
-                repo.join("metadata/1.root.json").display()
-            );
+            let thresholds = thresholds.into_iter().collect();
+            on_repository(&repo, cache, true, |repository| {
+                repository.init(&KeyDir::new(keys), &Expiry::default(), &thresholds)
+            })?;
+            if repo.to_str().is_some_and(is_s3_url) {
+                println!(
+                    "created repository {}; give clients its metadata/1.root.json (also in the working copy named above)",
+                    repo.display()
+                );
+            } else {
+                println!(
+                    "created repository {}; give clients {}",
+                    repo.display(),
+                    repo.join("metadata/1.root.json").display()
+                );
+            }
         }
         RepoCommand::Rotate {
             repo,
+            cache,
             keys,
             new_keys,
             thresholds,
         } => {
-            let version = Repository::new(&repo).rotate_root(
-                &KeyDir::new(keys),
-                &KeyDir::new(new_keys),
-                &Expiry::default(),
-                &thresholds.into_iter().collect(),
-            )?;
+            let thresholds = thresholds.into_iter().collect();
+            let version = on_repository(&repo, cache, false, |repository| {
+                repository.rotate_root(
+                    &KeyDir::new(keys),
+                    &KeyDir::new(new_keys),
+                    &Expiry::default(),
+                    &thresholds,
+                )
+            })?;
             println!(
                 "published root version {version}; clients follow the chain at their next check"
             );
         }
-        RepoCommand::PrunePacks { repo, keep } => {
-            let removed = Repository::new(&repo).prune_packs(keep)?;
+        RepoCommand::PrunePacks { repo, cache, keep } => {
+            let removed = on_repository(&repo, cache, false, |repository| {
+                repository.prune_packs(keep)
+            })?;
             for path in &removed {
                 println!("removed {}", path.display());
             }
@@ -144,8 +162,10 @@ pub fn repo(command: RepoCommand) -> Result<()> {
         }
         RepoCommand::Receipts(args) => crate::receipts_cmd::run(args)?,
         RepoCommand::Mirrors(args) => crate::mirrors_cmd::run(args)?,
-        RepoCommand::Refresh { repo, keys } => {
-            let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
+        RepoCommand::Refresh { repo, cache, keys } => {
+            let version = on_repository(&repo, cache, false, |repository| {
+                repository.refresh(&KeyDir::new(keys), &Expiry::default())
+            })?;
             println!("re-signed snapshot and timestamp (timestamp version {version})");
         }
     }
@@ -181,11 +201,10 @@ pub fn publish(args: Box<PublishArgs>, output: &OutputArgs) -> Result<()> {
         events: output.events(args.json),
         hooks: publish_hooks(&args.hooks, args.hook_timeout)?,
     };
-    let report = Repository::new(&args.repo).publish(
-        &KeyDir::new(args.keys),
-        &Expiry::default(),
-        &request,
-    )?;
+    let keys = KeyDir::new(args.keys);
+    let report = on_repository(&args.repo, args.cache, false, |repository| {
+        repository.publish(&keys, &Expiry::default(), &request)
+    })?;
     if args.json {
         print_json(&serde_json::json!({
             "target": report.target_name,
@@ -211,6 +230,36 @@ pub fn publish(args: Box<PublishArgs>, output: &OutputArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `change` on the repository `repo` names: a folder, or `s3://BUCKET/PREFIX` through
+/// its working copy (`cache`, or the default in the user cache folder), uploading what it
+/// changed (`appstart_publish::S3Repository`). `creating`: `repo init`.
+fn on_repository<T>(
+    repo: &Path,
+    cache: Option<PathBuf>,
+    creating: bool,
+    change: impl FnOnce(&Repository) -> updater_core::Result<T>,
+) -> Result<T> {
+    let Some(url) = repo.to_str().filter(|repo| is_s3_url(repo)) else {
+        return Ok(change(&Repository::new(repo))?);
+    };
+    let cache = match cache {
+        Some(cache) => cache,
+        None => default_s3_cache(url, &|name| std::env::var(name).ok()).ok_or_else(|| {
+            anyhow!("{url}: no user cache folder for its working copy (HOME is not set): give --cache DIR")
+        })?,
+    };
+    let bucket = S3Repository::open(url, cache)?;
+    let (value, report) = bucket.change(creating, change)?;
+    eprintln!(
+        "{url}: {} files downloaded into {}, {} uploaded (timestamp.json last), {} deleted",
+        report.downloaded,
+        bucket.working_copy().display(),
+        report.uploaded.len(),
+        report.deleted.len()
+    );
+    Ok(value)
 }
 
 /// A path as users type it (`./bin/hello`, `bin\\hello.exe`), with `.` parts and backslashes

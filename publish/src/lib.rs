@@ -42,7 +42,9 @@
 //! manifests and manifest deltas), `packs`, `metadata` (signing the
 //! top-level roles), `delegation` (delegated roles) and `control` (`appupdate release`:
 //! changing a published release's signed controls, and listing releases; `control_syntax`
-//! reads the command line's rollout percentages and schedules).
+//! reads the command line's rollout percentages and schedules), and `s3` (repositories in
+//! object storage, `s3://BUCKET/PREFIX`: a local working copy, then uploads in this same
+//! order, `timestamp.json` last).
 //!
 //! Where installs post delivery receipts is the target `_appstart/receipts.json` of the
 //! top-level targets role, set by `appupdate repo receipts` (`receipts`), also a
@@ -67,6 +69,7 @@ mod mirrors;
 mod packs;
 mod receipts;
 mod release;
+mod s3;
 mod source;
 mod store;
 
@@ -75,6 +78,7 @@ pub use control_syntax::{parse_percent, parse_rollout_schedule};
 pub use export::{ExportReport, ExportRequest};
 pub use mirrors::MirrorsReport;
 pub use receipts::ReceiptsReport;
+pub use s3::{S3Repository, SyncReport, default_cache as default_s3_cache, is_s3_url};
 pub use source::is_windows_platform;
 
 use metadata::{build_root, read_role, sign_role};
