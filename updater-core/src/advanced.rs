@@ -13,6 +13,8 @@
 
 #[path = "archive/mod.rs"]
 pub mod archive;
+#[path = "bandwidth.rs"]
+pub mod bandwidth;
 #[path = "blob.rs"]
 pub mod blob;
 #[path = "cancel.rs"]
@@ -33,6 +35,8 @@ pub mod lock;
 pub mod manifest;
 #[path = "manifest_encoding.rs"]
 pub mod manifest_encoding;
+#[path = "network_cost/mod.rs"]
+pub mod network_cost;
 #[path = "progress.rs"]
 pub mod progress;
 #[path = "proxy.rs"]
