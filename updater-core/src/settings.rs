@@ -47,6 +47,14 @@ pub struct InstallSettings {
     /// state folder (`ca.pem`), never a path elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Bandwidth limit of background downloads (`install --max-bandwidth`, `appupdate
+    /// settings --max-bandwidth`): `512K`, `2M` (bytes per second, 1024-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<crate::bandwidth::Rate>,
+    /// What background downloads do on a metered connection (`pause` by default); the
+    /// policy's `metered` wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metered: Option<crate::network_cost::MeteredMode>,
 }
 
 /// The name of the copy of `install --ca-file` in the state folder.
@@ -78,6 +86,8 @@ impl InstallSettings {
             proxy_credentials: None,
             no_proxy: None,
             ca_file: None,
+            max_bandwidth: None,
+            metered: None,
         }
     }
 

@@ -76,6 +76,10 @@ pub struct InstallOptions {
     /// A PEM file of CA certificates to trust for HTTPS beside the OS trust store; copied to
     /// `state/ca.pem` and trusted by every later request of the install (`--ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// Bandwidth limit in bytes per second (at least 1024): kept as the install's
+    /// `max_bandwidth` for its background downloads (`install --max-bandwidth`), and applied
+    /// to this install's own download too. `None`: unlimited.
+    pub max_bandwidth: Option<u64>,
 }
 
 impl InstallOptions {
@@ -109,6 +113,7 @@ impl InstallOptions {
             cancel: CancelToken::default(),
             proxy: ProxySettings::default(),
             ca_file: None,
+            max_bandwidth: None,
         }
     }
 
@@ -265,6 +270,9 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         appstart_layout::fsutil::write_atomic(&install.state_dir().join(CA_FILE_NAME), &bytes)?;
         settings.ca_file = Some(CA_FILE_NAME.to_string());
     }
+    settings.max_bandwidth = options
+        .max_bandwidth
+        .map(crate::bandwidth::Rate::from_bytes_per_second);
     let policy = Policy::load(&install)?;
     if let Some(locked) = &policy.channel
         && *locked != settings.channel
@@ -284,15 +292,22 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
     let stall = options
         .timeout
         .unwrap_or(Duration::from_secs(settings.stall_secs));
-    let transport = Watched::new(
-        Arc::from(for_url_via(
-            &settings.url,
-            HttpTimeouts::backstop(stall),
-            settings.proxies()?,
-            trust,
-        )?),
+    // Asked for explicitly (`--max-bandwidth`): this download keeps to it too.
+    let bandwidth = crate::bandwidth::Bandwidth::new();
+    bandwidth.set_rate(settings.max_bandwidth);
+    let transport = crate::bandwidth::Throttled::new(
+        Box::new(Watched::new(
+            Arc::from(for_url_via(
+                &settings.url,
+                HttpTimeouts::backstop(stall),
+                settings.proxies()?,
+                trust,
+            )?),
+            options.cancel.clone(),
+            stall,
+        )),
+        bandwidth,
         options.cancel.clone(),
-        stall,
     );
     let retry = RetryPolicy {
         cancel: options.cancel.clone(),
