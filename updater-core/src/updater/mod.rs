@@ -272,7 +272,7 @@ impl Updater {
             && policy.metered_mode(settings.metered) == MeteredMode::Pause
             && network_cost::is_metered()
         {
-            let reason = "nothing done: metered connection (background downloads pause there; `metered = \"allow\"` in policy.toml or `appupdate settings --metered allow` lets them run)".to_string();
+            let reason = "metered connection (background downloads pause there; `metered = \"allow\"` in policy.toml or `appupdate settings --metered allow` lets them run)".to_string();
             log::info!("{reason}");
             self.history("paused", &[("reason", "metered")]);
             self.emit(Event::Paused {
