@@ -26,6 +26,8 @@ mod archives;
 #[cfg(unix)]
 mod attacks;
 #[cfg(unix)]
+mod bandwidth;
+#[cfg(unix)]
 mod cancel;
 #[cfg(unix)]
 mod cli;

@@ -49,6 +49,9 @@ pub enum Command {
     /// Follow another channel (`stable`, `beta`, ...): the next update takes its newest
     /// release, even if that version is lower (leaving beta for stable).
     Channel(ChannelArgs),
+    /// Show or change an install's settings: the bandwidth limit of background downloads
+    /// and what they do on a metered connection.
+    Settings(SettingsArgs),
     /// Remove an install completely: its shortcuts, then its folder.
     Uninstall(DirArgs),
     /// Let updates take a version again that a rollback or a fallback marked as bad.
@@ -394,6 +397,11 @@ pub struct InstallArgs {
     /// state/install.toml. Nothing a mirror serves is trusted beyond the signed metadata.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+    /// Limit background downloads (`update --background`, an app's poller) to RATE bytes a
+    /// second, kept in state/install.toml: a number with an optional K, M or G (1024-based),
+    /// e.g. 512K or 2M. This install's own download keeps to it too.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_bandwidth: Option<u64>,
     /// Stall timeout.
     #[command(flatten)]
     pub network: NetworkArgs,
@@ -497,9 +505,49 @@ pub struct UpdateArgs {
     /// Switch to the release `--download-only` staged, without any network access.
     #[arg(long)]
     pub apply: bool,
+    /// This is a background update (a scheduler, cron, Task Scheduler): downloads keep to
+    /// the install's and the policy's max_bandwidth, and on a metered connection nothing is
+    /// done (exit 6) unless `metered = "allow"`.
+    #[arg(long)]
+    pub background: bool,
+    /// Limit this run's downloads to RATE bytes a second (K, M, G: 1024-based, e.g. 512K),
+    /// background or not.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_bandwidth: Option<u64>,
     /// Stall timeout.
     #[command(flatten)]
     pub network: NetworkArgs,
+}
+
+/// `appupdate settings ...`
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// Install folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Limit background downloads to RATE bytes a second (K, M, G: 1024-based, e.g. 512K or
+    /// 2M); `off` removes the limit. The policy's max_bandwidth caps it.
+    #[arg(long, value_name = "RATE|off", value_parser = parse_rate_setting)]
+    pub max_bandwidth: Option<RateSetting>,
+    /// What background downloads do on a metered connection: `pause` (the default) or
+    /// `allow`; `default` removes the setting. The policy's `metered` wins over it.
+    #[arg(long, value_name = "MODE", value_parser = ["pause", "allow", "default"])]
+    pub metered: Option<String>,
+    /// Seconds to wait for another updater holding the install lock.
+    #[arg(long, default_value_t = 30)]
+    pub lock_timeout: u64,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--max-bandwidth RATE|off` of `appupdate settings`.
+#[derive(Debug, Clone, Copy)]
+pub enum RateSetting {
+    /// No limit.
+    Off,
+    /// Bytes per second.
+    Limit(u64),
 }
 
 /// `appupdate unskip ...`
@@ -551,6 +599,19 @@ fn parse_threshold(text: &str) -> Result<(String, u64), String> {
         .parse()
         .map_err(|_| format!("{count:?} is not a number"))?;
     Ok((role.to_string(), count))
+}
+
+/// A bandwidth limit: `512K`, `2M` (bytes per second; K, M, G are 1024-based).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    updater_core::advanced::bandwidth::Rate::parse(text).map(|rate| rate.bytes_per_second())
+}
+
+/// A bandwidth limit or `off`.
+fn parse_rate_setting(text: &str) -> Result<RateSetting, String> {
+    if text == "off" {
+        return Ok(RateSetting::Off);
+    }
+    parse_rate(text).map(RateSetting::Limit)
 }
 
 /// A number of seconds, 0 or more (fractions allowed).

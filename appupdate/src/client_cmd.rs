@@ -9,7 +9,8 @@ use updater_core::advanced::release::current_platform;
 use updater_core::{InstallOptions, ProxySettings, Updater, VersionName};
 
 use crate::cli::{
-    ChannelArgs, CheckArgs, DirArgs, InstallArgs, RollbackArgs, UnskipArgs, UpdateArgs,
+    ChannelArgs, CheckArgs, DirArgs, InstallArgs, RateSetting, RollbackArgs, SettingsArgs,
+    UnskipArgs, UpdateArgs,
 };
 use crate::commands::{beside_this_program, join, nothing_to_do, open, open_fetching, print_json};
 use crate::exit;
@@ -45,6 +46,7 @@ pub fn install(args: InstallArgs, output: &OutputArgs) -> Result<ExitCode> {
     options.events = output.events(args.json);
     options.timeout = args.network.timeout.map(std::time::Duration::from_secs);
     options.cancel = crate::interrupt::token();
+    options.max_bandwidth = args.max_bandwidth;
     let report = updater_core::install(&options)?;
     if args.json {
         print_json(&report)?;
@@ -223,13 +225,21 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
 pub fn update(args: UpdateArgs, output: &OutputArgs) -> Result<ExitCode> {
     if args.download_only {
         let events = output.events(args.common.json);
-        let report = open_fetching(
+        let mut updater = open_fetching(
             &args.common.dir,
             args.common.lock_timeout,
             &args.network,
             events,
-        )?
-        .download_only()?;
+        )?;
+        updater.set_background(args.background);
+        updater.set_max_bandwidth(args.max_bandwidth);
+        let report = match updater.download_only() {
+            // In the background, on a metered connection.
+            Err(updater_core::Error::NothingToDo(why)) => {
+                return nothing_to_do(&updater, &why, args.common.json);
+            }
+            result => result?,
+        };
         let args = args.common;
         if args.json {
             print_json(&report)?;
@@ -251,12 +261,14 @@ pub fn update(args: UpdateArgs, output: &OutputArgs) -> Result<ExitCode> {
     }
     let apply = args.apply;
     let events = output.events(args.common.json);
-    let updater = open_fetching(
+    let mut updater = open_fetching(
         &args.common.dir,
         args.common.lock_timeout,
         &args.network,
         events,
     )?;
+    updater.set_background(args.background);
+    updater.set_max_bandwidth(args.max_bandwidth);
     let args = args.common;
     let report = if apply {
         match updater.apply_staged() {
@@ -266,7 +278,13 @@ pub fn update(args: UpdateArgs, output: &OutputArgs) -> Result<ExitCode> {
             result => result?,
         }
     } else {
-        updater.update()?
+        match updater.update() {
+            // In the background, on a metered connection.
+            Err(updater_core::Error::NothingToDo(why)) => {
+                return nothing_to_do(&updater, &why, args.json);
+            }
+            result => result?,
+        }
     };
     if args.json {
         print_json(&report)?;
@@ -293,6 +311,65 @@ pub fn update(args: UpdateArgs, output: &OutputArgs) -> Result<ExitCode> {
     }
     if report.to.is_none() {
         return Ok(ExitCode::from(exit::NOTHING_TO_DO));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `appupdate settings`: changes the given settings in state/install.toml (under the
+/// install lock), then prints them with the policy's, which win.
+pub fn settings(args: SettingsArgs) -> Result<ExitCode> {
+    use updater_core::advanced::bandwidth::Rate;
+    use updater_core::advanced::settings::InstallSettings;
+    let install = updater_core::InstallDir::new(&args.dir);
+    let path = install.install_settings_path();
+    let mut settings = InstallSettings::load(&path)?;
+    if args.max_bandwidth.is_some() || args.metered.is_some() {
+        let _lock = updater_core::advanced::lock::InstallLock::acquire(
+            &install,
+            "settings",
+            std::time::Duration::from_secs(args.lock_timeout),
+        )?;
+        settings = InstallSettings::load(&path)?;
+        match args.max_bandwidth {
+            Some(RateSetting::Off) => settings.max_bandwidth = None,
+            Some(RateSetting::Limit(rate)) => {
+                settings.max_bandwidth = Some(Rate::from_bytes_per_second(rate));
+            }
+            None => {}
+        }
+        match args.metered.as_deref() {
+            Some("default") => settings.metered = None,
+            Some(mode) => settings.metered = Some(mode.parse().map_err(anyhow::Error::msg)?),
+            None => {}
+        }
+        settings.save(&path)?;
+    }
+    let policy = updater_core::advanced::control::policy::Policy::load(&install)?;
+    let in_force = policy.background_rate(settings.max_bandwidth);
+    let metered = policy.metered_mode(settings.metered);
+    if args.json {
+        print_json(&serde_json::json!({
+            "max_bandwidth": settings.max_bandwidth,
+            "metered": settings.metered,
+            "policy_max_bandwidth": policy.max_bandwidth,
+            "policy_metered": policy.metered,
+            "background_max_bandwidth": in_force.map(|rate| rate.bytes_per_second()),
+            "background_metered": metered,
+        }))?;
+    } else {
+        let shown = |rate: Option<Rate>| rate.map_or("unlimited".to_string(), |r| format!("{r}/s"));
+        println!("max_bandwidth: {}", shown(settings.max_bandwidth));
+        println!(
+            "metered:       {}",
+            settings.metered.map_or("pause (default)", |m| m.as_str())
+        );
+        if policy.max_bandwidth.is_some() || policy.metered.is_some() {
+            println!(
+                "background downloads (with the policy): {}, {} on a metered connection",
+                shown(in_force),
+                metered.as_str()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => return crate::client_cmd::check(args),
         Command::Update(args) => return crate::client_cmd::update(args, &output),
         Command::Channel(args) => return crate::client_cmd::channel(args),
+        Command::Settings(args) => return crate::client_cmd::settings(args),
         Command::Status(args) => return crate::client_cmd::status(args),
         Command::Uninstall(args) => return crate::client_cmd::uninstall(args),
         Command::Unskip(args) => return crate::client_cmd::unskip(args),

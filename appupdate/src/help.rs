@@ -97,6 +97,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("update", "appupdate update --dir ~/hello --download-only"),
     ("status", "appupdate status --dir ~/hello"),
     ("channel", "appupdate channel --dir ~/hello beta"),
+    (
+        "settings",
+        "appupdate settings --dir ~/hello --max-bandwidth 512K --metered pause",
+    ),
     ("uninstall", "appupdate uninstall --dir ~/hello"),
     ("unskip", "appupdate unskip --dir ~/hello 2.0.0"),
     ("rollback", "appupdate rollback --dir ~/hello --to 1.0.0"),

@@ -13,6 +13,8 @@
 
 #[path = "archive/mod.rs"]
 pub mod archive;
+#[path = "bandwidth.rs"]
+pub mod bandwidth;
 #[path = "blob.rs"]
 pub mod blob;
 #[path = "cancel.rs"]
@@ -35,6 +37,8 @@ pub mod manifest;
 pub mod manifest_encoding;
 #[path = "mirrors/mod.rs"]
 pub mod mirrors;
+#[path = "network_cost/mod.rs"]
+pub mod network_cost;
 #[path = "progress.rs"]
 pub mod progress;
 #[path = "proxy/mod.rs"]

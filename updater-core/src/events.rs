@@ -41,6 +41,12 @@ pub enum Event {
         /// The version that runs after the restart.
         version: VersionName,
     },
+    /// A background check or update did nothing because the connection is metered
+    /// (`metered = "pause"`, the default; see [`crate::Updater::set_background`]).
+    Paused {
+        /// Why, for a log or a status line.
+        reason: String,
+    },
     /// A check or update failed; the installation is as it was.
     Failed {
         /// The error, with its causes.

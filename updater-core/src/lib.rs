@@ -45,9 +45,9 @@ mod updater;
 
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
-    archive, blob, cancel, control, delta, download, error, fault, lock, manifest,
-    manifest_encoding, mirrors, progress, proxy, receipts, release, settings, shortcut, stage,
-    switch, tls, transport, tuf, watched,
+    archive, bandwidth, blob, cancel, control, delta, download, error, fault, lock, manifest,
+    manifest_encoding, mirrors, network_cost, progress, proxy, receipts, release, settings,
+    shortcut, stage, switch, tls, transport, tuf, watched,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};

@@ -20,7 +20,9 @@
 //! ```
 //!
 //! Each round takes the install lock without waiting: if a CLI update holds it, the round is
-//! skipped. Failures are reported as [`crate::Event::Failed`] and retried next round; the
+//! skipped. Its downloads are background ones ([`crate::Updater::set_background`]): throttled
+//! to the install's and the policy's `max_bandwidth`, and on a metered connection the round
+//! is skipped with an [`crate::Event::Paused`]. Failures are reported as [`crate::Event::Failed`] and retried next round; the
 //! installation is never left half-changed.
 //!
 //! Stopping: [`Poller::stop`] and `Drop` cancel the poller's [`CancelToken`] and join the
@@ -107,6 +109,8 @@ impl Poller {
         let restart = Arc::new(AtomicBool::new(false));
         let mut updater = updater.with_cancel(cancel.clone());
         updater.set_lock_wait(Duration::ZERO);
+        // Its downloads are background ones: throttled and paused on a metered connection.
+        updater.set_background(true);
         if let Some(timeout) = options.timeout {
             updater.set_timeout(timeout);
         }
@@ -150,6 +154,10 @@ impl Poller {
                         Err(Error::Cancelled) => return,
                         Err(Error::Locked { .. }) => {
                             log::info!("another updater is working; skipping this round")
+                        }
+                        // A metered connection (the updater sent Event::Paused).
+                        Err(Error::NothingToDo(why)) => {
+                            log::info!("skipping this round: {why}")
                         }
                         Err(err) => {
                             log::warn!("background update failed: {}", crate::error::chain(&err))

@@ -51,6 +51,14 @@ pub struct InstallSettings {
     /// (`install --mirror`; docs/hosting.md, "Mirrors").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<String>,
+    /// Bandwidth limit of background downloads (`install --max-bandwidth`, `appupdate
+    /// settings --max-bandwidth`): `512K`, `2M` (bytes per second, 1024-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<crate::bandwidth::Rate>,
+    /// What background downloads do on a metered connection (`pause` by default); the
+    /// policy's `metered` wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metered: Option<crate::network_cost::MeteredMode>,
 }
 
 /// Most `mirrors` one install keeps.
@@ -86,6 +94,8 @@ impl InstallSettings {
             no_proxy: None,
             ca_file: None,
             mirrors: Vec::new(),
+            max_bandwidth: None,
+            metered: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //! Keys: `updates = false`, `pin = "1.4"` (a version prefix) or `pin = ">=1.4, <1.6"` (a SemVer
 //! requirement), `channel = "stable"` (locks the channel), `window = "22:00-06:00"` (local
 //! time, may wrap midnight), `rollout = "early" | "normal" | "late"` (see
-//! [`super::bucket::RolloutRing`]), `receipts = false`. A file that cannot be read, is not
+//! [`super::bucket::RolloutRing`]), `receipts = false`, `max_bandwidth = "2M"` (caps background
+//! downloads; with the install's own `max_bandwidth` the lower wins: the administrator's cap),
+//! `metered = "pause" | "allow"` (background downloads on a metered connection). A file that cannot be read, is not
 //! TOML, has an unknown key or a bad value is an error naming the file: the update stops
 //! and the install stays as it is, rather than run without the policy meant for it.
 
@@ -20,8 +22,10 @@ use appstart_layout::{InstallDir, fsutil};
 use serde::{Deserialize, Serialize};
 
 use super::bucket::RolloutRing;
+use crate::bandwidth::Rate;
 use crate::error::{Error, Result};
 use crate::manifest::check_label;
+use crate::network_cost::MeteredMode;
 
 /// Environment variable naming one more machine-wide policy file.
 pub const MACHINE_POLICY_ENV: &str = "APPSTART_MACHINE_POLICY";
@@ -39,6 +43,8 @@ struct PolicyFile {
     window: Option<String>,
     rollout: Option<RolloutRing>,
     receipts: Option<bool>,
+    max_bandwidth: Option<String>,
+    metered: Option<MeteredMode>,
 }
 
 /// The policy in force: every key set by some file, machine-wide first.
@@ -63,6 +69,12 @@ pub struct Policy {
     /// `false`: send no receipts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipts: Option<bool>,
+    /// Caps background downloads (the lower of this and the install's `max_bandwidth`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<Rate>,
+    /// What background downloads do on a metered connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metered: Option<MeteredMode>,
     /// The files read, machine-wide first.
     pub sources: Vec<PathBuf>,
 }
@@ -118,6 +130,15 @@ impl Policy {
             if policy.receipts.is_none() {
                 policy.receipts = file.receipts;
             }
+            if let Some(rate) = &file.max_bandwidth {
+                let rate = Rate::parse(rate).map_err(|m| bad("max_bandwidth", m))?;
+                if policy.max_bandwidth.is_none() {
+                    policy.max_bandwidth = Some(rate);
+                }
+            }
+            if policy.metered.is_none() {
+                policy.metered = file.metered;
+            }
         }
         Ok(policy)
     }
@@ -135,6 +156,21 @@ impl Policy {
     /// Whether `now` is inside the update window (always, without one).
     pub fn in_window(&self, now: &jiff::Zoned) -> bool {
         self.window.as_ref().is_none_or(|w| w.contains(now))
+    }
+
+    /// The bandwidth limit of background downloads: the lower of the policy's and
+    /// `install`'s (the install's own setting).
+    pub fn background_rate(&self, install: Option<Rate>) -> Option<Rate> {
+        match (self.max_bandwidth, install) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What background downloads do on a metered connection: the policy's choice, else
+    /// `install`'s, else pause.
+    pub fn metered_mode(&self, install: Option<MeteredMode>) -> MeteredMode {
+        self.metered.or(install).unwrap_or_default()
     }
 
     /// The rollout ring.
@@ -339,6 +375,27 @@ mod tests {
             .to_string();
         assert!(
             err.contains("local.toml") && err.contains("window"),
+            "{err}"
+        );
+        std::fs::write(&machine, "max_bandwidth = \"1M\"\n").unwrap();
+        std::fs::write(&local, "max_bandwidth = \"4M\"\nmetered = \"allow\"\n").unwrap();
+        let policy = Policy::load_from(&[machine.clone(), local.clone()]).unwrap();
+        let rate = |t: &str| Some(Rate::parse(t).unwrap());
+        assert_eq!(policy.max_bandwidth, rate("1M"));
+        assert_eq!(policy.background_rate(rate("512K")), rate("512K"));
+        assert_eq!(policy.background_rate(rate("2M")), rate("1M"));
+        assert_eq!(policy.background_rate(None), rate("1M"));
+        assert_eq!(
+            policy.metered_mode(Some(MeteredMode::Pause)),
+            MeteredMode::Allow
+        );
+        assert_eq!(Policy::default().metered_mode(None), MeteredMode::Pause);
+        std::fs::write(&local, "max_bandwidth = \"fast\"\n").unwrap();
+        let err = Policy::load_from(std::slice::from_ref(&local))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("local.toml") && err.contains("max_bandwidth"),
             "{err}"
         );
         std::fs::write(&local, "updatez = false\n").unwrap();

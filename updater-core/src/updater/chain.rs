@@ -40,7 +40,10 @@ impl Updater {
         let _lock = InstallLock::acquire(&self.install, "update", self.lock_wait)?;
         self.record_fallbacks();
         let mut run = Run::default();
-        let result = self.update_locked(&mut run);
+        let result = self.update_locked(&mut run).map(|mut report| {
+            report.max_bandwidth = self.bandwidth.rate().map(|rate| rate.bytes_per_second());
+            report
+        });
         if let Err(err) = &result {
             self.failed("update", err, run.taking.as_ref());
         }

@@ -77,6 +77,10 @@ pub struct InstallOptions {
     /// More base URLs of the same repository (`install --mirror`), tried after `url` in
     /// order of recent health and kept in the install (docs/hosting.md, "Mirrors").
     pub mirrors: Vec<String>,
+    /// Bandwidth limit in bytes per second (at least 1024): kept as the install's
+    /// `max_bandwidth` for its background downloads (`install --max-bandwidth`), and applied
+    /// to this install's own download too. `None`: unlimited.
+    pub max_bandwidth: Option<u64>,
 }
 
 impl InstallOptions {
@@ -111,6 +115,7 @@ impl InstallOptions {
             proxy: ProxySettings::default(),
             ca_file: None,
             mirrors: Vec::new(),
+            max_bandwidth: None,
         }
     }
 
@@ -289,6 +294,9 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         appstart_layout::fsutil::write_atomic(&install.state_dir().join(CA_FILE_NAME), &bytes)?;
         settings.ca_file = Some(CA_FILE_NAME.to_string());
     }
+    settings.max_bandwidth = options
+        .max_bandwidth
+        .map(crate::bandwidth::Rate::from_bytes_per_second);
     let policy = Policy::load(&install)?;
     if let Some(locked) = &policy.channel
         && *locked != settings.channel
@@ -308,15 +316,25 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
     let stall = options
         .timeout
         .unwrap_or(Duration::from_secs(settings.stall_secs));
-    // A fresh install has no signed mirror list yet: its URL and `--mirror`s.
-    let transport = Mirrors::for_install(
+    // A fresh install has no signed mirror list yet: its URL and `--mirror`s. Asked for
+    // explicitly (`--max-bandwidth`), this download keeps to the limit too.
+    let bandwidth = crate::bandwidth::Bandwidth::new();
+    bandwidth.set_rate(settings.max_bandwidth);
+    let throttled = |inner: Mirrors| {
+        crate::bandwidth::Throttled::new(
+            Box::new(inner),
+            std::sync::Arc::clone(&bandwidth),
+            options.cancel.clone(),
+        )
+    };
+    let transport = throttled(Mirrors::for_install(
         &settings,
         &[],
         &install.state_dir(),
         trust,
         stall,
         &options.cancel,
-    )?;
+    )?);
     let retry = RetryPolicy {
         cancel: options.cancel.clone(),
         ..RetryPolicy::default()
@@ -343,14 +361,14 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
     let transport = if signed.is_empty() {
         transport
     } else {
-        Mirrors::for_install(
+        throttled(Mirrors::for_install(
             &settings,
             &signed,
             &install.state_dir(),
             trust,
             stall,
             &options.cancel,
-        )?
+        )?)
     };
     let found = Chooser {
         install: &install,

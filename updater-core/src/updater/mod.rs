@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use appstart_layout::state::{BadVersions, Probation};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, history};
 
+use crate::bandwidth::{Bandwidth, Rate, Throttled};
 use crate::cancel::CancelToken;
 use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
@@ -49,6 +50,7 @@ use crate::lock::InstallLock;
 use crate::manifest_fetch::{ManifestSource, fetch_manifest, pack_data_start};
 use crate::metered::Metered;
 use crate::mirrors::Mirrors;
+use crate::network_cost::{self, MeteredMode};
 use crate::receipts::ReceiptEvent;
 use crate::release::Release;
 use crate::settings::InstallSettings;
@@ -90,6 +92,13 @@ pub struct Updater {
     on_found: Option<Arc<OnFound>>,
     /// Versions the app answered [`Decision::Skip`] for, in this process.
     declined: Mutex<BTreeSet<VersionName>>,
+    /// The token bucket every request of this updater is paced by (`transport` reads
+    /// through it), its rate set before each operation ([`Updater::set_background`]).
+    bandwidth: Arc<Bandwidth>,
+    /// Background downloads: throttled by `max_bandwidth`, paused on a metered connection.
+    background: bool,
+    /// A limit for every operation, background or not ([`Updater::set_max_bandwidth`]).
+    max_bandwidth: Option<Rate>,
 }
 
 impl std::fmt::Debug for Updater {
@@ -125,16 +134,22 @@ impl Updater {
             ..RetryPolicy::default()
         };
         // Mirrors: the install's URL, its `--mirror`s, then the signed list of the last
-        // verified targets role (a change takes effect when the install is opened again).
+        // verified targets role (a change takes effect when the install is opened again),
+        // every request throttled by the one bucket of this updater (crate::bandwidth).
         let signed_mirrors = crate::mirrors::signed::stored(&install.metadata_dir());
-        let transport = Box::new(Mirrors::for_install(
-            &settings,
-            &signed_mirrors,
-            &install.state_dir(),
-            &trust,
-            stall,
-            &retry.cancel,
-        )?);
+        let bandwidth = Bandwidth::new();
+        let transport = Box::new(Throttled::new(
+            Box::new(Mirrors::for_install(
+                &settings,
+                &signed_mirrors,
+                &install.state_dir(),
+                &trust,
+                stall,
+                &retry.cancel,
+            )?),
+            Arc::clone(&bandwidth),
+            retry.cancel.clone(),
+        ));
         Ok(Updater {
             install,
             settings,
@@ -149,6 +164,9 @@ impl Updater {
             lock_wait: Duration::from_secs(30),
             on_found: None,
             declined: Mutex::new(BTreeSet::new()),
+            bandwidth,
+            background: false,
+            max_bandwidth: None,
         })
     }
 
@@ -219,7 +237,8 @@ impl Updater {
     }
 
     fn rewatch(&mut self) {
-        // The install's own transport: its bases, each watched (crate::mirrors).
+        // The install's own transport: its bases, each watched (crate::mirrors); either way
+        // throttled by this updater's bucket (crate::bandwidth).
         if !self.app_transport {
             match Mirrors::for_install(
                 &self.settings,
@@ -230,17 +249,71 @@ impl Updater {
                 &self.retry.cancel,
             ) {
                 Ok(mirrors) => {
-                    self.transport = Box::new(mirrors);
+                    self.transport = Box::new(Throttled::new(
+                        Box::new(mirrors),
+                        Arc::clone(&self.bandwidth),
+                        self.retry.cancel.clone(),
+                    ));
                     return;
                 }
                 Err(err) => log::warn!("{err}; using the repository URL only"),
             }
         }
-        self.transport = Box::new(Watched::new(
-            Arc::clone(&self.raw_transport),
+        self.transport = Box::new(Throttled::new(
+            Box::new(Watched::new(
+                Arc::clone(&self.raw_transport),
+                self.retry.cancel.clone(),
+                self.stall,
+            )),
+            Arc::clone(&self.bandwidth),
             self.retry.cancel.clone(),
-            self.stall,
         ));
+    }
+
+    /// Marks this updater's work as background downloads (the [`crate::Poller`] does,
+    /// and `appupdate update --background`): they are throttled to the lower of the
+    /// install's `max_bandwidth` and the policy's, and a check or update on a metered
+    /// connection does nothing and returns [`Error::NothingToDo`] (unless `metered =
+    /// "allow"`), after an [`Event::Paused`]. Foreground work (the default) runs at full
+    /// speed. See `docs/rollout.md`, "Bandwidth and metered connections".
+    pub fn set_background(&mut self, background: bool) {
+        self.background = background;
+    }
+
+    /// Limits every download of this updater to `bytes_per_second` (at least 1024), in the
+    /// foreground too (`appupdate update --max-bandwidth`); `None` removes that limit. In
+    /// the background the lowest of this, the install's and the policy's limit applies.
+    pub fn set_max_bandwidth(&mut self, bytes_per_second: Option<u64>) {
+        self.max_bandwidth = bytes_per_second.map(Rate::from_bytes_per_second);
+    }
+
+    /// Sets the rate for the operation starting now and, in the background, pauses it on
+    /// a metered connection ([`Updater::set_background`]).
+    fn network_rules(&self) -> Result<()> {
+        let (settings, policy) = self.settings_now()?;
+        let background = if self.background {
+            policy.background_rate(settings.max_bandwidth)
+        } else {
+            None
+        };
+        let rate = match (background, self.max_bandwidth) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.bandwidth.set_rate(rate);
+        if self.background
+            && policy.metered_mode(settings.metered) == MeteredMode::Pause
+            && network_cost::is_metered()
+        {
+            let reason = "metered connection (background downloads pause there; `metered = \"allow\"` in policy.toml or `appupdate settings --metered allow` lets them run)".to_string();
+            log::info!("{reason}");
+            self.history("paused", &[("reason", "metered")]);
+            self.emit(Event::Paused {
+                reason: reason.clone(),
+            });
+            return Err(Error::NothingToDo(reason));
+        }
+        Ok(())
     }
 
     /// How long to wait for another updater holding the install lock (default 30 s).
@@ -392,6 +465,7 @@ impl Updater {
     /// refresh succeeded, picks the release to take.
     /// The receipts URL the refreshed metadata names goes to `run`.
     fn refresh_and_choose(&self, run: &mut Run) -> Result<(Check, Refreshed)> {
+        self.network_rules()?;
         self.notice_hand_edit()?;
         let config = LauncherConfig::load(&self.install.config_path())?;
         let refreshed = refresh(

@@ -157,6 +157,9 @@ pub struct UpdateReport {
     pub error: Option<String>,
     /// Newer releases not taken now, and why (as in `check --json`).
     pub held_back: Vec<HeldBack>,
+    /// The bandwidth limit the downloads ran under, in bytes per second; `None`: unlimited
+    /// (see [`crate::Updater::set_background`]).
+    pub max_bandwidth: Option<u64>,
 }
 
 impl UpdateReport {
@@ -178,6 +181,7 @@ impl UpdateReport {
             deferred_secs: None,
             error: None,
             held_back: Vec::new(),
+            max_bandwidth: None,
         }
     }
 

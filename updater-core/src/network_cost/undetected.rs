@@ -1,0 +1,7 @@
+//! Platforms where the connection cost is not detected (macOS: see the module docs).
+
+use super::Cost;
+
+pub(super) fn current() -> Cost {
+    Cost::Unknown("not detected on this platform".into())
+}
