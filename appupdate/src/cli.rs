@@ -215,6 +215,9 @@ pub enum RepoCommand {
     /// Name the receiver installs post delivery receipts to (signed, in the targets role),
     /// or turn receipts off.
     Receipts(crate::receipts_cmd::ReceiptsArgs),
+    /// Name the push endpoint running installs listen to for new releases (signed, in the
+    /// targets role; e.g. `appupdate serve`'s /_appstart/push), or turn push off.
+    Push(crate::push_cmd::PushArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder.

@@ -45,6 +45,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "appupdate repo receipts --repo repo --keys keys --url https://fleet.example.com",
     ),
     (
+        "repo push",
+        "appupdate repo push --repo repo --keys keys --url https://updates.example.com/_appstart/push",
+    ),
+    (
         "repo refresh",
         "appupdate repo refresh --repo repo --keys keys",
     ),

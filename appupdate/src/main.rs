@@ -18,6 +18,7 @@ mod installer;
 mod interrupt;
 mod payload;
 mod progress;
+mod push_cmd;
 mod receipts_cmd;
 mod release_cmd;
 mod repo_cmd;

@@ -143,6 +143,7 @@ pub fn repo(command: RepoCommand) -> Result<()> {
             println!("revoked role {role}: clients no longer trust its releases");
         }
         RepoCommand::Receipts(args) => crate::receipts_cmd::run(args)?,
+        RepoCommand::Push(args) => crate::push_cmd::run(args)?,
         RepoCommand::Refresh { repo, keys } => {
             let version = Repository::new(&repo).refresh(&KeyDir::new(keys), &Expiry::default())?;
             println!("re-signed snapshot and timestamp (timestamp version {version})");

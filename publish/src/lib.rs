@@ -46,7 +46,9 @@
 //!
 //! Where installs post delivery receipts is the target `_appstart/receipts.json` of the
 //! top-level targets role, set by `appupdate repo receipts` (`receipts`), also a
-//! metadata-only change in steps 2 and 3 (plus its small config file, step 1).
+//! metadata-only change in steps 2 and 3 (plus its small config file, step 1). The push
+//! endpoint running installs listen to, `_appstart/push.json`, is set the same way by
+//! `appupdate repo push` (`push`).
 //!
 //! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate
 //! release rollout|pause|resume|pull` re-signs metadata only, in steps 2 and 3 above: the
@@ -62,6 +64,7 @@ mod export;
 mod manifest_delta;
 mod metadata;
 mod packs;
+mod push;
 mod receipts;
 mod release;
 mod source;
@@ -70,6 +73,7 @@ mod store;
 pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector};
 pub use control_syntax::{parse_percent, parse_rollout_schedule};
 pub use export::{ExportReport, ExportRequest};
+pub use push::PushReport;
 pub use receipts::ReceiptsReport;
 pub use source::is_windows_platform;
 

@@ -37,6 +37,8 @@ pub mod manifest_encoding;
 pub mod progress;
 #[path = "proxy.rs"]
 pub mod proxy;
+#[path = "push/mod.rs"]
+pub mod push;
 #[path = "receipts/mod.rs"]
 pub mod receipts;
 #[path = "release.rs"]

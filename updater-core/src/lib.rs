@@ -46,8 +46,8 @@ mod updater;
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
     archive, blob, cancel, control, delta, download, error, fault, lock, manifest,
-    manifest_encoding, progress, proxy, receipts, release, settings, shortcut, stage, switch, tls,
-    transport, tuf, watched,
+    manifest_encoding, progress, proxy, push, receipts, release, settings, shortcut, stage, switch,
+    tls, transport, tuf, watched,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};

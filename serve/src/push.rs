@@ -1,0 +1,232 @@
+//! The push endpoint, `GET /_appstart/push`: server-sent events announcing each new version
+//! of `metadata/timestamp.json` (`docs/hosting.md#push`).
+//!
+//! The wire format (`text/event-stream`, the body lasting until the connection closes):
+//! ```text
+//! data: {"timestamp_version": 42}      <- at once on connect, then on every change
+//!
+//! : keep-alive                         <- every 15 s, so both ends can tell a dead line
+//!
+//! ```
+//! The announcement carries no trust: clients only run a normal, verified check when they
+//! hear a version above the one they trust (`updater_core::advanced::push`).
+//!
+//! Why one broadcaster and not a thread per subscriber: a subscription lasts hours, and
+//! `RepoServer::run` has only a few worker threads. A worker hands the connection's writer
+//! to the [`Hub`] and is free again at once; one watcher thread looks at `timestamp.json`
+//! every [`WATCH_EVERY`] (its size, modification time and inode: publishing replaces it by
+//! rename), parses a changed file with a size cap (a file that does not parse announces
+//! nothing), and writes the event or the keep-alive to every subscriber, dropping those
+//! whose connection failed. At most [`MAX_SUBSCRIBERS`] at once; more get a 503 with
+//! `Retry-After`. Limitation, fine for a development server: writes block, so a client
+//! that stops reading stalls the broadcast once its socket buffers fill (at a keep-alive of
+//! 13 bytes per 15 s, after weeks).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use tiny_http::{Method, Request, Response};
+
+pub use updater_core::advanced::push::SERVE_PATH;
+
+/// Most subscribers at once.
+pub const MAX_SUBSCRIBERS: usize = 1000;
+/// How often `timestamp.json` is looked at.
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How often a keep-alive comment is sent.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The largest `timestamp.json` parsed.
+pub const MAX_TIMESTAMP: u64 = 1 << 20;
+
+/// The response head: no length, the body ends when the connection closes.
+const HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+    Cache-Control: no-cache, no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n";
+
+/// Whether `url` (a request target) is the push endpoint.
+pub fn is_push(url: &str) -> bool {
+    url.split(['?', '#']).next() == Some(SERVE_PATH)
+}
+
+/// The subscribers and the version last announced.
+pub struct Hub {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("subscribers", &self.subscribers())
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    subscribers: Vec<Box<dyn Write + Send>>,
+    version: Option<u64>,
+}
+
+impl Hub {
+    /// Starts watching `root`'s `metadata/timestamp.json`; the watcher thread ends soon after
+    /// the last reference to the hub is dropped.
+    pub fn start(root: &Path) -> Arc<Hub> {
+        let path = root.join("metadata").join("timestamp.json");
+        let hub = Arc::new(Hub {
+            state: Mutex::new(State {
+                subscribers: Vec::new(),
+                version: read_version(&path),
+            }),
+        });
+        let weak = Arc::downgrade(&hub);
+        let spawned = std::thread::Builder::new()
+            .name("serve-push".into())
+            .spawn(move || watch(&path, &weak));
+        if let Err(e) = spawned {
+            log::warn!("push announcements off: cannot start the watcher: {e}");
+        }
+        hub
+    }
+
+    /// Answers a request to [`SERVE_PATH`]: keeps its connection as a subscriber (the
+    /// calling worker returns at once), or refuses it. Status and bytes for the access log.
+    pub fn subscribe(&self, request: Request) -> (u16, u64) {
+        if *request.method() != Method::Get {
+            let _ = request.respond(Response::empty(405));
+            return (405, 0);
+        }
+        let mut state = self.lock();
+        if state.subscribers.len() >= MAX_SUBSCRIBERS {
+            drop(state);
+            let body = format!("too many push subscribers (at most {MAX_SUBSCRIBERS})\n");
+            let length = body.len() as u64;
+            let response = Response::from_string(body)
+                .with_status_code(503)
+                .with_header(crate::header("Retry-After", "30"));
+            let _ = request.respond(response);
+            return (503, length);
+        }
+        let mut first = HEAD.to_string();
+        if let Some(version) = state.version {
+            first.push_str(&event(version));
+        }
+        let mut writer = request.into_writer();
+        if writer
+            .write_all(first.as_bytes())
+            .and_then(|()| writer.flush())
+            .is_ok()
+        {
+            state.subscribers.push(writer);
+        }
+        (200, 0)
+    }
+
+    /// How many connections are subscribed.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding it leaves a list of writers, still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Announces `version` if it is not the one last announced.
+    fn announce(&self, version: u64) {
+        let mut state = self.lock();
+        if state.version != Some(version) {
+            state.version = Some(version);
+            broadcast(&mut state, event(version).as_bytes());
+        }
+    }
+}
+
+/// Writes `bytes` to every subscriber, dropping those that failed.
+fn broadcast(state: &mut State, bytes: &[u8]) {
+    state.subscribers.retain_mut(|writer| {
+        writer
+            .write_all(bytes)
+            .and_then(|()| writer.flush())
+            .is_ok()
+    });
+}
+
+/// One announcement.
+fn event(version: u64) -> String {
+    format!("data: {{\"timestamp_version\": {version}}}\n\n")
+}
+
+/// The watcher loop of the module docs.
+fn watch(path: &Path, hub: &Weak<Hub>) {
+    let mut seen = stamp(path);
+    let mut last_keep_alive = Instant::now();
+    loop {
+        std::thread::sleep(WATCH_EVERY);
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        let now = stamp(path);
+        if now != seen {
+            seen = now;
+            if let Some(version) = read_version(path) {
+                hub.announce(version);
+            }
+        }
+        if last_keep_alive.elapsed() >= KEEP_ALIVE {
+            last_keep_alive = Instant::now();
+            broadcast(&mut hub.lock(), b": keep-alive\n\n");
+        }
+    }
+}
+
+/// What tells a replaced file: size, modification time, inode.
+fn stamp(path: &Path) -> Option<(u64, SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    Some((meta.len(), meta.modified().ok()?, inode))
+}
+
+/// The `signed.version` of the timestamp file at `path`, or `None` when it is missing,
+/// too large or not a timestamp (nothing is announced then).
+fn read_version(path: &Path) -> Option<u64> {
+    let bytes = updater_core::advanced::fsutil::read_capped(path, MAX_TIMESTAMP).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let signed = value.get("signed")?;
+    if signed.get("_type")?.as_str()? != "timestamp" {
+        return None;
+    }
+    signed.get("version")?.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_path_and_the_version_read() {
+        assert!(is_push("/_appstart/push"));
+        assert!(is_push("/_appstart/push?after=3"));
+        assert!(!is_push("/_appstart/push/x"));
+        assert!(!is_push("/metadata/timestamp.json"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timestamp.json");
+        assert_eq!(read_version(&path), None);
+        std::fs::write(&path, r#"{"signed":{"_type":"timestamp","version":7}}"#).unwrap();
+        assert_eq!(read_version(&path), Some(7));
+        std::fs::write(&path, r#"{"signed":{"_type":"snapshot","version":7}}"#).unwrap();
+        assert_eq!(read_version(&path), None);
+        std::fs::write(&path, "not json").unwrap();
+        assert_eq!(read_version(&path), None);
+        let huge = format!(
+            r#"{{"signed":{{"_type":"timestamp","version":7}},"pad":"{}"}}"#,
+            "x".repeat(MAX_TIMESTAMP as usize)
+        );
+        std::fs::write(&path, huge).unwrap();
+        assert_eq!(read_version(&path), None, "over the cap");
+    }
+}
