@@ -18,9 +18,17 @@
 //! rename), parses a changed file with a size cap (a file that does not parse announces
 //! nothing), and writes the event or the keep-alive to every subscriber, dropping those
 //! whose connection failed. At most [`MAX_SUBSCRIBERS`] at once; more get a 503 with
-//! `Retry-After`. Limitation, fine for a development server: writes block, so a client
-//! that stops reading stalls the broadcast once its socket buffers fill (at a keep-alive of
-//! 13 bytes per 15 s, after weeks).
+//! `Retry-After`.
+//!
+//! tiny_http also reads each connection on a thread of its own pool, waiting for the next
+//! request of a keep-alive connection. A subscriber should therefore send
+//! `Connection: close` (appstart's client does): tiny_http then lets go of the connection
+//! once the request is handed over, and only the hub holds it. A subscriber that does not
+//! (or any over HTTPS, where tiny_http waits for the response to end) keeps one pool thread;
+//! tiny_http 0.12's pool can leave a connection that arrives in the same instant as another
+//! queued until some connection ends, which such long streams make rare. Also a limitation,
+//! fine for a development server: writes block, so a client that stops reading stalls the
+//! broadcast once its socket buffers fill (at 13 bytes of keep-alive per 15 s, after weeks).
 
 use std::io::Write;
 use std::path::Path;

@@ -18,10 +18,12 @@
 //! data: {"timestamp_version": 42}
 //!
 //! ```
-//! [`subscriber`] keeps one such connection open, reconnecting with backoff.
+//! [`subscriber`] keeps one such connection open, reconnecting with backoff, over a
+//! [`stream::StreamTransport`] (the install's proxy and CA trust).
 
 pub(crate) mod link;
 pub mod sse;
+pub mod stream;
 pub mod subscriber;
 
 use serde::{Deserialize, Serialize};

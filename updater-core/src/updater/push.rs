@@ -6,15 +6,11 @@
 //! subscribe before its first check.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Updater;
-use crate::transport::{HttpTimeouts, HttpTransport, Transport};
+use crate::push::stream::StreamTransport;
+use crate::transport::Transport;
 use crate::tuf::client::{Limits, TrustedMetadata};
-
-/// The HTTP transport's own read backstop for a push stream: longer than
-/// [`crate::push::subscriber::STALL`], which drops a silent stream first.
-const PUSH_READ_BACKSTOP: Duration = Duration::from_secs(60);
 
 /// The push URL and timestamp version of the trusted metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,24 +37,14 @@ impl Updater {
         }
     }
 
-    /// The transport for a push stream: an app's own transport when it set one, else HTTP
-    /// through the install's proxy settings and CA trust, with a long read backstop.
+    /// The transport for a push stream: an app's own transport when it set one, else a
+    /// [`StreamTransport`] through the install's proxy settings and CA trust.
     pub(crate) fn push_transport(&self) -> Option<Arc<dyn Transport>> {
         if self.app_transport {
             return Some(Arc::clone(&self.raw_transport));
         }
         match self.settings.proxies() {
-            Ok(proxies) => {
-                let timeouts = HttpTimeouts {
-                    connect: Duration::from_secs(10),
-                    stall: PUSH_READ_BACKSTOP,
-                };
-                Some(Arc::new(HttpTransport::with(
-                    timeouts,
-                    proxies,
-                    &self.trust,
-                )))
-            }
+            Ok(proxies) => Some(Arc::new(StreamTransport::new(proxies, &self.trust))),
             Err(e) => {
                 log::warn!("no push: {}", crate::error::chain(&e));
                 None
