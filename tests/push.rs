@@ -417,3 +417,49 @@ fn a_poller_listening_to_a_silent_push_server_stops_at_once() {
         start.elapsed()
     );
 }
+
+#[test]
+fn repo_push_refuses_a_bad_url_before_signing_and_turns_off() {
+    let publisher = Publisher::new();
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    let timestamp = || std::fs::read(repo.join("metadata/timestamp.json")).unwrap();
+    let before = timestamp();
+    for bad in [
+        "ftp://example.com/push",
+        "http://exa mple.com",
+        "push.example.com",
+    ] {
+        let output = crate::harness::appupdate(&[
+            "repo",
+            "push",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--url",
+            bad,
+        ]);
+        let stderr = crate::harness::text(&output.stderr);
+        assert!(!output.status.success(), "{bad}");
+        assert!(
+            stderr.contains("push URL") && stderr.contains(bad),
+            "{bad}: {stderr}"
+        );
+        assert_eq!(timestamp(), before, "nothing signed for {bad}");
+    }
+    let url = "https://updates.example.com/_appstart/push";
+    assert_eq!(name_push_url(&publisher, url)["changed"], true);
+    assert_eq!(name_push_url(&publisher, url)["changed"], false);
+    let off = appupdate_json(&[
+        "repo",
+        "push",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--off",
+    ]);
+    assert_eq!(off["changed"], true, "{off}");
+    assert!(off["url"].is_null(), "{off}");
+}

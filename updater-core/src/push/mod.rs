@@ -4,7 +4,7 @@
 //!
 //! Why it carries no trust: an announcement only wakes the [`crate::Poller`] to run a
 //! normal check, which verifies everything as any other check does. A lying or broken push
-//! server can at most cause an extra check (rate-limited, see [`link`]); it cannot offer a
+//! server can at most cause an extra check (rate-limited to one per 30 s); it cannot offer a
 //! release, hold one back, or stop interval polling, which never stops.
 //!
 //! Where the URL comes from: the signed `custom` of the target [`CONFIG_TARGET`] in the
