@@ -60,6 +60,8 @@ pub fn is_push(url: &str) -> bool {
 /// The subscribers and the version last announced.
 pub struct Hub {
     state: Mutex<State>,
+    /// [`MAX_SUBSCRIBERS`], smaller in tests.
+    limit: usize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -79,12 +81,17 @@ impl Hub {
     /// Starts watching `root`'s `metadata/timestamp.json`; the watcher thread ends soon after
     /// the last reference to the hub is dropped.
     pub fn start(root: &Path) -> Arc<Hub> {
+        Hub::start_with_limit(root, MAX_SUBSCRIBERS)
+    }
+
+    fn start_with_limit(root: &Path, limit: usize) -> Arc<Hub> {
         let path = root.join("metadata").join("timestamp.json");
         let hub = Arc::new(Hub {
             state: Mutex::new(State {
                 subscribers: Vec::new(),
                 version: read_version(&path),
             }),
+            limit,
         });
         let weak = Arc::downgrade(&hub);
         let spawned = std::thread::Builder::new()
@@ -104,9 +111,9 @@ impl Hub {
             return (405, 0);
         }
         let mut state = self.lock();
-        if state.subscribers.len() >= MAX_SUBSCRIBERS {
+        if state.subscribers.len() >= self.limit {
             drop(state);
-            let body = format!("too many push subscribers (at most {MAX_SUBSCRIBERS})\n");
+            let body = format!("too many push subscribers (at most {})\n", self.limit);
             let length = body.len() as u64;
             let response = Response::from_string(body)
                 .with_status_code(503)
@@ -236,5 +243,80 @@ mod tests {
         );
         std::fs::write(&path, huge).unwrap();
         assert_eq!(read_version(&path), None, "over the cap");
+    }
+
+    /// A real tiny_http server on loopback whose hub takes two subscribers: the third gets
+    /// 503 with `Retry-After`, and a subscriber that hangs up frees its place.
+    #[test]
+    fn subscribers_past_the_limit_get_503_and_hung_up_ones_are_dropped() {
+        use std::io::Read;
+        use std::net::TcpStream;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+        let timestamp = dir.path().join("metadata/timestamp.json");
+        std::fs::write(
+            &timestamp,
+            r#"{"signed":{"_type":"timestamp","version":3}}"#,
+        )
+        .unwrap();
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let address = server.server_addr().to_ip().unwrap();
+        let hub = Hub::start_with_limit(dir.path(), 2);
+        let serving = Arc::clone(&server);
+        let hub_for_worker = Arc::clone(&hub);
+        std::thread::spawn(move || {
+            while let Ok(request) = serving.recv() {
+                hub_for_worker.subscribe(request);
+            }
+        });
+        let subscribe = || {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"GET /_appstart/push HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut buffer = [0u8; 512];
+            while !seen.ends_with(b"\n\n") {
+                let n = stream.read(&mut buffer).unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buffer[..n]);
+            }
+            (stream, String::from_utf8_lossy(&seen).into_owned())
+        };
+        let (first, answer) = subscribe();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(
+            answer.ends_with("data: {\"timestamp_version\": 3}\n\n"),
+            "{answer}"
+        );
+        let (_second, _) = subscribe();
+        let (_, refused) = subscribe();
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("Retry-After: 30"), "{refused}");
+        // The first hangs up and drops out at a write; the watcher sees the new version.
+        drop(first);
+        std::fs::write(
+            &timestamp,
+            r#"{"signed":{"_type":"timestamp","version":4}}"#,
+        )
+        .unwrap();
+        let start = Instant::now();
+        while hub.subscribers() > 1 || hub.lock().version != Some(4) {
+            assert!(start.elapsed() < Duration::from_secs(10), "never dropped");
+            std::thread::sleep(Duration::from_millis(50));
+            // A write to a closed socket may succeed once before it fails.
+            broadcast(&mut hub.lock(), b": test\n\n");
+        }
+        let (_third, answer) = subscribe();
+        assert!(
+            answer.ends_with("data: {\"timestamp_version\": 4}\n\n"),
+            "{answer}"
+        );
     }
 }

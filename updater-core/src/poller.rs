@@ -43,8 +43,10 @@
 //! (`appupdate repo push`), the poller keeps one subscriber thread listening to it, from its
 //! start (the stored metadata) and after each round. An announced timestamp version above the
 //! trusted one wakes the poller for a normal, fully verified round after a random 0-2 s,
-//! at most once per 30 s. The push carries no trust and replaces nothing: interval rounds go
-//! on as set, whether the push connection is up or not, and stopping ends the subscriber too.
+//! at most once per 30 s (up to 3 more, 30 s apart, while the trusted version stays below
+//! the announced one: a CDN may serve the old timestamp for a while). The push carries no
+//! trust and replaces nothing: interval rounds go on as set, whether the push connection is
+//! up or not, and stopping ends the subscriber too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

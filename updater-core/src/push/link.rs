@@ -9,8 +9,10 @@
 //! [`SPREAD`] (so a fleet's checks do not all hit the repository in the same instant), and
 //! no sooner than [`MIN_GAP`] after the previous push-triggered check: a lying or flapping
 //! push server costs at most one extra check per [`MIN_GAP`]. A genuine announcement that
-//! comes within that gap is not lost, only delayed to its end. Interval polling is not
-//! touched by any of this.
+//! comes within that gap is not lost, only delayed to its end. A check that still trusts a
+//! version below the one announced (a CDN edge may serve the old `timestamp.json` for a
+//! while, or the round failed) is tried again [`RETRIES`] times, [`MIN_GAP`] apart. Interval
+//! polling is not touched by any of this.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,11 +27,18 @@ pub(crate) const SPREAD: Duration = Duration::from_secs(2);
 /// The shortest time between two checks triggered by push.
 pub(crate) const MIN_GAP: Duration = Duration::from_secs(30);
 
+/// How many more push-triggered checks follow one that still trusts an older version.
+pub(crate) const RETRIES: u32 = 3;
+
 /// The poller's push state.
 pub(crate) struct PushLink {
     subscriber: Option<Subscriber>,
     /// The trusted timestamp version, shared with the subscriber.
     known: Arc<AtomicU64>,
+    /// The highest version announced (by the subscriber's thread).
+    announced: Arc<AtomicU64>,
+    /// Checks left for the last announcement, while the trusted version is below it.
+    retries: u32,
     /// An announcement woke the poller and it has not taken it yet (bounds the wake-ups).
     pending: Arc<AtomicBool>,
     wake: Arc<dyn Fn() + Send + Sync>,
@@ -46,6 +55,8 @@ impl PushLink {
         PushLink {
             subscriber: None,
             known: Arc::new(AtomicU64::new(0)),
+            announced: Arc::new(AtomicU64::new(0)),
+            retries: 0,
             pending: Arc::new(AtomicBool::new(false)),
             wake: Arc::new(wake),
             due: None,
@@ -57,6 +68,7 @@ impl PushLink {
     pub(crate) fn follow(&mut self, updater: &Updater) {
         let state = updater.push_state();
         self.known.store(state.timestamp_version, Ordering::SeqCst);
+        self.retry_if_behind(Instant::now());
         let current = self.subscriber.as_ref().map(Subscriber::url);
         if current == state.url.as_deref() {
             return;
@@ -69,12 +81,14 @@ impl PushLink {
             return;
         };
         let pending = Arc::clone(&self.pending);
+        let announced = Arc::clone(&self.announced);
         let wake = Arc::clone(&self.wake);
         self.subscriber = Some(Subscriber::spawn(
             &url,
             transport,
             Arc::clone(&self.known),
-            move |_version| {
+            move |version| {
+                announced.fetch_max(version, Ordering::SeqCst);
                 if !pending.swap(true, Ordering::SeqCst) {
                     wake();
                 }
@@ -85,6 +99,22 @@ impl PushLink {
     /// The poller took a wake-up at `now`: schedules the check (see the module docs).
     pub(crate) fn woken(&mut self, now: Instant) {
         self.pending.store(false, Ordering::SeqCst);
+        self.retries = RETRIES;
+        self.schedule(now);
+    }
+
+    /// After a round at `now`: schedules another check while the trusted version is still
+    /// below the announced one, [`RETRIES`] times at most.
+    fn retry_if_behind(&mut self, now: Instant) {
+        let behind = self.announced.load(Ordering::SeqCst) > self.known.load(Ordering::SeqCst);
+        if behind && self.due.is_none() && self.retries > 0 {
+            self.retries -= 1;
+            self.schedule(now);
+        }
+    }
+
+    /// Sets the check due no sooner than [`MIN_GAP`] after the last, plus the spread.
+    fn schedule(&mut self, now: Instant) {
         if self.due.is_none() {
             let earliest = self.last.map_or(now, |last| (last + MIN_GAP).max(now));
             self.due = Some(earliest + SPREAD.mul_f64(random_unit()));
@@ -137,5 +167,31 @@ mod tests {
         // More announcements meanwhile do not move it.
         link.woken(first + Duration::from_secs(2));
         assert_eq!(link.due(), Some(second));
+    }
+
+    #[test]
+    fn a_check_that_still_trusts_an_older_version_is_retried_a_few_times() {
+        let mut link = PushLink::new(|| {});
+        link.known.store(5, Ordering::SeqCst);
+        link.announced.store(6, Ordering::SeqCst);
+        let mut now = Instant::now();
+        link.woken(now);
+        let mut checks = 0;
+        for _ in 0..10 {
+            let Some(due) = link.due() else { break };
+            now = due;
+            assert!(link.take_due(now));
+            checks += 1;
+            // The round found the old timestamp still: the link schedules another.
+            link.retry_if_behind(now);
+        }
+        assert_eq!(checks, 1 + RETRIES);
+        // Once the trusted version caught up, nothing more.
+        link.woken(now);
+        let due = link.due().unwrap();
+        assert!(link.take_due(due));
+        link.known.store(6, Ordering::SeqCst);
+        link.retry_if_behind(due);
+        assert!(link.due().is_none());
     }
 }
