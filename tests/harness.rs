@@ -721,6 +721,31 @@ impl Wine {
         }
     }
 
+    /// The same Wine and binaries with a prefix of their own, `target/wine-prefix-NAME`, made
+    /// once: for a test that changes the prefix's registry (the system proxy setting), which
+    /// must not reach the tests sharing the main prefix. Natively: `self` as it is.
+    pub fn with_own_prefix(&self, name: &str) -> Wine {
+        let Some(prefix) = &self.prefix else {
+            return Wine {
+                program: None,
+                prefix: None,
+                bin_dir: self.bin_dir.clone(),
+            };
+        };
+        let target = prefix.parent().expect("the prefix is in the target folder");
+        let own = target.join(format!("wine-prefix-{name}"));
+        if let Err(reason) =
+            prepare_wine_prefix(target, &own).and_then(|()| keep_wine_off_the_real_desktop(&own))
+        {
+            panic!("making the Wine prefix {}: {reason}", own.display());
+        }
+        Wine {
+            program: self.program.clone(),
+            prefix: Some(own),
+            bin_dir: self.bin_dir.clone(),
+        }
+    }
+
     /// Like [`Wine::command`] with `args`, but on a console of its own, as when started from
     /// a terminal or a shortcut. Wine gives a console program one only when it runs on a
     /// terminal, so `script` (util-linux) runs it on a pseudo-terminal; its output comes back

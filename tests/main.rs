@@ -93,3 +93,5 @@ mod workflow;
 // Windows, from a Linux host: the cross-built binaries run under Wine.
 #[cfg(unix)]
 mod windows;
+#[cfg(unix)]
+mod windows_proxy;

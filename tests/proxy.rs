@@ -15,7 +15,7 @@ use crate::harness::{Publisher, Server, bin, run, set_mode, temp_dir, text};
 const APP: &[u8] = b"#!/bin/sh\necho \"app $APPSTART_VERSION\"\n";
 
 /// The variables a test sets itself: none may leak in from the machine running the tests.
-const PROXY_VARIABLES: [&str; 8] = [
+pub(crate) const PROXY_VARIABLES: [&str; 8] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -27,7 +27,7 @@ const PROXY_VARIABLES: [&str; 8] = [
 ];
 
 /// A tinyproxy process on 127.0.0.1 with its own config and log, stopped on drop.
-struct Tinyproxy {
+pub(crate) struct Tinyproxy {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -38,7 +38,7 @@ impl Tinyproxy {
     /// Starts tinyproxy, with `BasicAuth user password` when `auth` is given. `None` (with the
     /// reason printed) when tinyproxy is not installed, outside CI; in CI (`CI` set) a missing
     /// tinyproxy fails the test: `.ci/run` installs it.
-    fn start(auth: Option<(&str, &str)>) -> Option<Self> {
+    pub(crate) fn start(auth: Option<(&str, &str)>) -> Option<Self> {
         let installed = Command::new("tinyproxy")
             .arg("-v")
             .stdout(Stdio::null())
@@ -100,12 +100,12 @@ impl Tinyproxy {
         Some(proxy)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// How many tunnels the proxy opened to `server` (`http://host:port`).
-    fn connects_to(&self, server: &str) -> usize {
+    pub(crate) fn connects_to(&self, server: &str) -> usize {
         let target = server.trim_start_matches("http://");
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines()
@@ -113,7 +113,7 @@ impl Tinyproxy {
             .count()
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -371,4 +371,52 @@ fn the_environment_applies_without_settings() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let out = appupdate_with(&["check", "--dir", dir.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Receipts go where the repository's requests go: a receiver reached only through the
+/// install's `--proxy` gets them through it (before, ureq read the variables itself and an
+/// install configured with `--proxy` posted directly).
+#[test]
+fn receipts_are_posted_through_the_install_proxy() {
+    let Some(proxy) = Tinyproxy::start(None) else {
+        return;
+    };
+    let (publisher, server) = served();
+    let db = temp_dir();
+    let db_path = db.path().join("receipts.sqlite");
+    let receiver = Server::start_with(
+        &publisher.repo(),
+        &["--receipts-db", db_path.to_str().unwrap()],
+    );
+    let repo = publisher.repo();
+    let keys = publisher.keys();
+    crate::harness::appupdate_ok(&[
+        "repo",
+        "receipts",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--url",
+        &receiver.url,
+    ]);
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    let out = install(&publisher, &server, &dir, &["--proxy", &proxy.url()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    publish(&publisher, "2.0.0");
+    let out = appupdate_with(&["update", "--dir", dir.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        proxy.connects_to(&receiver.url) > 0,
+        "the receipts went through the proxy"
+    );
+    let outbox = std::fs::read_to_string(dir.join("state/receipts.jsonl")).unwrap_or_default();
+    assert!(outbox.trim().is_empty(), "delivered: {outbox}");
+    let posts = receiver
+        .requests()
+        .iter()
+        .filter(|line| line.starts_with("POST /receipts"))
+        .count();
+    assert!(posts > 0, "{:?}", receiver.requests());
 }

@@ -130,6 +130,11 @@ fn installs_and_updates_over_https_trusting_the_ca_file() {
     assert_eq!(report["to"], "2.0.0", "{report}");
     let status = appupdate_json(&["status", "--dir", dir.to_str().unwrap()]);
     assert!(status.to_string().contains("2.0.0"), "{status}");
+    assert_eq!(
+        status["ca_file"].as_str(),
+        dir.join("state/ca.pem").to_str(),
+        "{status}"
+    );
 }
 
 /// Asserts `args` fail with exit 3, naming the URL and an untrusted certificate, and leave
@@ -262,4 +267,45 @@ fn receipts_are_posted_over_https_trusting_the_install_ca_file() {
     );
     let outbox = std::fs::read_to_string(dir.join("state/receipts.jsonl")).unwrap_or_default();
     assert!(outbox.trim().is_empty(), "nothing left to post: {outbox}");
+}
+
+/// `serve --tls-cert/--tls-key` refuses files that are not a certificate and a key, naming
+/// the file, and serves nothing.
+#[test]
+fn serve_refuses_a_bad_certificate_or_key_naming_the_file() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert("server", &["127.0.0.1"]);
+    let publisher = Publisher::new();
+    publish(&publisher, "1.0.0");
+    let home = temp_dir();
+    let garbage = home.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    let missing = home.path().join("missing.pem");
+    let repo = publisher.repo();
+    for (cert, key, named) in [
+        (&garbage, &key, &garbage),
+        (&cert, &garbage, &garbage),
+        (&missing, &key, &missing),
+        // A certificate where the key should be.
+        (&cert, &cert, &cert),
+    ] {
+        let out = appupdate(&[
+            "serve",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(named.to_str().unwrap()),
+            "names {}: {stderr}",
+            named.display()
+        );
+    }
 }

@@ -143,6 +143,12 @@ pub fn status(args: DirArgs) -> Result<ExitCode> {
         }
         println!("platform:  {}", status.platform);
         println!("url:       {}", status.url);
+        if let Some(proxy) = &status.proxy {
+            println!("proxy:     {proxy}");
+        }
+        if let Some(ca_file) = &status.ca_file {
+            println!("ca file:   {}", ca_file.display());
+        }
         if !status.bad_versions.is_empty() {
             println!("skipped:   {}", join(&status.bad_versions));
         }

@@ -35,7 +35,7 @@ pub mod manifest;
 pub mod manifest_encoding;
 #[path = "progress.rs"]
 pub mod progress;
-#[path = "proxy.rs"]
+#[path = "proxy/mod.rs"]
 pub mod proxy;
 #[path = "push/mod.rs"]
 pub mod push;

@@ -129,8 +129,8 @@ impl HttpTransport {
         };
         HttpTransport {
             direct: agent(None),
-            via_http: proxies.route("http://proxied").map(|r| agent(Some(r))),
-            via_https: proxies.route("https://proxied").map(|r| agent(Some(r))),
+            via_http: proxies.for_scheme(false).map(|r| agent(Some(r))),
+            via_https: proxies.for_scheme(true).map(|r| agent(Some(r))),
             proxies,
         }
     }

@@ -50,10 +50,10 @@ impl StreamTransport {
         StreamTransport {
             direct: agent(None),
             via_http: proxies
-                .route("http://proxied")
+                .for_scheme(false)
                 .map(|r| agent(Some(r.proxy.clone()))),
             via_https: proxies
-                .route("https://proxied")
+                .for_scheme(true)
                 .map(|r| agent(Some(r.proxy.clone()))),
             proxies,
         }

@@ -88,8 +88,14 @@ pub struct PostReport {
 /// Posts the outbox to `base_url/receipts` in batches (steps 2 and 3 of the module docs).
 /// Never fails: a failure is in the report (and logged), and the receipts stay.
 /// HTTPS receivers are trusted as the install's repository is (`trust`: the OS store and its
-/// `--ca-file`).
-pub fn post_outbox(outbox: &Outbox, base_url: &str, trust: &crate::tls::TlsTrust) -> PostReport {
+/// `--ca-file`), and reached through the proxy the repository would be (`proxies`: the
+/// install's `--proxy`, the environment, the system setting; see [`crate::proxy`]).
+pub fn post_outbox(
+    outbox: &Outbox,
+    base_url: &str,
+    trust: &crate::tls::TlsTrust,
+    proxies: &crate::proxy::Proxies,
+) -> PostReport {
     let mut report = PostReport::default();
     let pending = match outbox.pending() {
         Ok(pending) => pending,
@@ -100,7 +106,7 @@ pub fn post_outbox(outbox: &Outbox, base_url: &str, trust: &crate::tls::TlsTrust
         }
     };
     let url = format!("{base_url}/receipts");
-    let agent = agent(trust);
+    let agent = agent(trust, proxies.route(&url).map(|route| route.proxy.clone()));
     let total = pending.receipts.len();
     for batch in batches(pending) {
         let body = match serde_json::to_vec(&batch) {
@@ -155,11 +161,14 @@ fn batches(pending: Pending) -> Vec<Batch> {
     batches
 }
 
-fn agent(trust: &crate::tls::TlsTrust) -> ureq::Agent {
+/// An agent trusting `trust`, through `proxy` or (`None`) directly: ureq must not read the
+/// proxy variables itself ([`crate::proxy`] has).
+fn agent(trust: &crate::tls::TlsTrust, proxy: Option<ureq::Proxy>) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(trust.root_certs())
         .build();
     ureq::Agent::config_builder()
+        .proxy(proxy)
         .tls_config(tls)
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))

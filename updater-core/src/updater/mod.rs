@@ -273,6 +273,14 @@ impl Updater {
             install_id: install_id.to_string(),
             groups: settings.groups.clone(),
             policy,
+            proxy: match settings.proxies() {
+                Ok(proxies) => proxies.route(&settings.url).map(|r| r.shown.clone()),
+                Err(e) => Some(format!("unusable ({})", crate::error::chain(&e))),
+            },
+            ca_file: settings
+                .ca_file
+                .as_ref()
+                .map(|name| self.install.state_dir().join(name)),
         })
     }
 

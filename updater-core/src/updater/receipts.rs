@@ -184,10 +184,18 @@ impl Updater {
                 return;
             }
         }
+        let proxies = match self.settings.proxies() {
+            Ok(proxies) => proxies,
+            Err(err) => {
+                log::warn!("not posting receipts: {}", crate::error::chain(&err));
+                return;
+            }
+        };
         let report = post_outbox(
             &Outbox::new(self.install.receipts_outbox_path()),
             url,
             &self.trust,
+            &proxies,
         );
         if report.sent > 0 {
             log::info!("{} receipt(s) delivered to {url}", report.sent);

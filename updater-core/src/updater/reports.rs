@@ -1,6 +1,9 @@
 //! What the updater reports: status, checks, staged versions, updates and their plans.
 
+use std::path::PathBuf;
+
 use appstart_layout::VersionName;
+
 use serde::Serialize;
 
 use crate::control::policy::Policy;
@@ -37,6 +40,14 @@ pub struct Status {
     pub groups: Vec<String>,
     /// The enterprise policy in force (`policy.toml`), and the files it came from.
     pub policy: Policy,
+    /// The proxy requests to the repository go through now (the install's `--proxy`, the
+    /// environment or the system setting; password shown as `***`), `None` for a direct
+    /// connection; `unusable (...)` when the setting cannot be used (an unreadable
+    /// `--proxy-credentials` file, say).
+    pub proxy: Option<String>,
+    /// The extra CA certificates trusted for HTTPS (`install --ca-file`, kept in the state
+    /// folder), beside the OS trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The result of a check.

@@ -15,6 +15,10 @@
 //!    proxy for every host; an entry `example.com` or `.example.com` matches that host and
 //!    every host under it; case does not matter; a `:port` on an entry is ignored; IP
 //!    addresses match exactly (no CIDR ranges).
+//! 4. Neither settings nor variables name a proxy: the system proxy ([`system`]: Windows'
+//!    Internet Options setting), with its own bypass list (`ProxyOverride`: `;`-separated,
+//!    `*` wildcards, `<local>` for host names without a dot) unless `--no-proxy` or
+//!    `NO_PROXY` is set.
 //!
 //! Credentials never appear in messages: a proxy is shown as its URL with the password
 //! replaced by `***`.
@@ -22,6 +26,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+pub mod system;
 
 /// Largest proxy credentials file read (one `user:password` line).
 const MAX_CREDENTIALS_FILE: u64 = 4096;
@@ -63,7 +69,7 @@ impl ProxySettings {
     /// Checks what can be checked without the network: the URL's form, and the credentials
     /// file (present, mode 0600, one `user:password` line).
     pub fn check(&self) -> Result<()> {
-        Proxies::resolve(self, &|_| None).map(|_| ())
+        Proxies::resolve_with(self, &|_| None, || None).map(|_| ())
     }
 }
 
@@ -76,22 +82,94 @@ pub(crate) struct Route {
     pub(crate) shown: String,
 }
 
+/// A host, or hosts, reached without the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bypass {
+    /// Every host (`*`).
+    All,
+    /// This host and every host under it (`NO_PROXY`'s `example.com` or `.example.com`).
+    Domain(String),
+    /// Hosts matching a lower-case pattern where `*` stands for any text (Windows'
+    /// `ProxyOverride` entries such as `*.corp.example` or `10.*`).
+    Pattern(String),
+    /// Host names without a dot (Windows' `<local>`).
+    Local,
+}
+
+impl Bypass {
+    /// One `ProxyOverride` entry: `<local>`, `*`, or a pattern (a scheme or port on it is
+    /// ignored, as ports are for `NO_PROXY`).
+    fn from_system_entry(entry: &str) -> Bypass {
+        let entry = entry.to_ascii_lowercase();
+        let entry = entry
+            .split_once("://")
+            .map_or(entry.as_str(), |(_, rest)| rest);
+        match strip_port(entry) {
+            "<local>" => Bypass::Local,
+            "*" => Bypass::All,
+            pattern => Bypass::Pattern(pattern.to_string()),
+        }
+    }
+
+    /// Whether `host` (lower case, no port) is reached directly.
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            Bypass::All => true,
+            Bypass::Domain(domain) => host == domain || host.ends_with(&format!(".{domain}")),
+            Bypass::Pattern(pattern) => wildcard_match(pattern, host),
+            Bypass::Local => !host.contains('.') && !host.contains(':'),
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` in the pattern stands for any text.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*` at all: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// The proxies chosen for `http://` and `https://` URLs, and the hosts that bypass them.
 #[derive(Debug, Clone, Default)]
 pub struct Proxies {
     http: Option<Route>,
     https: Option<Route>,
-    no_proxy: Vec<String>,
+    no_proxy: Vec<Bypass>,
 }
 
 impl Proxies {
-    /// The environment's proxies (no install settings).
+    /// The environment's proxies (no install settings), then the system's.
     pub fn from_environment() -> Result<Self> {
         Self::resolve(&ProxySettings::default(), &|name| std::env::var(name).ok())
     }
 
-    /// The proxies for an install with `settings`, the environment read through `env`.
+    /// The proxies for an install with `settings`, the environment read through `env`, then
+    /// this machine's system proxy ([`system::current`]).
     pub fn resolve(settings: &ProxySettings, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::resolve_with(settings, env, system::current)
+    }
+
+    /// As [`Proxies::resolve`], with the system proxy from `system` (asked only when neither
+    /// the settings nor the variables name a proxy).
+    pub fn resolve_with(
+        settings: &ProxySettings,
+        env: &dyn Fn(&str) -> Option<String>,
+        system: impl FnOnce() -> Option<system::SystemProxy>,
+    ) -> Result<Self> {
         let variable = |names: &[&str]| {
             names.iter().find_map(|name| {
                 env(name)
@@ -117,16 +195,40 @@ impl Proxies {
             }
         };
         let no_proxy = match &settings.no_proxy {
-            Some(hosts) => hosts.clone(),
-            None => variable(&["NO_PROXY", "no_proxy"])
-                .map(|(_, value)| value)
-                .unwrap_or_default(),
+            Some(hosts) => Some(hosts.clone()),
+            None => variable(&["NO_PROXY", "no_proxy"]).map(|(_, value)| value),
         };
+        // Step 4: the system proxy, only when nothing above names one.
+        if http.is_none()
+            && https.is_none()
+            && let Some(system) = system()
+        {
+            let source = "the system proxy setting (ProxyServer)";
+            let pick = |url: &Option<String>| url.as_deref().map(|url| route(url, source, None));
+            return Ok(Proxies {
+                http: pick(&system.http).transpose()?,
+                https: pick(&system.https).transpose()?,
+                no_proxy: match no_proxy {
+                    Some(list) => parse_no_proxy(&list),
+                    None => system.bypass,
+                },
+            });
+        }
         Ok(Proxies {
             http,
             https,
-            no_proxy: parse_no_proxy(&no_proxy),
+            no_proxy: parse_no_proxy(&no_proxy.unwrap_or_default()),
         })
+    }
+
+    /// The proxy for `https://` (`https` true) or `http://` URLs, whatever the host: what
+    /// [`Proxies::route`] gives for hosts that do not bypass it.
+    pub(crate) fn for_scheme(&self, https: bool) -> Option<&Route> {
+        if https {
+            self.https.as_ref()
+        } else {
+            self.http.as_ref()
+        }
     }
 
     /// The proxy `url` goes through, or `None` for a direct connection.
@@ -139,10 +241,7 @@ impl Proxies {
             None
         }?;
         let host = url_host(url);
-        let bypass = self
-            .no_proxy
-            .iter()
-            .any(|entry| entry == "*" || host == *entry || host.ends_with(&format!(".{entry}")));
+        let bypass = self.no_proxy.iter().any(|entry| entry.matches(&host));
         (!bypass).then_some(route)
     }
 }
@@ -234,13 +333,16 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// The entries of a `NO_PROXY` list: trimmed, lower case, without leading `*.`/`.` or a port.
-fn parse_no_proxy(list: &str) -> Vec<String> {
+fn parse_no_proxy(list: &str) -> Vec<Bypass> {
     list.split(',')
         .map(|entry| entry.trim().to_ascii_lowercase())
         .filter(|entry| !entry.is_empty())
         .map(|entry| {
+            if entry == "*" {
+                return Bypass::All;
+            }
             let entry = entry.trim_start_matches("*.").trim_start_matches('.');
-            strip_port(entry).to_string()
+            Bypass::Domain(strip_port(entry).to_string())
         })
         .collect()
 }
@@ -285,6 +387,11 @@ mod tests {
         }
     }
 
+    /// Resolves without this machine's system proxy, so the tests mean the same everywhere.
+    fn resolve(settings: &ProxySettings, env: &dyn Fn(&str) -> Option<String>) -> Result<Proxies> {
+        Proxies::resolve_with(settings, env, || None)
+    }
+
     fn shown(proxies: &Proxies, url: &str) -> Option<String> {
         proxies.route(url).map(|r| r.shown.clone())
     }
@@ -297,7 +404,7 @@ mod tests {
             ("ALL_PROXY", "http://all:3"),
             ("NO_PROXY", " Example.com:443, .corp ,10.0.0.1"),
         ]);
-        let proxies = Proxies::resolve(&ProxySettings::default(), &env).unwrap();
+        let proxies = resolve(&ProxySettings::default(), &env).unwrap();
         assert_eq!(
             shown(&proxies, "http://h/r").as_deref(),
             Some("http://plain:1")
@@ -319,33 +426,28 @@ mod tests {
         assert!(shown(&proxies, "https://notexample.com/r").is_some());
         assert!(shown(&proxies, "http://10.0.0.10/r").is_some());
 
-        let only_all = Proxies::resolve(
+        let only_all = resolve(
             &ProxySettings::default(),
             &env_of(&[("all_proxy", "all:3")]),
         )
         .unwrap();
         assert_eq!(shown(&only_all, "https://h/").as_deref(), Some("all:3"));
         assert!(
-            Proxies::resolve(&ProxySettings::default(), &env_of(&[]))
+            resolve(&ProxySettings::default(), &env_of(&[]))
                 .unwrap()
                 .route("https://h/")
                 .is_none()
         );
 
         let settings = ProxySettings::with_url("http://set:4").with_no_proxy("h");
-        let proxies = Proxies::resolve(&settings, &env).unwrap();
+        let proxies = resolve(&settings, &env).unwrap();
         assert_eq!(
             shown(&proxies, "https://example.com/").as_deref(),
             Some("http://set:4")
         );
         assert_eq!(shown(&proxies, "http://h:1/"), None);
         let star = ProxySettings::with_url("http://set:4").with_no_proxy("*");
-        assert!(
-            Proxies::resolve(&star, &env)
-                .unwrap()
-                .route("http://x/")
-                .is_none()
-        );
+        assert!(resolve(&star, &env).unwrap().route("http://x/").is_none());
     }
 
     #[test]
@@ -355,7 +457,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("only http:// proxies"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
-        let err = Proxies::resolve(
+        let err = resolve(
             &ProxySettings::default(),
             &env_of(&[("HTTPS_PROXY", "ftp://h")]),
         )
@@ -378,7 +480,7 @@ mod tests {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let settings = ProxySettings::with_url("http://old:pw@h:8").with_credentials_file(&file);
-        let proxies = Proxies::resolve(&settings, &env_of(&[])).unwrap();
+        let proxies = resolve(&settings, &env_of(&[])).unwrap();
         let route = proxies.route("http://r/").unwrap();
         assert_eq!(route.shown, "http://alice:***@h:8");
         assert_eq!(route.proxy.username(), Some("alice"));
@@ -386,6 +488,65 @@ mod tests {
         std::fs::write(&file, "no colon\n").unwrap();
         let err = settings.check().unwrap_err().to_string();
         assert!(err.contains("user:password"), "{err}");
+    }
+
+    #[test]
+    fn the_system_proxy_comes_last_with_its_own_bypass_list() {
+        let system = || {
+            Some(system::SystemProxy::parse(&system::SystemSetting {
+                server: "http=web:80;https=tls:3128".into(),
+                bypass: "*.corp.example;10.*;<local>".into(),
+            }))
+        };
+        let proxies =
+            Proxies::resolve_with(&ProxySettings::default(), &env_of(&[]), system).unwrap();
+        assert_eq!(
+            shown(&proxies, "http://h.net/").as_deref(),
+            Some("http://web:80")
+        );
+        assert_eq!(
+            shown(&proxies, "https://h.net/").as_deref(),
+            Some("http://tls:3128")
+        );
+        for direct in [
+            "https://a.corp.example/r",
+            "http://10.1.2.3/",
+            "http://intranet/",
+        ] {
+            assert_eq!(shown(&proxies, direct), None, "{direct}");
+        }
+        assert!(shown(&proxies, "https://corp.example.net/").is_some());
+        // NO_PROXY replaces the system's list; a variable naming a proxy replaces the system's.
+        let env = env_of(&[("NO_PROXY", "h.net")]);
+        let proxies = Proxies::resolve_with(&ProxySettings::default(), &env, system).unwrap();
+        assert_eq!(shown(&proxies, "https://h.net/"), None);
+        assert!(shown(&proxies, "http://intranet/").is_some());
+        let env = env_of(&[("HTTPS_PROXY", "http://env:1")]);
+        let proxies = Proxies::resolve_with(&ProxySettings::default(), &env, system).unwrap();
+        assert_eq!(
+            shown(&proxies, "https://h.net/").as_deref(),
+            Some("http://env:1")
+        );
+        assert_eq!(shown(&proxies, "http://h.net/"), None);
+        let set = ProxySettings::with_url("http://set:4");
+        let proxies = Proxies::resolve_with(&set, &env_of(&[]), system).unwrap();
+        assert_eq!(
+            shown(&proxies, "http://intranet/").as_deref(),
+            Some("http://set:4")
+        );
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.corp", "a.b.corp"));
+        assert!(!wildcard_match("*.corp", "corp"));
+        assert!(wildcard_match("10.*.1", "10.2.3.1"));
+        assert!(wildcard_match("a*b*c", "abc"));
+        assert!(!wildcard_match("a*b*c", "acb"));
+        assert!(wildcard_match("host", "host"));
+        assert!(!wildcard_match("host", "hostx"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("ab*ba", "aba"));
     }
 
     #[test]
