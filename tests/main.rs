@@ -76,6 +76,8 @@ mod proxy;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod push;
+#[cfg(unix)]
 mod receipts;
 #[cfg(unix)]
 mod release_control;

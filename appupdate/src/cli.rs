@@ -233,6 +233,9 @@ pub enum RepoCommand {
     /// Name the repository's mirrors (signed, in the targets role): full copies installs
     /// fetch from when this host fails; or remove the list.
     Mirrors(crate::mirrors_cmd::MirrorsArgs),
+    /// Name the push endpoint running installs listen to for new releases (signed, in the
+    /// targets role; e.g. `appupdate serve`'s /_appstart/push), or turn push off.
+    Push(crate::push_cmd::PushArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run from cron).
     Refresh {
         /// Repository folder, or `s3://BUCKET/PREFIX` (docs/hosting.md, "S3 and a CDN").

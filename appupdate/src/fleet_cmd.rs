@@ -92,6 +92,11 @@ pub fn serve(
             url = server.url()
         );
     }
+    println!(
+        "announcing new timestamp versions at {}{} (name it with `appupdate repo push`)",
+        server.url(),
+        appstart_serve::push::SERVE_PATH
+    );
     server.run(8, std::io::stdout());
     Ok(())
 }

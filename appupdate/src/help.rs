@@ -49,6 +49,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "appupdate repo mirrors --repo repo --keys keys --url https://mirror-a.example.com/hello --url https://mirror-b.example.com/hello",
     ),
     (
+        "repo push",
+        "appupdate repo push --repo repo --keys keys --url https://updates.example.com/_appstart/push",
+    ),
+    (
         "repo refresh",
         "appupdate repo refresh --repo repo --keys keys",
     ),

@@ -19,6 +19,7 @@ mod interrupt;
 mod mirrors_cmd;
 mod payload;
 mod progress;
+mod push_cmd;
 mod receipts_cmd;
 mod release_cmd;
 mod repo_cmd;

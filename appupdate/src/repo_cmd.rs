@@ -161,6 +161,7 @@ pub fn repo(command: RepoCommand) -> Result<()> {
             println!("revoked role {role}: clients no longer trust its releases");
         }
         RepoCommand::Receipts(args) => crate::receipts_cmd::run(args)?,
+        RepoCommand::Push(args) => crate::push_cmd::run(args)?,
         RepoCommand::Mirrors(args) => crate::mirrors_cmd::run(args)?,
         RepoCommand::Refresh { repo, cache, keys } => {
             let version = on_repository(&repo, cache, false, |repository| {

@@ -50,7 +50,9 @@
 //! top-level targets role, set by `appupdate repo receipts` (`receipts`), also a
 //! metadata-only change in steps 2 and 3 (plus its small config file, step 1). The
 //! repository's signed mirror list (`appupdate repo mirrors`, `mirrors`) is the target
-//! `_appstart/mirrors.json`, changed the same way.
+//! `_appstart/mirrors.json`, changed the same way. The push
+//! endpoint running installs listen to, `_appstart/push.json`, is set the same way by
+//! `appupdate repo push` (`push`).
 //!
 //! Release controls (`docs/rollout.md`) live in a release's target entry, so `appupdate
 //! release rollout|pause|resume|pull` re-signs metadata only, in steps 2 and 3 above: the
@@ -67,6 +69,7 @@ mod manifest_delta;
 mod metadata;
 mod mirrors;
 mod packs;
+mod push;
 mod receipts;
 mod release;
 mod s3;
@@ -77,6 +80,7 @@ pub use control::{ControlChange, ControlReport, ReleaseListing, ReleaseSelector}
 pub use control_syntax::{parse_percent, parse_rollout_schedule};
 pub use export::{ExportReport, ExportRequest};
 pub use mirrors::MirrorsReport;
+pub use push::PushReport;
 pub use receipts::ReceiptsReport;
 pub use s3::{S3Repository, SyncReport, default_cache as default_s3_cache, is_s3_url};
 pub use source::is_windows_platform;

@@ -13,9 +13,15 @@
 //! the tests' HTTPS server): [`RepoServer::bind_tls`] with a PEM certificate chain and its
 //! PKCS#8 or RSA key, through tiny_http's rustls support.
 //!
+//! Push (`GET /_appstart/push`, [`push`]): server-sent events announcing each new version of
+//! `metadata/timestamp.json`, so running apps check at once instead of at their next
+//! interval; a subscriber does not hold one of [`RepoServer::run`]'s worker threads.
+//!
 //! One extension point: a [`Handler`] gets first look at every request, so a crate that must
 //! stay out of this one (the fleet receiver and its databases) can add routes on the same
 //! port; what it does not answer falls through to the file server.
+
+pub mod push;
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -139,17 +145,21 @@ impl RepoServer {
     /// line per request to `log` (method, path, status, bytes).
     pub fn run(self, threads: usize, log: impl Write + Send + 'static) {
         let log = Arc::new(std::sync::Mutex::new(log));
+        let hub = push::Hub::start(&self.root);
         let mut handles = Vec::new();
         for _ in 0..threads.max(1) {
             let server = Arc::clone(&self.server);
             let root = self.root.clone();
             let log = Arc::clone(&log);
             let handler = self.handler.clone();
+            let hub = Arc::clone(&hub);
             handles.push(std::thread::spawn(move || {
                 while let Ok(request) = server.recv() {
                     let method = request.method().to_string();
                     let url = request.url().to_string();
                     let (status, length) = match &handler {
+                        // Hands the connection to the hub and returns at once.
+                        _ if push::is_push(&url) => hub.subscribe(request),
                         Some(handler) => match handler.handle(request) {
                             Ok(answered) => answered,
                             Err(request) => respond(&root, request),
@@ -415,7 +425,7 @@ fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
     (end >= start).then_some((start, end))
 }
 
-fn header(name: &str, value: &str) -> Header {
+pub(crate) fn header(name: &str, value: &str) -> Header {
     // Names and values here are ASCII we built ourselves, which tiny_http always accepts.
     Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
         Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).unwrap_or_else(|()| unreachable!())

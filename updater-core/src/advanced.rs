@@ -43,6 +43,8 @@ pub mod network_cost;
 pub mod progress;
 #[path = "proxy/mod.rs"]
 pub mod proxy;
+#[path = "push/mod.rs"]
+pub mod push;
 #[path = "receipts/mod.rs"]
 pub mod receipts;
 #[path = "release.rs"]

@@ -46,7 +46,7 @@ mod updater;
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
     archive, bandwidth, blob, cancel, control, delta, download, error, fault, lock, manifest,
-    manifest_encoding, mirrors, network_cost, progress, proxy, receipts, release, settings,
+    manifest_encoding, mirrors, network_cost, progress, proxy, push, receipts, release, settings,
     shortcut, stage, switch, tls, transport, tuf, watched,
 };
 

@@ -40,16 +40,27 @@
 //! holds back anything newer until it has run (the updater's rule, see `docs/rollout.md`),
 //! so the poller needs nothing of its own for it. The hook runs while the install lock is
 //! held: it must answer quickly (ask the user later with `Defer`).
+//!
+//! Push (`crate::push`, `docs/embedding.md`): when the trusted metadata names a push URL
+//! (`appupdate repo push`), the poller keeps one subscriber thread listening to it, from its
+//! start (the stored metadata) and after each round. An announced timestamp version above the
+//! trusted one wakes the poller for a normal, fully verified round after a random 0-2 s,
+//! at most once per 30 s (up to 3 more, 30 s apart, while the trusted version stays below
+//! the announced one: a CDN may serve the old timestamp for a while). The push carries no
+//! trust and replaces nothing: interval rounds go on as set, whether the push connection is
+//! up or not, and stopping ends the subscriber too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cancel::CancelToken;
 use crate::error::Error;
 use crate::events::Event;
+use crate::push::link::PushLink;
+use crate::push::subscriber::random_unit;
 use crate::updater::{UpdateReport, Updater};
 
 /// When to poll. Start from `PollerOptions::default()` and set the fields you need.
@@ -89,7 +100,7 @@ impl Default for PollerOptions {
 /// and stops the thread, returning within about a second.
 #[derive(Debug)]
 pub struct Poller {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Wake>>,
     cancel: CancelToken,
     restart: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -104,7 +115,7 @@ impl Poller {
         options: PollerOptions,
         on_update: impl Fn(&UpdateReport) + Send + 'static,
     ) -> Poller {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (stop, wakes) = mpsc::channel::<Wake>();
         let cancel = CancelToken::new();
         let restart = Arc::new(AtomicBool::new(false));
         let mut updater = updater.with_cancel(cancel.clone());
@@ -115,19 +126,38 @@ impl Poller {
             updater.set_timeout(timeout);
         }
         let restart_flag = Arc::clone(&restart);
+        let pushed = stop.clone();
+        let token = cancel.clone();
         let thread = std::thread::Builder::new()
             .name("appstart-poller".into())
             .spawn(move || {
-                let mut wait = options.initial_delay;
+                // Push (`crate::push`): subscribe at once from the stored metadata, so a
+                // long first delay does not delay it.
+                let mut push = PushLink::new(move || {
+                    let _ = pushed.send(Wake::Push);
+                });
+                push.follow(&updater);
+                let mut next_poll = Instant::now() + options.initial_delay;
                 loop {
-                    match stopped.recv_timeout(wait) {
+                    let due = push.due().map_or(next_poll, |due| due.min(next_poll));
+                    match wakes.recv_timeout(due.saturating_duration_since(Instant::now())) {
                         Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Wake::Push) => push.woken(Instant::now()),
+                        Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if token.is_cancelled() {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if push.take_due(now) {
+                        log::info!("a push announced a new timestamp version: checking now");
+                    } else if now < next_poll {
+                        continue;
                     }
                     let extra = options
                         .interval
                         .mul_f64(options.jitter.clamp(0.0, 1.0) * random_unit());
-                    wait = options.interval + extra;
+                    next_poll = now + options.interval + extra;
                     match updater.update() {
                         Ok(report) => {
                             if let Some(to) = &report.to {
@@ -148,10 +178,10 @@ impl Poller {
                             if let Some(deferred) = report.deferred_secs {
                                 // At least a second: a hook answering Defer(0) must not
                                 // turn the poller into a busy loop of metadata refreshes.
-                                wait = Duration::from_secs(deferred.max(1));
+                                next_poll = Instant::now() + Duration::from_secs(deferred.max(1));
                             }
                         }
-                        Err(Error::Cancelled) => return,
+                        Err(Error::Cancelled) => break,
                         Err(Error::Locked { .. }) => {
                             log::info!("another updater is working; skipping this round")
                         }
@@ -163,7 +193,9 @@ impl Poller {
                             log::warn!("background update failed: {}", crate::error::chain(&err))
                         }
                     }
+                    push.follow(&updater);
                 }
+                push.stop();
             })
             .ok();
         Poller {
@@ -185,7 +217,10 @@ impl Poller {
     /// it again does nothing.
     pub fn stop(&mut self) {
         self.cancel.cancel();
-        drop(self.stop.take());
+        if let Some(stop) = self.stop.take() {
+            // The push subscriber holds a sender too: say it, rather than hang up.
+            let _ = stop.send(Wake::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -198,12 +233,13 @@ impl Drop for Poller {
     }
 }
 
-fn random_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+/// What wakes the poller thread before its next round is due.
+#[derive(Debug)]
+enum Wake {
+    /// [`Poller::stop`].
+    Stop,
+    /// The push subscriber heard of a newer timestamp version.
+    Push,
 }
 
 /// Ends the process with the launcher's restart code, so `appstart` starts the (new) current

@@ -20,6 +20,7 @@ mod hooks;
 mod install;
 pub(crate) mod later;
 mod offer;
+pub(crate) mod push;
 mod receipts;
 mod repair;
 mod reports;
