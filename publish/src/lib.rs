@@ -59,6 +59,7 @@
 //! manifest, blobs and pack of a release never change once published.
 
 mod compress;
+mod config_target;
 mod control;
 mod control_syntax;
 mod delegation;

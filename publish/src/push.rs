@@ -11,25 +11,14 @@
 //! `targets/_appstart/<sha256>.push.json`. What the endpoint sends carries no trust: it can
 //! only make clients check sooner.
 //!
-//! A change, in the publish write order ([`super`], steps 1 to 3):
-//! 1. the URL is checked, then, under the publish lock, the targets, snapshot and timestamp
-//!    keys are loaded (a missing one fails before any file is written);
-//! 2. the config file is written under its hashed name (nothing refers to it yet);
-//! 3. the top-level targets role is written with the entry added, replaced or (`--off`)
-//!    removed, then the snapshot, and `timestamp.json` last by atomic rename.
+//! Stored and changed as every config target is ([`super::config_target`]: the file, its
+//! entry, and the publish write order); step 1 here is checking the config.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
-use appstart_layout::fsutil;
-use serde_json::Map;
-use sha2::Digest;
-
+use super::config_target::config_json;
 use super::{Expiry, Repository};
+use updater_core::Result;
 use updater_core::advanced::push::{CONFIG_TARGET, PushConfig, check_url};
 use updater_core::advanced::tuf::keys::KeyDir;
-use updater_core::advanced::tuf::metadata::{TargetFile, expires_in_days};
-use updater_core::{Error, Result};
 
 /// What [`Repository::set_push`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,64 +46,17 @@ impl Repository {
         if let Some(url) = url {
             check_url(url)?;
         }
-        let _lock = self.lock()?;
-        keys.role_keys("targets")?;
-        keys.role_keys("snapshot")?;
-        keys.role_keys("timestamp")?;
-        let (mut targets, snapshot) = self.current_targets()?;
         let url = url.map(str::to_string);
-        // Step 2.
-        let entry = match &url {
-            None => None,
-            Some(url) => Some(self.write_push_config(&PushConfig::new(Some(url.clone())))?),
-        };
-        if targets.targets.get(CONFIG_TARGET) == entry.as_ref() {
-            return Ok(PushReport {
-                url,
-                changed: false,
-                targets_version: None,
-            });
-        }
-        // Step 3.
-        match entry {
-            Some(entry) => targets.targets.insert(CONFIG_TARGET.to_string(), entry),
-            None => targets.targets.remove(CONFIG_TARGET),
-        };
-        targets.version += 1;
-        targets.expires = expires_in_days(SystemTime::now(), expiry.targets_days);
-        self.write_targets_snapshot_timestamp(keys, expiry, &targets, Some(&snapshot))?;
+        let config = url
+            .as_ref()
+            .map(|url| config_json(CONFIG_TARGET, &PushConfig::new(Some(url.clone()))))
+            .transpose()?;
+        // Steps 2 and 3 (crate::config_target).
+        let targets_version = self.set_config_target(keys, expiry, CONFIG_TARGET, config)?;
         Ok(PushReport {
             url,
-            changed: true,
-            targets_version: Some(targets.version),
-        })
-    }
-
-    /// Step 2: writes `config` as `targets/_appstart/<sha256>.push.json` and returns its
-    /// target entry.
-    fn write_push_config(&self, config: &PushConfig) -> Result<TargetFile> {
-        let custom = serde_json::to_value(config)
-            .map_err(|e| Error::Invalid(format!("{CONFIG_TARGET}: {e}")))?;
-        let bytes = serde_json::to_vec(&custom)
-            .map_err(|e| Error::Invalid(format!("{CONFIG_TARGET}: {e}")))?;
-        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-        let (dir, base) = CONFIG_TARGET
-            .rsplit_once('/')
-            .unwrap_or(("", CONFIG_TARGET));
-        let path = self
-            .root
-            .join("targets")
-            .join(dir)
-            .join(format!("{sha256}.{base}"));
-        fsutil::create_dir_all(&fsutil::parent_of(&path))?;
-        fsutil::write_atomic(&path, &bytes)?;
-        let mut hashes = BTreeMap::new();
-        hashes.insert("sha256".to_string(), sha256);
-        Ok(TargetFile {
-            length: bytes.len() as u64,
-            hashes,
-            custom: Some(custom),
-            extra: Map::new(),
+            changed: targets_version.is_some(),
+            targets_version,
         })
     }
 }

@@ -19,6 +19,8 @@ pub mod bandwidth;
 pub mod blob;
 #[path = "cancel.rs"]
 pub mod cancel;
+#[path = "config_target.rs"]
+pub mod config_target;
 #[path = "control/mod.rs"]
 pub mod control;
 #[path = "delta/mod.rs"]

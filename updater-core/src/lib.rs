@@ -45,9 +45,9 @@ mod updater;
 
 // The building blocks keep their short paths inside the crate (`crate::tuf::...`).
 use advanced::{
-    archive, bandwidth, blob, cancel, control, delta, download, error, fault, lock, manifest,
-    manifest_encoding, mirrors, network_cost, progress, proxy, push, receipts, release, settings,
-    shortcut, stage, switch, tls, transport, tuf, watched,
+    archive, bandwidth, blob, cancel, config_target, control, delta, download, error, fault, lock,
+    manifest, manifest_encoding, mirrors, network_cost, progress, proxy, push, receipts, release,
+    settings, shortcut, stage, switch, tls, transport, tuf, watched,
 };
 
 pub use appstart_layout::{InstallDir, LauncherConfig, RelativePath, VersionName};

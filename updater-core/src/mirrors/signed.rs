@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tuf::metadata::Targets;
 
 /// The name of the config target holding the mirror list.
@@ -19,7 +19,7 @@ pub const CONFIG_TARGET: &str = "_appstart/mirrors.json";
 pub const MAX_SIGNED: usize = 8;
 
 /// Longest mirror URL accepted.
-pub const MAX_URL_LEN: usize = 2048;
+pub use crate::config_target::MAX_URL_LEN;
 
 /// The config target's content (and `custom`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,38 +40,17 @@ impl MirrorsConfig {
 /// `file://` path means nothing on another machine), no spaces or control characters, at
 /// most [`MAX_URL_LEN`] bytes.
 pub fn check_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let ok = rest.is_some_and(|rest| !rest.is_empty())
-        && url.len() <= MAX_URL_LEN
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "mirror URL {url:?} is not an http:// or https:// URL of at most {MAX_URL_LEN} bytes"
-        )))
-    }
+    crate::config_target::check_url(url, "mirror")
 }
 
 /// The mirrors named by the top-level targets role `targets` (at most [`MAX_SIGNED`], each
 /// without a trailing `/`), or none. Entries that are not plain `http(s)://` URLs are
 /// skipped (logged).
 pub fn signed_mirrors(targets: &Targets) -> Vec<String> {
-    let Some(custom) = targets
-        .targets
-        .get(CONFIG_TARGET)
-        .and_then(|t| t.custom.clone())
+    let Some(config) =
+        crate::config_target::read::<MirrorsConfig>(targets, CONFIG_TARGET, "a mirror list")
     else {
         return Vec::new();
-    };
-    let config: MirrorsConfig = match serde_json::from_value(custom) {
-        Ok(config) => config,
-        Err(e) => {
-            log::warn!("ignoring target {CONFIG_TARGET}: its custom is not a mirror list: {e}");
-            return Vec::new();
-        }
     };
     let mut urls = Vec::new();
     for url in config.urls {

@@ -28,7 +28,7 @@ pub mod subscriber;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tuf::metadata::Targets;
 
 /// The target whose signed `custom` names the push URL (top-level targets role only). The
@@ -36,7 +36,7 @@ use crate::tuf::metadata::Targets;
 pub const CONFIG_TARGET: &str = "_appstart/push.json";
 
 /// Longest push URL accepted.
-pub const MAX_URL_LEN: usize = 2048;
+pub use crate::config_target::MAX_URL_LEN;
 
 /// The path `appupdate serve` answers push subscriptions on.
 pub const SERVE_PATH: &str = "/_appstart/push";
@@ -61,14 +61,7 @@ impl PushConfig {
 /// The push URL named by the top-level targets role `targets`, or `None` when it names
 /// none, or names one that is not a plain `http(s)://` URL (logged).
 pub fn push_url(targets: &Targets) -> Option<String> {
-    let custom = targets.targets.get(CONFIG_TARGET)?.custom.clone()?;
-    let config: PushConfig = match serde_json::from_value(custom) {
-        Ok(config) => config,
-        Err(e) => {
-            log::warn!("ignoring target {CONFIG_TARGET}: its custom is not a push config: {e}");
-            return None;
-        }
-    };
+    let config: PushConfig = crate::config_target::read(targets, CONFIG_TARGET, "a push config")?;
     let url = config.url?;
     match check_url(&url) {
         Ok(()) => Some(url),
@@ -82,19 +75,7 @@ pub fn push_url(targets: &Targets) -> Option<String> {
 /// Checks that `url` can name a push endpoint: `http://` or `https://`, no spaces or control
 /// characters, at most [`MAX_URL_LEN`] bytes.
 pub fn check_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let ok = rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        && url.len() <= MAX_URL_LEN
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "push URL {url:?} is not an http:// or https:// URL of at most {MAX_URL_LEN} bytes"
-        )))
-    }
+    crate::config_target::check_url(url, "push")
 }
 
 #[cfg(test)]

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use super::outbox::{Outbox, Pending};
 use super::{Batch, CONFIG_TARGET, MAX_BATCH, MAX_BATCH_BYTES, ReceiptsConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tuf::metadata::Targets;
 
 /// Tries per batch.
 pub const ATTEMPTS: u32 = 3;
 
 /// Longest receiver URL accepted.
-pub const MAX_URL_LEN: usize = 2048;
+pub use crate::config_target::MAX_URL_LEN;
 
 /// Timeouts: a receiver gets far less patience than the repository.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,14 +38,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The receiver's base URL named by the top-level targets role `targets`, or `None` when it
 /// names none, or names one that is not a plain `http(s)://` URL (logged).
 pub fn receipts_url(targets: &Targets) -> Option<String> {
-    let custom = targets.targets.get(CONFIG_TARGET)?.custom.clone()?;
-    let config: ReceiptsConfig = match serde_json::from_value(custom) {
-        Ok(config) => config,
-        Err(e) => {
-            log::warn!("ignoring target {CONFIG_TARGET}: its custom is not a receipts config: {e}");
-            return None;
-        }
-    };
+    let config: ReceiptsConfig =
+        crate::config_target::read(targets, CONFIG_TARGET, "a receipts config")?;
     let url = config.url?;
     match check_url(&url) {
         Ok(()) => Some(url.trim_end_matches('/').to_string()),
@@ -59,19 +53,7 @@ pub fn receipts_url(targets: &Targets) -> Option<String> {
 /// Checks that `url` can name a receiver: `http://` or `https://`, no spaces or control
 /// characters, at most [`MAX_URL_LEN`] bytes.
 pub fn check_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let ok = rest.is_some_and(|rest| !rest.is_empty())
-        && url.len() <= MAX_URL_LEN
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "receipts URL {url:?} is not an http:// or https:// URL of at most {MAX_URL_LEN} bytes"
-        )))
-    }
+    crate::config_target::check_url(url, "receipts")
 }
 
 /// What [`post_outbox`] did.
