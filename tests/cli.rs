@@ -155,3 +155,58 @@ fn the_demo_runs_end_to_end_and_keeps_the_folder_it_names() {
     assert!(history.contains("update from=1.0.0 to=2.0.0"), "{history}");
     std::fs::remove_dir_all(kept).unwrap();
 }
+
+/// Regression: `repo mirrors` and `repo push` came from branches that did not know `s3://`
+/// repositories and took `s3://b/p` for a folder name. Every command that works on folders
+/// only refuses a bucket as a usage error (exit 2) before it touches anything.
+#[test]
+fn folder_only_commands_refuse_an_s3_repository_as_a_usage_error() {
+    let dir = temp_dir();
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().unwrap();
+    let url = "http://127.0.0.1:9/x";
+    for args in [
+        vec![
+            "repo",
+            "push",
+            "--repo",
+            "s3://bucket/p",
+            "--keys",
+            keys,
+            "--url",
+            url,
+        ],
+        vec![
+            "repo",
+            "mirrors",
+            "--repo",
+            "s3://bucket/p",
+            "--keys",
+            keys,
+            "--url",
+            url,
+        ],
+        vec![
+            "repo",
+            "receipts",
+            "--repo",
+            "s3://bucket/p",
+            "--keys",
+            keys,
+            "--url",
+            url,
+        ],
+    ] {
+        let out = crate::harness::appupdate(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("not supported by this command"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing made"
+    );
+}

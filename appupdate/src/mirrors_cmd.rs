@@ -13,7 +13,7 @@ use updater_core::advanced::tuf::keys::KeyDir;
 #[derive(Debug, Args)]
 pub struct MirrorsArgs {
     /// Repository folder.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::local_repo)]
     pub repo: PathBuf,
     /// Key folder (needs the targets, snapshot and timestamp keys).
     #[arg(long)]
