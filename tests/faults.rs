@@ -31,6 +31,9 @@ enum Fault {
     OverDeclared,
     /// More bytes than `Content-Length` declares.
     LongerBody,
+    /// The right answer, 300 ms late (a long round trip): requests made one after the other
+    /// never overlap, requests made at once do.
+    Slow,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +43,9 @@ struct Plan {
     remaining: usize,
     /// (path, range start, status or fault) of every request.
     log: Vec<(String, Option<u64>, String)>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 /// A test HTTP server for a repository folder that injects faults.
@@ -75,6 +81,11 @@ impl FaultServer {
     fn log(&self) -> Vec<(String, Option<u64>, String)> {
         self.plan.lock().unwrap().log.clone()
     }
+
+    /// The most requests this server was answering at once since the last call.
+    fn take_peak_in_flight(&self) -> usize {
+        std::mem::take(&mut self.plan.lock().unwrap().peak_in_flight)
+    }
 }
 
 fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
@@ -92,6 +103,7 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
             .unwrap_or("/")
             .to_string();
         let mut range = None;
+        let mut range_end = None;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -105,7 +117,9 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
                 .strip_prefix("Range: bytes=")
                 .or_else(|| line.strip_prefix("range: bytes="))
             {
-                range = value.trim_end_matches('-').parse::<u64>().ok();
+                let (start, end) = value.split_once('-').unwrap_or((value, ""));
+                range = start.parse::<u64>().ok();
+                range_end = end.parse::<u64>().ok();
             }
         }
         let fault = {
@@ -118,22 +132,45 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
             };
             let label = fault.map_or("ok".to_string(), |f| format!("{f:?}"));
             plan.log.push((path.clone(), range, label));
+            plan.in_flight += 1;
+            plan.peak_in_flight = plan.peak_in_flight.max(plan.in_flight);
             fault
         };
+        let done = || plan.lock().unwrap().in_flight -= 1;
         let file = root.join(path.trim_start_matches('/'));
         let Ok(body) = std::fs::read(&file) else {
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            done();
             continue;
         };
-        let keep_going = respond(&mut stream, &body, range, fault);
+        if fault == Some(Fault::Slow) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // `bytes=N-M`: bytes N to M of the file (a server ignoring ranges sends all of it).
+        let total = body.len();
+        let body = match range_end {
+            Some(end) if (end as usize) < body.len() && fault != Some(Fault::IgnoreRange) => {
+                &body[..=end as usize]
+            }
+            _ => &body[..],
+        };
+        let keep_going = respond(&mut stream, body, total, range, fault);
+        done();
         if !keep_going {
             return;
         }
     }
 }
 
-/// Writes one response; returns whether the connection stays usable.
-fn respond(stream: &mut TcpStream, body: &[u8], range: Option<u64>, fault: Option<Fault>) -> bool {
+/// Writes one response (`body`: the file up to the range's end, `total`: its whole length);
+/// returns whether the connection stays usable.
+fn respond(
+    stream: &mut TcpStream,
+    body: &[u8],
+    total: usize,
+    range: Option<u64>,
+    fault: Option<Fault>,
+) -> bool {
     let partial =
         range.filter(|start| *start < body.len() as u64 && fault != Some(Fault::IgnoreRange));
     let (status, slice) = match partial {
@@ -142,16 +179,15 @@ fn respond(stream: &mut TcpStream, body: &[u8], range: Option<u64>, fault: Optio
     };
     let content_range = partial.map_or(String::new(), |start| {
         format!(
-            "Content-Range: bytes {start}-{}/{}\r\n",
-            body.len() - 1,
-            body.len()
+            "Content-Range: bytes {start}-{}/{total}\r\n",
+            body.len() - 1
         )
     });
     let head = |length: usize| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\n{content_range}\r\n")
     };
     match fault {
-        None | Some(Fault::IgnoreRange) => {
+        None | Some(Fault::IgnoreRange | Fault::Slow) => {
             let _ = stream.write_all(head(slice.len()).as_bytes());
             stream.write_all(slice).is_ok()
         }
@@ -613,5 +649,76 @@ fn packs_work_with_a_server_that_ignores_range() {
     assert!(
         !log.iter().any(|(p, _, _)| p.contains("/blobs/")),
         "everything came from the one whole-pack answer: {log:?}"
+    );
+}
+
+/// An update of an app of many files whose changed files lie far apart in the pack needs
+/// one range request per run of them: those go out several at a time, not one round trip
+/// after another (issue 14: an update of 1 % of 10,000 files makes about 90).
+#[test]
+fn pack_ranges_are_fetched_several_at_a_time() {
+    let publisher = Publisher::new();
+    let version = |seed: u64, changed: &[usize]| -> Vec<(String, Vec<u8>)> {
+        (0..40)
+            .map(|i| {
+                let seed = if changed.contains(&i) { seed } else { 0 };
+                (
+                    format!("d/{i:02}.bin"),
+                    crate::harness::noise(seed * 1000 + i as u64, 20_000),
+                )
+            })
+            .collect()
+    };
+    let publish = |name: &str, contents: &[(String, Vec<u8>)]| {
+        let mut files: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
+        files.extend(
+            contents
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_slice(), false)),
+        );
+        publisher.publish("ranges", name, &files, &["--delta-depth", "0"]);
+    };
+    publish("1.0.0", &version(0, &[]));
+    let server = FaultServer::start(publisher.repo());
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    crate::harness::install(&publisher, &server.url, "ranges", &dir);
+    // Every eighth file changes: 5 blobs 140 KB apart, too far apart to bridge.
+    let changed = [0, 8, 16, 24, 32];
+    let v2 = version(7, &changed);
+    publish("2.0.0", &v2);
+    let before = server.log().len();
+    assert_eq!(
+        server.take_peak_in_flight(),
+        1,
+        "the install made one request at a time"
+    );
+    server.inject("/packs/", Fault::Slow, 100);
+    let output = appupdate(&["update", "--dir", dir.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for (path, content) in &v2 {
+        assert_eq!(
+            &std::fs::read(dir.join("versions/2.0.0").join(path)).unwrap(),
+            content,
+            "{path}"
+        );
+    }
+    let log = server.log();
+    let ranges: Vec<_> = log[before..]
+        .iter()
+        .filter(|(p, range, _)| p.contains("/packs/") && range.is_some())
+        .collect();
+    assert_eq!(
+        ranges.len(),
+        changed.len(),
+        "one range per changed blob: {log:?}"
+    );
+    assert!(
+        !log[before..].iter().any(|(p, _, _)| p.contains("/blobs/")),
+        "everything came from the pack: {log:?}"
+    );
+    assert!(
+        server.take_peak_in_flight() >= 2,
+        "the ranges after the first were requested one at a time: {log:?}"
     );
 }

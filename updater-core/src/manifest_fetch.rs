@@ -16,7 +16,7 @@
 
 use sha2::Digest;
 
-use appstart_layout::{InstallDir, VersionName};
+use appstart_layout::VersionName;
 
 use crate::download::{RetryPolicy, fetch_bytes};
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ use crate::manifest_encoding::{
     DELTA_SUFFIX, EncodedFile, ManifestEncodings, ZST_SUFFIX, decode, file_name,
 };
 use crate::release::Release;
-use crate::stage::{InstalledRecord, OpenedPack};
+use crate::stage::{OpenedPack, Records};
 use crate::transport::{Request, Status, Transport, join_url};
 use crate::tuf::client::{TrustedMetadata, check_hashes, check_target};
 use std::io::Read;
@@ -38,7 +38,8 @@ pub(crate) struct ManifestSource<'a> {
     pub retry: &'a RetryPolicy,
     /// Installed versions whose manifests may serve as delta bases, preferred first.
     pub bases: &'a [VersionName],
-    pub install: &'a InstallDir,
+    /// The install's records, read once for the whole update.
+    pub records: &'a Records<'a>,
 }
 
 /// Downloads and verifies the manifest of `release` against its signed target entry, with
@@ -234,7 +235,7 @@ fn find_base<'e>(
     encodings: &'e ManifestEncodings,
 ) -> Option<(Vec<u8>, &'e crate::manifest_encoding::ManifestDelta)> {
     for version in source.bases {
-        let Some(record) = InstalledRecord::load(source.install, version) else {
+        let Some(record) = source.records.get(version) else {
             continue;
         };
         // The publisher writes `Manifest::to_bytes`; a manifest written otherwise has a

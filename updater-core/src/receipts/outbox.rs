@@ -82,15 +82,29 @@ impl Outbox {
     /// Appends `receipt`; when that makes the outbox exceed its bounds, drops the oldest
     /// receipts (counting them) and rewrites it atomically.
     pub fn append(&self, receipt: &Receipt) -> Result<()> {
-        let line = encode(&Entry::Receipt(Box::new(receipt.clone())))?;
+        self.append_all(std::slice::from_ref(receipt))
+    }
+
+    /// Appends `receipts` in one write and one flush (a step that records several receipts
+    /// at once pays for one `fsync`, not one each); bounds as for [`Outbox::append`].
+    pub fn append_all(&self, receipts: &[Receipt]) -> Result<()> {
+        let mut lines = Vec::new();
+        for receipt in receipts {
+            lines.extend_from_slice(&encode(&Entry::Receipt(Box::new(receipt.clone())))?);
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
         let pending = self.pending()?;
         let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        if pending.receipts.len() < MAX_RECEIPTS && size as usize + line.len() < MAX_BYTES {
-            return self.append_line(&line);
+        if pending.receipts.len() + receipts.len() <= MAX_RECEIPTS
+            && size as usize + lines.len() < MAX_BYTES
+        {
+            return self.append_line(&lines);
         }
-        let mut receipts = pending.receipts;
-        receipts.push(receipt.clone());
-        self.rewrite(receipts, pending.dropped)
+        let mut all = pending.receipts;
+        all.extend_from_slice(receipts);
+        self.rewrite(all, pending.dropped)
     }
 
     /// The receipts and the dropped counter; a missing file is an empty outbox. Lines that

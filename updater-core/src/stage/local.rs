@@ -11,9 +11,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use appstart_layout::{InstallDir, VersionName};
+use appstart_layout::VersionName;
 
-use super::{FileStat, InstalledRecord};
+use super::{FileStat, Records};
 use crate::archive::Method;
 use crate::manifest::Expected;
 
@@ -63,13 +63,13 @@ impl LocalFile {
 impl LocalFiles {
     /// Indexes the files (and archive parts) of every installed version in `versions` that
     /// has a record.
-    pub fn index(install: &InstallDir, versions: &[VersionName]) -> Self {
+    pub fn index(records: &Records<'_>, versions: &[VersionName]) -> Self {
         let mut local = LocalFiles::default();
         for version in versions {
-            let Some(record) = InstalledRecord::load(install, version) else {
+            let Some(record) = records.get(version) else {
                 continue;
             };
-            let dir = install.version_dir(version);
+            let dir = records.install().version_dir(version);
             for entry in &record.manifest.files {
                 let path = entry.path.join_to(&dir);
                 local.add(

@@ -28,12 +28,11 @@
 //! 5. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use appstart_layout::{InstallDir, VersionName, fsutil};
-use serde::{Deserialize, Serialize};
+use appstart_layout::{InstallDir, fsutil};
 
 mod archive;
 mod durable;
@@ -41,8 +40,13 @@ mod estimate;
 mod file_stat;
 mod local;
 mod pack;
+mod record;
+mod reuse;
+pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
+pub use record::{InstalledRecord, Records};
+pub use verify::verify_tree;
 
 pub use file_stat::FileStat;
 
@@ -51,7 +55,7 @@ pub use local::LocalFiles;
 use crate::blob;
 use crate::download::{CachedFile, RetryPolicy, fetch_authenticated};
 use crate::error::{Error, Result};
-use crate::manifest::{Content, Expected, FileEntry, Manifest};
+use crate::manifest::{Content, Expected, Manifest};
 use crate::progress::ProgressMeter;
 use crate::transport::{Transport, join_url};
 
@@ -64,64 +68,6 @@ pub const PACK_GAP: u64 = 64 * 1024;
 pub const PACK_WASTE_DIVISOR: u64 = 10;
 /// Gap bytes any update may fetch to save requests, whatever its size.
 pub const PACK_WASTE_FLOOR: u64 = 16 * 1024;
-
-/// What we keep about an installed version: its manifest and its files' stats.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InstalledRecord {
-    /// The release manifest.
-    pub manifest: Manifest,
-    /// Stat of each file right after it was written.
-    pub stats: BTreeMap<String, FileStat>,
-    /// The release's hooks (from its signed metadata), recorded once its `post-install`
-    /// hook succeeded: `apply` runs `pre-switch` from here, with no network. Empty until then,
-    /// so a folder whose `post-install` did not finish is staged again, not reused.
-    #[serde(
-        default,
-        skip_serializing_if = "appstart_layout::hooks::Hooks::is_empty"
-    )]
-    pub hooks: appstart_layout::hooks::Hooks,
-}
-
-impl InstalledRecord {
-    /// `state/manifests/<version>.json`.
-    pub fn path(install: &InstallDir, version: &VersionName) -> PathBuf {
-        install.manifests_dir().join(format!("{version}.json"))
-    }
-
-    /// Largest record read: a manifest at its cap plus the files' stats.
-    pub const MAX_SIZE: u64 = 2 * crate::manifest::MAX_MANIFEST_SIZE;
-
-    /// Reads the record of `version`, if any. A record is a hint written by this updater:
-    /// nothing taken from an installed version is used without its stat or BLAKE3 matching.
-    pub fn load(install: &InstallDir, version: &VersionName) -> Option<Self> {
-        let bytes = fsutil::read_capped(&Self::path(install, version), Self::MAX_SIZE).ok()?;
-        let record: InstalledRecord = serde_json::from_slice(&bytes).ok()?;
-        (record.manifest.version == *version).then_some(record)
-    }
-
-    /// Writes it atomically.
-    pub fn save(&self, install: &InstallDir) -> Result<()> {
-        let path = Self::path(install, &self.manifest.version);
-        fsutil::create_dir_all(&install.manifests_dir())?;
-        let bytes = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        fsutil::write_atomic(&path, &bytes)?;
-        Ok(())
-    }
-
-    /// Whether `dir` still holds exactly this version, judged by stats (no reading).
-    pub fn matches_by_stat(&self, dir: &Path) -> bool {
-        self.manifest.files.iter().all(|entry| {
-            let path = entry.path.join_to(dir);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                return false;
-            };
-            meta.is_file() && {
-                let stat = FileStat::of(&path, &meta);
-                stat.is_known() && self.stats.get(entry.path.as_str()) == Some(&stat)
-            }
-        })
-    }
-}
 
 /// What staging did, by source (the plan that was carried out).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -323,47 +269,44 @@ impl Stager<'_> {
             progress.start(bytes, manifest.files.len() as u64);
         }
         let mut report = StageReport::default();
-        // Files written while their blobs stream in from the pack (step 3 skips them).
-        let mut from_pack = vec![false; manifest.files.len()];
-        if let Some(pack) = &manifest.pack {
-            // The files each blob makes, for those the plan takes from their blob.
-            let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (index, (entry, route)) in manifest.files.iter().zip(&routes).enumerate() {
-                if *route == Route::Whole
-                    && !local.has(&entry.blake3)
-                    && usable_deltas(entry, local).is_empty()
-                {
-                    wanted.entry(entry.blake3.as_str()).or_default().push(index);
-                }
+        // Files taken from installed versions (linked on their own threads, [`reuse`]) and
+        // files written while their blobs stream in from the pack, both at once: step 3
+        // skips them.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (reused, from_pack) = std::thread::scope(|scope| {
+            let linker = scope.spawn(|| {
+                reuse::reuse_all(
+                    manifest,
+                    &routes,
+                    &staging,
+                    local,
+                    &self.retry.cancel,
+                    &stop,
+                )
+            });
+            let from_pack = self.write_from_pack(manifest, &routes, blobs, local, &staging);
+            if from_pack.is_err() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            // Each authenticated slice goes to the writer threads, which decode it into the
-            // files made from it ([`writers`]).
-            let ((received, requests), written) =
-                writers::write_from_slices(manifest, &staging, |send| {
-                    let mut sink = |slice: &Slice<'_>, bytes: &[u8]| -> Result<bool> {
-                        let Some(indexes) = wanted.remove(slice.content) else {
-                            return Ok(false);
-                        };
-                        send(indexes, bytes)?;
-                        Ok(true)
-                    };
-                    self.prefetch_from_pack(pack, blobs, &mut sink)
-                })?;
-            from_pack = written;
-            report.blob_bytes += received;
-            report.bytes_downloaded += received;
-            report.pack_requests += requests;
-        }
+            let reused = linker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("a file linker panicked".into())));
+            (reused, from_pack)
+        });
+        let (from_pack, received, requests) = from_pack?;
+        let reused = reused?;
+        report.blob_bytes += received;
+        report.bytes_downloaded += received;
+        report.pack_requests += requests;
         // Step 3.
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             self.retry.cancel.check()?;
             let dest = entry.path.join_to(&staging);
-            let mut done = from_pack[index];
-            if done {
+            let mut done = from_pack[index] || reused[index];
+            if from_pack[index] {
                 report.files_downloaded += 1;
                 report.files_from_blobs += 1;
-            } else if route == Route::Local && self.reuse(entry, &dest, local)? {
-                done = true;
+            } else if reused[index] {
                 report.files_reused += 1;
             }
             if !done
@@ -429,36 +372,6 @@ impl Stager<'_> {
     /// Where archive parts and extracted bases are kept while staging.
     fn scratch_dir(&self) -> PathBuf {
         self.install.cache_dir().join("scratch")
-    }
-
-    /// Takes `entry` from an installed version if one has it. Returns whether it did.
-    fn reuse(&self, entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<bool> {
-        for candidate in local.files(&entry.blake3).filter(|c| c.size == entry.size) {
-            let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            if candidate.untouched(&meta)
-                && candidate.executable == entry.executable
-                && std::fs::hard_link(&candidate.path, dest).is_ok()
-            {
-                return Ok(true);
-            }
-            // Changed since we wrote it, another mode, or another file system: copy, verifying.
-            match copy_file_verified(&candidate.path, dest, &entry.expected()) {
-                Ok(()) => {
-                    set_read_only(dest, entry.executable)?;
-                    return Ok(true);
-                }
-                Err(err) => {
-                    log::warn!("not reusing {}: {err}", candidate.path.display());
-                    fsutil::remove_file_if_exists(dest)?;
-                }
-            }
-        }
-        Ok(false)
     }
 
     /// Makes `content` at `dest` from a delta, or else from its blob.
@@ -667,66 +580,4 @@ fn set_read_only(path: &Path, executable: bool) -> Result<()> {
         std::fs::set_permissions(path, permissions)
             .map_err(|e| Error::io("setting permissions of", path, e))
     }
-}
-
-/// Step 4: the folder holds exactly the manifest's files and folders, with the right sizes
-/// and modes. Returns each file's stat.
-pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, FileStat>> {
-    let mut expected_dirs: BTreeSet<String> =
-        manifest.directories.iter().map(|d| d.to_string()).collect();
-    for entry in &manifest.files {
-        expected_dirs.extend(entry.path.parents().map(str::to_string));
-    }
-    let expected: HashMap<&str, &FileEntry> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f))
-        .collect();
-    let mut stats = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    let problem = |message: String| Err(Error::format(dir.display().to_string(), message));
-    while let Some(folder) = stack.pop() {
-        for item in std::fs::read_dir(&folder).map_err(|e| Error::io("listing", &folder, e))? {
-            let item = item.map_err(|e| Error::io("listing", &folder, e))?;
-            let path = item.path();
-            let relative = path
-                .strip_prefix(dir)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            let meta =
-                std::fs::symlink_metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
-            if meta.is_dir() {
-                if !expected_dirs.contains(&relative) {
-                    return problem(format!("unexpected folder {relative}"));
-                }
-                stack.push(path);
-            } else if let (true, Some(entry)) = (meta.is_file(), expected.get(relative.as_str())) {
-                if meta.len() != entry.size {
-                    return problem(format!(
-                        "{relative}: size {} instead of {}",
-                        meta.len(),
-                        entry.size
-                    ));
-                }
-                if fsutil::is_executable(&meta) != entry.executable && cfg!(unix) {
-                    return problem(format!(
-                        "{relative}: executable bit is not {}",
-                        entry.executable
-                    ));
-                }
-                stats.insert(relative, FileStat::of(&path, &meta));
-            } else {
-                return problem(format!("unexpected entry {relative}"));
-            }
-        }
-    }
-    if stats.len() != manifest.files.len() {
-        return problem(format!(
-            "{} of {} files present",
-            stats.len(),
-            manifest.files.len()
-        ));
-    }
-    Ok(stats)
 }

@@ -30,7 +30,7 @@ const MAX_WRITERS: usize = 4;
 
 /// Hands an authenticated slice (its bytes) and the indexes of the manifest files made from
 /// it to the writers.
-pub(super) type Handoff<'s> = dyn FnMut(Vec<usize>, &[u8]) -> Result<()> + 's;
+pub(super) type Handoff<'s> = dyn FnMut(Vec<usize>, &[u8]) -> Result<()> + Send + 's;
 
 /// Runs `produce` on this thread with a [`Handoff`] that writes files of `manifest` into
 /// `staging` on writer threads. Returns `produce`'s result and, per manifest file, whether

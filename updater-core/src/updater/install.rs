@@ -21,6 +21,7 @@ use crate::mirrors::Mirrors;
 use crate::proxy::ProxySettings;
 use crate::settings::{CA_FILE_NAME, InstallSettings};
 use crate::shortcut::{self, ShortcutLocation};
+use crate::stage::Records;
 use crate::switch;
 use crate::tls::TlsTrust;
 use crate::tuf::client::{Limits, TrustedMetadata};
@@ -396,6 +397,7 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         ))
     })?;
     let metered = Metered::new(&transport);
+    let records = Records::new(&install);
     let fresh = fetch_fresh(
         &ManifestSource {
             trusted: &trusted,
@@ -403,14 +405,14 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
             transport: &metered,
             retry: &retry,
             bases: &[],
-            install: &install,
+            records: &records,
         },
         &release,
         &transport,
     )?;
     let manifest = fresh.manifest;
     let mut staged = stage_version(
-        &install,
+        &records,
         &settings,
         &transport,
         &retry,

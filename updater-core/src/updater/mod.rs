@@ -55,7 +55,7 @@ use crate::network_cost::{self, MeteredMode};
 use crate::receipts::ReceiptEvent;
 use crate::release::Release;
 use crate::settings::InstallSettings;
-use crate::stage::InstalledRecord;
+use crate::stage::{InstalledRecord, Records};
 use crate::switch;
 use crate::tls::TlsTrust;
 use crate::transport::{HttpTimeouts, Transport, for_url_via};
@@ -434,16 +434,16 @@ impl Updater {
                     ],
                 );
                 let found = check.available.as_ref().map(|r| r.version().to_string());
-                self.record(ReceiptEvent::Checked, |r| {
+                // `checked`, and `found` when there is a release: one append, one flush.
+                let events: &[ReceiptEvent] = if found.is_some() {
+                    &[ReceiptEvent::Checked, ReceiptEvent::Found]
+                } else {
+                    &[ReceiptEvent::Checked]
+                };
+                self.record_all(events, |r| {
                     r.from = Some(check.current.to_string());
                     r.to.clone_from(&found);
                 });
-                if found.is_some() {
-                    self.record(ReceiptEvent::Found, |r| {
-                        r.from = Some(check.current.to_string());
-                        r.to = found;
-                    });
-                }
                 if let Some(release) = &check.available {
                     self.emit(Event::Found {
                         current: check.current.clone(),
@@ -526,8 +526,11 @@ impl Updater {
             .previous
             .as_ref()
             .filter(|previous| self.install.version_dir(previous).exists());
+        // Each installed version's record is read once for the whole download.
+        let records = Records::new(&self.install);
         let previous_intact = previous_installed.is_some_and(|previous| {
-            InstalledRecord::load(&self.install, previous)
+            records
+                .get(previous)
                 .is_some_and(|r| r.matches_by_stat(&self.install.version_dir(previous)))
         });
         if release.version() == &config.current
@@ -553,13 +556,13 @@ impl Updater {
                 transport: &metered,
                 retry: &self.retry,
                 bases: &bases,
-                install: &self.install,
+                records: &records,
             },
             release,
         )?;
         crate::fault::step("manifest");
         let mut staged = stage_version(
-            &self.install,
+            &records,
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
@@ -573,17 +576,17 @@ impl Updater {
         staged.manifest_bytes = metered.bytes();
         staged.metadata_bytes = metered.bytes();
         let elapsed = millis(started.elapsed());
-        for (event, bytes) in [
-            (ReceiptEvent::Downloaded, staged.content_bytes),
-            (ReceiptEvent::Staged, 0),
-        ] {
-            self.record(event, |r| {
-                r.from = Some(config.current.to_string());
-                r.to = Some(manifest.version.to_string());
-                r.bytes = bytes;
-                r.duration_ms = elapsed;
-            });
-        }
+        // Both receipts in one append: one flush, not two.
+        self.record_all(&[ReceiptEvent::Downloaded, ReceiptEvent::Staged], |r| {
+            r.from = Some(config.current.to_string());
+            r.to = Some(manifest.version.to_string());
+            r.bytes = if r.event == ReceiptEvent::Downloaded {
+                staged.content_bytes
+            } else {
+                0
+            };
+            r.duration_ms = elapsed;
+        });
         self.emit(Event::Staged {
             version: manifest.version.clone(),
         });

@@ -54,30 +54,52 @@ impl Updater {
     /// Writes a receipt of `event`, filled in by `fill`, to the outbox; logs any failure.
     /// Call it holding the install lock.
     pub(super) fn record(&self, event: ReceiptEvent, fill: impl FnOnce(&mut Receipt)) {
-        if let Err(err) = self.try_record(event, fill) {
+        let mut fill = Some(fill);
+        self.record_all(&[event], |receipt| {
+            if let Some(fill) = fill.take() {
+                fill(receipt);
+            }
+        });
+    }
+
+    /// Writes a receipt of each of `events`, each filled in by `fill`, to the outbox in one
+    /// append (one flush); logs any failure. Call it holding the install lock.
+    pub(super) fn record_all(&self, events: &[ReceiptEvent], fill: impl FnMut(&mut Receipt)) {
+        if let Err(err) = self.try_record(events, fill) {
+            let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
             log::warn!(
                 "receipt {} not recorded: {}",
-                event.as_str(),
+                names.join(", "),
                 crate::error::chain(&err)
             );
         }
     }
 
-    fn try_record(&self, event: ReceiptEvent, fill: impl FnOnce(&mut Receipt)) -> Result<()> {
+    fn try_record(
+        &self,
+        events: &[ReceiptEvent],
+        mut fill: impl FnMut(&mut Receipt),
+    ) -> Result<()> {
         let (settings, policy) = self.settings_now()?;
         if policy.receipts == Some(false) {
             return Ok(());
         }
         let install_id = InstallId::load_or_create(&self.install.install_id_path())?;
-        let mut receipt = Receipt::new(
-            install_id.as_str(),
-            &settings.app,
-            &settings.channel,
-            &settings.platform,
-            event,
-        );
-        fill(&mut receipt);
-        Outbox::new(self.install.receipts_outbox_path()).append(&receipt)
+        let receipts: Vec<Receipt> = events
+            .iter()
+            .map(|event| {
+                let mut receipt = Receipt::new(
+                    install_id.as_str(),
+                    &settings.app,
+                    &settings.channel,
+                    &settings.platform,
+                    *event,
+                );
+                fill(&mut receipt);
+                receipt
+            })
+            .collect();
+        Outbox::new(self.install.receipts_outbox_path()).append_all(&receipts)
     }
 
     /// A `failed` receipt for `err`: its stable code, never its message (which names local

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use appstart_layout::VersionName;
 use appstart_layout::hooks::{HookKind, HookRun, Hooks};
-use appstart_layout::{InstallDir, VersionName};
 
 use super::Staged;
 use crate::download::RetryPolicy;
@@ -13,7 +13,7 @@ use crate::manifest::Manifest;
 use crate::metered::Metered;
 use crate::progress::ProgressMeter;
 use crate::settings::InstallSettings;
-use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, StageReport, Stager};
+use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, Records, StageReport, Stager};
 use crate::switch;
 use crate::transport::Transport;
 
@@ -21,7 +21,7 @@ use crate::transport::Transport;
 /// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stage_version(
-    install: &InstallDir,
+    records: &Records<'_>,
     settings: &InstallSettings,
     transport: &dyn Transport,
     retry: &RetryPolicy,
@@ -32,11 +32,12 @@ pub(super) fn stage_version(
     hooks: &Hooks,
     on_hook: &dyn Fn(&HookRun),
 ) -> Result<Staged> {
+    let install = records.install();
     super::hooks::check_paths(manifest, hooks)?;
     let target = install.version_dir(&manifest.version);
     // The record names the hooks only once `post-install` succeeded: a folder whose hook
     // did not run to the end is staged again.
-    if let Some(record) = InstalledRecord::load(install, &manifest.version)
+    if let Some(record) = records.get(&manifest.version)
         && record.manifest == *manifest
         && record.hooks == *hooks
         && record.matches_by_stat(&target)
@@ -54,7 +55,7 @@ pub(super) fn stage_version(
         .into_iter()
         .filter(|v| *v != manifest.version)
         .collect();
-    let local = LocalFiles::index(install, &sources);
+    let local = LocalFiles::index(records, &sources);
     // Every content byte received counts into the download phase's progress.
     let progress = Arc::new(ProgressMeter::new(events.cloned(), Phase::Download));
     let metered = Metered::with_progress(transport, Arc::clone(&progress));

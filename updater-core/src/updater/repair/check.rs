@@ -146,29 +146,19 @@ fn find_extra(
     if !dir.is_dir() {
         return Ok(());
     }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for item in std::fs::read_dir(&folder).map_err(|e| Error::io("listing", &folder, e))? {
-            let item = item.map_err(|e| Error::io("listing", &folder, e))?;
-            let path = item.path();
-            let relative = path
-                .strip_prefix(dir)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir && listed_dirs.contains(&relative) {
-                stack.push(path);
-            } else if !listed_dirs.contains(&relative) && !listed_files.contains(relative.as_str())
-            {
-                // A listed name of the wrong type is damaged, not extra.
-                extra.push(if is_dir {
-                    format!("{relative}/")
-                } else {
-                    relative
-                });
-            }
+    crate::stage::verify::walk(dir, |_, relative, kind| {
+        let is_dir = kind.is_ok_and(|t| t.is_dir());
+        if is_dir && listed_dirs.contains(&relative) {
+            return Ok(true);
         }
-    }
-    Ok(())
+        if !listed_dirs.contains(&relative) && !listed_files.contains(relative.as_str()) {
+            // A listed name of the wrong type is damaged, not extra.
+            extra.push(if is_dir {
+                format!("{relative}/")
+            } else {
+                relative
+            });
+        }
+        Ok(false)
+    })
 }
