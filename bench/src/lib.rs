@@ -175,3 +175,63 @@ pub fn fresh_repo(
     )?;
     Ok((repo, keys))
 }
+
+/// A TCP relay on 127.0.0.1 that holds what the client sends for `delay` before passing it
+/// on, so that each request costs one more round trip of `delay`, as over a long link (this
+/// machine has no `netem`). Answers pass straight through. It runs until the process ends.
+#[derive(Debug)]
+pub struct DelayRelay {
+    addr: std::net::SocketAddr,
+}
+
+impl DelayRelay {
+    /// Relays to `upstream` (`http://HOST:PORT`, as `RepoServer::url` gives it).
+    pub fn start(upstream: &str, delay: Duration) -> Result<Self, Box<dyn std::error::Error>> {
+        let upstream: std::net::SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                std::thread::spawn(move || pump(client, server, delay));
+                std::thread::spawn(move || pump(server_back, client_back, Duration::ZERO));
+            }
+        });
+        Ok(DelayRelay { addr })
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Copies `from` to `to`, each chunk `delay` late, until `from` ends.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}

@@ -1,6 +1,7 @@
 //! Update benchmark: a 200 MiB, 2,000-file app in which 1 % of the files change.
 //!
-//! Usage: `cargo build --release --workspace && target/release/update-bench [FILES] [MIB]`
+//! Usage: `cargo build --release --workspace && target/release/update-bench [FILES] [MIB]
+//! [RTT_MS]`
 //!
 //! Publishes v1 and v2 into a repository, serves it on 127.0.0.1 with the real development
 //! server, installs v1, then updates to v2 through the library, and reports:
@@ -9,7 +10,10 @@
 //!   manifest) and content, against issue 14's goal (<= 1.1x the compressed changed files
 //!   + 64 KiB);
 //! - staging time (building v2 beside v1) against `cp -a` of the v1 folder, run in the same
-//!   process right after, as a ratio;
+//!   process right after, as a ratio, and against `cp -al` (hard links: the floor for any
+//!   staging that keeps whole version folders);
+//! - with `RTT_MS`, the update goes through [`DelayRelay`], which adds that round trip to
+//!   every request (the pack's range requests then show what running them at once saves);
 //! - requests and body bytes of a no-op check.
 //!
 //! File contents are pseudo-random (incompressible): the worst case for bytes on the wire.
@@ -19,7 +23,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use appstart_bench::{SharedLog, noise, set_executable};
+use appstart_bench::{DelayRelay, SharedLog, noise, set_executable};
 use appstart_publish::{Expiry, PublishRequest, Repository};
 use appstart_serve::RepoServer;
 use updater_core::advanced::tuf::keys::KeyDir;
@@ -36,6 +40,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let files: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
     let mib: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+    // A round trip added to every request of the update (a relay in front of the server).
+    let rtt_ms: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let bin_dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
@@ -146,10 +152,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         install_log.lines().collect::<Vec<_>>().join("; ")
     );
     drop(server1);
-    // Point the install at the repository that has v2 (same keys, so the same root).
+    // Point the install at the repository that has v2 (same keys, so the same root),
+    // through the delay relay when a round trip is asked for.
+    let relay = if rtt_ms > 0 {
+        let relay = DelayRelay::start(server.url(), Duration::from_millis(rtt_ms))?;
+        println!("update through a relay adding {rtt_ms} ms to every request");
+        Some(relay)
+    } else {
+        None
+    };
+    let update_url = relay
+        .as_ref()
+        .map_or_else(|| server.url().to_string(), DelayRelay::url);
     repoint(
         &install_dir,
-        server.url(),
+        &update_url,
         &root.join("repo/metadata/1.root.json"),
     )?;
 
@@ -227,6 +244,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     copies.sort();
     let copy = copies[1];
+    // `cp -al` (a copy of the folders, hard links to the files): the least any staging that
+    // keeps whole, independent version folders can do for this tree.
+    let mut links = Vec::new();
+    for run in 0..3 {
+        sync()?;
+        let link_target = root.join(format!("links{run}"));
+        let start = Instant::now();
+        let status = Command::new("cp")
+            .arg("-al")
+            .arg(install_dir.join("versions/1.0.0"))
+            .arg(&link_target)
+            .status()?;
+        links.push(start.elapsed());
+        if !status.success() {
+            return Err("cp -al failed".into());
+        }
+    }
+    links.sort();
+    let link = links[1];
     let compressed_changed: u64 = v2_report.new_blob_bytes;
     println!();
     println!("| measurement | result |");
@@ -285,6 +321,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| staging / cp -a | {:.3} |",
         staging.as_secs_f64() / copy.as_secs_f64()
+    );
+    println!(
+        "| `cp -al` of the v1 folder (median of 3) | {:.3} s |",
+        link.as_secs_f64()
+    );
+    println!(
+        "| staging / cp -al | {:.3} |",
+        staging.as_secs_f64() / link.as_secs_f64()
     );
 
     // No-op check: requests and body bytes.
