@@ -226,43 +226,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let wire = Wire::from_log(&update_log);
 
     // `cp -a` three times from a clean start each (the median is reported): it varies
-    // several-fold with the state of the page cache and writeback on a shared disk.
-    let mut copies = Vec::new();
-    for run in 0..3 {
-        sync()?;
-        let copy_target = root.join(format!("copy{run}"));
-        let start = Instant::now();
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(install_dir.join("versions/1.0.0"))
-            .arg(&copy_target)
-            .status()?;
-        copies.push(start.elapsed());
-        if !status.success() {
-            return Err("cp -a failed".into());
-        }
-    }
-    copies.sort();
-    let copy = copies[1];
+    // several-fold with the state of the page cache, writeback and the file system.
+    let v1_dir = install_dir.join("versions/1.0.0");
+    let copy = median_of_3(&v1_dir, &root.join("copy"), "-a")?;
     // `cp -al` (a copy of the folders, hard links to the files): the least any staging that
     // keeps whole, independent version folders can do for this tree.
-    let mut links = Vec::new();
-    for run in 0..3 {
-        sync()?;
-        let link_target = root.join(format!("links{run}"));
-        let start = Instant::now();
-        let status = Command::new("cp")
-            .arg("-al")
-            .arg(install_dir.join("versions/1.0.0"))
-            .arg(&link_target)
-            .status()?;
-        links.push(start.elapsed());
-        if !status.success() {
-            return Err("cp -al failed".into());
-        }
-    }
-    links.sort();
-    let link = links[1];
+    let link = median_of_3(&v1_dir, &root.join("links"), "-al")?;
     let compressed_changed: u64 = v2_report.new_blob_bytes;
     println!();
     println!("| measurement | result |");
@@ -464,6 +433,31 @@ fn repoint(install: &Path, url: &str, root: &Path) -> Result<(), Box<dyn std::er
     }
     std::fs::copy(root, metadata.join("root.json"))?;
     Ok(())
+}
+
+/// The median time of three `cp FLAG SOURCE DEST<n>`, each after a `sync`.
+fn median_of_3(
+    source: &Path,
+    dest: &Path,
+    flag: &str,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    for run in 0..3 {
+        sync()?;
+        let target = format!("{}{run}", dest.display());
+        let start = Instant::now();
+        let status = Command::new("cp")
+            .arg(flag)
+            .arg(source)
+            .arg(&target)
+            .status()?;
+        times.push(start.elapsed());
+        if !status.success() {
+            return Err(format!("cp {flag} {} {target} failed", source.display()).into());
+        }
+    }
+    times.sort();
+    Ok(times[1])
 }
 
 /// Flushes every file system's dirty pages (`sync`).

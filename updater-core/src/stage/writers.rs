@@ -10,8 +10,9 @@
 //! Slices go to the writers in batches (up to [`BATCH_SLICES`] slices and [`BATCH_BYTES`]):
 //! one hand-over per slice woke a writer 10,000 times for an app of 10,000 small files.
 //!
-//! Memory stays bounded: at most two batches per writer wait in the channel, a batch holds at
-//! most [`BATCH_BYTES`] or one slice, and a slice handed here is at most
+//! Memory stays bounded: at most one batch per writer waits in the channel (one, not two as
+//! with single slices: up to four range readers may each hold a slice, `super::pack`), a batch
+//! holds at most [`BATCH_BYTES`] or one slice, and a slice handed here is at most
 //! [`super::pack::SLICE_IN_MEMORY`] (4 MiB); each writer holds one decoded file of at most
 //! 4 MiB (larger ones are decoded while streaming).
 //!
@@ -55,7 +56,7 @@ pub(super) fn write_from_slices<T>(
     let writers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, MAX_WRITERS);
-    let (sender, receiver) = mpsc::sync_channel::<Batch>(writers * 2);
+    let (sender, receiver) = mpsc::sync_channel::<Batch>(writers);
     let receiver = Mutex::new(receiver);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers)
