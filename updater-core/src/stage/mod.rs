@@ -40,6 +40,7 @@ mod estimate;
 mod file_stat;
 mod local;
 mod pack;
+mod parallel;
 mod record;
 mod reuse;
 pub(crate) mod verify;

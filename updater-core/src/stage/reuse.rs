@@ -21,8 +21,6 @@ use crate::error::Result;
 use crate::manifest::{Content, FileEntry, Manifest};
 use appstart_layout::fsutil;
 
-/// Most threads linking at once.
-const MAX_THREADS: usize = 4;
 /// Fewer files than this are linked on the calling thread.
 const FILES_PER_THREAD: usize = 512;
 
@@ -44,12 +42,7 @@ pub(super) fn reuse_all(
         .filter(|(_, route)| **route == Route::Local)
         .map(|(index, _)| index)
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_THREADS)
-        .min(wanted.len().div_ceil(FILES_PER_THREAD))
-        .max(1);
-    let run = |indexes: &[usize]| -> Result<Vec<usize>> {
+    let done = super::parallel::in_runs(&wanted, FILES_PER_THREAD, |indexes| {
         let mut done = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if stop.load(Ordering::Relaxed) || cancel.is_cancelled() {
@@ -61,33 +54,10 @@ pub(super) fn reuse_all(
             }
         }
         Ok(done)
-    };
-    let chunks: Vec<&[usize]> = wanted
-        .chunks(wanted.len().div_ceil(threads).max(1))
-        .collect();
-    let results: Vec<Result<Vec<usize>>> = if chunks.len() <= 1 {
-        chunks.iter().map(|chunk| run(chunk)).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|chunk| scope.spawn(|| run(chunk)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle.join().unwrap_or_else(|_| {
-                        Err(crate::Error::Invalid("a file linker panicked".into()))
-                    })
-                })
-                .collect()
-        })
-    };
+    })?;
     let mut reused = vec![false; manifest.files.len()];
-    for result in results {
-        for index in result? {
-            reused[index] = true;
-        }
+    for index in done {
+        reused[index] = true;
     }
     Ok(reused)
 }

@@ -15,8 +15,6 @@ use super::FileStat;
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, Manifest};
 
-/// Most threads reading stats at once.
-const MAX_THREADS: usize = 4;
 /// Fewer files than this are stat'ed on the calling thread.
 const FILES_PER_THREAD: usize = 1024;
 
@@ -77,42 +75,11 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
         }
         Ok(FileStat::of(path, &meta))
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_THREADS)
-        .min(files.len().div_ceil(FILES_PER_THREAD))
-        .max(1);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let read_chunk = |part: &[(String, PathBuf, &FileEntry)]| -> Result<Vec<FileStat>> {
+    let read = super::parallel::in_runs(&files, FILES_PER_THREAD, |part| {
         part.iter().map(check).collect()
-    };
-    let parts: Vec<Result<Vec<FileStat>>> = if threads == 1 {
-        vec![read_chunk(&files)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || read_chunk(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Invalid("a stat reader panicked".into())))
-                })
-                .collect()
-        })
-    };
-    let mut stats = BTreeMap::new();
-    let mut names = files.into_iter().map(|(relative, _, _)| relative);
-    for part in parts {
-        for stat in part? {
-            if let Some(relative) = names.next() {
-                stats.insert(relative, stat);
-            }
-        }
-    }
-    Ok(stats)
+    })?;
+    let names = files.into_iter().map(|(relative, _, _)| relative);
+    Ok(names.zip(read).collect())
 }
 
 /// Visits everything below `dir`, folders before what they hold: `visit` gets each entry's
