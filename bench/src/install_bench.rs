@@ -105,6 +105,9 @@ fn run() -> Result<()> {
     for run in 0..runs {
         let dir = root.join(format!("installed-{run}"));
         let before = log.len();
+        // Both sides start with nothing dirty: the reference archive and the previous run's
+        // files are not ours to flush.
+        shell("sync")?;
         let start = Instant::now();
         cli(
             &appupdate,

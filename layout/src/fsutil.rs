@@ -45,6 +45,18 @@ pub fn temp_name(hint: &str) -> String {
 
 /// Writes `bytes` to `path` atomically and durably (see the module docs).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, rename) but flushes nothing: for a
+/// caller that flushes the whole file system afterwards ([`sync_file_system`]) before it
+/// relies on the file. Until then a crash may leave the old file, none, or a torn new one, so
+/// the file must be one whose loss or damage is harmless (read as missing).
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let folder = parent_of(path);
     let hint = path
         .file_name()
@@ -55,11 +67,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut file = File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| Error::io("writing", &temp, e))?;
-        file.sync_all()
-            .map_err(|e| Error::io("syncing", &temp, e))?;
+        if sync {
+            file.sync_all()
+                .map_err(|e| Error::io("syncing", &temp, e))?;
+        }
         drop(file);
         rename(&temp, path)?;
-        sync_dir(&folder)
+        if sync { sync_dir(&folder) } else { Ok(()) }
     })();
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.

@@ -30,15 +30,8 @@ use crate::manifest::Manifest;
 use crate::release::case_conflict;
 use crate::stage::InstalledRecord;
 
-/// Steps 5 and 6: moves the staged folder into place.
-pub fn commit_version(
-    install: &InstallDir,
-    staging: &Path,
-    record: &InstalledRecord,
-) -> Result<()> {
-    record.save(install)?;
-    crate::fault::step("recorded");
-    let version = &record.manifest.version;
+/// Step 6: moves the staged folder, durable with its record (step 5), into place.
+pub fn commit_version(install: &InstallDir, staging: &Path, version: &VersionName) -> Result<()> {
     let target = install.version_dir(version);
     if target.exists() {
         // Only a version that is neither current nor previous may get here, e.g. one renamed
@@ -616,23 +609,7 @@ mod tests {
         std::fs::write(existing.join("marker"), b"running").unwrap();
         let staging = install.staging_dir(&v("1.0.0-rc"));
         std::fs::create_dir_all(&staging).unwrap();
-        let record = InstalledRecord {
-            manifest: Manifest {
-                format: crate::manifest::MANIFEST_FORMAT,
-                app: "demo".into(),
-                version: v("1.0.0-rc"),
-                channel: "stable".into(),
-                platform: "any".into(),
-                executable: RelativePath::parse("bin/app").unwrap(),
-                launcher: None,
-                files: Vec::new(),
-                directories: Vec::new(),
-                pack: None,
-            },
-            stats: Default::default(),
-            hooks: Default::default(),
-        };
-        let err = commit_version(&install, &staging, &record).unwrap_err();
+        let err = commit_version(&install, &staging, &v("1.0.0-rc")).unwrap_err();
         assert!(err.to_string().contains("1.0.0-RC"), "{err}");
         assert!(existing.join("marker").exists());
     }

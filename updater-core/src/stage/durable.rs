@@ -33,6 +33,26 @@ pub(super) fn file_written(file: &File, path: &Path) -> Result<()> {
     file.sync_all().map_err(|e| Error::io("syncing", path, e))
 }
 
+/// Whether [`staging_written`] of `staging` also makes durable what is written in `folder`
+/// before it: on Linux when both are on one file system (`syncfs` writes back all of it, and
+/// its journal commit makes renames durable too). The record of the staged version is written
+/// there and so needs no flush of its own.
+pub(super) fn covers(staging: &Path, folder: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(staging), std::fs::metadata(folder)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (staging, folder);
+        false
+    }
+}
+
 /// Call once every file of `staging` is written: after it returns, every file and folder of
 /// `staging` (`folders`, which includes it) is on disk.
 pub(super) fn staging_written(staging: &Path, folders: &BTreeSet<PathBuf>) -> Result<()> {

@@ -45,6 +45,25 @@ impl FileStat {
         platform::stat(path, meta)
     }
 
+    /// The stat of `file`, just written and still open, where that is the stat it keeps once
+    /// closed: on Unix (`fstat`; the modification time is set by each write, and closing
+    /// changes nothing). `None` on Windows, where NTFS may still update the last write time
+    /// when the handle is closed: there the file is stat'ed again by path after closing.
+    pub fn of_open(file: &std::fs::File) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            file.metadata()
+                .ok()
+                .map(|meta| FileStat::of(Path::new(""), &meta))
+                .filter(FileStat::is_known)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = file;
+            None
+        }
+    }
+
     /// Whether the identity is known: only then may a match be trusted.
     pub fn is_known(&self) -> bool {
         self.ino != 0

@@ -23,10 +23,12 @@
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
 //!    signed size), then are applied or decompressed and verified while streaming. A delta or
 //!    archive rebuild that fails falls back to the blob, never to a broken file.
-//! 4. Make the folder durable: one `syncfs` on Linux, else each file as it was written and
-//!    every folder deepest first (`durable`).
-//! 5. Verify the tree against the manifest: exactly the listed files and folders, right
-//!    sizes and modes, nothing else.
+//! 4. Verify the tree against the manifest: exactly the listed files and folders, right
+//!    sizes and modes, nothing else (`verify`; the stats of the files made in bulk were
+//!    read as they were made, [`Made`]).
+//! 5. [`StagedFolder::make_durable`]: write the version's record (the caller's), then make
+//!    the folder and the record durable: one `syncfs` on Linux, else each file as it was
+//!    written and every folder deepest first (`durable`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -43,6 +45,7 @@ mod pack;
 mod parallel;
 mod record;
 mod reuse;
+mod seal;
 pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
@@ -50,6 +53,7 @@ pub use record::{InstalledRecord, Records};
 pub use verify::verify_tree;
 
 pub use file_stat::FileStat;
+use seal::{seal, set_read_only};
 
 pub use local::LocalFiles;
 
@@ -239,13 +243,9 @@ impl Stager<'_> {
         (routes, blobs)
     }
 
-    /// Builds `manifest` in its staging folder (steps 1 to 5). Returns the folder, what it
-    /// cost, and the stats of the written files.
-    pub fn stage(
-        &self,
-        manifest: &Manifest,
-        local: &LocalFiles,
-    ) -> Result<(PathBuf, StageReport, BTreeMap<String, FileStat>)> {
+    /// Builds `manifest` in its staging folder and checks it (steps 1 to 4). Returns the
+    /// folder, not yet durable: [`StagedFolder::make_durable`] is step 5.
+    pub fn stage(&self, manifest: &Manifest, local: &LocalFiles) -> Result<StagedFolder> {
         // Step 1.
         let staging = self.install.staging_dir(&manifest.version);
         fsutil::remove_dir_all_if_exists(&staging)?;
@@ -299,15 +299,21 @@ impl Stager<'_> {
         report.blob_bytes += received;
         report.bytes_downloaded += received;
         report.pack_requests += requests;
+        // The stats known without reading them again, for step 4.
+        let known: Vec<Option<FileStat>> = from_pack
+            .iter()
+            .zip(&reused)
+            .map(|(pack, reused)| pack.stat().or(reused.stat()))
+            .collect();
         // Step 3.
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             self.retry.cancel.check()?;
             let dest = entry.path.join_to(&staging);
-            let mut done = from_pack[index] || reused[index];
-            if from_pack[index] {
+            let mut done = from_pack[index].is_done() || reused[index].is_done();
+            if from_pack[index].is_done() {
                 report.files_downloaded += 1;
                 report.files_from_blobs += 1;
-            } else if reused[index] {
+            } else if reused[index].is_done() {
                 report.files_reused += 1;
             }
             if !done
@@ -360,14 +366,16 @@ impl Stager<'_> {
             progress.finish();
         }
         fsutil::remove_dir_all_if_exists(&scratch)?;
-        // Step 4: every file and folder on disk before the folder is renamed into place.
-        durable::staging_written(&staging, &folders)?;
-        crate::fault::step("staged");
-        // Step 5.
+        // Step 4.
         self.retry.cancel.check()?;
-        let stats = verify_tree(&staging, manifest)?;
+        let stats = verify::verify_tree_knowing(&staging, manifest, &known)?;
         crate::fault::step("verified");
-        Ok((staging, report, stats))
+        Ok(StagedFolder {
+            path: staging,
+            report,
+            stats,
+            folders,
+        })
     }
 
     /// Where archive parts and extracted bases are kept while staging.
@@ -547,8 +555,9 @@ fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -
     Ok(())
 }
 
-/// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying.
-fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Result<()> {
+/// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying. Returns the
+/// new file, still open.
+fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Result<File> {
     let input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
     let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
     blob::copy_verified(
@@ -558,27 +567,64 @@ fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Re
         &source.display().to_string(),
         dest,
     )?;
-    durable::file_written(&output, dest)
+    durable::file_written(&output, dest)?;
+    Ok(output)
 }
 
-/// Installed files are read-only: a version folder is immutable, and files may be shared
-/// with other versions through hard links.
-fn set_read_only(path: &Path, executable: bool) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if executable { 0o555 } else { 0o444 };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("setting permissions of", path, e))
+/// A staging folder filled and checked against its manifest (steps 1 to 4), not yet durable.
+#[derive(Debug)]
+pub struct StagedFolder {
+    /// The folder (`versions/.staging-<version>`).
+    pub path: PathBuf,
+    /// What staging did.
+    pub report: StageReport,
+    /// The stats of its files, by path: what its record keeps.
+    pub stats: BTreeMap<String, FileStat>,
+    /// Every folder made, itself included.
+    folders: BTreeSet<PathBuf>,
+}
+
+impl StagedFolder {
+    /// Step 5: writes `record` (if any), then makes every file and folder of the
+    /// staging folder durable, and the record with them: one `syncfs` on Linux flushes both,
+    /// so the record needs no flush of its own when it is on the same file system. After
+    /// this the folder may be renamed into place.
+    pub fn make_durable(
+        &self,
+        install: &InstallDir,
+        record: Option<&InstalledRecord>,
+    ) -> Result<()> {
+        if let Some(record) = record {
+            fsutil::create_dir_all(&install.manifests_dir())?;
+            let covered = durable::covers(&self.path, &install.manifests_dir());
+            record.write(install, !covered)?;
+            crate::fault::step("recorded");
+        }
+        durable::staging_written(&self.path, &self.folders)?;
+        crate::fault::step("staged");
+        Ok(())
     }
-    #[cfg(windows)]
-    {
-        let _ = executable; // No execute bit: any file can be started.
-        let mut permissions = std::fs::metadata(path)
-            .map_err(|e| Error::io("reading", path, e))?
-            .permissions();
-        permissions.set_readonly(true);
-        std::fs::set_permissions(path, permissions)
-            .map_err(|e| Error::io("setting permissions of", path, e))
+}
+
+/// Whether a step that makes many files at once ([`reuse`], [`writers`]) made one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// Not made: left to the per-file step.
+    Not,
+    /// Made, with its stat where the step knew it without reading it again
+    /// ([`FileStat::of_open`], or the installed file a link shares).
+    Done(Option<FileStat>),
+}
+
+impl Made {
+    fn is_done(self) -> bool {
+        matches!(self, Made::Done(_))
+    }
+
+    fn stat(self) -> Option<FileStat> {
+        match self {
+            Made::Done(stat) => stat,
+            Made::Not => None,
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use appstart_layout::fsutil;
 
 use super::{
-    LocalFiles, PACK_GAP, PACK_MIN_BLOBS, PACK_WASTE_DIVISOR, PACK_WASTE_FLOOR, Route, Slice,
+    LocalFiles, Made, PACK_GAP, PACK_MIN_BLOBS, PACK_WASTE_DIVISOR, PACK_WASTE_FLOOR, Route, Slice,
     Stager,
 };
 use crate::error::{Error, Result};
@@ -80,8 +80,8 @@ enum Stop {
 impl Stager<'_> {
     /// Fetches the blobs in `planned` from the release's pack, if it has one, and writes the
     /// files routed [`Route::Whole`] with no usable delta straight from their slices
-    /// ([`super::writers`]). Returns, per manifest file, whether it was written, and the
-    /// bytes received and requests made.
+    /// ([`super::writers`]). Returns, per manifest file, whether it was written (with its
+    /// stat where known), and the bytes received and requests made.
     pub(super) fn write_from_pack(
         &self,
         manifest: &Manifest,
@@ -89,9 +89,9 @@ impl Stager<'_> {
         planned: Vec<Slice<'_>>,
         local: &LocalFiles,
         staging: &Path,
-    ) -> Result<(Vec<bool>, u64, usize)> {
+    ) -> Result<(Vec<Made>, u64, usize)> {
         let Some(pack) = &manifest.pack else {
-            return Ok((vec![false; manifest.files.len()], 0, 0));
+            return Ok((vec![Made::Not; manifest.files.len()], 0, 0));
         };
         // The files each blob makes, for those the plan takes from their blob.
         let mut wanted: HashMap<&str, Vec<usize>> = HashMap::new();

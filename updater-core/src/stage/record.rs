@@ -51,12 +51,22 @@ impl InstalledRecord {
         (record.manifest.version == *version).then_some(record)
     }
 
-    /// Writes it atomically.
+    /// Writes it atomically and durably.
     pub fn save(&self, install: &InstallDir) -> Result<()> {
+        self.write(install, true)
+    }
+
+    /// Writes it atomically; durably only when `flush`, else the caller flushes the file
+    /// system holding it before relying on it (a torn record reads as missing: harmless).
+    pub(super) fn write(&self, install: &InstallDir, flush: bool) -> Result<()> {
         let path = Self::path(install, &self.manifest.version);
         fsutil::create_dir_all(&install.manifests_dir())?;
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        fsutil::write_atomic(&path, &bytes)?;
+        if flush {
+            fsutil::write_atomic(&path, &bytes)
+        } else {
+            fsutil::write_atomic_unsynced(&path, &bytes)
+        }?;
         Ok(())
     }
 

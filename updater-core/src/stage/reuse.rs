@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{LocalFiles, Route, copy_file_verified, set_read_only};
+use super::{FileStat, LocalFiles, Made, Route, copy_file_verified, seal};
 use crate::cancel::CancelToken;
 use crate::error::Result;
 use crate::manifest::{Content, FileEntry, Manifest};
@@ -25,7 +25,7 @@ use appstart_layout::fsutil;
 const FILES_PER_THREAD: usize = 512;
 
 /// Takes every file routed [`Route::Local`] from an installed version into `staging`.
-/// Returns, per manifest file, whether it was taken; a file that could not be (changed on
+/// Returns, per manifest file, whether it was taken (with its stat); a file that could not be (changed on
 /// disk since, or gone) is left to the caller, which fetches it. Stops early, returning
 /// what it did, when `stop` is set or `cancel` fires (the caller reports the error).
 pub(super) fn reuse_all(
@@ -35,7 +35,7 @@ pub(super) fn reuse_all(
     local: &LocalFiles,
     cancel: &CancelToken,
     stop: &AtomicBool,
-) -> Result<Vec<bool>> {
+) -> Result<Vec<Made>> {
     let wanted: Vec<usize> = routes
         .iter()
         .enumerate()
@@ -49,21 +49,27 @@ pub(super) fn reuse_all(
                 break;
             }
             let entry = &manifest.files[index];
-            if reuse(entry, &entry.path.join_to(staging), local)? {
-                done.push(index);
+            if let Some(stat) = reuse(entry, &entry.path.join_to(staging), local)? {
+                done.push((index, stat));
             }
         }
         Ok(done)
     })?;
-    let mut reused = vec![false; manifest.files.len()];
-    for index in done {
-        reused[index] = true;
+    let mut reused = vec![Made::Not; manifest.files.len()];
+    for (index, stat) in done {
+        reused[index] = Made::Done(stat);
     }
     Ok(reused)
 }
 
-/// Takes `entry` from an installed version if one has it. Returns whether it did.
-pub(super) fn reuse(entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Result<bool> {
+/// Takes `entry` from an installed version if one has it. Returns whether it did, with the
+/// stat of the file it made where known: a link's is the stat of the installed file it
+/// links, checked against the record just before.
+pub(super) fn reuse(
+    entry: &FileEntry,
+    dest: &Path,
+    local: &LocalFiles,
+) -> Result<Option<Option<FileStat>>> {
     for candidate in local.files(&entry.blake3).filter(|c| c.size == entry.size) {
         let Ok(meta) = std::fs::symlink_metadata(&candidate.path) else {
             continue;
@@ -73,23 +79,24 @@ pub(super) fn reuse(entry: &FileEntry, dest: &Path, local: &LocalFiles) -> Resul
         }
         if candidate.untouched(&meta)
             && candidate.executable == entry.executable
+            && (cfg!(not(unix)) || fsutil::is_executable(&meta) == entry.executable)
             && std::fs::hard_link(&candidate.path, dest).is_ok()
         {
-            return Ok(true);
+            // Where the stat is read from an open file (Unix), the link's is the one just
+            // checked; elsewhere the tree check reads it again.
+            let stat = candidate.stat.filter(|_| cfg!(unix));
+            return Ok(Some(stat));
         }
         // Changed since we wrote it, another mode, or another file system: copy, verifying.
         match copy_file_verified(&candidate.path, dest, &entry.expected()) {
-            Ok(()) => {
-                set_read_only(dest, entry.executable)?;
-                return Ok(true);
-            }
+            Ok(file) => return Ok(Some(seal(file, dest, entry.executable)?)),
             Err(err) => {
                 log::warn!("not reusing {}: {err}", candidate.path.display());
                 fsutil::remove_file_if_exists(dest)?;
             }
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -158,9 +165,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reused.len(), count + 1);
-        assert!(!reused[count], "the file routed elsewhere is not taken");
-        assert!(
-            !reused[changed],
+        assert_eq!(
+            reused[count],
+            Made::Not,
+            "the file routed elsewhere is not taken"
+        );
+        assert_eq!(
+            reused[changed],
+            Made::Not,
             "a file changed since indexing is not taken"
         );
         assert!(!staging.path().join(format!("d0/f{changed:05}")).exists());
@@ -168,9 +180,12 @@ mod tests {
             if i == changed {
                 continue;
             }
-            assert!(reused[i], "{}", entry.path);
             let original = std::fs::metadata(entry.path.join_to(installed.path())).unwrap();
-            let linked = std::fs::metadata(entry.path.join_to(staging.path())).unwrap();
+            let linked_path = entry.path.join_to(staging.path());
+            let linked = std::fs::symlink_metadata(&linked_path).unwrap();
+            // The stat handed on for the record is the link's own (Unix), without reading it.
+            let expected = cfg!(unix).then(|| FileStat::of(&linked_path, &linked));
+            assert_eq!(reused[i], Made::Done(expected), "{}", entry.path);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::MetadataExt;

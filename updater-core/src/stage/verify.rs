@@ -1,10 +1,13 @@
-//! Step 5 of staging: the folder holds exactly the manifest's files and folders, with the
+//! Step 4 of staging: the folder holds exactly the manifest's files and folders, with the
 //! right sizes and modes, and nothing else.
 //!
-//! The stats read here are what later runs trust (reuse for the next version, `apply`), so
-//! every file is `lstat`ed (on Windows also opened, for its file index): on an app of 10,000
-//! small files that is most of the check's time, so the files are stat'ed on several threads
-//! once one pass over the folders (names and types only) has listed them.
+//! The stats recorded here are what later runs trust (reuse for the next version, `apply`).
+//! Staging knows most of them already ([`verify_tree_knowing`]): a file it wrote was stat'ed
+//! through its open handle, and a hard link shares the stat of the installed file it was
+//! checked against just before linking. The others are `lstat`ed here (on Windows also
+//! opened, for the file index): on an app of 10,000 small files that is most of the check's
+//! time, so they are stat'ed on several threads once one pass over the folders (names and
+//! types only) has listed them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,19 +23,31 @@ const FILES_PER_THREAD: usize = 1024;
 
 /// Checks `dir` against `manifest` (see the module docs). Returns each file's stat.
 pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, FileStat>> {
+    verify_tree_knowing(dir, manifest, &[])
+}
+
+/// [`verify_tree`], taking the stat of the manifest's file `i` from `known[i]` where that is
+/// `Some` (staging read it when it made the file), checking its size against the manifest.
+pub(crate) fn verify_tree_knowing(
+    dir: &Path,
+    manifest: &Manifest,
+    known: &[Option<FileStat>],
+) -> Result<BTreeMap<String, FileStat>> {
     let mut expected_dirs: BTreeSet<String> =
         manifest.directories.iter().map(|d| d.to_string()).collect();
     for entry in &manifest.files {
         expected_dirs.extend(entry.path.parents().map(str::to_string));
     }
-    let expected: HashMap<&str, &FileEntry> = manifest
+    let expected: HashMap<&str, (&FileEntry, Option<FileStat>)> = manifest
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f))
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), (f, known.get(i).copied().flatten())))
         .collect();
     let problem = |message: String| Error::format(dir.display().to_string(), message);
     // Pass 1: the folders, by the types their listings give (not following links).
-    let mut files: Vec<(String, PathBuf, &FileEntry)> = Vec::with_capacity(expected.len());
+    type Listed<'m> = (String, PathBuf, &'m FileEntry, Option<FileStat>);
+    let mut files: Vec<Listed<'_>> = Vec::with_capacity(expected.len());
     walk(dir, |path, relative, kind| {
         let kind = kind.map_err(|e| Error::io("reading", path, e))?;
         if kind.is_dir() {
@@ -40,8 +55,10 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
                 return Err(problem(format!("unexpected folder {relative}")));
             }
             Ok(true)
-        } else if let (true, Some(entry)) = (kind.is_file(), expected.get(relative.as_str())) {
-            files.push((relative, path.to_path_buf(), entry));
+        } else if let (true, Some((entry, stat))) =
+            (kind.is_file(), expected.get(relative.as_str()))
+        {
+            files.push((relative, path.to_path_buf(), entry, *stat));
             Ok(false)
         } else {
             Err(problem(format!("unexpected entry {relative}")))
@@ -55,7 +72,16 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
         )));
     }
     // Pass 2: each file's stat, size and mode.
-    let check = |(relative, path, entry): &(String, PathBuf, &FileEntry)| -> Result<FileStat> {
+    let check = |(relative, path, entry, known): &Listed<'_>| -> Result<FileStat> {
+        if let Some(stat) = known {
+            if stat.size != entry.size {
+                return Err(problem(format!(
+                    "{relative}: size {} instead of {}",
+                    stat.size, entry.size
+                )));
+            }
+            return Ok(*stat);
+        }
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io("reading", path, e))?;
         if !meta.is_file() {
             return Err(problem(format!("unexpected entry {relative}")));
@@ -78,7 +104,7 @@ pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, F
     let read = super::parallel::in_runs(&files, FILES_PER_THREAD, |part| {
         part.iter().map(check).collect()
     })?;
-    let names = files.into_iter().map(|(relative, _, _)| relative);
+    let names = files.into_iter().map(|(relative, ..)| relative);
     Ok(names.zip(read).collect())
 }
 
@@ -170,5 +196,42 @@ mod tests {
         std::fs::write(dir.path().join("d3/extra"), b"x").unwrap();
         let err = verify_tree(dir.path(), &manifest).unwrap_err().to_string();
         assert!(err.contains("d3/extra"), "{err}");
+    }
+
+    /// A stat staging already knows is taken as it is (not read again), its size still
+    /// checked; the others are read; an extra file is still found by the walk.
+    #[test]
+    fn known_stats_are_taken_and_their_sizes_checked() {
+        let (dir, manifest) = tree(4);
+        let known_stat = FileStat {
+            ino: 77,
+            volume: 0,
+            size: 1,
+            mtime_ns: 5,
+        };
+        let known = vec![None, Some(known_stat), None, None];
+        let stats = verify_tree_knowing(dir.path(), &manifest, &known).unwrap();
+        assert_eq!(stats["d1/f00001"], known_stat);
+        let path = dir.path().join("d2/f00002");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(stats["d2/f00002"], FileStat::of(&path, &meta));
+
+        let wrong = vec![
+            None,
+            Some(FileStat {
+                size: 3,
+                ..known_stat
+            }),
+        ];
+        let err = verify_tree_knowing(dir.path(), &manifest, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d1/f00001: size 3 instead of 1"), "{err}");
+
+        std::fs::write(dir.path().join("d1/extra"), b"x").unwrap();
+        let err = verify_tree_knowing(dir.path(), &manifest, &known)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d1/extra"), "{err}");
     }
 }

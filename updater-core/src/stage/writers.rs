@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use super::{durable, set_read_only};
+use super::{FileStat, Made, durable, seal};
 use crate::blob;
 use crate::error::{Error, Result};
 use crate::manifest::{Content, Manifest};
@@ -47,12 +47,12 @@ pub(super) type Handoff<'s> = dyn FnMut(Vec<usize>, &[u8]) -> Result<()> + Send 
 
 /// Runs `produce` on this thread with a [`Handoff`] that writes files of `manifest` into
 /// `staging` on writer threads. Returns `produce`'s result and, per manifest file, whether
-/// it was written.
+/// it was written (with its stat, read from the open file where that is final).
 pub(super) fn write_from_slices<T>(
     manifest: &Manifest,
     staging: &Path,
     produce: impl FnOnce(&mut Handoff<'_>) -> Result<T>,
-) -> Result<(T, Vec<bool>)> {
+) -> Result<(T, Vec<Made>)> {
     let writers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, MAX_WRITERS);
@@ -85,14 +85,14 @@ pub(super) fn write_from_slices<T>(
             produced = Err(stopped());
         }
         drop(sender);
-        let mut written = vec![false; manifest.files.len()];
+        let mut written = vec![Made::Not; manifest.files.len()];
         let mut failure = None;
         for handle in handles {
             match handle.join() {
                 Ok(Ok(done)) => {
-                    for index in done {
-                        if let Some(flag) = written.get_mut(index) {
-                            *flag = true;
+                    for (index, stat) in done {
+                        if let Some(made) = written.get_mut(index) {
+                            *made = Made::Done(stat);
                         }
                     }
                 }
@@ -112,12 +112,13 @@ pub(super) fn write_from_slices<T>(
     })
 }
 
-/// One writer: takes jobs until the channel closes; returns the indexes of the files written.
+/// One writer: takes jobs until the channel closes; returns the indexes of the files written,
+/// with their stats where known.
 fn write_jobs(
     manifest: &Manifest,
     staging: &Path,
     receiver: &Mutex<mpsc::Receiver<Batch>>,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<(usize, Option<FileStat>)>> {
     let mut decoder = blob::MemoryDecoder::default();
     let mut done = Vec::new();
     loop {
@@ -141,7 +142,7 @@ fn write_slice(
     decoder: &mut blob::MemoryDecoder,
     indexes: &[usize],
     bytes: &[u8],
-    done: &mut Vec<usize>,
+    done: &mut Vec<(usize, Option<FileStat>)>,
 ) -> Result<()> {
     for &index in indexes {
         let Some(entry) = manifest.files.get(index) else {
@@ -152,9 +153,8 @@ fn write_slice(
         match decoder.decode_to_file(bytes, &what, &dest, &entry.expected()) {
             Ok(file) => {
                 durable::file_written(&file, &dest)?;
-                drop(file);
-                set_read_only(&dest, entry.executable)?;
-                done.push(index);
+                let stat = seal(file, &dest, entry.executable)?;
+                done.push((index, stat));
             }
             Err(err @ (Error::Mismatch { .. } | Error::Format { .. })) => {
                 log::warn!("{}", crate::error::chain(&err));

@@ -72,7 +72,16 @@ pub(super) fn stage_version(
         pack_data_start,
         opened_pack: std::sync::Mutex::new(opened_pack),
     };
-    let (staging, report, stats) = match stager.stage(manifest, &local) {
+    let staged = stager.stage(manifest, &local).and_then(|mut staged| {
+        let record = InstalledRecord {
+            manifest: manifest.clone(),
+            stats: std::mem::take(&mut staged.stats),
+            hooks: Hooks::default(),
+        };
+        staged.make_durable(install, Some(&record))?;
+        Ok((staged, record))
+    });
+    let (staged, mut record) = match staged {
         Ok(staged) => staged,
         Err(err) => {
             // Leave the install as it was; verified downloads stay in the cache for next time.
@@ -84,12 +93,8 @@ pub(super) fn stage_version(
             return Err(err);
         }
     };
-    let mut record = InstalledRecord {
-        manifest: manifest.clone(),
-        stats,
-        hooks: Hooks::default(),
-    };
-    switch::commit_version(install, &staging, &record)?;
+    switch::commit_version(install, &staged.path, &manifest.version)?;
+    let report = staged.report;
     if let Some(hook) = &hooks.post_install {
         let version = &manifest.version;
         if let Err(err) =

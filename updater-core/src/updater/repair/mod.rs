@@ -48,7 +48,7 @@ use crate::lock::InstallLock;
 use crate::metered::Metered;
 use crate::progress::ProgressMeter;
 use crate::release::target_name;
-use crate::stage::{InstalledRecord, LocalFiles, Stager};
+use crate::stage::{InstalledRecord, LocalFiles, StagedFolder, Stager};
 use crate::switch;
 use crate::tuf::client::{Limits, TrustedMetadata, check_target};
 
@@ -173,8 +173,17 @@ impl Updater {
             pack_data_start: 0,
             opened_pack: std::sync::Mutex::new(None),
         };
-        let staged = stager.stage(&without_pack, &local);
-        let (staging, stage_report, stats) = match staged {
+        let staged = stager.stage(&without_pack, &local).and_then(|staged| {
+            // The record is written once the repaired folder is in place (step 6).
+            staged.make_durable(&self.install, None)?;
+            Ok(staged)
+        });
+        let StagedFolder {
+            path: staging,
+            report: stage_report,
+            stats,
+            ..
+        } = match staged {
             Ok(staged) => staged,
             Err(err) => {
                 if let Err(cleanup) =
