@@ -45,18 +45,20 @@ pub fn temp_name(hint: &str) -> String {
 
 /// Writes `bytes` to `path` atomically and durably (see the module docs).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_replacing(path, bytes, true)
+    let temp = write_temp_beside(path, bytes, true)?;
+    let result = rename(&temp, path).and_then(|()| sync_dir(&parent_of(path)));
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&temp);
+    }
+    result
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, rename) but flushes nothing: for a
-/// caller that flushes the whole file system afterwards ([`sync_file_system`]) before it
-/// relies on the file. Until then a crash may leave the old file, none, or a torn new one, so
-/// the file must be one whose loss or damage is harmless (read as missing).
-pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_replacing(path, bytes, false)
-}
-
-fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+/// The first half of [`write_atomic`]: writes `bytes` to a new temporary file beside `path`
+/// (flushed only when `sync`) and returns its path. The caller renames it over `path` and
+/// `fsync`s the folder once the file's data is durable: at once when `sync`, else after it
+/// flushed the whole file system (`sync_file_system` on Linux) — one flush for many files.
+pub fn write_temp_beside(path: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     let folder = parent_of(path);
     let hint = path
         .file_name()
@@ -71,15 +73,14 @@ fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
             file.sync_all()
                 .map_err(|e| Error::io("syncing", &temp, e))?;
         }
-        drop(file);
-        rename(&temp, path)?;
-        if sync { sync_dir(&folder) } else { Ok(()) }
+        Ok(())
     })();
-    if result.is_err() {
+    if let Err(err) = result {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&temp);
+        return Err(err);
     }
-    result
+    Ok(temp)
 }
 
 /// Renames `from` to `to`, replacing `to`, retrying with backoff (for about a second in all)

@@ -1,7 +1,9 @@
 //! Making a staged version current, rolling back, and removing old versions.
 //!
 //! Steps after staging (see `docs/crash-safety.md`):
-//! 5. Record the manifest and file stats in `state/manifests/<version>.json`.
+//! 5. Rename the version's record (its manifest and file stats, written beside
+//!    `state/manifests/<version>.json` and made durable with the staging folder) into place;
+//!    `fsync` `state/manifests/`.
 //! 6. Rename `versions/.staging-<version>` to `versions/<version>`; `fsync` `versions/`.
 //! 7. If the release ships a launcher, replace `DIR/appstart` atomically. On Windows a
 //!    running `.exe` cannot be replaced or deleted, only renamed: the old launcher is first
@@ -28,10 +30,17 @@ use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::release::case_conflict;
-use crate::stage::InstalledRecord;
+use crate::stage::{InstalledRecord, PendingRecord};
 
-/// Step 6: moves the staged folder, durable with its record (step 5), into place.
-pub fn commit_version(install: &InstallDir, staging: &Path, version: &VersionName) -> Result<()> {
+/// Steps 5 and 6: renames the version's record (written and made durable with the staging
+/// folder) into place, then the folder. A record is discarded if the folder may not
+/// be put in place.
+pub fn commit_version(
+    install: &InstallDir,
+    staging: &Path,
+    version: &VersionName,
+    record: Option<PendingRecord>,
+) -> Result<()> {
     let target = install.version_dir(version);
     if target.exists() {
         // Only a version that is neither current nor previous may get here, e.g. one renamed
@@ -40,17 +49,29 @@ pub fn commit_version(install: &InstallDir, staging: &Path, version: &VersionNam
         // be the folder of a running version spelled differently: never remove that either.
         let running = running_versions(install)?;
         if running.contains(version) {
+            if let Some(record) = record {
+                record.discard();
+            }
             return Err(Error::Invalid(format!(
                 "refusing to replace {}: version {version} is current or previous and may be running",
                 target.display()
             )));
         }
         if let Some(running) = case_conflict(version, &running) {
+            if let Some(record) = record {
+                record.discard();
+            }
             return Err(Error::Invalid(format!(
                 "refusing to replace {}: on a case-insensitive file system it may be the folder of version {running}, which may be running",
                 target.display()
             )));
         }
+    }
+    if let Some(record) = record {
+        record.commit()?;
+        crate::fault::step("recorded");
+    }
+    if target.exists() {
         fsutil::remove_dir_all_if_exists(&target)?;
     }
     fsutil::rename(staging, &target)?;
@@ -609,7 +630,7 @@ mod tests {
         std::fs::write(existing.join("marker"), b"running").unwrap();
         let staging = install.staging_dir(&v("1.0.0-rc"));
         std::fs::create_dir_all(&staging).unwrap();
-        let err = commit_version(&install, &staging, &v("1.0.0-rc")).unwrap_err();
+        let err = commit_version(&install, &staging, &v("1.0.0-rc"), None).unwrap_err();
         assert!(err.to_string().contains("1.0.0-RC"), "{err}");
         assert!(existing.join("marker").exists());
     }

@@ -1,6 +1,6 @@
 //! Making a staged version durable with one flush instead of one `fsync` per file.
 //!
-//! What crash safety needs (docs/crash-safety.md, step 3): every byte and every folder entry
+//! What crash safety needs (docs/crash-safety.md, step 4): every byte and every folder entry
 //! of the staging folder is on disk before the rename that makes it `versions/V`. Nothing
 //! reads a staging folder before that rename, so when each file reaches the disk does not
 //! matter, only that all of them have before the rename. One `fsync` per file gave that at the

@@ -26,9 +26,10 @@
 //! 4. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else (`verify`; the stats of the files made in bulk were
 //!    read as they were made, [`Made`]).
-//! 5. [`StagedFolder::make_durable`]: write the version's record (the caller's), then make
-//!    the folder and the record durable: one `syncfs` on Linux, else each file as it was
-//!    written and every folder deepest first (`durable`).
+//! 5. [`StagedFolder::make_durable`]: write the version's record (the caller's) beside its
+//!    place, then make the folder and the record durable: one `syncfs` on Linux, else each
+//!    file as it was written and every folder deepest first (`durable`). The record is
+//!    renamed into place with the folder (`crate::switch::commit_version`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -49,7 +50,7 @@ mod seal;
 pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
-pub use record::{InstalledRecord, Records};
+pub use record::{InstalledRecord, PendingRecord, Records};
 pub use verify::verify_tree;
 
 pub use file_stat::FileStat;
@@ -556,7 +557,7 @@ fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -
 }
 
 /// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying. Returns the
-/// new file, still open.
+/// new file, still open and not flushed: [`seal`] finishes it.
 fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Result<File> {
     let input = File::open(source).map_err(|e| Error::io("opening", source, e))?;
     let mut output = File::create(dest).map_err(|e| Error::io("creating", dest, e))?;
@@ -567,7 +568,6 @@ fn copy_file_verified(source: &Path, dest: &Path, expected: &Expected<'_>) -> Re
         &source.display().to_string(),
         dest,
     )?;
-    durable::file_written(&output, dest)?;
     Ok(output)
 }
 
@@ -585,24 +585,32 @@ pub struct StagedFolder {
 }
 
 impl StagedFolder {
-    /// Step 5: writes `record` (if any), then makes every file and folder of the
-    /// staging folder durable, and the record with them: one `syncfs` on Linux flushes both,
-    /// so the record needs no flush of its own when it is on the same file system. After
-    /// this the folder may be renamed into place.
+    /// Step 5: writes `record` (if any) beside its place, then makes every file and folder of
+    /// the staging folder durable, and the record with them: one `syncfs` on Linux flushes
+    /// both, so the record needs no flush of its own when it is on the same file system.
+    /// Returns the record, to be renamed into place with the folder
+    /// ([`crate::switch::commit_version`]).
     pub fn make_durable(
         &self,
         install: &InstallDir,
         record: Option<&InstalledRecord>,
-    ) -> Result<()> {
-        if let Some(record) = record {
-            fsutil::create_dir_all(&install.manifests_dir())?;
-            let covered = durable::covers(&self.path, &install.manifests_dir());
-            record.write(install, !covered)?;
-            crate::fault::step("recorded");
+    ) -> Result<Option<PendingRecord>> {
+        let pending = match record {
+            Some(record) => {
+                fsutil::create_dir_all(&install.manifests_dir())?;
+                let covered = durable::covers(&self.path, &install.manifests_dir());
+                Some(record.write_pending(install, !covered)?)
+            }
+            None => None,
+        };
+        if let Err(err) = durable::staging_written(&self.path, &self.folders) {
+            if let Some(pending) = pending {
+                pending.discard();
+            }
+            return Err(err);
         }
-        durable::staging_written(&self.path, &self.folders)?;
         crate::fault::step("staged");
-        Ok(())
+        Ok(pending)
     }
 }
 

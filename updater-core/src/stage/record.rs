@@ -53,21 +53,25 @@ impl InstalledRecord {
 
     /// Writes it atomically and durably.
     pub fn save(&self, install: &InstallDir) -> Result<()> {
-        self.write(install, true)
+        fsutil::create_dir_all(&install.manifests_dir())?;
+        fsutil::write_atomic(
+            &Self::path(install, &self.manifest.version),
+            &self.to_json()?,
+        )?;
+        Ok(())
     }
 
-    /// Writes it atomically; durably only when `flush`, else the caller flushes the file
-    /// system holding it before relying on it (a torn record reads as missing: harmless).
-    pub(super) fn write(&self, install: &InstallDir, flush: bool) -> Result<()> {
-        let path = Self::path(install, &self.manifest.version);
+    /// Writes it beside its place, flushed only when `flush` (else the caller flushes the
+    /// file system before [`PendingRecord::commit`]), not yet renamed into place.
+    pub(super) fn write_pending(&self, install: &InstallDir, flush: bool) -> Result<PendingRecord> {
         fsutil::create_dir_all(&install.manifests_dir())?;
-        let bytes = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        if flush {
-            fsutil::write_atomic(&path, &bytes)
-        } else {
-            fsutil::write_atomic_unsynced(&path, &bytes)
-        }?;
-        Ok(())
+        let path = Self::path(install, &self.manifest.version);
+        let temp = fsutil::write_temp_beside(&path, &self.to_json()?, flush)?;
+        Ok(PendingRecord { temp, path })
+    }
+
+    fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))
     }
 
     /// Whether `dir` still holds exactly this version, judged by stats (no reading).
@@ -82,6 +86,31 @@ impl InstalledRecord {
                 stat.is_known() && self.stats.get(entry.path.as_str()) == Some(&stat)
             }
         })
+    }
+}
+
+/// A record written durably beside its place (`.appstart-tmp-…` in `state/manifests/`), to be
+/// renamed into place once the folder it describes may be ([`crate::switch::commit_version`]).
+/// A leftover one is removed by the next prune.
+#[derive(Debug)]
+pub struct PendingRecord {
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+impl PendingRecord {
+    /// Renames it into place, durably (`fsync` of `state/manifests/`).
+    pub fn commit(self) -> Result<()> {
+        fsutil::rename(&self.temp, &self.path)?;
+        fsutil::sync_dir(&fsutil::parent_of(&self.path))?;
+        Ok(())
+    }
+
+    /// Removes it: the folder it describes is not coming.
+    pub fn discard(self) {
+        if let Err(err) = fsutil::remove_file_if_exists(&self.temp) {
+            log::warn!("{err}");
+        }
     }
 }
 

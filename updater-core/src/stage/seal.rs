@@ -7,9 +7,10 @@ use std::path::Path;
 use super::FileStat;
 use crate::error::{Error, Result};
 
-/// Makes a file just written read-only ([`set_read_only`]) and closes it. Returns its stat
-/// where it can be read from the open file (Unix: through the handle, with no second look-up
-/// of its path).
+/// Finishes a file just written: makes it read-only ([`set_read_only`]), flushes it where
+/// staging flushes file by file ([`super::durable::file_written`]: after the mode change, so
+/// that the mode is durable too) and closes it. Returns its stat where it can be read from
+/// the open file (Unix: through the handle, with no second look-up of its path).
 pub(super) fn seal(file: File, path: &Path, executable: bool) -> Result<Option<FileStat>> {
     #[cfg(unix)]
     {
@@ -17,10 +18,14 @@ pub(super) fn seal(file: File, path: &Path, executable: bool) -> Result<Option<F
         let mode = if executable { 0o555 } else { 0o444 };
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("setting permissions of", path, e))?;
+        super::durable::file_written(&file, path)?;
         Ok(FileStat::of_open(&file))
     }
     #[cfg(not(unix))]
     {
+        // Windows: the read-only attribute is set by path once the file is closed (the file's
+        // data is flushed first; the attribute change is written through by NTFS).
+        super::durable::file_written(&file, path)?;
         drop(file);
         set_read_only(path, executable)?;
         Ok(None)

@@ -2,9 +2,12 @@
 //! right sizes and modes, and nothing else.
 //!
 //! The stats recorded here are what later runs trust (reuse for the next version, `apply`).
-//! Staging knows most of them already ([`verify_tree_knowing`]): a file it wrote was stat'ed
-//! through its open handle, and a hard link shares the stat of the installed file it was
-//! checked against just before linking. The others are `lstat`ed here (on Windows also
+//! On Unix staging knows most of them already ([`verify_tree_knowing`]): a file the pack
+//! writers made was made read-only and stat'ed through its open handle, and a hard link shares
+//! the stat of the installed file it was checked against (mode included) just before linking;
+//! they are used once a sample agrees with `lstat` (`known_stats_hold`). Their sizes are
+//! checked here, their modes were set or checked as they were made. The others are `lstat`ed
+//! here (on Windows also
 //! opened, for the file index): on an app of 10,000 small files that is most of the check's
 //! time, so they are stat'ed on several threads once one pass over the folders (names and
 //! types only) has listed them.
@@ -71,6 +74,11 @@ pub(crate) fn verify_tree_knowing(
             manifest.files.len()
         )));
     }
+    if !known_stats_hold(&files) {
+        for file in &mut files {
+            file.3 = None;
+        }
+    }
     // Pass 2: each file's stat, size and mode.
     let check = |(relative, path, entry, known): &Listed<'_>| -> Result<FileStat> {
         if let Some(stat) = known {
@@ -106,6 +114,34 @@ pub(crate) fn verify_tree_knowing(
     })?;
     let names = files.into_iter().map(|(relative, ..)| relative);
     Ok(names.zip(read).collect())
+}
+
+/// Known stats checked against `lstat` before any is trusted.
+const SPOT_CHECKS: usize = 32;
+
+/// Whether the stats staging read as it made the files agree with what the file system says
+/// now, judged on up to [`SPOT_CHECKS`] of them spread over the folder. Where they do not
+/// (a file system that sets the modification time on close, as SMB shares backed by NTFS do,
+/// or one whose hard links get new inode numbers, as overlayfs may), every file is `lstat`ed:
+/// a record that disagrees with the disk would make each later run refuse the version as
+/// changed and stage it again.
+fn known_stats_hold(files: &[(String, PathBuf, &FileEntry, Option<FileStat>)]) -> bool {
+    let known: Vec<_> = files
+        .iter()
+        .filter_map(|(_, path, _, stat)| stat.map(|stat| (path, stat)))
+        .collect();
+    let step = known.len().div_ceil(SPOT_CHECKS).max(1);
+    known.iter().step_by(step).all(|(path, stat)| {
+        let now = std::fs::symlink_metadata(path).map(|meta| FileStat::of(path, &meta));
+        let holds = now.as_ref().is_ok_and(|now| now == stat);
+        if !holds {
+            log::info!(
+                "{}: the stat read while staging ({stat:?}) is not the file system's ({now:?}); reading every file's",
+                path.display()
+            );
+        }
+        holds
+    })
 }
 
 /// Visits everything below `dir`, folders before what they hold: `visit` gets each entry's
@@ -198,40 +234,55 @@ mod tests {
         assert!(err.contains("d3/extra"), "{err}");
     }
 
-    /// A stat staging already knows is taken as it is (not read again), its size still
-    /// checked; the others are read; an extra file is still found by the walk.
+    /// Stats staging already knows are taken as they are once a sample of them agrees with
+    /// the file system; one that does not (here a made-up inode) makes every file's stat be
+    /// read again; an extra file is still found by the walk.
     #[test]
-    fn known_stats_are_taken_and_their_sizes_checked() {
+    fn known_stats_are_taken_only_when_they_agree_with_the_disk() {
         let (dir, manifest) = tree(4);
-        let known_stat = FileStat {
-            ino: 77,
-            volume: 0,
-            size: 1,
-            mtime_ns: 5,
+        let real = |relative: &str| {
+            let path = dir.path().join(relative);
+            FileStat::of(&path, &std::fs::symlink_metadata(&path).unwrap())
         };
-        let known = vec![None, Some(known_stat), None, None];
+        let paths: Vec<String> = manifest.files.iter().map(|f| f.path.to_string()).collect();
+        // The first file's stat is left for the check to read.
+        let known: Vec<Option<FileStat>> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i > 0).then(|| real(p)))
+            .collect();
         let stats = verify_tree_knowing(dir.path(), &manifest, &known).unwrap();
-        assert_eq!(stats["d1/f00001"], known_stat);
-        let path = dir.path().join("d2/f00002");
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert_eq!(stats["d2/f00002"], FileStat::of(&path, &meta));
+        for path in &paths {
+            assert_eq!(stats[path.as_str()], real(path), "{path}");
+        }
+        assert!(known_stats_hold(&listed(&dir, &manifest, &known)));
 
-        let wrong = vec![
-            None,
-            Some(FileStat {
-                size: 3,
-                ..known_stat
-            }),
-        ];
-        let err = verify_tree_knowing(dir.path(), &manifest, &wrong)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("d1/f00001: size 3 instead of 1"), "{err}");
+        let mut made_up = known.clone();
+        made_up[1] = Some(FileStat {
+            ino: 77,
+            ..real(&paths[1])
+        });
+        assert!(!known_stats_hold(&listed(&dir, &manifest, &made_up)));
+        let stats = verify_tree_knowing(dir.path(), &manifest, &made_up).unwrap();
+        assert_eq!(stats[paths[1].as_str()], real(&paths[1]));
 
         std::fs::write(dir.path().join("d1/extra"), b"x").unwrap();
         let err = verify_tree_knowing(dir.path(), &manifest, &known)
             .unwrap_err()
             .to_string();
         assert!(err.contains("d1/extra"), "{err}");
+    }
+
+    fn listed<'m>(
+        dir: &tempfile::TempDir,
+        manifest: &'m Manifest,
+        known: &[Option<FileStat>],
+    ) -> Vec<(String, PathBuf, &'m FileEntry, Option<FileStat>)> {
+        manifest
+            .files
+            .iter()
+            .zip(known)
+            .map(|(f, k)| (f.path.to_string(), f.path.join_to(dir.path()), f, *k))
+            .collect()
     }
 }

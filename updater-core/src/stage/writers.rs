@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use super::{FileStat, Made, durable, seal};
+use super::{FileStat, Made, seal};
 use crate::blob;
 use crate::error::{Error, Result};
 use crate::manifest::{Content, Manifest};
@@ -152,7 +152,6 @@ fn write_slice(
         let what = format!("the pack slice of {}", entry.path);
         match decoder.decode_to_file(bytes, &what, &dest, &entry.expected()) {
             Ok(file) => {
-                durable::file_written(&file, &dest)?;
                 let stat = seal(file, &dest, entry.executable)?;
                 done.push((index, stat));
             }

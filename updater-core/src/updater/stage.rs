@@ -78,10 +78,10 @@ pub(super) fn stage_version(
             stats: std::mem::take(&mut staged.stats),
             hooks: Hooks::default(),
         };
-        staged.make_durable(install, Some(&record))?;
-        Ok((staged, record))
+        let pending = staged.make_durable(install, Some(&record))?;
+        Ok((staged, record, pending))
     });
-    let (staged, mut record) = match staged {
+    let (staged, mut record, pending) = match staged {
         Ok(staged) => staged,
         Err(err) => {
             // Leave the install as it was; verified downloads stay in the cache for next time.
@@ -93,7 +93,7 @@ pub(super) fn stage_version(
             return Err(err);
         }
     };
-    switch::commit_version(install, &staged.path, &manifest.version)?;
+    switch::commit_version(install, &staged.path, &manifest.version, pending)?;
     let report = staged.report;
     if let Some(hook) = &hooks.post_install {
         let version = &manifest.version;
