@@ -25,7 +25,7 @@
 //!    archive rebuild that fails falls back to the blob, never to a broken file.
 //! 4. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else (`verify`; the stats of the files made in bulk were
-//!    read as they were made, [`Made`]).
+//!    read as they were made, `Made`).
 //! 5. [`StagedFolder::make_durable`]: write the version's record (the caller's) beside its
 //!    place, then make the folder and the record durable: one `syncfs` on Linux, else each
 //!    file as it was written and every folder deepest first (`durable`). The record is
