@@ -61,10 +61,10 @@ impl InstalledRecord {
         Ok(())
     }
 
-    /// Writes it beside its place, flushed only when `flush` (else the caller flushes the
-    /// file system before [`PendingRecord::commit`]), not yet renamed into place.
+    /// Writes it beside its place (`state/manifests/`, which the caller made), flushed only
+    /// when `flush` (else the caller flushes the file system before
+    /// [`PendingRecord::commit`]), not yet renamed into place.
     pub(super) fn write_pending(&self, install: &InstallDir, flush: bool) -> Result<PendingRecord> {
-        fsutil::create_dir_all(&install.manifests_dir())?;
         let path = Self::path(install, &self.manifest.version);
         let temp = fsutil::write_temp_beside(&path, &self.to_json()?, flush)?;
         Ok(PendingRecord { temp, path })
