@@ -92,6 +92,40 @@ impl Bench {
         dir
     }
 
+    /// [`Bench::fresh`] as a prune would have left it a while after installing: its record
+    /// describes this copy's files (so they are linked, not copied, as on a real install),
+    /// and 1.0.0's folder set aside as `versions/.spare` (hard links, as a prune leaves
+    /// it), with one file replaced by a copy of its bytes and a stray file.
+    fn fresh_with_spare(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.fresh(name);
+        let v1 = dir.join("versions/1.0.0");
+        let record_path = dir.join("state/manifests/1.0.0.json");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        for (path, stat) in record["stats"].as_object_mut().unwrap() {
+            let meta = std::fs::symlink_metadata(v1.join(path)).unwrap();
+            stat["ino"] = meta.ino().into();
+            stat["size"] = meta.size().into();
+            stat["mtime_ns"] = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).into();
+        }
+        std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+        let spare = dir.join("versions/.spare");
+        let status = Command::new("cp")
+            .arg("-al")
+            .arg(&v1)
+            .arg(&spare)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let copied = spare.join("data/file01.bin");
+        let bytes = std::fs::read(&copied).unwrap();
+        std::fs::remove_file(&copied).unwrap();
+        std::fs::write(&copied, bytes).unwrap();
+        std::fs::write(spare.join("data/stray.bin"), b"stray").unwrap();
+        dir
+    }
+
     /// The install launches a complete version, old or new, and `appstart.toml` parses.
     fn assert_launchable(&self, dir: &Path, context: &str) -> String {
         let config = appstart_layout::LauncherConfig::load(&dir.join("appstart.toml"))
@@ -134,6 +168,10 @@ impl Bench {
             "{context}: the launcher shipped with 2.0.0 is in place"
         );
         assert_eq!(leftovers(dir), Vec::<String>::new(), "{context}: leftovers");
+        assert!(
+            !dir.join("versions/.spare").exists(),
+            "{context}: the spare was started from"
+        );
     }
 }
 
@@ -198,6 +236,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 const STEPS: &[&str] = &[
     "refreshed",
     "manifest",
+    "recycled",
     "stage-file-1",
     "stage-file-7",
     "stage-file-20",
@@ -216,8 +255,20 @@ const STEPS: &[&str] = &[
 fn a_kill_at_every_step_leaves_a_launchable_install_that_the_next_update_finishes() {
     let bench = Bench::new();
     assert_eq!(bench.v2.len(), 26, "stage-file-26 is the last file");
-    for step in STEPS {
-        let dir = bench.fresh(&format!("step-{step}"));
+    // An unkilled update from the spare keeps its proven files: bin/app and the 11 data
+    // files 2.0.0 does not change, but the one replaced by a copy.
+    let dir = bench.fresh_with_spare("spare-unkilled");
+    let report = crate::harness::appupdate_json(&["update", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(report["plan"]["kept_files"], 11, "{report}");
+    bench.assert_launchable(&dir, "spare, unkilled");
+    // Every step twice: from a copy whose record does not match its files (each file is
+    // copied and verified) and from an install with a spare.
+    for (step, spare) in STEPS.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let dir = if spare {
+            bench.fresh_with_spare(&format!("step-{step}-spare"))
+        } else {
+            bench.fresh(&format!("step-{step}"))
+        };
         let output = run(Command::new(bin("appupdate"))
             .args(["update", "--dir", dir.to_str().unwrap()])
             .env(FAULT_HOOK_VARIABLE, step));
@@ -233,8 +284,8 @@ fn a_kill_at_every_step_leaves_a_launchable_install_that_the_next_update_finishe
         } else {
             "1.0.0"
         };
-        assert_eq!(current, expected, "killed at {step}");
-        bench.assert_finished(&dir, &format!("after the kill at {step}"));
+        assert_eq!(current, expected, "killed at {step} (spare: {spare})");
+        bench.assert_finished(&dir, &format!("after the kill at {step} (spare: {spare})"));
     }
 }
 
@@ -281,7 +332,12 @@ fn kills_at_random_instants_never_break_the_install() {
         state ^= state >> 7;
         state ^= state << 17;
         let delay = estimate.mul_f64((state % 1000) as f64 / 1000.0 * 1.1);
-        let dir = bench.fresh("random");
+        // Every other round starts from an install with a spare.
+        let dir = if rounds % 2 == 0 {
+            bench.fresh_with_spare("random")
+        } else {
+            bench.fresh("random")
+        };
         let start = Instant::now();
         let mut child = Command::new(bin("appupdate"))
             .args(["update", "--dir", dir.to_str().unwrap()])

@@ -88,6 +88,8 @@ mod s3;
 #[cfg(unix)]
 mod shortcuts;
 #[cfg(unix)]
+mod spare;
+#[cfg(unix)]
 mod tls;
 #[cfg(unix)]
 mod update;

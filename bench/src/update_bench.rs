@@ -14,7 +14,9 @@
 //!   staging that keeps whole version folders);
 //! - with `RTT_MS`, the update goes through [`DelayRelay`], which adds that round trip to
 //!   every request (the pack's range requests then show what running them at once saves);
-//! - requests and body bytes of a no-op check.
+//! - requests and body bytes of a no-op check;
+//! - the steady state: after a third update (which prunes v1, setting its folder aside as
+//!   `versions/.spare`), the staging of a fourth, which starts from that folder.
 //!
 //! File contents are pseudo-random (incompressible): the worst case for bytes on the wire.
 
@@ -170,54 +172,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &root.join("repo/metadata/1.root.json"),
     )?;
 
-    let mut updater = Updater::open(&install_dir)?;
-    updater.set_lock_wait(Duration::from_secs(5));
-    // When staging's phases end: the download phase's first progress event comes after the
-    // manifest and the plan; its last one after every file is in place (pack ranges
-    // included); `Staged` after the sync and the check of the tree.
-    let phases: Arc<Mutex<Vec<(&'static str, Instant)>>> = Arc::default();
-    let sink = Arc::clone(&phases);
-    let started = std::sync::atomic::AtomicBool::new(false);
-    updater.on_event(move |event| {
-        let phase = match event {
-            updater_core::Event::Progress(_)
-                if !started.swap(true, std::sync::atomic::Ordering::Relaxed) =>
-            {
-                Some("manifest and plan")
-            }
-            updater_core::Event::Progress(progress)
-                if progress.files_done == progress.files_total
-                    && progress.bytes_done == progress.bytes_total =>
-            {
-                Some("pack ranges and every file in place")
-            }
-            updater_core::Event::Staged { .. } => Some("synced and checked"),
-            _ => None,
-        };
-        if let (Some(phase), Ok(mut phases)) = (phase, sink.lock()) {
-            phases.push((phase, Instant::now()));
-        }
-    });
     let log_before_update = log.lock().map(|l| l.len()).unwrap_or(0);
-    let check = updater.check()?;
-    let release = check.available.ok_or("v2 not found")?;
-    // Staging ends with one `syncfs`: flush the publishes' dirty pages first, so that it
-    // pays for its own writes only (a client machine has no repository being written).
-    sync()?;
-    let start = Instant::now();
-    let staged = updater.download(&release)?;
-    let staging = start.elapsed();
-    if let Ok(phases) = phases.lock() {
-        let mut last = start;
-        for (phase, at) in phases.iter() {
-            println!(
-                "staging phase: {phase}: {:.3} s",
-                at.duration_since(last).as_secs_f64()
-            );
-            last = *at;
-        }
-    }
-    let report = updater.apply(staged)?;
+    let (staging, report) = timed_update(&install_dir)?;
     std::thread::sleep(Duration::from_millis(200));
     let update_log = log
         .lock()
@@ -323,8 +279,126 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "| no-op check: body bytes | {body} (available: {:?}) |",
         check.available.map(|r| r.version().to_string())
     );
+
+    // Steady state: a client's third update prunes its oldest version, whose folder is set
+    // aside (`versions/.spare`) and started from by the fourth. v3 and v4 each change
+    // another 1 % of the files.
+    let v3 = next_release(root, &v2, "v3", 1, files, per_file)?;
+    publish(&repo, &keys, &v3, "3.0.0")?;
+    let (third, _) = timed_update(&install_dir)?;
+    let v4 = next_release(root, &v3, "v4", 2, files, per_file)?;
+    publish(&repo, &keys, &v4, "4.0.0")?;
+    let (fourth, report4) = timed_update(&install_dir)?;
+    println!();
+    println!("| steady state | result |");
+    println!("|---|---|");
+    println!(
+        "| third update (2.0.0 -> 3.0.0, prunes 1.0.0 into `.spare`) | {:.3} s |",
+        third.as_secs_f64()
+    );
+    println!(
+        "| fourth update, staging (3.0.0 -> 4.0.0, from the spare) | {:.3} s |",
+        fourth.as_secs_f64()
+    );
+    println!(
+        "| files kept in place / linked / downloaded | {} / {} / {} |",
+        report4.plan.kept_files,
+        report4.files_reused - report4.plan.kept_files,
+        report4.files_downloaded
+    );
+    println!(
+        "| steady-state staging / cp -a | {:.3} |",
+        fourth.as_secs_f64() / copy.as_secs_f64()
+    );
+    println!(
+        "| steady-state staging / cp -al | {:.3} |",
+        fourth.as_secs_f64() / link.as_secs_f64()
+    );
     drop(server);
     Ok(())
+}
+
+/// A copy of the release at `previous` with another 1 % of its files rewritten (those whose
+/// number is `offset` modulo 100), at `root/name`.
+fn next_release(
+    root: &Path,
+    previous: &Path,
+    name: &str,
+    offset: usize,
+    files: usize,
+    per_file: usize,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let next = root.join(name);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(previous)
+        .arg(&next)
+        .status()?;
+    if !status.success() {
+        return Err(format!("cp -a to {name} failed").into());
+    }
+    for i in (offset..files).step_by(100) {
+        let path = next.join(format!("dir{:02}/file{i:05}.bin", i % 50));
+        std::fs::write(&path, noise(2_000_000 * offset as u64 + i as u64, per_file))?;
+    }
+    Ok(next)
+}
+
+/// Updates the install at `dir` to the newest release through the library, timing its
+/// staging (download and build of the new version beside the running one) and printing
+/// when each phase of it ended (from the updater's progress events); then applies it.
+fn timed_update(
+    dir: &Path,
+) -> Result<(Duration, updater_core::UpdateReport), Box<dyn std::error::Error>> {
+    let mut updater = Updater::open(dir)?;
+    updater.set_lock_wait(Duration::from_secs(5));
+    // When staging's phases end: the download phase's first progress event comes after the
+    // manifest and the plan; its last one after every file is in place (pack ranges
+    // included); `Staged` after the sync and the check of the tree.
+    let phases: Arc<Mutex<Vec<(&'static str, Instant)>>> = Arc::default();
+    let sink = Arc::clone(&phases);
+    let started = std::sync::atomic::AtomicBool::new(false);
+    updater.on_event(move |event| {
+        let phase = match event {
+            updater_core::Event::Progress(_)
+                if !started.swap(true, std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Some("manifest and plan")
+            }
+            updater_core::Event::Progress(progress)
+                if progress.files_done == progress.files_total
+                    && progress.bytes_done == progress.bytes_total =>
+            {
+                Some("pack ranges and every file in place")
+            }
+            updater_core::Event::Staged { .. } => Some("synced and checked"),
+            _ => None,
+        };
+        if let (Some(phase), Ok(mut phases)) = (phase, sink.lock()) {
+            phases.push((phase, Instant::now()));
+        }
+    });
+    let check = updater.check()?;
+    let release = check.available.ok_or("no newer release found")?;
+    // Staging ends with one `syncfs`: flush the publishes' dirty pages first, so that it
+    // pays for its own writes only (a client machine has no repository being written).
+    sync()?;
+    let start = Instant::now();
+    let staged = updater.download(&release)?;
+    let staging = start.elapsed();
+    if let Ok(phases) = phases.lock() {
+        let mut last = start;
+        for (phase, at) in phases.iter() {
+            println!(
+                "staging {} phase: {phase}: {:.3} s",
+                release.version(),
+                at.duration_since(last).as_secs_f64()
+            );
+            last = *at;
+        }
+    }
+    let report = updater.apply(staged)?;
+    Ok((staging, report))
 }
 
 /// Sizes of the manifest files in a release folder: plain, `.zst`, `.zst-patch` (0 if none).

@@ -10,11 +10,17 @@ pub const CONFIG_FILE: &str = "appstart.toml";
 pub const VERSIONS_DIR: &str = "versions";
 /// Folder holding updater and launcher state.
 pub const STATE_DIR: &str = "state";
-/// Prefix of a version folder being built; never run, removed or resumed by the updater.
+/// Prefix of a version folder being built; never run. A leftover of an interrupted run is
+/// the starting point of the next run for the same version (only files proven to be
+/// recorded installed files are kept) and removed by a prune.
 pub const STAGING_PREFIX: &str = ".staging-";
 /// Prefix of a damaged version folder a repair moved aside (`.damaged-<version>-<n>`): not a
 /// version name, never run; removed by the next prune once nothing holds it open.
 pub const DAMAGED_PREFIX: &str = ".damaged-";
+/// The folder of the last version a prune removed, set aside instead of deleted: the next
+/// staging starts from it and keeps only the files proven to be recorded installed files
+/// (not a version name, never run).
+pub const SPARE_DIR: &str = ".spare";
 
 /// An install folder: the launcher, its config, the versions and the state.
 #[derive(Debug, Clone)]
@@ -58,6 +64,11 @@ impl InstallDir {
     pub fn staging_dir(&self, version: &VersionName) -> PathBuf {
         self.versions_dir()
             .join(format!("{STAGING_PREFIX}{}", version.as_str()))
+    }
+
+    /// `DIR/versions/.spare`: a pruned version's folder, for the next staging to start from.
+    pub fn spare_dir(&self) -> PathBuf {
+        self.versions_dir().join(SPARE_DIR)
     }
 
     /// `DIR/versions/.damaged-<version>-<n>`: where a repair moves a damaged folder aside.

@@ -11,7 +11,8 @@
 //! 8. Write `state/probation.toml` for the new version, then switch `appstart.toml`
 //!    atomically (`current` = new, `previous` = old). This rename is the commit point. Then
 //!    record the switch in `state/switched.toml`.
-//! 9. Remove versions beyond `keep` (never current or previous), stale staging folders,
+//! 9. Remove versions beyond `keep` (never current or previous; the newest of them is set
+//!    aside as `versions/.spare` for the next staging to start from, on Unix), stale staging folders,
 //!    launchers renamed aside and cached blobs. A folder or launcher still in use (Windows
 //!    refuses to delete open files) is left for the next prune, with a warning: it must not
 //!    fail an update that has already switched.
@@ -23,7 +24,7 @@
 
 use std::path::Path;
 
-use appstart_layout::paths::{DAMAGED_PREFIX, STAGING_PREFIX};
+use appstart_layout::paths::{DAMAGED_PREFIX, SPARE_DIR, STAGING_PREFIX};
 use appstart_layout::state::{BadVersions, Probation, Switched};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil};
 
@@ -412,6 +413,9 @@ pub fn prune_keeping(
     ];
     let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
     let mut removed = Vec::new();
+    // The newest version removed is set aside for the next staging to start from
+    // (`stage::spare`), not deleted: the next release shares nearly all of its files.
+    let mut set_aside = false;
     for version in installed_versions(install)? {
         if kept.contains(&version) {
             continue;
@@ -428,9 +432,13 @@ pub fn prune_keeping(
             kept.push(version);
             continue;
         }
+        let dir = install.version_dir(&version);
+        if !set_aside && InstalledRecord::path(install, &version).exists() {
+            set_aside = crate::stage::set_aside(install, &dir);
+        }
         // Windows refuses to delete files that are open (a version still running, an
         // antivirus scan): leave the folder for the next prune rather than fail the update.
-        if let Err(err) = fsutil::remove_dir_all_if_exists(&install.version_dir(&version)) {
+        if let Err(err) = fsutil::remove_dir_all_if_exists(&dir) {
             log::warn!("{err}; it is removed at the next update");
             continue;
         }
@@ -444,7 +452,11 @@ pub fn prune_keeping(
             let name = name.to_string_lossy();
             // Damaged folders a repair moved aside: the app may still run from one (Windows
             // then refuses, and the next prune tries again).
-            if (name.starts_with(STAGING_PREFIX) || name.starts_with(DAMAGED_PREFIX))
+            // A spare is never used on Windows (`stage::spare`).
+            let unused_spare = cfg!(windows) && name == SPARE_DIR;
+            if (name.starts_with(STAGING_PREFIX)
+                || name.starts_with(DAMAGED_PREFIX)
+                || unused_spare)
                 && let Err(err) = fsutil::remove_dir_all_if_exists(&entry.path())
             {
                 log::warn!("{err}; it is removed at the next update");

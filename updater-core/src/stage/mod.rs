@@ -1,8 +1,11 @@
 //! Building a version folder from a manifest, beside the running one.
 //!
 //! Steps (see `docs/crash-safety.md` for what is on disk after each):
-//! 1. Start from an empty `versions/.staging-<version>` (a leftover from an interrupted run is
-//!    removed; downloaded blobs survive in `state/cache`, so nothing is fetched twice).
+//! 1. Start `versions/.staging-<version>` from a leftover of an interrupted run, else from
+//!    `versions/.spare` (the folder the last prune set aside), else empty, keeping only the
+//!    files proven to be untouched installed files with the wanted content, mode and path
+//!    (`spare`; Unix; downloaded blobs survive in `state/cache`, so nothing is fetched
+//!    twice).
 //! 2. Plan ([`Stager::plan`]): for each file the cheapest route, fewest bytes first, then fewest
 //!    requests:
 //!    - a file of an installed version with the same BLAKE3 (free): hard-linked when its
@@ -47,10 +50,12 @@ mod parallel;
 mod record;
 mod reuse;
 mod seal;
+mod spare;
 pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
 pub use record::{InstalledRecord, PendingRecord, Records};
+pub(crate) use spare::set_aside;
 pub use verify::verify_tree;
 
 pub use file_stat::FileStat;
@@ -80,8 +85,11 @@ pub const PACK_WASTE_FLOOR: u64 = 16 * 1024;
 pub struct StageReport {
     /// Bytes received over the network (deltas, blobs and pack ranges; not metadata).
     pub bytes_downloaded: u64,
-    /// Files taken from installed versions.
+    /// Files taken from installed versions (those kept in place included).
     pub files_reused: usize,
+    /// Files already in place in the folder staging started from (`versions/.spare` or an
+    /// interrupted staging): neither linked nor fetched (`spare`).
+    pub files_kept: usize,
     /// Files that needed the network (patched, rebuilt or from a blob).
     pub files_downloaded: usize,
     /// Files rebuilt from a local file and a delta.
@@ -201,6 +209,17 @@ impl Stager<'_> {
         manifest: &'m Manifest,
         local: &LocalFiles,
     ) -> (Vec<Route>, Vec<Slice<'m>>) {
+        self.plan_keeping(manifest, local, &[])
+    }
+
+    /// [`Stager::plan`] where the files `kept` marks made are already in place (routed
+    /// [`Route::Local`], needing nothing).
+    fn plan_keeping<'m>(
+        &self,
+        manifest: &'m Manifest,
+        local: &LocalFiles,
+        kept: &[Made],
+    ) -> (Vec<Route>, Vec<Slice<'m>>) {
         let mut routes = Vec::with_capacity(manifest.files.len());
         let mut blobs = Vec::new();
         let mut need_blob = |content: &'m dyn Content| {
@@ -216,8 +235,8 @@ impl Stager<'_> {
                 });
             }
         };
-        for entry in &manifest.files {
-            if local.has_file(&entry.blake3) {
+        for (index, entry) in manifest.files.iter().enumerate() {
+            if local.has_file(&entry.blake3) || kept.get(index).is_some_and(|k| k.is_done()) {
                 routes.push(Route::Local);
                 continue;
             }
@@ -249,8 +268,8 @@ impl Stager<'_> {
     pub fn stage(&self, manifest: &Manifest, local: &LocalFiles) -> Result<StagedFolder> {
         // Step 1.
         let staging = self.install.staging_dir(&manifest.version);
-        fsutil::remove_dir_all_if_exists(&staging)?;
-        fsutil::create_dir_all(&staging)?;
+        let kept = spare::start_from(self.install, &staging, manifest, local)?;
+        crate::fault::step("recycled");
         let scratch = self.scratch_dir();
         fsutil::remove_dir_all_if_exists(&scratch)?;
         let mut folders: BTreeSet<PathBuf> = BTreeSet::new();
@@ -264,7 +283,7 @@ impl Stager<'_> {
             }
         }
         // Step 2.
-        let (routes, blobs) = self.plan(manifest, local);
+        let (routes, blobs) = self.plan_keeping(manifest, local, &kept);
         if let Some(progress) = self.progress {
             let bytes =
                 estimate::download_size(manifest, &routes, local, &self.install.cache_dir());
@@ -280,6 +299,7 @@ impl Stager<'_> {
                 reuse::reuse_all(
                     manifest,
                     &routes,
+                    &kept,
                     &staging,
                     local,
                     &self.retry.cancel,
@@ -304,14 +324,19 @@ impl Stager<'_> {
         let known: Vec<Option<FileStat>> = from_pack
             .iter()
             .zip(&reused)
-            .map(|(pack, reused)| pack.stat().or(reused.stat()))
+            .zip(&kept)
+            .map(|((pack, reused), kept)| pack.stat().or(reused.stat()).or(kept.stat()))
             .collect();
         // Step 3.
         for (index, (entry, route)) in manifest.files.iter().zip(routes).enumerate() {
             self.retry.cancel.check()?;
             let dest = entry.path.join_to(&staging);
-            let mut done = from_pack[index].is_done() || reused[index].is_done();
-            if from_pack[index].is_done() {
+            let mut done =
+                from_pack[index].is_done() || reused[index].is_done() || kept[index].is_done();
+            if kept[index].is_done() {
+                report.files_reused += 1;
+                report.files_kept += 1;
+            } else if from_pack[index].is_done() {
                 report.files_downloaded += 1;
                 report.files_from_blobs += 1;
             } else if reused[index].is_done() {

@@ -24,13 +24,15 @@ use appstart_layout::fsutil;
 /// Fewer files than this are linked on the calling thread.
 const FILES_PER_THREAD: usize = 512;
 
-/// Takes every file routed [`Route::Local`] from an installed version into `staging`.
+/// Takes every file routed [`Route::Local`] and not `kept` (already in place) from an
+/// installed version into `staging`.
 /// Returns, per manifest file, whether it was taken (with its stat); a file that could not be (changed on
 /// disk since, or gone) is left to the caller, which fetches it. Stops early, returning
 /// what it did, when `stop` is set or `cancel` fires (the caller reports the error).
 pub(super) fn reuse_all(
     manifest: &Manifest,
     routes: &[Route],
+    kept: &[Made],
     staging: &Path,
     local: &LocalFiles,
     cancel: &CancelToken,
@@ -39,7 +41,9 @@ pub(super) fn reuse_all(
     let wanted: Vec<usize> = routes
         .iter()
         .enumerate()
-        .filter(|(_, route)| **route == Route::Local)
+        .filter(|(index, route)| {
+            **route == Route::Local && !kept.get(*index).is_some_and(|k| k.is_done())
+        })
         .map(|(index, _)| index)
         .collect();
     let done = super::parallel::in_runs(&wanted, FILES_PER_THREAD, |indexes| {
@@ -158,6 +162,7 @@ mod tests {
         let reused = reuse_all(
             &manifest,
             &routes,
+            &[],
             staging.path(),
             &local,
             &CancelToken::default(),

@@ -528,13 +528,16 @@ impl Updater {
             .filter(|previous| self.install.version_dir(previous).exists());
         // Each installed version's record is read once for the whole download.
         let records = Records::new(&self.install);
-        let previous_intact = previous_installed.is_some_and(|previous| {
-            records
-                .get(previous)
-                .is_some_and(|r| r.matches_by_stat(&self.install.version_dir(previous)))
-        });
+        // Checked only when it matters: it reads a stat per file of that version.
+        let previous_intact = || {
+            previous_installed.is_some_and(|previous| {
+                records
+                    .get(previous)
+                    .is_some_and(|r| r.matches_by_stat(&self.install.version_dir(previous)))
+            })
+        };
         if release.version() == &config.current
-            || (Some(release.version()) == previous_installed && !previous_intact)
+            || (Some(release.version()) == previous_installed && !previous_intact())
         {
             return Err(Error::Invalid(format!(
                 "{} is already installed as the current or previous version",

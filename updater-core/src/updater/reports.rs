@@ -207,6 +207,10 @@ impl UpdateReport {
 pub struct Plan {
     /// Files taken from installed versions (no bytes on the wire).
     pub local_files: usize,
+    /// Of those, files already in place in the folder staging started from (the folder a
+    /// prune set aside, `versions/.spare`, or an interrupted staging): neither linked nor
+    /// copied.
+    pub kept_files: usize,
     /// Files rebuilt from a local file and a delta.
     pub delta_files: usize,
     /// Bytes of deltas (for whole files and archive parts).
@@ -233,6 +237,7 @@ pub struct Plan {
 impl Plan {
     fn add(&mut self, other: &Plan) {
         self.local_files += other.local_files;
+        self.kept_files += other.kept_files;
         self.delta_files += other.delta_files;
         self.delta_bytes += other.delta_bytes;
         self.blob_files += other.blob_files;
@@ -250,6 +255,7 @@ impl From<StageReport> for Plan {
     fn from(report: StageReport) -> Self {
         Plan {
             local_files: report.files_reused,
+            kept_files: report.files_kept,
             delta_files: report.files_patched,
             delta_bytes: report.delta_bytes,
             blob_files: report.files_from_blobs,
