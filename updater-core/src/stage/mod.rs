@@ -268,19 +268,22 @@ impl Stager<'_> {
     pub fn stage(&self, manifest: &Manifest, local: &LocalFiles) -> Result<StagedFolder> {
         // Step 1.
         let staging = self.install.staging_dir(&manifest.version);
-        let kept = spare::start_from(self.install, &staging, manifest, local)?;
+        let wanted = folders_of(manifest);
+        let kept = spare::start_from(self.install, &staging, manifest, &wanted, local)?;
         crate::fault::step("recycled");
         let scratch = self.scratch_dir();
         fsutil::remove_dir_all_if_exists(&scratch)?;
         let mut folders: BTreeSet<PathBuf> = BTreeSet::new();
         folders.insert(staging.clone());
-        for dir in &manifest.directories {
-            create_folder(&staging, dir.as_str(), &mut folders)?;
-        }
-        for entry in &manifest.files {
-            for parent in entry.path.parents() {
-                create_folder(&staging, parent, &mut folders)?;
+        // In order, so each folder comes after its parent (a prefix sorts first).
+        for relative in wanted {
+            let path = staging.join(relative);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                Err(e) => return Err(Error::io("creating folder", &path, e)),
             }
+            folders.insert(path);
         }
         // Step 2.
         let (routes, blobs) = self.plan_keeping(manifest, local, &kept);
@@ -565,20 +568,63 @@ impl StageReport {
     }
 }
 
-/// Creates `relative` (and its parents) below `root`, remembering each folder created.
-fn create_folder(root: &Path, relative: &str, folders: &mut BTreeSet<PathBuf>) -> Result<()> {
-    let mut path = root.to_path_buf();
-    for part in relative.split('/') {
-        path.push(part);
-        if folders.insert(path.clone()) {
-            match std::fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                Err(e) => return Err(Error::io("creating folder", &path, e)),
-            }
+/// Every folder of `manifest`, relative (`a`, `a/b`): its listed folders and the folders
+/// holding its files, each with its ancestors.
+fn folders_of(manifest: &Manifest) -> BTreeSet<&str> {
+    let mut folders = BTreeSet::new();
+    let mut last_parent = "";
+    for dir in &manifest.directories {
+        folders.extend(ancestors(dir.as_str()));
+    }
+    for entry in &manifest.files {
+        if let Some((parent, _)) = entry.path.as_str().rsplit_once('/')
+            && parent != last_parent
+        {
+            // Files are sorted by path: most share the previous file's folder.
+            folders.extend(ancestors(parent));
+            last_parent = parent;
         }
     }
-    Ok(())
+    folders
+}
+
+/// `a`, `a/b`, `a/b/c` for `a/b/c`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .map(move |(at, _)| &path[..at])
+        .chain(std::iter::once(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folders_of_a_manifest_come_with_their_ancestors_parents_first() {
+        let h = "0".repeat(64);
+        let file = |path: &str| {
+            let exec = path == "app";
+            format!(
+                r#"{{"path":"{path}","size":1,"executable":{exec},"blake3":"{h}","blob_size":1,"blob_blake3":"{h}"}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"format":2,"app":"demo","version":"2.0.0","channel":"stable","platform":"any","executable":"app","directories":["empty/deep"],"files":[{},{},{},{}]}}"#,
+            file("a/b/c/one"),
+            file("a/b/c/two"),
+            file("a/x"),
+            file("app")
+        );
+        let manifest = Manifest::parse(json.as_bytes(), "test manifest").unwrap();
+        assert_eq!(
+            folders_of(&manifest).into_iter().collect::<Vec<_>>(),
+            ["a", "a/b", "a/b/c", "empty", "empty/deep"]
+        );
+        assert_eq!(
+            ancestors("a/b/c").collect::<Vec<_>>(),
+            ["a", "a/b", "a/b/c"]
+        );
+    }
 }
 
 /// Copies `source` to a new file `dest`, verifying size and BLAKE3 while copying. Returns the

@@ -42,6 +42,7 @@ pub(super) fn start_from(
     install: &InstallDir,
     staging: &Path,
     manifest: &Manifest,
+    folders: &BTreeSet<&str>,
     local: &LocalFiles,
 ) -> Result<Vec<Made>> {
     let none = || vec![Made::Not; manifest.files.len()];
@@ -70,18 +71,13 @@ pub(super) fn start_from(
             return Ok(none());
         }
     }
-    // The folders the new version has; every other one goes.
-    let mut folders: BTreeSet<&str> = BTreeSet::new();
-    for dir in &manifest.directories {
-        folders.extend(ancestors(dir.as_str()));
-    }
-    let mut by_path: HashMap<&str, usize> = HashMap::with_capacity(manifest.files.len());
-    for (index, entry) in manifest.files.iter().enumerate() {
-        by_path.insert(entry.path.as_str(), index);
-        if let Some((parent, _)) = entry.path.as_str().rsplit_once('/') {
-            folders.extend(ancestors(parent));
-        }
-    }
+    // Every folder not in `folders` (the new version's) goes.
+    let by_path: HashMap<&str, usize> = manifest
+        .files
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| (entry.path.as_str(), index))
+        .collect();
     // Walk the folder: remove what the new version cannot use, collect the candidates.
     let mut candidates: Vec<(usize, PathBuf)> = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(staging.to_path_buf(), String::new())];
@@ -151,13 +147,6 @@ fn proven(
                 && file.stat.is_some_and(|s| s.is_known() && s == stat)
         })
         .then_some(Some(stat))
-}
-
-/// `a`, `a/b`, `a/b/c` for `a/b/c`.
-fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/')
-        .map(move |(at, _)| &path[..at])
-        .chain(std::iter::once(path))
 }
 
 /// Whether `path` is a folder itself, not a link to one.
@@ -292,7 +281,8 @@ mod tests {
         let manifest = Manifest::parse(json.as_bytes(), "test manifest").unwrap();
         let staging = install.staging_dir(&appstart_layout::VersionName::parse("2.0.0").unwrap());
 
-        let made = start_from(&install, &staging, &manifest, &local).unwrap();
+        let folders = super::super::folders_of(&manifest);
+        let made = start_from(&install, &staging, &manifest, &folders, &local).unwrap();
 
         assert!(!spare.exists(), "the spare became the staging folder");
         let kept: Vec<&str> = manifest
@@ -355,26 +345,17 @@ mod tests {
         let staging = install.staging_dir(&appstart_layout::VersionName::parse("2.0.0").unwrap());
         let local = LocalFiles::default();
         assert_eq!(
-            start_from(&install, &staging, &manifest, &local).unwrap(),
+            start_from(&install, &staging, &manifest, &BTreeSet::new(), &local).unwrap(),
             [Made::Not]
         );
         assert!(staging.is_dir());
         std::fs::write(staging.join("junk"), "j").unwrap();
         std::fs::create_dir_all(install.spare_dir()).unwrap();
-        start_from(&install, &staging, &manifest, &local).unwrap();
+        start_from(&install, &staging, &manifest, &BTreeSet::new(), &local).unwrap();
         assert!(
             install.spare_dir().is_dir(),
             "the spare waits for the next version"
         );
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn ancestors_of_a_path() {
-        assert_eq!(
-            ancestors("a/b/c").collect::<Vec<_>>(),
-            ["a", "a/b", "a/b/c"]
-        );
-        assert_eq!(ancestors("a").collect::<Vec<_>>(), ["a"]);
     }
 }
