@@ -433,7 +433,13 @@ pub fn prune_keeping(
             continue;
         }
         let dir = install.version_dir(&version);
-        if !set_aside && InstalledRecord::path(install, &version).exists() {
+        // The record goes first: a folder without one is still removed by the next prune,
+        // while a record whose folder is gone (set aside or deleted, then a crash) would
+        // stay forever.
+        let record = InstalledRecord::path(install, &version);
+        let had_record = record.exists();
+        fsutil::remove_file_if_exists(&record)?;
+        if !set_aside && had_record {
             set_aside = crate::stage::set_aside(install, &dir);
         }
         // Windows refuses to delete files that are open (a version still running, an
@@ -442,7 +448,6 @@ pub fn prune_keeping(
             log::warn!("{err}; it is removed at the next update");
             continue;
         }
-        fsutil::remove_file_if_exists(&InstalledRecord::path(install, &version))?;
         removed.push(version);
     }
     let versions_dir = install.versions_dir();
