@@ -87,7 +87,8 @@ mod rollback;
 mod s3;
 #[cfg(unix)]
 mod shortcuts;
-#[cfg(unix)]
+// A spare is set aside on Linux only.
+#[cfg(target_os = "linux")]
 mod spare;
 #[cfg(unix)]
 mod tls;

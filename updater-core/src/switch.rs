@@ -457,8 +457,8 @@ pub fn prune_keeping(
             let name = name.to_string_lossy();
             // Damaged folders a repair moved aside: the app may still run from one (Windows
             // then refuses, and the next prune tries again).
-            // A spare is never used on Windows (`stage::spare`).
-            let unused_spare = cfg!(windows) && name == SPARE_DIR;
+            // A spare is used on Linux only (`stage::spare`).
+            let unused_spare = !crate::stage::RECYCLES && name == SPARE_DIR;
             if (name.starts_with(STAGING_PREFIX)
                 || name.starts_with(DAMAGED_PREFIX)
                 || unused_spare)

@@ -55,7 +55,7 @@ pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
 pub use record::{InstalledRecord, PendingRecord, Records};
-pub(crate) use spare::set_aside;
+pub(crate) use spare::{RECYCLES, set_aside};
 pub use verify::verify_tree;
 
 pub use file_stat::FileStat;

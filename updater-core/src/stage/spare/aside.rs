@@ -11,12 +11,11 @@ use crate::error::{Error, Result};
 /// older one) instead of deleting it. Returns whether it did; when not, the caller deletes
 /// the folder as before.
 ///
-/// Not a folder a process still runs from (Linux: its executable or its working folder is
-/// in it; an old app that updates itself may outlive two updates): what it writes there
-/// would land in the next staging, which its check then refuses.
+/// Not a folder a process still runs from (its executable or its working folder is in it;
+/// an old app that updates itself may outlive two updates): what it writes there would land
+/// in the next version. Only on Linux, where that can be told ([`super::RECYCLES`]).
 pub(crate) fn set_aside(install: &InstallDir, version_dir: &Path) -> bool {
-    if cfg!(windows) {
-        // Never used there (see `start_from`).
+    if !super::RECYCLES {
         return false;
     }
     if in_use(version_dir) {
@@ -43,34 +42,40 @@ pub(crate) fn set_aside(install: &InstallDir, version_dir: &Path) -> bool {
     }
 }
 
-/// Whether a process's executable or working folder is inside `dir`, as far as this user
-/// can see (`/proc/<pid>/exe` and `cwd`); a folder that cannot be resolved counts as in use.
+/// Whether a process of this user (the one that can write into `dir`) has its executable or
+/// working folder inside `dir` (`/proc/<pid>/exe` and `cwd`). When the folder cannot be
+/// resolved or `/proc` cannot be read, it counts as in use. A process whose links cannot be
+/// read (not dumpable: a set-user-ID program, an agent that asked not to be, a sandbox's
+/// init) is not an app run by the launcher and is passed over: counting it would turn
+/// recycling off for good on machines that always run one.
 #[cfg(target_os = "linux")]
 fn in_use(dir: &Path) -> bool {
-    let Ok(dir) = std::fs::canonicalize(dir) else {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(dir), Ok(me), Ok(processes)) = (
+        std::fs::canonicalize(dir),
+        std::fs::metadata("/proc/self"),
+        std::fs::read_dir("/proc"),
+    ) else {
         return true;
     };
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return false;
-    };
     processes.flatten().any(|process| {
-        let is_pid = process
+        let ours = process
             .file_name()
             .to_str()
-            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()));
-        is_pid
-            && ["exe", "cwd"].iter().any(|link| {
-                std::fs::read_link(process.path().join(link))
-                    .is_ok_and(|target| target.starts_with(&dir))
-            })
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+            && process.metadata().is_ok_and(|meta| meta.uid() == me.uid());
+        // A link that cannot be read: gone since it was listed, a kernel thread (no
+        // executable), not dumpable.
+        ours && ["exe", "cwd"].iter().any(|link| {
+            std::fs::read_link(process.path().join(link))
+                .is_ok_and(|target| target.starts_with(&dir))
+        })
     })
 }
 
-/// Elsewhere the folder is set aside whatever runs from it: what such a process writes is
-/// still refused by the check of the next staging.
 #[cfg(not(target_os = "linux"))]
 fn in_use(_dir: &Path) -> bool {
-    false
+    true
 }
 
 /// Renames `dir` to the first free `versions/.damaged-<version>-<n>`, which no launcher runs

@@ -8,15 +8,18 @@
 //! renames that folder to its staging name and keeps every file that is already right
 //! ([`start_from`]): its cost is one `lstat` per file plus the files that differ.
 //!
-//! What makes a kept file safe: it is kept only if its identity (inode, or volume and NTFS
-//! file index), size and modification time equal the recorded stat of an installed file with
-//! the content the new version wants at that path, and its mode is the one wanted. That is
-//! the same proof a hard link from an installed version rests on (`docs/layout.md`): the
-//! kept file *is* that installed file (a hard link to it, made by an earlier staging), not
-//! written since it was recorded. Anything else in the folder (other content, files changed
+//! What makes a kept file safe: it is kept only if its identity (inode), size and
+//! modification time equal the recorded stat of an installed file with the content the new
+//! version wants at that path, that installed file still has that stat, and its executable
+//! bit is the one wanted. That is the same proof a hard link from an installed version rests
+//! on (`docs/layout.md`): the kept file *is* that installed file (a hard link to it, made by
+//! an earlier staging), not written since it was recorded. Anything else in the folder (other content, files changed
 //! since, names the new version does not have, links, folders it does not want) is removed
 //! before staging goes on, so the folder then holds only proven files, and step 4 checks the
-//! whole tree as always. Nothing here is referenced by `appstart.toml` or a record, so a
+//! whole tree as always. Folders are kept only if staging could have made them
+//! ([`unfit_folder`]). Versions are set aside on Linux only ([`RECYCLES`]); a leftover
+//! staging folder is started from on every Unix. Nothing here is referenced by
+//! `appstart.toml` or a record, so a
 //! crash at any point leaves at worst a `.spare` or a `.staging-<version>` that the next run
 //! starts from again (the same proof applies to a leftover staging folder) or a prune
 //! removes.
@@ -39,16 +42,21 @@ pub(crate) use aside::set_aside;
 /// Fewer files than this are checked on the calling thread.
 const FILES_PER_THREAD: usize = 1024;
 
+/// Whether a prune sets a version aside and staging starts from it: Linux only, where a
+/// folder a process still runs from can be told ([`set_aside`]) and an access control list
+/// on a folder can be read. Elsewhere a stray `.spare` is removed by the prune.
+pub(crate) const RECYCLES: bool = cfg!(target_os = "linux");
+
 /// Step 1: makes `staging` exist as a folder, starting from (in this order) a leftover
 /// `staging` of an interrupted run, `versions/.spare`, or nothing; then keeps only the files
 /// of it that are proven right for `manifest` (see the module docs) and removes everything
 /// else. Returns, per manifest file, whether it is already in place (with its stat where it
 /// is kept between runs: Unix).
 ///
-/// A folder that cannot be cleaned (a file that cannot be removed, a folder of another
-/// owner, with more permissions than `versions/` has, or on another device) is moved aside
-/// as a `.damaged-` folder, which the next prune removes, and staging starts from nothing:
-/// what is in the way of one update must not stop every later one.
+/// A folder that cannot be cleaned (a file that cannot be removed, a root staging would not
+/// have made, a folder on another device: [`unfit_folder`]) is moved aside as a `.damaged-`
+/// folder, which the next prune removes, and staging starts from nothing: what is in the
+/// way of one update must not stop every later one.
 pub(super) fn start_from(
     install: &InstallDir,
     staging: &Path,
@@ -65,7 +73,7 @@ pub(super) fn start_from(
             .map(|()| None)
             .map_err(Error::from)
     } else if take_over(install, staging)? {
-        sweep(install, staging, manifest, folders, local).map(Some)
+        sweep(staging, manifest, folders, local).map(Some)
     } else {
         return Ok(none());
     };
@@ -90,7 +98,7 @@ fn take_over(install: &InstallDir, staging: &Path) -> Result<bool> {
     }
     remove_entry(staging)?;
     let spare = install.spare_dir();
-    if is_real_dir(&spare) {
+    if RECYCLES && is_real_dir(&spare) {
         match std::fs::rename(&spare, staging) {
             // Checked again once it has its new name: only a real folder is swept.
             Ok(()) if is_real_dir(staging) => return Ok(true),
@@ -105,17 +113,14 @@ fn take_over(install: &InstallDir, staging: &Path) -> Result<bool> {
 /// Removes from `staging` everything the new version cannot use (see the module docs) and
 /// returns, per manifest file, whether it is kept.
 fn sweep(
-    install: &InstallDir,
     staging: &Path,
     manifest: &Manifest,
     folders: &BTreeSet<&str>,
     local: &LocalFiles,
 ) -> Result<Vec<Made>> {
-    let versions = install.versions_dir();
-    let reference =
-        std::fs::symlink_metadata(&versions).map_err(|e| Error::io("reading", &versions, e))?;
+    let reference = made_by_staging(staging)?;
     let root = std::fs::symlink_metadata(staging).map_err(|e| Error::io("reading", staging, e))?;
-    if let Some(problem) = unfit_folder(&root, &reference) {
+    if let Some(problem) = unfit_folder(staging, &root, &reference) {
         return Err(Error::Invalid(format!("{}: {problem}", staging.display())));
     }
     let by_path: HashMap<&str, usize> = manifest
@@ -143,7 +148,7 @@ fn sweep(
                 Some(relative) if kind.is_dir() && folders.contains(relative.as_str()) => {
                     let meta = std::fs::symlink_metadata(&path)
                         .map_err(|e| Error::io("reading", &path, e))?;
-                    match unfit_folder(&meta, &reference) {
+                    match unfit_folder(&path, &meta, &reference) {
                         None => stack.push((path, format!("{relative}/"))),
                         Some(problem) if same_device(&meta, &reference) => {
                             log::info!("not keeping {}: {problem}", path.display());
@@ -182,23 +187,45 @@ fn sweep(
     Ok(made)
 }
 
+/// The stat of a folder as staging makes one beside `staging` now (owner, group, device
+/// and mode under this process's umask): made, read and removed again. Its name starts
+/// with the staging prefix, so a prune removes it if a crash leaves it behind.
+fn made_by_staging(staging: &Path) -> Result<std::fs::Metadata> {
+    let mut probe = staging.as_os_str().to_owned();
+    probe.push(".probe");
+    let probe = PathBuf::from(probe);
+    fsutil::remove_dir_all_if_exists(&probe)?;
+    std::fs::create_dir(&probe).map_err(|e| Error::io("creating folder", &probe, e))?;
+    let meta = std::fs::symlink_metadata(&probe).map_err(|e| Error::io("reading", &probe, e));
+    std::fs::remove_dir(&probe).map_err(|e| Error::io("removing", &probe, e))?;
+    meta
+}
+
 /// Why a folder of a recycled folder is not one staging would have made, if it is not:
-/// staging makes folders as the owner of `versions/` (`reference`), on its device, with
-/// at most its permissions. A folder another user may write into, or a mount point, must
-/// not become part of a version.
-fn unfit_folder(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> Option<String> {
+/// staging makes folders with the owner, group, device and at most the permissions of
+/// `reference` ([`made_by_staging`]), and with no access control list. A folder another
+/// user may write into, or a mount point, must not become part of a version.
+fn unfit_folder(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    reference: &std::fs::Metadata,
+) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         if !meta.is_dir() {
             return Some("not a folder".into());
         }
+        #[cfg(target_os = "linux")]
+        if let Some(acl) = acl_of(path) {
+            return Some(format!("it has an access control list ({acl})"));
+        }
         if !same_device(meta, reference) {
             return Some("on another device than the versions folder".into());
         }
         if (meta.uid(), meta.gid()) != (reference.uid(), reference.gid()) {
             return Some(format!(
-                "owned by {}:{}, not {}:{} as the versions folder",
+                "owned by {}:{}, not {}:{} as a folder staging makes",
                 meta.uid(),
                 meta.gid(),
                 reference.uid(),
@@ -208,7 +235,7 @@ fn unfit_folder(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> Opti
         let extra = meta.mode() & 0o7777 & !reference.mode();
         if extra != 0 {
             return Some(format!(
-                "mode {:o} grants {extra:o}, which the versions folder ({:o}) does not",
+                "mode {:o} grants {extra:o}, which a folder staging makes ({:o}) does not",
                 meta.mode() & 0o7777,
                 reference.mode() & 0o7777
             ));
@@ -217,9 +244,27 @@ fn unfit_folder(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> Opti
     }
     #[cfg(not(unix))]
     {
-        let _ = reference;
+        let _ = (path, reference);
         (!meta.is_dir()).then(|| "not a folder".into())
     }
+}
+
+/// The name of an access control list `path` has (it may grant what the mode does not
+/// show), if any; a file system without extended attributes has none.
+#[cfg(target_os = "linux")]
+fn acl_of(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    ["system.posix_acl_access", "system.posix_acl_default"]
+        .into_iter()
+        .find(|name| {
+            let name = std::ffi::CString::new(*name).expect("no NUL in the name");
+            // SAFETY: both are NUL-terminated strings that outlive the call; a null buffer
+            // of size 0 asks only for the attribute's size.
+            let size =
+                unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+            size >= 0
+        })
 }
 
 fn same_device(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> bool {
@@ -250,12 +295,16 @@ fn proven(
         return None;
     }
     let stat = FileStat::of(path, &meta);
+    // The installed file is `lstat`ed again: two live names with one inode number are one
+    // file, whereas a recorded number alone may have been given to another file since (on
+    // file systems that number files anew at each mount).
     local
         .files(&entry.blake3)
         .any(|file| {
             file.executable == entry.executable
                 && file.size == entry.size
                 && file.stat.is_some_and(|s| s.is_known() && s == stat)
+                && std::fs::symlink_metadata(&file.path).is_ok_and(|now| file.untouched(&now))
         })
         .then_some(Some(stat))
 }
