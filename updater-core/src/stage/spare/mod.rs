@@ -189,10 +189,11 @@ fn sweep(
 
 /// The stat of a folder as staging makes one beside `staging` now (owner, group, device
 /// and mode under this process's umask): made, read and removed again. Its name starts
-/// with the staging prefix, so a prune removes it if a crash leaves it behind.
+/// with the staging prefix, so a prune removes it if a crash leaves it behind, and ends in
+/// `~`, which no version name has, so it is no other version's staging folder.
 fn made_by_staging(staging: &Path) -> Result<std::fs::Metadata> {
     let mut probe = staging.as_os_str().to_owned();
-    probe.push(".probe");
+    probe.push("~probe");
     let probe = PathBuf::from(probe);
     fsutil::remove_dir_all_if_exists(&probe)?;
     std::fs::create_dir(&probe).map_err(|e| Error::io("creating folder", &probe, e))?;
