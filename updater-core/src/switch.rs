@@ -22,7 +22,7 @@
 //! (the `current` appstart itself last wrote) and treats a move to an older version like
 //! `appupdate rollback`, so the next update does not undo it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use appstart_layout::paths::{DAMAGED_PREFIX, SPARE_DIR, STAGING_PREFIX};
 use appstart_layout::state::{BadVersions, Probation, Switched};
@@ -481,6 +481,20 @@ pub fn prune_keeping(
     remove_launchers_aside(install);
     fsutil::remove_dir_all_if_exists(&install.cache_dir())?;
     Ok(removed)
+}
+
+/// The first free `versions/.damaged-<version>-<n>`: where a repair moves a damaged folder
+/// and staging a folder it could not clean; never run, removed by the next prune.
+pub(crate) fn free_damaged_dir(install: &InstallDir, version: &VersionName) -> Result<PathBuf> {
+    (0..1000)
+        .map(|n| install.damaged_dir(version, n))
+        .find(|path| std::fs::symlink_metadata(path).is_err())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} holds 1000 damaged folders of {version}; remove them",
+                install.versions_dir().display()
+            ))
+        })
 }
 
 fn remove_temp_files(dir: &Path) -> Result<()> {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use appstart_layout::{InstallDir, VersionName, fsutil};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Sets the folder of a version being pruned aside as `versions/.spare` (replacing an
 /// older one) instead of deleting it. Returns whether it did; when not, the caller deletes
@@ -85,15 +85,7 @@ pub(super) fn move_damaged_aside(
     dir: &Path,
     version: &VersionName,
 ) -> Result<()> {
-    let aside = (0..1000)
-        .map(|n| install.damaged_dir(version, n))
-        .find(|path| std::fs::symlink_metadata(path).is_err())
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{} holds 1000 damaged folders of {version}; remove them",
-                install.versions_dir().display()
-            ))
-        })?;
+    let aside = crate::switch::free_damaged_dir(install, version)?;
     fsutil::rename(dir, &aside)?;
     log::info!("moved {} aside to {}", dir.display(), aside.display());
     Ok(())

@@ -13,16 +13,15 @@
 //! version wants at that path, that installed file still has that stat, and its executable
 //! bit is the one wanted. That is the same proof a hard link from an installed version rests
 //! on (`docs/layout.md`): the kept file *is* that installed file (a hard link to it, made by
-//! an earlier staging), not written since it was recorded. Anything else in the folder (other content, files changed
-//! since, names the new version does not have, links, folders it does not want) is removed
-//! before staging goes on, so the folder then holds only proven files, and step 4 checks the
-//! whole tree as always. Folders are kept only if staging could have made them
-//! ([`unfit_folder`]). Versions are set aside on Linux only ([`RECYCLES`]); a leftover
-//! staging folder is started from on every Unix. Nothing here is referenced by
-//! `appstart.toml` or a record, so a
-//! crash at any point leaves at worst a `.spare` or a `.staging-<version>` that the next run
-//! starts from again (the same proof applies to a leftover staging folder) or a prune
-//! removes.
+//! an earlier staging), not written since it was recorded. Anything else in the folder
+//! (other content, files changed since, names the new version does not have, links, folders
+//! it does not want) is removed before staging goes on, so the folder then holds only proven
+//! files, and step 4 checks the whole tree as always. Folders are kept only if staging could
+//! have made them ([`unfit_folder`]). Versions are set aside on Linux only ([`RECYCLES`]); a
+//! leftover staging folder is started from on every Unix. Nothing here is referenced by
+//! `appstart.toml` or a record, so a crash at any point leaves at worst a `.spare` or a
+//! `.staging-<version>` that the next run starts from again (the same proof applies to a
+//! leftover staging folder) or a prune removes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -256,16 +255,16 @@ fn unfit_folder(
 fn acl_of(path: &Path) -> Option<&'static str> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    ["system.posix_acl_access", "system.posix_acl_default"]
+    [c"system.posix_acl_access", c"system.posix_acl_default"]
         .into_iter()
         .find(|name| {
-            let name = std::ffi::CString::new(*name).expect("no NUL in the name");
             // SAFETY: both are NUL-terminated strings that outlive the call; a null buffer
             // of size 0 asks only for the attribute's size.
             let size =
                 unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
             size >= 0
         })
+        .map(|name| name.to_str().unwrap_or("an ACL"))
 }
 
 fn same_device(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> bool {
@@ -282,7 +281,7 @@ fn same_device(meta: &std::fs::Metadata, reference: &std::fs::Metadata) -> bool 
 }
 
 /// The stat of the file at `path` if it is, untouched, a recorded installed file holding
-/// what `entry` wants, with the mode it wants.
+/// what `entry` wants, with the executable bit it wants.
 fn proven(
     path: &Path,
     entry: &crate::manifest::FileEntry,

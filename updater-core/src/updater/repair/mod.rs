@@ -226,15 +226,7 @@ impl Updater {
         version: &VersionName,
     ) -> Result<Option<PathBuf>> {
         let versions = self.install.versions_dir();
-        let aside = (0..1000)
-            .map(|n| self.install.damaged_dir(version, n))
-            .find(|path| !path.exists())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{} holds 1000 damaged folders of {version}; remove them",
-                    versions.display()
-                ))
-            })?;
+        let aside = switch::free_damaged_dir(&self.install, version)?;
         if !target.exists() {
             fsutil::rename(staging, target)?;
             fsutil::sync_dir(&versions)?;
