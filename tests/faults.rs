@@ -1,5 +1,5 @@
-//! Faulty networks and full disks: a fault-injecting HTTP server on 127.0.0.1 and a small
-//! tmpfs. Each fault ends with a completed update or a clean failure that leaves the install
+//! Faulty networks and full disks: a fault-injecting HTTP server on 127.0.0.1 (which, like
+//! S3, answers a request for several ranges with the whole file) and a small tmpfs. Each fault ends with a completed update or a clean failure that leaves the install
 //! as it was; corrupt data is never installed.
 
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +34,12 @@ enum Fault {
     /// The right answer, 300 ms late (a long round trip): requests made one after the other
     /// never overlap, requests made at once do.
     Slow,
+    /// A request for several ranges answered in parts, every part after the first with its
+    /// bytes flipped.
+    CorruptParts,
+    /// A request for several ranges answered in parts, cut off in the middle of the second
+    /// part.
+    TruncatedParts,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +110,7 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
             .to_string();
         let mut range = None;
         let mut range_end = None;
+        let mut several: Vec<(usize, usize)> = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -116,6 +123,22 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
             if let Some(value) = line
                 .strip_prefix("Range: bytes=")
                 .or_else(|| line.strip_prefix("range: bytes="))
+                .filter(|value| value.contains(','))
+            {
+                several = value
+                    .split(',')
+                    .filter_map(|r| {
+                        let (a, b) = r.trim().split_once('-')?;
+                        Some((a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .collect();
+            }
+            // Several ranges are answered with the whole file (as S3 does), unless a fault
+            // answers them in parts.
+            if let Some(value) = line
+                .strip_prefix("Range: bytes=")
+                .or_else(|| line.strip_prefix("range: bytes="))
+                .filter(|value| !value.contains(','))
             {
                 let (start, end) = value.split_once('-').unwrap_or((value, ""));
                 range = start.parse::<u64>().ok();
@@ -145,6 +168,12 @@ fn serve_connection(stream: TcpStream, root: &Path, plan: &Mutex<Plan>) {
         };
         if fault == Some(Fault::Slow) {
             std::thread::sleep(Duration::from_millis(300));
+        }
+        if matches!(fault, Some(Fault::CorruptParts | Fault::TruncatedParts)) && !several.is_empty()
+        {
+            respond_in_parts(&mut stream, &body, &several, fault);
+            done();
+            return;
         }
         // `bytes=N-M`: bytes N to M of the file (a server ignoring ranges sends all of it).
         let total = body.len();
@@ -187,7 +216,9 @@ fn respond(
         format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\n{content_range}\r\n")
     };
     match fault {
-        None | Some(Fault::IgnoreRange | Fault::Slow) => {
+        // The parts faults apply to requests for several ranges only.
+        None
+        | Some(Fault::IgnoreRange | Fault::Slow | Fault::CorruptParts | Fault::TruncatedParts) => {
             let _ = stream.write_all(head(slice.len()).as_bytes());
             stream.write_all(slice).is_ok()
         }
@@ -232,6 +263,52 @@ fn respond(
             false
         }
     }
+}
+
+/// Answers `ranges` of `body` in `multipart/byteranges` parts, broken as `fault` says.
+fn respond_in_parts(
+    stream: &mut TcpStream,
+    body: &[u8],
+    ranges: &[(usize, usize)],
+    fault: Option<Fault>,
+) {
+    let mut parts = Vec::new();
+    for (index, &(first, last)) in ranges.iter().enumerate() {
+        parts.extend_from_slice(
+            format!(
+                "\r\n--XYZ\r\nContent-Range: bytes {first}-{last}/{}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let start = parts.len();
+        parts.extend_from_slice(&body[first..=last]);
+        if index > 0 && fault == Some(Fault::CorruptParts) {
+            for byte in &mut parts[start..] {
+                *byte ^= 0x5a;
+            }
+        }
+        if index == 1 && fault == Some(Fault::TruncatedParts) {
+            parts.truncate(start + (last - first) / 2);
+            break;
+        }
+    }
+    if fault == Some(Fault::CorruptParts) {
+        parts.extend_from_slice(b"\r\n--XYZ--\r\n");
+    }
+    let length = if fault == Some(Fault::TruncatedParts) {
+        // Announces the whole answer, sends part of it, then closes.
+        parts.len() + 1_000_000
+    } else {
+        parts.len()
+    };
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Type: multipart/byteranges; boundary=XYZ\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let _ = stream.write_all(&parts);
 }
 
 /// An install of 1.0.0 served by a fault server, with 2.0.0 (one 400 KB file) published.
@@ -658,25 +735,9 @@ fn packs_work_with_a_server_that_ignores_range() {
 #[test]
 fn pack_ranges_are_fetched_several_at_a_time() {
     let publisher = Publisher::new();
-    let version = |seed: u64, changed: &[usize]| -> Vec<(String, Vec<u8>)> {
-        (0..40)
-            .map(|i| {
-                let seed = if changed.contains(&i) { seed } else { 0 };
-                (
-                    format!("d/{i:02}.bin"),
-                    crate::harness::noise(seed * 1000 + i as u64, 20_000),
-                )
-            })
-            .collect()
-    };
+    let version = crate::harness::scattered_files;
     let publish = |name: &str, contents: &[(String, Vec<u8>)]| {
-        let mut files: Vec<(&str, &[u8], bool)> = vec![("bin/app", APP, true)];
-        files.extend(
-            contents
-                .iter()
-                .map(|(p, c)| (p.as_str(), c.as_slice(), false)),
-        );
-        publisher.publish("ranges", name, &files, &["--delta-depth", "0"]);
+        publisher.publish_beside("ranges", name, APP, contents);
     };
     publish("1.0.0", &version(0, &[]));
     let server = FaultServer::start(publisher.repo());
@@ -721,4 +782,58 @@ fn pack_ranges_are_fetched_several_at_a_time() {
         server.take_peak_in_flight() >= 2,
         "the ranges after the first were requested one at a time: {log:?}"
     );
+}
+
+/// A server that answers a request for several ranges in broken parts: what the parts got
+/// right is used, a part whose bytes do not match their signed BLAKE3 is fetched from its
+/// blob, and what a cut-off answer did not bring is asked for again one range at a time.
+/// Nothing corrupt is installed either way.
+#[test]
+fn broken_multipart_answers_are_never_installed() {
+    for fault in [Fault::CorruptParts, Fault::TruncatedParts] {
+        let publisher = Publisher::new();
+        let version = crate::harness::scattered_files;
+        let publish = |name: &str, contents: &[(String, Vec<u8>)]| {
+            publisher.publish_beside("parts", name, APP, contents);
+        };
+        publish("1.0.0", &version(0, &[]));
+        let server = FaultServer::start(publisher.repo());
+        let home = temp_dir();
+        let dir = home.path().join("app");
+        crate::harness::install(&publisher, &server.url, "parts", &dir);
+        let v2 = version(7, &[0, 8, 16, 24, 32]);
+        publish("2.0.0", &v2);
+        let before = server.log().len();
+        server.inject("/packs/", fault, 1);
+        let output = appupdate(&["update", "--dir", dir.to_str().unwrap(), "--json"]);
+        assert!(
+            output.status.success(),
+            "{fault:?}: {}",
+            text(&output.stderr)
+        );
+        for (path, content) in &v2 {
+            assert_eq!(
+                &std::fs::read(dir.join("versions/2.0.0").join(path)).unwrap(),
+                content,
+                "{fault:?}: {path}"
+            );
+        }
+        let log = server.log()[before..].to_vec();
+        assert!(
+            log.iter()
+                .any(|(p, _, status)| p.contains("/packs/") && *status == format!("{fault:?}")),
+            "{log:?}"
+        );
+        let blobs = log.iter().filter(|(p, _, _)| p.contains("/blobs/")).count();
+        let ranges = log
+            .iter()
+            .filter(|(p, range, status)| p.contains("/packs/") && range.is_some() && status == "ok")
+            .count();
+        match fault {
+            // The 4 flipped slices from their blobs.
+            Fault::CorruptParts => assert_eq!((blobs, ranges), (4, 0), "{log:?}"),
+            // The first part was read whole; the 4 others one range at a time.
+            _ => assert_eq!((blobs, ranges), (0, 4), "{log:?}"),
+        }
+    }
 }

@@ -669,6 +669,39 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// 40 files of 20 KB of noise (`d/NN.bin`), those in `changed` made from `seed`: in a pack
+/// their blobs lie far apart, so an update of every eighth one needs a range per file.
+pub fn scattered_files(seed: u64, changed: &[usize]) -> Vec<(String, Vec<u8>)> {
+    (0..40)
+        .map(|i| {
+            let seed = if changed.contains(&i) { seed } else { 0 };
+            (
+                format!("d/{i:02}.bin"),
+                noise(seed * 1000 + i as u64, 20_000),
+            )
+        })
+        .collect()
+}
+
+impl Publisher {
+    /// Publishes `contents` beside the executable `bin/app` (`script`), with no deltas.
+    pub fn publish_beside(
+        &self,
+        app: &str,
+        version: &str,
+        script: &[u8],
+        contents: &[(String, Vec<u8>)],
+    ) {
+        let mut files: Vec<(&str, &[u8], bool)> = vec![("bin/app", script, true)];
+        files.extend(
+            contents
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_slice(), false)),
+        );
+        self.publish(app, version, &files, &["--delta-depth", "0"]);
+    }
+}
+
 /// The Windows target the Wine tests cross-build for.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 

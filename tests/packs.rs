@@ -1,6 +1,8 @@
 //! Packs: a fresh install of a many-file app fetches its blobs with a handful of range
 //! requests, also from a server that ignores `Range`, and from a corrupt pack falls back
-//! to the blobs.
+//! to the blobs; an update whose changed files lie far apart in the pack asks for them in
+//! one request answered in parts, or, from a server that answers several ranges with the
+//! whole pack (as S3 does), one range at a time without reading that whole pack.
 
 use std::process::Command;
 
@@ -137,4 +139,66 @@ fn old_packs_can_be_pruned_and_installs_still_work() {
     crate::harness::install(&publisher, &server.url, "many", &dir);
     let output = run(&mut Command::new(dir.join("appstart")));
     assert_eq!(text(&output.stdout), "app 3.0.0\n");
+}
+
+/// Installs 1.0.0 of [`crate::harness::scattered_files`] from `appupdate serve` with `serve_flags`, publishes 2.0.0
+/// with every eighth file changed (5 blobs 140 KB apart in the pack: too far apart to
+/// bridge) and updates. Returns the update report and the pack requests of the update.
+fn update_scattered(serve_flags: &[&str]) -> (serde_json::Value, Vec<String>) {
+    let publisher = Publisher::new();
+    let publish = |version: &str, contents: &[(String, Vec<u8>)]| {
+        publisher.publish_beside("scattered", version, APP, contents);
+    };
+    publish("1.0.0", &crate::harness::scattered_files(0, &[]));
+    let server = Server::start_with(&publisher.repo(), serve_flags);
+    let home = temp_dir();
+    let dir = home.path().join("app");
+    crate::harness::install(&publisher, &server.url, "scattered", &dir);
+    let v2 = crate::harness::scattered_files(7, &[0, 8, 16, 24, 32]);
+    publish("2.0.0", &v2);
+    let before = server.requests().len();
+    let report = crate::harness::appupdate_json(&["update", "--dir", dir.to_str().unwrap()]);
+    for (path, content) in &v2 {
+        assert_eq!(
+            &std::fs::read(dir.join("versions/2.0.0").join(path)).unwrap(),
+            content,
+            "{path}"
+        );
+    }
+    let requests = server.requests()[before..].to_vec();
+    assert!(
+        !requests.iter().any(|r| r.contains("/blobs/")),
+        "everything came from the pack: {requests:?}"
+    );
+    let packs = requests
+        .into_iter()
+        .filter(|r| r.contains("/packs/"))
+        .collect();
+    (report, packs)
+}
+
+#[test]
+fn scattered_changes_come_in_one_request_answered_in_parts() {
+    let (report, packs) = update_scattered(&[]);
+    assert_eq!(packs.len(), 1, "one request for 5 ranges: {packs:?}");
+    assert!(packs[0].contains(" 206 "), "{packs:?}");
+    assert_eq!(report["plan"]["pack_requests"], 1, "{report}");
+    assert_eq!(report["plan"]["blob_files"], 5, "{report}");
+    // The 5 slices (about 100 KB) and the parts' headers, not the 800 KB pack.
+    let content = report["content_bytes"].as_u64().unwrap();
+    assert!((100_000..110_000).contains(&content), "{report}");
+}
+
+#[test]
+fn a_server_that_answers_several_ranges_whole_gets_one_range_at_a_time() {
+    let (report, packs) = update_scattered(&["--one-range-per-request"]);
+    // The request for several ranges, answered 200 and dropped unread, then one per range.
+    assert_eq!(packs.len(), 6, "{packs:?}");
+    assert!(packs[0].contains(" 200 "), "{packs:?}");
+    assert!(packs[1..].iter().all(|r| r.contains(" 206 ")), "{packs:?}");
+    assert_eq!(report["plan"]["pack_requests"], 6, "{report}");
+    // What was read of the whole pack is at most what the transport had buffered, far
+    // less than its 800 KB.
+    let content = report["content_bytes"].as_u64().unwrap();
+    assert!((100_000..300_000).contains(&content), "{report}");
 }

@@ -343,6 +343,10 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8 or RSA) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Answer a request for several ranges with the whole file, as S3 and most CDNs do
+    /// (one range is still answered with 206): to try how installs cope with such a host.
+    #[arg(long)]
+    pub one_range_per_request: bool,
 }
 
 /// `appupdate install ...`

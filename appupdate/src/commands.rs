@@ -23,8 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Release(command) => crate::release_cmd::run(command)?,
         Command::Fleet(args) => crate::fleet_cmd::fleet(&args)?,
         Command::Serve(args) => {
-            let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
-            crate::fleet_cmd::serve(&args.repo, &args.listen, tls, args.receipts_db.as_deref())?;
+            crate::fleet_cmd::serve(&args)?;
         }
         Command::Install(args) => return crate::client_cmd::install(args, &output),
         Command::Installer(args) => crate::installer::build(args)?,

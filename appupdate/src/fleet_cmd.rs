@@ -70,21 +70,20 @@ fn open(db: &str) -> Result<Box<dyn appstart_fleet::Store>> {
     Ok(appstart_fleet::open(db)?)
 }
 
-/// Binds `appupdate serve`, over HTTPS when `tls` (certificate, key) is given, with the
-/// receiver's routes when `receipts_db` is given.
-pub fn serve(
-    repo: &std::path::Path,
-    listen: &str,
-    tls: Option<(&std::path::Path, &std::path::Path)>,
-    receipts_db: Option<&str>,
-) -> Result<()> {
-    let mut server = match tls {
+/// Runs `appupdate serve`: over HTTPS when `--tls-cert` and `--tls-key` are given, with the
+/// receiver's routes when `--receipts-db` is.
+pub fn serve(args: &crate::cli::ServeArgs) -> Result<()> {
+    let (repo, listen) = (&args.repo, args.listen.as_str());
+    let mut server = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some((cert, key)) => RepoServer::bind_tls(repo, listen, cert, key)?,
         None => RepoServer::bind(repo, listen)?,
     };
+    if args.one_range_per_request {
+        server = server.one_range_per_request();
+    }
     // The first line names the URL (scripts and the e2e harness read it).
     println!("serving {} at {}/", repo.display(), server.url());
-    if let Some(db) = receipts_db {
+    if let Some(db) = args.receipts_db.as_deref() {
         let store: Arc<dyn appstart_fleet::Store> = Arc::from(appstart_fleet::open(db)?);
         server = server.with_handler(Arc::new(appstart_fleet::Receiver::new(store)));
         println!(

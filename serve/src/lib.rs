@@ -2,9 +2,10 @@
 //!
 //! Production repositories are served by any static web server or CDN; this one exists so a
 //! publisher can try a repository locally, and so the tests talk to a real HTTP server. It
-//! supports exactly what the client relies on: GET and HEAD, a single `Range` (answered with
-//! 206, or 416 when unsatisfiable), `ETag` and `If-None-Match` (304), and an exact
-//! `Content-Length`. It never serves a path outside the repository folder: the request path
+//! supports exactly what the client relies on: GET and HEAD, `Range` (one range answered
+//! with 206, several with 206 in `multipart/byteranges` parts, or, to try the client against
+//! a server that answers them as S3 does, with the whole file: [`ranges`]; 416 when
+//! unsatisfiable), `ETag` and `If-None-Match` (304), and an exact `Content-Length`. It never serves a path outside the repository folder: the request path
 //! is decoded and parsed into plain components (no `..`, no absolute parts), and the
 //! resolved file must still lie inside the canonical repository folder, so a symlink cannot
 //! lead out of it either.
@@ -22,6 +23,7 @@
 //! port; what it does not answer falls through to the file server.
 
 pub mod push;
+pub mod ranges;
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -53,6 +55,7 @@ pub struct RepoServer {
     address: SocketAddr,
     handler: Option<Arc<dyn Handler>>,
     https: bool,
+    one_range: bool,
 }
 
 /// The largest TLS certificate or key file read by [`RepoServer::bind_tls`].
@@ -126,12 +129,20 @@ impl RepoServer {
             address,
             handler: None,
             https,
+            one_range: false,
         })
     }
 
     /// Gives `handler` first look at every request.
     pub fn with_handler(mut self, handler: Arc<dyn Handler>) -> Self {
         self.handler = Some(handler);
+        self
+    }
+
+    /// Answers a request for several ranges with the whole file, as S3 and most CDNs do
+    /// (one range is still answered with 206): for trying clients against such a server.
+    pub fn one_range_per_request(mut self) -> Self {
+        self.one_range = true;
         self
     }
 
@@ -153,6 +164,7 @@ impl RepoServer {
             let log = Arc::clone(&log);
             let handler = self.handler.clone();
             let hub = Arc::clone(&hub);
+            let one_range = self.one_range;
             handles.push(std::thread::spawn(move || {
                 while let Ok(request) = server.recv() {
                     let method = request.method().to_string();
@@ -162,9 +174,9 @@ impl RepoServer {
                         _ if push::is_push(&url) => hub.subscribe(request),
                         Some(handler) => match handler.handle(request) {
                             Ok(answered) => answered,
-                            Err(request) => respond(&root, request),
+                            Err(request) => respond(&root, request, one_range),
                         },
-                        None => respond(&root, request),
+                        None => respond(&root, request, one_range),
                     };
                     if let Ok(mut log) = log.lock() {
                         let _ = writeln!(log, "{method} {url} {status} {length}");
@@ -261,10 +273,11 @@ fn set_no_delay(listener: &std::net::TcpListener) {
     let _ = listener;
 }
 
-/// Answers one request; returns the status and body length for the log.
-fn respond(root: &Path, request: Request) -> (u16, u64) {
+/// Answers one request; returns the status and body length for the log. `one_range`:
+/// several ranges are answered with the whole file.
+fn respond(root: &Path, request: Request, one_range: bool) -> (u16, u64) {
     let result = match request.method() {
-        Method::Get | Method::Head => answer(root, &request),
+        Method::Get | Method::Head => answer(root, &request, one_range),
         _ => Answer::Status(405),
     };
     match result {
@@ -300,6 +313,24 @@ fn respond(root: &Path, request: Request) -> (u16, u64) {
             let _ = request.respond(response);
             (status, length)
         }
+        Answer::Parts {
+            file,
+            ranges,
+            total,
+            etag,
+        } => {
+            let boundary = ranges::boundary();
+            let (body, length) = ranges::Parts::new(file, &ranges, total, &boundary);
+            let response = Response::new(206.into(), vec![], body, Some(length as usize), None)
+                .with_header(header("ETag", &etag))
+                .with_header(header("Accept-Ranges", "bytes"))
+                .with_header(header(
+                    "Content-Type",
+                    &format!("multipart/byteranges; boundary={boundary}"),
+                ));
+            let _ = request.respond(response);
+            (206, length)
+        }
     }
 }
 
@@ -314,9 +345,15 @@ enum Answer {
         etag: String,
         partial: bool,
     },
+    Parts {
+        file: File,
+        ranges: Vec<(u64, u64)>,
+        total: u64,
+        etag: String,
+    },
 }
 
-fn answer(root: &Path, request: &Request) -> Answer {
+fn answer(root: &Path, request: &Request, one_range: bool) -> Answer {
     let Some(path) = resolve(root, request.url()) else {
         return Answer::Status(404);
     };
@@ -343,12 +380,22 @@ fn answer(root: &Path, request: &Request) -> Answer {
     {
         return Answer::NotModified(etag);
     }
-    let (start, length, partial) = match header_value("Range") {
-        None => (0, total, false),
-        Some(range) => match parse_range(&range, total) {
-            Some((start, end)) => (start, end - start + 1, true),
-            None if total == 0 => (0, 0, false),
-            None => return Answer::Status(416),
+    let asked = header_value("Range").map(|range| ranges::parse(&range, total));
+    let (start, length, partial) = match asked {
+        None | Some(ranges::Ranges::Whole) => (0, total, false),
+        Some(ranges::Ranges::Unsatisfiable) if total == 0 => (0, 0, false),
+        Some(ranges::Ranges::Unsatisfiable) => return Answer::Status(416),
+        Some(ranges::Ranges::Some(ranges)) => match ranges[..] {
+            [(first, last)] => (first, last - first + 1, true),
+            _ if one_range => (0, total, false),
+            _ => {
+                return Answer::Parts {
+                    file,
+                    ranges,
+                    total,
+                    etag,
+                };
+            }
         },
     };
     if file.seek(SeekFrom::Start(start)).is_err() {
@@ -398,33 +445,6 @@ fn etag_of(meta: &std::fs::Metadata) -> String {
     format!("\"{:x}-{:x}-{:x}\"", meta.len(), mtime, inode)
 }
 
-/// Parses a single `bytes=` range against `total`; `None` when unsatisfiable or malformed.
-fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || total == 0 {
-        return None;
-    }
-    let (first, last) = spec.split_once('-')?;
-    let (first, last) = (first.trim(), last.trim());
-    if first.is_empty() {
-        let suffix: u64 = last.parse().ok()?;
-        if suffix == 0 {
-            return None;
-        }
-        return Some((total.saturating_sub(suffix), total - 1));
-    }
-    let start: u64 = first.parse().ok()?;
-    if start >= total {
-        return None;
-    }
-    let end = if last.is_empty() {
-        total - 1
-    } else {
-        last.parse::<u64>().ok()?.min(total - 1)
-    };
-    (end >= start).then_some((start, end))
-}
-
 pub(crate) fn header(name: &str, value: &str) -> Header {
     // Names and values here are ASCII we built ourselves, which tiny_http always accepts.
     Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
@@ -435,18 +455,6 @@ pub(crate) fn header(name: &str, value: &str) -> Header {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-    }
 
     #[test]
     fn never_resolves_outside_the_root() {

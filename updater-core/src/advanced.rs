@@ -61,7 +61,7 @@ pub mod stage;
 pub mod switch;
 #[path = "tls.rs"]
 pub mod tls;
-#[path = "transport.rs"]
+#[path = "transport/mod.rs"]
 pub mod transport;
 #[path = "tuf/mod.rs"]
 pub mod tuf;

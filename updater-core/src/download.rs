@@ -191,6 +191,7 @@ pub fn fetch_to_partial(
             range_start: (have > 0).then_some(have),
             range_end: None,
             if_none_match: None,
+            more_ranges: Vec::new(),
         };
         let response = transport.get(url, &request)?;
         let resume = match response.status {

@@ -306,6 +306,23 @@ proptest! {
     }
 
     #[test]
+    fn multipart_answers_survive_random_and_mutated_bodies(
+        random in prop::collection::vec(any::<u8>(), 0..512),
+        edits in mutations(),
+    ) {
+        use crate::transport::multipart::read_all;
+        for body in [random, mutate(MULTIPART, &edits)] {
+            let parts = bounded("multipart", || read_all(&body[..], "B0UND", 8, 1 << 20))?;
+            if let Ok(parts) = parts {
+                // Each part holds exactly the bytes its Content-Range names.
+                for (part, bytes) in parts {
+                    prop_assert_eq!(part.length(), bytes.len() as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn content_range_parse_survives_any_header(
         header in "(bytes )?[0-9 \\-/*]{0,40}",
         random in ".{0,64}",
@@ -320,8 +337,14 @@ proptest! {
     }
 }
 
+/// A valid `multipart/byteranges` answer of three parts, boundary `B0UND`.
+const MULTIPART: &[u8] = b"\r\n--B0UND\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-2/100\r\n\r\nabc\r\n--B0UND\r\nContent-Range: bytes 10-14/100\r\n\r\n\r\n--B\r\n--B0UND\r\nContent-Range: bytes 90-99/*\r\n\r\n0123456789\r\n--B0UND--\r\n";
+
 #[test]
 fn the_seed_inputs_are_valid() {
+    let parts = crate::transport::multipart::read_all(MULTIPART, "B0UND", 8, 1 << 20)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parts.len(), 3);
     // The mutation properties are only as good as their seeds: check each parses.
     let seed = deltas();
     for (algorithm, delta) in &seed.deltas {

@@ -314,6 +314,7 @@ impl Mirrors {
             content_length: Some(bytes.len() as u64),
             range_start: None,
             etag,
+            multipart_boundary: None,
             body: Box::new(std::io::Cursor::new(bytes)),
         })
     }

@@ -98,6 +98,7 @@ impl Transport for StreamTransport {
             content_length: None,
             range_start: None,
             etag: None,
+            multipart_boundary: None,
             body: Box::new(response.into_body().into_reader()),
         })
     }

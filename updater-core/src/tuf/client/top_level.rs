@@ -42,6 +42,7 @@ impl TrustedMetadata {
                     range_start: None,
                     range_end: None,
                     if_none_match: etag.clone(),
+                    more_ranges: Vec::new(),
                 },
             )?;
             match response.status {

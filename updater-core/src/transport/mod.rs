@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::proxy::Proxies;
 use crate::tls::TlsTrust;
 
+pub mod multipart;
+
 /// What to ask for beyond a plain GET.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -18,6 +20,13 @@ pub struct Request {
     pub range_start: Option<u64>,
     /// With `range_start`: the last byte wanted, inclusive (`Range: bytes=N-M`).
     pub range_end: Option<u64>,
+    /// With `range_start` and `range_end`: further ranges (first and last byte, inclusive),
+    /// ascending and after `range_end`, asked for in the same request (`Range:
+    /// bytes=N-M,A-B,...`). A server may answer them in parts
+    /// ([`Response::multipart_boundary`]), with one range that starts at `range_start` (it
+    /// coalesced them, or kept only the first), or with the whole resource. A transport
+    /// that cannot ask for several ranges answers the first one only.
+    pub more_ranges: Vec<(u64, u64)>,
     /// Answer 304 if the resource still has this ETag (`If-None-Match`).
     pub if_none_match: Option<String>,
 }
@@ -43,6 +52,9 @@ pub struct Response {
     pub range_start: Option<u64>,
     /// `ETag`, when the server sent one.
     pub etag: Option<String>,
+    /// For a 206 in several parts (`Content-Type: multipart/byteranges`): the boundary
+    /// between them ([`multipart::Multiparts`] reads them).
+    pub multipart_boundary: Option<String>,
     /// The body. Unbounded: callers cap it.
     pub body: Box<dyn Read + Send>,
 }
@@ -54,6 +66,7 @@ impl std::fmt::Debug for Response {
             .field("content_length", &self.content_length)
             .field("range_start", &self.range_start)
             .field("etag", &self.etag)
+            .field("multipart_boundary", &self.multipart_boundary)
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +199,13 @@ impl Transport for HttpTransport {
             let end = request
                 .range_end
                 .map_or(String::new(), |end| end.to_string());
-            builder = builder.header("Range", format!("bytes={start}-{end}"));
+            let mut value = format!("bytes={start}-{end}");
+            if request.range_end.is_some() {
+                for (first, last) in &request.more_ranges {
+                    value.push_str(&format!(",{first}-{last}"));
+                }
+            }
+            builder = builder.header("Range", value);
         }
         if let Some(etag) = &request.if_none_match {
             builder = builder.header("If-None-Match", etag);
@@ -222,11 +241,15 @@ impl Transport for HttpTransport {
         };
         let content_length = header("Content-Length").and_then(|v| v.trim().parse().ok());
         let range_start = header("Content-Range").and_then(|v| parse_content_range_start(&v));
+        let multipart_boundary = (status == Status::Partial)
+            .then(|| header("Content-Type").and_then(|v| multipart::boundary_of(&v)))
+            .flatten();
         Ok(Response {
             status,
             content_length,
             range_start,
             etag: header("ETag"),
+            multipart_boundary,
             body: Box::new(body.into_reader()),
         })
     }
@@ -316,6 +339,7 @@ impl Transport for FileTransport {
             content_length: Some(end - start),
             range_start: (status == Status::Partial).then_some(start),
             etag: None,
+            multipart_boundary: None,
             body: Box::new(std::io::Read::take(file, end - start)),
         })
     }
