@@ -295,7 +295,12 @@ fn refused_credentials(error: &ureq::Error) -> bool {
 /// the fuzz targets in `fuzz/` can reach it.
 #[doc(hidden)]
 pub fn parse_content_range_start(value: &str) -> Option<u64> {
-    let rest = value.trim().strip_prefix("bytes ")?;
+    let value = value.trim();
+    // Range units are case-insensitive (RFC 9110 §14.1).
+    let rest = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes "))
+        .and_then(|_| value.get(6..))?;
     rest.split('-').next()?.trim().parse().ok()
 }
 
@@ -472,6 +477,8 @@ mod tests {
     #[test]
     fn helpers() {
         assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("Bytes 7-9/10"), Some(7));
+        assert_eq!(parse_content_range_start("bytes"), None);
         assert_eq!(percent_decode("a%20b%2Fc%zz"), "a b/c%zz");
         assert_eq!(
             join_url("http://h/r/", "/metadata/x"),

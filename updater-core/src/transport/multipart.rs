@@ -208,7 +208,12 @@ impl<R: Read> Read for Multiparts<R> {
 
 /// `bytes FIRST-LAST/TOTAL` (or `/*`), with FIRST <= LAST.
 fn parse_content_range(value: &str) -> Option<Part> {
-    let rest = value.trim().strip_prefix("bytes ")?;
+    let value = value.trim();
+    // Range units are case-insensitive (RFC 9110 §14.1).
+    let rest = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes "))
+        .and_then(|_| value.get(6..))?;
     let (range, total) = rest.split_once('/')?;
     let (first, last) = range.split_once('-')?;
     let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
@@ -392,7 +397,7 @@ mod tests {
 
     #[test]
     fn padding_and_bare_line_feeds_are_accepted() {
-        let body = b"preamble\n--B0UND \t\ncontent-range:bytes 3-4/*\n\nxy\n--B0UND-- \r\nepilogue";
+        let body = b"preamble\n--B0UND \t\ncontent-range:BYTES 3-4/*\n\nxy\n--B0UND-- \r\nepilogue";
         let parts = read_all(&body[..], "B0UND", 8, 1000).unwrap();
         assert_eq!(parts, vec![(Part { first: 3, last: 4 }, b"xy".to_vec())]);
     }

@@ -283,36 +283,4 @@ fn bridged_gaps(sorted: &[Slice<'_>]) -> Vec<bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{PACK_GAP, Slice, bridged_gaps};
-
-    fn slices(count: u64, size: u64, gap: u64) -> Vec<Slice<'static>> {
-        (0..count)
-            .map(|i| Slice {
-                offset: i * (size + gap),
-                size,
-                blob_blake3: "",
-                content: "",
-            })
-            .collect()
-    }
-
-    #[test]
-    fn small_gaps_are_bridged_within_the_waste_budget() {
-        // Neighbours with small gaps: one range.
-        assert!(
-            bridged_gaps(&slices(10, 1000, 100))
-                .iter()
-                .skip(1)
-                .all(|j| *j)
-        );
-        // 100 slices of 2,000 bytes, 2,000 apart: 200,000 needed, so at most 20,000 + 16 KiB
-        // of gaps are fetched (18 gaps), not 198,000.
-        let joined = bridged_gaps(&slices(100, 2000, 2000));
-        assert_eq!(joined.iter().filter(|j| **j).count(), 18);
-        assert!(!joined[0]);
-        // A gap over PACK_GAP is never bridged, whatever the budget.
-        let far = bridged_gaps(&slices(4, 10 << 20, PACK_GAP + 1));
-        assert!(far.iter().all(|j| !*j));
-    }
-}
+mod tests;

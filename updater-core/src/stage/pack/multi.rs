@@ -41,7 +41,12 @@ enum Answer {
     /// With the whole pack, or something unusable: nothing was read.
     Refused,
     /// With some or all of them: these runs (`start..end` of `needed`) are still to fetch.
-    Served(Vec<(usize, usize)>),
+    /// `in_parts`: the answer was in parts (else one range: the server coalesced the ranges
+    /// or kept the first, and asking it for several again gains nothing).
+    Served {
+        left: Vec<(usize, usize)>,
+        in_parts: bool,
+    },
 }
 
 impl Stager<'_> {
@@ -63,36 +68,56 @@ impl Stager<'_> {
         };
         let mut received = 0;
         let mut requests = 1;
-        let mut left = match self.fetch_several(url, needed, first, cache, sink, &mut received)? {
+        let (mut left, in_parts) = match self.fetch_several(
+            url,
+            needed,
+            first,
+            cache,
+            sink,
+            &mut received,
+        )? {
             Answer::Refused => {
                 log::info!(
                     "{url}: the server does not answer several ranges in parts; one request per run"
                 );
-                let (bytes, made) =
-                    self.fetch_single_ranges(url, pack_size, needed, runs, cache, sink)?;
-                return Ok((received + bytes, requests + made));
+                (first.clone(), false)
             }
-            Answer::Served(left) => left,
+            Answer::Served { left, in_parts } => (left, in_parts),
         };
-        let also_left = Mutex::new(Vec::new());
-        let bytes = AtomicU64::new(0);
-        requests += in_parallel(rest.len(), sink, &|index, sink| {
-            let mut read = 0;
-            let answer = self.fetch_several(url, needed, &rest[index], cache, sink, &mut read);
-            bytes.fetch_add(read, Ordering::Relaxed);
-            let runs = match answer? {
-                Answer::Refused => rest[index].clone(),
-                Answer::Served(left) => left,
-            };
-            if let Ok(mut also_left) = also_left.lock() {
-                also_left.extend(runs);
-            }
-            Ok(true)
-        })?;
-        received += bytes.into_inner();
-        left.extend(also_left.into_inner().unwrap_or_else(|e| e.into_inner()));
+        if in_parts {
+            let also_left = Mutex::new(Vec::new());
+            let bytes = AtomicU64::new(0);
+            requests += in_parallel(rest.len(), sink, &|index, sink| {
+                let mut read = 0;
+                let answer = self.fetch_several(url, needed, &rest[index], cache, sink, &mut read);
+                bytes.fetch_add(read, Ordering::Relaxed);
+                let runs = match answer? {
+                    Answer::Refused => rest[index].clone(),
+                    Answer::Served { left, .. } => left,
+                };
+                if let Ok(mut also_left) = also_left.lock() {
+                    also_left.extend(runs);
+                }
+                Ok(true)
+            })?;
+            received += bytes.into_inner();
+            left.extend(also_left.into_inner().unwrap_or_else(|e| e.into_inner()));
+        } else {
+            // Not in parts: the other batches one range per run.
+            left.extend(rest.iter().flatten());
+        }
         left.sort_unstable();
-        let (bytes, made) = self.fetch_single_ranges(url, pack_size, needed, &left, cache, sink)?;
+        // Only the slices still wanted: a server answering one of these with the whole pack
+        // then serves those, not the ones already read.
+        let mut slices = Vec::new();
+        let mut runs = Vec::new();
+        for &(start, end) in &left {
+            let first = slices.len();
+            slices.extend_from_slice(&needed[start..end]);
+            runs.push((first, slices.len()));
+        }
+        let (bytes, made) =
+            self.fetch_single_ranges(url, pack_size, &slices, &runs, cache, sink)?;
         Ok((received + bytes, requests + made))
     }
 
@@ -112,7 +137,10 @@ impl Stager<'_> {
             .map(|&(start, end)| range_of(&needed[start..end]))
             .collect();
         let (Some(&(first, last)), Some(more)) = (ranges.first(), ranges.get(1..)) else {
-            return Ok(Answer::Served(batch.to_vec()));
+            return Ok(Answer::Served {
+                left: batch.to_vec(),
+                in_parts: false,
+            });
         };
         let request = Request {
             range_start: Some(first),
@@ -148,6 +176,7 @@ impl Stager<'_> {
             cache,
             received,
         };
+        let in_parts = response.multipart_boundary.is_some();
         let result = match (response.status, &response.multipart_boundary) {
             (Status::Partial, Some(boundary)) => {
                 let mut parts = Multiparts::new(response.body.take(cap), boundary);
@@ -186,7 +215,10 @@ impl Stager<'_> {
             }
             Err(Stop::Fatal(err)) => return Err(err),
         }
-        Ok(Answer::Served(unread_runs(batch, &handled)))
+        Ok(Answer::Served {
+            left: unread_runs(batch, &handled),
+            in_parts,
+        })
     }
 }
 

@@ -23,7 +23,8 @@ enum RangeOutcome {
 
 impl Stager<'_> {
     /// Fetches each run (`start..end` of `needed`) with one range request: the first alone
-    /// (a server that ignores ranges sends the whole pack, which then serves every slice),
+    /// (a server that ignores ranges sends the whole pack, which then serves every slice;
+    /// answered so later, the whole pack serves that request's run only),
     /// the rest up to [`super::MAX_RANGE_REQUESTS`] at a time. Returns the bytes received
     /// and the requests made. A range that fails for a reason of the network stops the
     /// fetching of further ranges (their blobs are fetched one by one afterwards); a cancel,
@@ -51,7 +52,8 @@ impl Stager<'_> {
         let made = in_parallel(rest.len(), sink, &|index, sink| {
             let (start, end) = rest[index];
             let mut bytes = 0;
-            let run = (&needed[start..], end - start);
+            // Only its own run, even from a whole pack: the other runs are other threads'.
+            let run = (&needed[start..end], end - start);
             let result = self.fetch_pack_range(url, pack_size, run, cache, sink, &mut bytes);
             received.fetch_add(bytes, Ordering::Relaxed);
             Ok(matches!(
