@@ -184,19 +184,17 @@ impl Stager<'_> {
             }
             // One range: the server coalesced them, or kept the first.
             (Status::Partial, None) if response.range_start == Some(first) => {
-                match response
-                    .content_length
-                    .filter(|length| (1..=cap).contains(length))
-                {
-                    Some(length) => {
-                        let part = Part {
-                            first,
-                            last: first + length - 1,
-                        };
-                        reading.part(response.body.take(length), part, sink)
-                    }
-                    None => return Ok(Answer::Refused),
-                }
+                // Without a length (chunked) it is read up to the cap; one longer than the
+                // cap spans far more than was asked for: dropped.
+                let length = match response.content_length {
+                    Some(length) if (1..=cap).contains(&length) => length,
+                    None => cap,
+                    Some(_) => return Ok(Answer::Refused),
+                };
+                let Some(last) = first.checked_add(length - 1) else {
+                    return Ok(Answer::Refused);
+                };
+                reading.part(response.body.take(length), Part { first, last }, sink)
             }
             // The whole pack (or an answer to something else): dropped unread.
             _ => return Ok(Answer::Refused),

@@ -54,6 +54,8 @@ enum Answers {
     MissingLast,
     /// One range: the first asked for.
     FirstOnly,
+    /// One range, the first asked for, with no `Content-Length` (chunked).
+    FirstOnlyChunked,
     /// 200 and the whole pack.
     Whole,
 }
@@ -97,6 +99,12 @@ impl Transport for Server {
                 .collect(),
             Answers::MissingLast => ranges[..ranges.len() - 1].to_vec(),
             Answers::FirstOnly => return Ok(single(first)),
+            Answers::FirstOnlyChunked => {
+                return Ok(Response {
+                    content_length: None,
+                    ..single(first)
+                });
+            }
             Answers::Whole => {
                 return Ok(Response {
                     status: Status::Full,
@@ -163,6 +171,7 @@ fn every_kind_of_answer_to_several_ranges_serves_each_slice_once() {
         (Answers::MissingLast, 3 + 3),
         // The first batch's first range, then one request per other run.
         (Answers::FirstOnly, COUNT),
+        (Answers::FirstOnlyChunked, COUNT),
         // The dropped whole pack, then one request per run.
         (Answers::Whole, 1 + COUNT),
     ] {
