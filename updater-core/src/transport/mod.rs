@@ -295,12 +295,7 @@ fn refused_credentials(error: &ureq::Error) -> bool {
 /// the fuzz targets in `fuzz/` can reach it.
 #[doc(hidden)]
 pub fn parse_content_range_start(value: &str) -> Option<u64> {
-    let value = value.trim();
-    // Range units are case-insensitive (RFC 9110 §14.1).
-    let rest = value
-        .get(..6)
-        .filter(|unit| unit.eq_ignore_ascii_case("bytes "))
-        .and_then(|_| value.get(6..))?;
+    let rest = multipart::after_bytes_unit(value)?;
     rest.split('-').next()?.trim().parse().ok()
 }
 

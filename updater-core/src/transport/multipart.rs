@@ -208,12 +208,7 @@ impl<R: Read> Read for Multiparts<R> {
 
 /// `bytes FIRST-LAST/TOTAL` (or `/*`), with FIRST <= LAST.
 fn parse_content_range(value: &str) -> Option<Part> {
-    let value = value.trim();
-    // Range units are case-insensitive (RFC 9110 §14.1).
-    let rest = value
-        .get(..6)
-        .filter(|unit| unit.eq_ignore_ascii_case("bytes "))
-        .and_then(|_| value.get(6..))?;
+    let rest = after_bytes_unit(value)?;
     let (range, total) = rest.split_once('/')?;
     let (first, last) = range.split_once('-')?;
     let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
@@ -222,6 +217,16 @@ fn parse_content_range(value: &str) -> Option<Part> {
         return None;
     }
     (first <= last && last < u64::MAX).then_some(Part { first, last })
+}
+
+/// What follows `bytes ` in a `Content-Range` value (of a part, or of a whole answer). Range
+/// units are case-insensitive (RFC 9110 §14.1).
+pub(crate) fn after_bytes_unit(value: &str) -> Option<&str> {
+    let value = value.trim();
+    value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes "))
+        .and_then(|_| value.get(6..))
 }
 
 /// `line` without its line ending (`\r\n` or a bare `\n`).

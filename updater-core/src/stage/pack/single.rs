@@ -52,13 +52,14 @@ impl Stager<'_> {
         let made = in_parallel(rest.len(), sink, &|index, sink| {
             let (start, end) = rest[index];
             let mut bytes = 0;
-            // Only its own run, even from a whole pack: the other runs are other threads'.
+            // Only its own run, even from a whole pack: the other runs are other threads',
+            // which go on (only a failed range stops them).
             let run = (&needed[start..end], end - start);
             let result = self.fetch_pack_range(url, pack_size, run, cache, sink, &mut bytes);
             received.fetch_add(bytes, Ordering::Relaxed);
-            Ok(matches!(
+            Ok(!matches!(
                 Self::after_range(url, result)?,
-                RangeOutcome::Next
+                RangeOutcome::Stop
             ))
         })?;
         Ok((received.into_inner(), 1 + made))

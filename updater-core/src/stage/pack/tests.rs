@@ -58,6 +58,8 @@ enum Answers {
     FirstOnlyChunked,
     /// 200 and the whole pack.
     Whole,
+    /// 200 and the whole pack, to one range too after the first.
+    WholeAfterFirst,
 }
 
 #[derive(Debug)]
@@ -77,7 +79,19 @@ impl Transport for Server {
         let ranges: Vec<(u64, u64)> = std::iter::once(first)
             .chain(request.more_ranges.iter().copied())
             .collect();
-        self.requests.lock().unwrap().push(ranges.clone());
+        let singles_before = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(ranges.clone());
+            requests.iter().filter(|r| r.len() == 1).count() - usize::from(ranges.len() == 1)
+        };
+        let whole = || Response {
+            status: Status::Full,
+            content_length: Some(self.pack.len() as u64),
+            range_start: None,
+            etag: None,
+            multipart_boundary: None,
+            body: Box::new(std::io::Cursor::new(self.pack.clone())),
+        };
         let bytes = |(a, b): (u64, u64)| self.pack[a as usize..=b as usize].to_vec();
         let single = |range: (u64, u64)| Response {
             status: Status::Partial,
@@ -88,6 +102,9 @@ impl Transport for Server {
             body: Box::new(std::io::Cursor::new(bytes(range))),
         };
         if ranges.len() == 1 {
+            if self.answers == Answers::WholeAfterFirst && singles_before > 0 {
+                return Ok(whole());
+            }
             return Ok(single(first));
         }
         let parts: Vec<(u64, u64)> = match self.answers {
@@ -105,16 +122,7 @@ impl Transport for Server {
                     ..single(first)
                 });
             }
-            Answers::Whole => {
-                return Ok(Response {
-                    status: Status::Full,
-                    content_length: Some(self.pack.len() as u64),
-                    range_start: None,
-                    etag: None,
-                    multipart_boundary: None,
-                    body: Box::new(std::io::Cursor::new(self.pack.clone())),
-                });
-            }
+            Answers::Whole | Answers::WholeAfterFirst => return Ok(whole()),
         };
         let mut body = Vec::new();
         for (a, b) in parts {
@@ -174,6 +182,9 @@ fn every_kind_of_answer_to_several_ranges_serves_each_slice_once() {
         (Answers::FirstOnlyChunked, COUNT),
         // The dropped whole pack, then one request per run.
         (Answers::Whole, 1 + COUNT),
+        // Each later single range answered with the whole pack serves its own run, and the
+        // others go on.
+        (Answers::WholeAfterFirst, 1 + COUNT),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let install = InstallDir::new(dir.path());
