@@ -103,11 +103,20 @@ impl Bench {
         let record_path = dir.join("state/manifests/1.0.0.json");
         let mut record: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
-        for (path, stat) in record["stats"].as_object_mut().unwrap() {
+        // `file_stats`: `[ino, volume, size, mtime_ns]` per file, in the manifest's order.
+        let paths: Vec<String> = record["manifest"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| file["path"].as_str().unwrap().to_string())
+            .collect();
+        let rows = record["file_stats"].as_array_mut().unwrap();
+        assert_eq!(rows.len(), paths.len());
+        for (path, row) in paths.iter().zip(rows) {
             let meta = std::fs::symlink_metadata(v1.join(path)).unwrap();
-            stat["ino"] = meta.ino().into();
-            stat["size"] = meta.size().into();
-            stat["mtime_ns"] = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).into();
+            row[0] = meta.ino().into();
+            row[2] = meta.size().into();
+            row[3] = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).into();
         }
         std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
         let spare = dir.join("versions/.spare");

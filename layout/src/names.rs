@@ -90,7 +90,13 @@ const WINDOWS_FORBIDDEN_CHARS: [char; 6] = ['<', '>', '"', '|', '?', '*'];
 /// and with spaces before the dot (`con .txt`).
 pub fn is_windows_device_name(component: &str) -> bool {
     let stem = component.split('.').next().unwrap_or(component);
-    let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+    let stem = stem.trim_end_matches(' ');
+    // The longest device name is `CONOUT$` (`COM¹` is 5 bytes): a longer stem is none, and
+    // most are longer, so they are not upper-cased (every path of a manifest is checked).
+    if stem.len() > "CONOUT$".len() {
+        return false;
+    }
+    let stem = stem.to_ascii_uppercase();
     if matches!(
         stem.as_str(),
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
@@ -124,6 +130,17 @@ pub struct RelativePath(String);
 impl RelativePath {
     /// Parses `value` as a relative, contained path.
     pub fn parse(value: &str) -> Result<Self> {
+        Self::check(value)?;
+        Ok(RelativePath(value.to_string()))
+    }
+
+    /// [`RelativePath::parse`], keeping `value`'s allocation.
+    fn parse_owned(value: String) -> Result<Self> {
+        Self::check(&value)?;
+        Ok(RelativePath(value))
+    }
+
+    fn check(value: &str) -> Result<()> {
         let invalid = |reason| Error::InvalidName {
             kind: "relative path",
             value: value.to_string(),
@@ -171,7 +188,7 @@ impl RelativePath {
                 ));
             }
         }
-        Ok(RelativePath(value.to_string()))
+        Ok(())
     }
 
     /// Builds a relative path from a path found on disk below some root.
@@ -236,7 +253,7 @@ impl Serialize for RelativePath {
 impl<'de> Deserialize<'de> for RelativePath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        RelativePath::parse(&text).map_err(serde::de::Error::custom)
+        RelativePath::parse_owned(text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -244,6 +261,11 @@ impl<'de> Deserialize<'de> for RelativePath {
 /// `path`: NFC-normalised, then lower-cased. Two paths with the same key are one entry there.
 pub fn portable_key(path: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
+    // ASCII is already in NFC and lower-cases byte by byte: the common case, about ten times
+    // cheaper than normalising (a manifest of 10,000 files is keyed on every parse).
+    if path.is_ascii() {
+        return path.to_ascii_lowercase();
+    }
     path.nfc().collect::<String>().to_lowercase()
 }
 
@@ -346,6 +368,8 @@ mod tests {
             "conin",
             "x/com",
             "a$b",
+            "conout$x",
+            "lpt1 x.txt",
         ] {
             assert!(RelativePath::parse(ok).is_ok(), "{ok}");
         }
@@ -357,6 +381,7 @@ mod tests {
             "aux.txt",
             "nul.tar.gz",
             "NUL .txt",
+            "nul        .txt",
             "com0",
             "COM9",
             "lpt5.log",
@@ -390,6 +415,17 @@ mod tests {
         assert_eq!(portable_key("caf\u{e9}"), portable_key("cafe\u{301}"));
         assert_eq!(portable_key("Lib/A.txt"), "lib/a.txt");
         assert_ne!(portable_key("a"), portable_key("b"));
+        // The ASCII fast path agrees with normalising and lower-casing.
+        for ascii in [
+            "README.TXT",
+            "Lib/Site-Packages/X_1.py",
+            "a b/C~D",
+            "\u{7f}Z",
+        ] {
+            use unicode_normalization::UnicodeNormalization as _;
+            let slow = ascii.nfc().collect::<String>().to_lowercase();
+            assert_eq!(portable_key(ascii), slow, "{ascii}");
+        }
     }
 
     #[test]

@@ -64,6 +64,14 @@ impl FileStat {
         }
     }
 
+    /// A stat that matches nothing: where none was recorded.
+    pub const UNKNOWN: FileStat = FileStat {
+        ino: 0,
+        volume: 0,
+        size: 0,
+        mtime_ns: 0,
+    };
+
     /// Whether the identity is known: only then may a match be trusted.
     pub fn is_known(&self) -> bool {
         self.ino != 0

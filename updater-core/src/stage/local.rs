@@ -70,7 +70,7 @@ impl LocalFiles {
                 continue;
             };
             let dir = records.install().version_dir(version);
-            for entry in &record.manifest.files {
+            for (index, entry) in record.manifest.files.iter().enumerate() {
                 let path = entry.path.join_to(&dir);
                 local.add(
                     &entry.blake3,
@@ -78,7 +78,7 @@ impl LocalFiles {
                         path: path.clone(),
                         size: entry.size,
                         executable: entry.executable,
-                        stat: record.stats.get(entry.path.as_str()).copied(),
+                        stat: record.stat(index),
                     }),
                 );
                 let Some(archive) = &entry.archive else {

@@ -34,7 +34,7 @@
 //!    file as it was written and every folder deepest first (`durable`). The record is
 //!    renamed into place with the folder (`crate::switch::commit_version`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -649,8 +649,8 @@ pub struct StagedFolder {
     pub path: PathBuf,
     /// What staging did.
     pub report: StageReport,
-    /// The stats of its files, by path: what its record keeps.
-    pub stats: BTreeMap<String, FileStat>,
+    /// The stats of its files, in the manifest's order: what its record keeps.
+    pub stats: Vec<FileStat>,
     /// Every folder made, itself included.
     folders: BTreeSet<PathBuf>,
 }

@@ -2,9 +2,16 @@
 //! its manifest and its files' stats, so that the next update can take unchanged files from
 //! it without reading them.
 //!
-//! For an app of 10,000 files a record is about 4 MB of JSON, and one update reads the
+//! For an app of 10,000 files a record is about 3 MB of JSON, and one update reads the
 //! running version's record twice (the manifest delta's base, then the files to reuse):
 //! [`Records`] reads each record at most once per operation.
+//!
+//! The stats are kept as a list in the manifest's file order (`file_stats`, each
+//! `[ino, volume, size, mtime_ns]`), not as a map by path: an update reads two records and
+//! writes one, and the map's 10,000 path keys were a third of each read. Records written
+//! before (a `stats` map) are still read. New records also carry an empty `stats` map, so an
+//! older updater reading one trusts no stat and checks files by content instead of refusing
+//! the record.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,20 +25,86 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 
 /// What we keep about an installed version: its manifest and its files' stats.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RecordFile")]
 pub struct InstalledRecord {
     /// The release manifest.
     pub manifest: Manifest,
-    /// Stat of each file right after it was written.
-    pub stats: BTreeMap<String, FileStat>,
+    /// Stat of each file right after it was written, in the order of `manifest.files`
+    /// ([`FileStat::UNKNOWN`], never trusted, where none was recorded).
+    pub stats: Vec<FileStat>,
     /// The release's hooks (from its signed metadata), recorded once its `post-install`
     /// hook succeeded: `apply` runs `pre-switch` from here, with no network. Empty until then,
     /// so a folder whose `post-install` did not finish is staged again, not reused.
-    #[serde(
-        default,
-        skip_serializing_if = "appstart_layout::hooks::Hooks::is_empty"
-    )]
     pub hooks: appstart_layout::hooks::Hooks,
+}
+
+/// A record as it is read: with `file_stats`, or (written before them) a `stats` map.
+#[derive(Deserialize)]
+struct RecordFile {
+    manifest: Manifest,
+    #[serde(default)]
+    file_stats: Option<Vec<StatRow>>,
+    #[serde(default)]
+    stats: BTreeMap<String, FileStat>,
+    #[serde(default)]
+    hooks: appstart_layout::hooks::Hooks,
+}
+
+/// A record as it is written (see the module docs).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    manifest: &'a Manifest,
+    /// Always empty: what an older updater reads.
+    stats: BTreeMap<String, FileStat>,
+    file_stats: Vec<StatRow>,
+    #[serde(skip_serializing_if = "appstart_layout::hooks::Hooks::is_empty")]
+    hooks: &'a appstart_layout::hooks::Hooks,
+}
+
+/// One file's stat, compactly: `[ino, volume, size, mtime_ns]`.
+#[derive(Serialize, Deserialize)]
+struct StatRow(u64, u64, u64, i128);
+
+impl TryFrom<RecordFile> for InstalledRecord {
+    type Error = String;
+
+    fn try_from(file: RecordFile) -> std::result::Result<Self, String> {
+        let stats = match file.file_stats {
+            Some(rows) if rows.len() == file.manifest.files.len() => rows
+                .into_iter()
+                .map(|StatRow(ino, volume, size, mtime_ns)| FileStat {
+                    ino,
+                    volume,
+                    size,
+                    mtime_ns,
+                })
+                .collect(),
+            Some(rows) => {
+                return Err(format!(
+                    "{} file stats for {} files",
+                    rows.len(),
+                    file.manifest.files.len()
+                ));
+            }
+            None => file
+                .manifest
+                .files
+                .iter()
+                .map(|entry| {
+                    file.stats
+                        .get(entry.path.as_str())
+                        .copied()
+                        .unwrap_or(FileStat::UNKNOWN)
+                })
+                .collect(),
+        };
+        Ok(InstalledRecord {
+            manifest: file.manifest,
+            stats,
+            hooks: file.hooks,
+        })
+    }
 }
 
 impl InstalledRecord {
@@ -71,21 +144,45 @@ impl InstalledRecord {
     }
 
     fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))
+        if self.stats.len() != self.manifest.files.len() {
+            return Err(Error::Invalid(format!(
+                "record of {}: {} file stats for {} files",
+                self.manifest.version,
+                self.stats.len(),
+                self.manifest.files.len()
+            )));
+        }
+        let out = RecordOut {
+            manifest: &self.manifest,
+            stats: BTreeMap::new(),
+            file_stats: self
+                .stats
+                .iter()
+                .map(|s| StatRow(s.ino, s.volume, s.size, s.mtime_ns))
+                .collect(),
+            hooks: &self.hooks,
+        };
+        serde_json::to_vec(&out).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// The recorded stat of the manifest's file `index`, if it can be trusted.
+    pub fn stat(&self, index: usize) -> Option<FileStat> {
+        self.stats.get(index).copied().filter(FileStat::is_known)
     }
 
     /// Whether `dir` still holds exactly this version, judged by stats (no reading).
     pub fn matches_by_stat(&self, dir: &Path) -> bool {
-        self.manifest.files.iter().all(|entry| {
-            let path = entry.path.join_to(dir);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                return false;
-            };
-            meta.is_file() && {
-                let stat = FileStat::of(&path, &meta);
-                stat.is_known() && self.stats.get(entry.path.as_str()) == Some(&stat)
-            }
-        })
+        self.manifest
+            .files
+            .iter()
+            .enumerate()
+            .all(|(index, entry)| {
+                let path = entry.path.join_to(dir);
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    return false;
+                };
+                meta.is_file() && self.stat(index) == Some(FileStat::of(&path, &meta))
+            })
     }
 }
 
@@ -147,5 +244,74 @@ impl<'i> Records<'i> {
             .entry(version.clone())
             .or_insert_with(|| InstalledRecord::load(self.install, version).map(Arc::new))
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let hash = blake3::hash(b"x").to_hex().to_string();
+        let json = format!(
+            r#"{{"format":2,"app":"demo","version":"1.0.0","channel":"stable","platform":"any","executable":"a","files":[{{"path":"a","size":1,"executable":true,"blake3":"{hash}","blob_size":1,"blob_blake3":"{hash}"}},{{"path":"b/c","size":1,"executable":false,"blake3":"{hash}","blob_size":1,"blob_blake3":"{hash}"}}]}}"#
+        );
+        Manifest::parse(json.as_bytes(), "test manifest").unwrap()
+    }
+
+    fn stat(ino: u64) -> FileStat {
+        FileStat {
+            ino,
+            volume: 0,
+            size: 1,
+            mtime_ns: 1_700_000_000_123_456_789,
+        }
+    }
+
+    /// Written as a list in the manifest's order, with an empty `stats` map for older
+    /// updaters, and read back to the same stats.
+    #[test]
+    fn stats_are_written_as_a_list_and_read_back() {
+        let record = InstalledRecord {
+            manifest: manifest(),
+            stats: vec![stat(11), stat(12)],
+            hooks: Default::default(),
+        };
+        let json = record.to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["stats"], serde_json::json!({}));
+        assert_eq!(
+            value["file_stats"][1],
+            serde_json::json!([12, 0, 1, 1_700_000_000_123_456_789_i64])
+        );
+        let back: InstalledRecord = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.stats, record.stats);
+        assert_eq!(back.stat(0), Some(stat(11)));
+    }
+
+    /// A record written before `file_stats` (a map by path) is read; a path it lacks gets
+    /// a stat that is never trusted.
+    #[test]
+    fn a_record_with_a_stats_map_is_still_read() {
+        let mut value = serde_json::json!({ "manifest": manifest(), "stats": {} });
+        value["stats"]["b/c"] = serde_json::to_value(stat(12)).unwrap();
+        let record: InstalledRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(record.stats, vec![FileStat::UNKNOWN, stat(12)]);
+        assert_eq!(record.stat(0), None);
+        assert_eq!(record.stat(1), Some(stat(12)));
+    }
+
+    /// Stats that do not line up with the files make the record unreadable (it is then
+    /// absent: nothing is trusted from it), and are never written.
+    #[test]
+    fn stats_that_do_not_line_up_are_refused() {
+        let value = serde_json::json!({ "manifest": manifest(), "file_stats": [[1, 0, 1, 5]] });
+        assert!(serde_json::from_value::<InstalledRecord>(value).is_err());
+        let record = InstalledRecord {
+            manifest: manifest(),
+            stats: vec![stat(11)],
+            hooks: Default::default(),
+        };
+        assert!(record.to_json().is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! time, so they are stat'ed on several threads once one pass over the folders (names and
 //! types only) has listed them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use appstart_layout::fsutil;
@@ -24,8 +24,9 @@ use crate::manifest::{FileEntry, Manifest};
 /// Fewer files than this are stat'ed on the calling thread.
 const FILES_PER_THREAD: usize = 1024;
 
-/// Checks `dir` against `manifest` (see the module docs). Returns each file's stat.
-pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, FileStat>> {
+/// Checks `dir` against `manifest` (see the module docs). Returns each file's stat, in the
+/// manifest's order.
+pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<Vec<FileStat>> {
     verify_tree_knowing(dir, manifest, &[])
 }
 
@@ -35,33 +36,33 @@ pub(crate) fn verify_tree_knowing(
     dir: &Path,
     manifest: &Manifest,
     known: &[Option<FileStat>],
-) -> Result<BTreeMap<String, FileStat>> {
-    let mut expected_dirs: BTreeSet<String> =
-        manifest.directories.iter().map(|d| d.to_string()).collect();
+) -> Result<Vec<FileStat>> {
+    let mut expected_dirs: HashSet<&str> =
+        manifest.directories.iter().map(|d| d.as_str()).collect();
     for entry in &manifest.files {
-        expected_dirs.extend(entry.path.parents().map(str::to_string));
+        expected_dirs.extend(entry.path.parents());
     }
-    let expected: HashMap<&str, (&FileEntry, Option<FileStat>)> = manifest
+    let expected: HashMap<&str, (usize, &FileEntry, Option<FileStat>)> = manifest
         .files
         .iter()
         .enumerate()
-        .map(|(i, f)| (f.path.as_str(), (f, known.get(i).copied().flatten())))
+        .map(|(i, f)| (f.path.as_str(), (i, f, known.get(i).copied().flatten())))
         .collect();
     let problem = |message: String| Error::format(dir.display().to_string(), message);
     // Pass 1: the folders, by the types their listings give (not following links).
-    type Listed<'m> = (String, PathBuf, &'m FileEntry, Option<FileStat>);
+    type Listed<'m> = (String, PathBuf, &'m FileEntry, Option<FileStat>, usize);
     let mut files: Vec<Listed<'_>> = Vec::with_capacity(expected.len());
     walk(dir, |path, relative, kind| {
         let kind = kind.map_err(|e| Error::io("reading", path, e))?;
         if kind.is_dir() {
-            if !expected_dirs.contains(&relative) {
+            if !expected_dirs.contains(relative.as_str()) {
                 return Err(problem(format!("unexpected folder {relative}")));
             }
             Ok(true)
-        } else if let (true, Some((entry, stat))) =
+        } else if let (true, Some((index, entry, stat))) =
             (kind.is_file(), expected.get(relative.as_str()))
         {
-            files.push((relative, path.to_path_buf(), entry, *stat));
+            files.push((relative, path.to_path_buf(), entry, *stat, *index));
             Ok(false)
         } else {
             Err(problem(format!("unexpected entry {relative}")))
@@ -80,7 +81,7 @@ pub(crate) fn verify_tree_knowing(
         }
     }
     // Pass 2: each file's stat, size and mode.
-    let check = |(relative, path, entry, known): &Listed<'_>| -> Result<FileStat> {
+    let check = |(relative, path, entry, known, _): &Listed<'_>| -> Result<FileStat> {
         if let Some(stat) = known {
             if stat.size != entry.size {
                 return Err(problem(format!(
@@ -112,8 +113,12 @@ pub(crate) fn verify_tree_knowing(
     let read = super::parallel::in_runs(&files, FILES_PER_THREAD, |part| {
         part.iter().map(check).collect()
     })?;
-    let names = files.into_iter().map(|(relative, ..)| relative);
-    Ok(names.zip(read).collect())
+    // Each listed name is a distinct manifest path, and all of them were listed.
+    let mut stats = vec![FileStat::UNKNOWN; manifest.files.len()];
+    for ((.., index), stat) in files.iter().zip(read) {
+        stats[*index] = stat;
+    }
+    Ok(stats)
 }
 
 /// Known stats checked against `lstat` before any is trusted.
@@ -125,10 +130,10 @@ const SPOT_CHECKS: usize = 32;
 /// or one whose hard links get new inode numbers, as overlayfs may), every file is `lstat`ed:
 /// a record that disagrees with the disk would make each later run refuse the version as
 /// changed and stage it again.
-fn known_stats_hold(files: &[(String, PathBuf, &FileEntry, Option<FileStat>)]) -> bool {
+fn known_stats_hold(files: &[(String, PathBuf, &FileEntry, Option<FileStat>, usize)]) -> bool {
     let known: Vec<_> = files
         .iter()
-        .filter_map(|(_, path, _, stat)| stat.map(|stat| (path, stat)))
+        .filter_map(|(_, path, _, stat, _)| stat.map(|stat| (path, stat)))
         .collect();
     let step = known.len().div_ceil(SPOT_CHECKS).max(1);
     known.iter().step_by(step).all(|(path, stat)| {
@@ -214,10 +219,10 @@ mod tests {
         let (dir, manifest) = tree(count);
         let stats = verify_tree(dir.path(), &manifest).unwrap();
         assert_eq!(stats.len(), count);
-        for entry in &manifest.files {
+        for (index, entry) in manifest.files.iter().enumerate() {
             let path = entry.path.join_to(dir.path());
             let meta = std::fs::symlink_metadata(&path).unwrap();
-            assert_eq!(stats[entry.path.as_str()], FileStat::of(&path, &meta));
+            assert_eq!(stats[index], FileStat::of(&path, &meta));
         }
 
         let last = format!("d{}/f{:05}", (count - 1) % 10, count - 1);
@@ -252,8 +257,8 @@ mod tests {
             .map(|(i, p)| (i > 0).then(|| real(p)))
             .collect();
         let stats = verify_tree_knowing(dir.path(), &manifest, &known).unwrap();
-        for path in &paths {
-            assert_eq!(stats[path.as_str()], real(path), "{path}");
+        for (index, path) in paths.iter().enumerate() {
+            assert_eq!(stats[index], real(path), "{path}");
         }
         assert!(known_stats_hold(&listed(&dir, &manifest, &known)));
 
@@ -264,7 +269,7 @@ mod tests {
         });
         assert!(!known_stats_hold(&listed(&dir, &manifest, &made_up)));
         let stats = verify_tree_knowing(dir.path(), &manifest, &made_up).unwrap();
-        assert_eq!(stats[paths[1].as_str()], real(&paths[1]));
+        assert_eq!(stats[1], real(&paths[1]));
 
         std::fs::write(dir.path().join("d1/extra"), b"x").unwrap();
         let err = verify_tree_knowing(dir.path(), &manifest, &known)
@@ -277,12 +282,13 @@ mod tests {
         dir: &tempfile::TempDir,
         manifest: &'m Manifest,
         known: &[Option<FileStat>],
-    ) -> Vec<(String, PathBuf, &'m FileEntry, Option<FileStat>)> {
+    ) -> Vec<(String, PathBuf, &'m FileEntry, Option<FileStat>, usize)> {
         manifest
             .files
             .iter()
             .zip(known)
-            .map(|(f, k)| (f.path.to_string(), f.path.join_to(dir.path()), f, *k))
+            .enumerate()
+            .map(|(i, (f, k))| (f.path.to_string(), f.path.join_to(dir.path()), f, *k, i))
             .collect()
     }
 }
