@@ -10,8 +10,11 @@
 //! `[ino, volume, size, mtime_ns]`), not as a map by path: an update reads two records and
 //! writes one, and the map's 10,000 path keys were a third of each read. Records written
 //! before (a `stats` map) are still read. New records also carry an empty `stats` map, so an
-//! older updater reading one trusts no stat and checks files by content instead of refusing
-//! the record.
+//! older updater reading one does not refuse it but trusts no stat: it copies and checks
+//! installed files by content instead of linking them, and what it decides by stats alone
+//! (applying a staged version, switching back to `previous`) it downloads or stages again.
+//! Stats that do not line up with the files (a record edited by hand) are dropped the same
+//! way: the record's manifest stays usable, no stat of it is trusted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use crate::manifest::Manifest;
 
 /// What we keep about an installed version: its manifest and its files' stats.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "RecordFile")]
+#[serde(from = "RecordFile")]
 pub struct InstalledRecord {
     /// The release manifest.
     pub manifest: Manifest,
@@ -66,10 +69,8 @@ struct RecordOut<'a> {
 #[derive(Serialize, Deserialize)]
 struct StatRow(u64, u64, u64, i128);
 
-impl TryFrom<RecordFile> for InstalledRecord {
-    type Error = String;
-
-    fn try_from(file: RecordFile) -> std::result::Result<Self, String> {
+impl From<RecordFile> for InstalledRecord {
+    fn from(file: RecordFile) -> Self {
         let stats = match file.file_stats {
             Some(rows) if rows.len() == file.manifest.files.len() => rows
                 .into_iter()
@@ -81,11 +82,13 @@ impl TryFrom<RecordFile> for InstalledRecord {
                 })
                 .collect(),
             Some(rows) => {
-                return Err(format!(
-                    "{} file stats for {} files",
+                log::warn!(
+                    "the record of {} has {} file stats for {} files: none is trusted",
+                    file.manifest.version,
                     rows.len(),
                     file.manifest.files.len()
-                ));
+                );
+                vec![FileStat::UNKNOWN; file.manifest.files.len()]
             }
             None => file
                 .manifest
@@ -99,11 +102,11 @@ impl TryFrom<RecordFile> for InstalledRecord {
                 })
                 .collect(),
         };
-        Ok(InstalledRecord {
+        InstalledRecord {
             manifest: file.manifest,
             stats,
             hooks: file.hooks,
-        })
+        }
     }
 }
 
@@ -301,12 +304,14 @@ mod tests {
         assert_eq!(record.stat(1), Some(stat(12)));
     }
 
-    /// Stats that do not line up with the files make the record unreadable (it is then
-    /// absent: nothing is trusted from it), and are never written.
+    /// Stats that do not line up with the files are dropped (the manifest is kept, no stat
+    /// is trusted), and are never written.
     #[test]
-    fn stats_that_do_not_line_up_are_refused() {
+    fn stats_that_do_not_line_up_are_dropped() {
         let value = serde_json::json!({ "manifest": manifest(), "file_stats": [[1, 0, 1, 5]] });
-        assert!(serde_json::from_value::<InstalledRecord>(value).is_err());
+        let record: InstalledRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(record.stats, vec![FileStat::UNKNOWN; 2]);
+        assert_eq!((record.stat(0), record.stat(1)), (None, None));
         let record = InstalledRecord {
             manifest: manifest(),
             stats: vec![stat(11)],

@@ -52,6 +52,9 @@ pub(crate) fn verify_tree_knowing(
     // Pass 1: the folders, by the types their listings give (not following links).
     type Listed<'m> = (String, PathBuf, &'m FileEntry, Option<FileStat>, usize);
     let mut files: Vec<Listed<'_>> = Vec::with_capacity(expected.len());
+    // Each manifest file is listed at most once: two names that read the same (on Unix a
+    // stray `a\b` reads as `a/b`) must not make up for a missing file.
+    let mut seen = vec![false; manifest.files.len()];
     walk(dir, |path, relative, kind| {
         let kind = kind.map_err(|e| Error::io("reading", path, e))?;
         if kind.is_dir() {
@@ -61,6 +64,7 @@ pub(crate) fn verify_tree_knowing(
             Ok(true)
         } else if let (true, Some((index, entry, stat))) =
             (kind.is_file(), expected.get(relative.as_str()))
+            && !std::mem::replace(&mut seen[*index], true)
         {
             files.push((relative, path.to_path_buf(), entry, *stat, *index));
             Ok(false)
@@ -152,22 +156,26 @@ fn known_stats_hold(files: &[(String, PathBuf, &FileEntry, Option<FileStat>, usi
 /// Visits everything below `dir`, folders before what they hold: `visit` gets each entry's
 /// path, its path relative to `dir` with `/` separators, and its type as the listing gave it
 /// (links not followed), and says whether to descend into it.
+///
+/// A name no manifest path can have is passed so that it matches none: on Unix a name with a
+/// backslash as it is (a stray `a\b` must not read as the listed `a/b`), and a name that is
+/// not UTF-8 with a backslash before it (no manifest path has one).
 pub(crate) fn walk(
     dir: &Path,
     mut visit: impl FnMut(&Path, String, std::io::Result<std::fs::FileType>) -> Result<bool>,
 ) -> Result<()> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
+    let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
+    while let Some((folder, prefix)) = stack.pop() {
         for item in std::fs::read_dir(&folder).map_err(|e| Error::io("listing", &folder, e))? {
             let item = item.map_err(|e| Error::io("listing", &folder, e))?;
             let path = item.path();
-            let relative = path
-                .strip_prefix(dir)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            if visit(&path, relative, item.file_type())? {
-                stack.push(path);
+            let name = item.file_name();
+            let relative = match name.to_str() {
+                Some(name) => format!("{prefix}{name}"),
+                None => format!("{prefix}\\{}", name.to_string_lossy()),
+            };
+            if visit(&path, relative.clone(), item.file_type())? {
+                stack.push((path, format!("{relative}/")));
             }
         }
     }
@@ -276,6 +284,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("d1/extra"), "{err}");
+    }
+
+    /// A stray name that looks like a manifest path (on Unix a file `d3\f00003`, which read
+    /// as `d3/f00003` before) does not stand in for that file once it is missing.
+    #[cfg(unix)]
+    #[test]
+    fn a_name_that_reads_as_a_missing_file_does_not_stand_in_for_it() {
+        let (dir, manifest) = tree(12);
+        std::fs::remove_file(dir.path().join("d3/f00003")).unwrap();
+        std::fs::write(dir.path().join("d3\\f00003"), b"x").unwrap();
+        let err = verify_tree(dir.path(), &manifest).unwrap_err().to_string();
+        assert!(err.contains("unexpected entry d3\\f00003"), "{err}");
+        // A name that is not UTF-8 is never taken for a listed one.
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::remove_file(dir.path().join("d3\\f00003")).unwrap();
+        std::fs::write(dir.path().join("d3/f00003"), b"x").unwrap();
+        verify_tree(dir.path(), &manifest).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"f\xff");
+        std::fs::write(dir.path().join("d4").join(name), b"x").unwrap();
+        let err = verify_tree(dir.path(), &manifest).unwrap_err().to_string();
+        assert!(err.contains("unexpected entry d4/\\f\u{fffd}"), "{err}");
     }
 
     fn listed<'m>(
