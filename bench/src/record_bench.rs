@@ -31,11 +31,6 @@ fn main() {
     }
 }
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
 /// The median of 15 runs of `work`, in milliseconds.
 fn time(
     mut work: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
@@ -44,9 +39,9 @@ fn time(
     for _ in 0..15 {
         let start = Instant::now();
         work()?;
-        runs.push(start.elapsed().as_secs_f64() * 1e3);
+        runs.push(start.elapsed());
     }
-    Ok(median(runs))
+    Ok(appstart_bench::median(&mut runs).as_secs_f64() * 1e3)
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -330,8 +330,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         steady.push(staging);
         previous = next;
     }
-    steady.sort();
-    let median = steady[steady.len() / 2];
+    let median = appstart_bench::median(&mut steady);
     println!(
         "| steady-state staging, median of {STEADY_RUNS} | {:.3} s |",
         median.as_secs_f64()
@@ -577,8 +576,7 @@ fn median_of_3_then(
             return Err(format!("cp {flag} {} {target} failed", source.display()).into());
         }
     }
-    times.sort();
-    Ok(times[1])
+    Ok(appstart_bench::median(&mut times))
 }
 
 /// Flushes every file system's dirty pages (`sync`).

@@ -170,12 +170,13 @@ pub(crate) fn walk(
             let item = item.map_err(|e| Error::io("listing", &folder, e))?;
             let path = item.path();
             let name = item.file_name();
-            let relative = match name.to_str() {
+            let relative = || match name.to_str() {
                 Some(name) => format!("{prefix}{name}"),
                 None => format!("{prefix}\\{}", name.to_string_lossy()),
             };
-            if visit(&path, relative.clone(), item.file_type())? {
-                stack.push((path, format!("{relative}/")));
+            // Named again only for the folders descended into, not copied for every file.
+            if visit(&path, relative(), item.file_type())? {
+                stack.push((path, format!("{}/", relative())));
             }
         }
     }
