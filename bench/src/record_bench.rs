@@ -15,7 +15,7 @@ use std::time::Instant;
 use updater_core::VersionName;
 use updater_core::advanced::fsutil;
 use updater_core::advanced::manifest::Manifest;
-use updater_core::advanced::stage::{FileStat, InstalledRecord};
+use updater_core::advanced::stage::{FileStat, InstalledRecord, LocalFiles, Records};
 
 /// A record as records were written before `file_stats`: the reference.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -115,6 +115,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let _: EarlierRecord = serde_json::from_slice(&bytes)?;
         Ok(())
     })?;
+    // What an update does with the two records it reads: index their files by content.
+    let mut second = record.clone();
+    second.manifest.version = VersionName::parse("2.0.0")?;
+    second.save(&install)?;
+    let versions = [version.clone(), second.manifest.version.clone()];
+    let records = Records::new(&install);
+    for version in &versions {
+        records.get(version).ok_or("a record did not load")?;
+    }
+    let index = time(|| {
+        let local = LocalFiles::index(&records, &versions);
+        if !local.has_file(&record.manifest.files[0].blake3) {
+            return Err("the index lacks a recorded file".into());
+        }
+        Ok(())
+    })?;
     let size = std::fs::metadata(&path)?.len();
     let earlier_size = std::fs::metadata(&earlier_path)?.len();
     println!("record of {files} files, median of 15 runs");
@@ -125,5 +141,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("| read and parse | {load:.2} ms | {load_earlier:.2} ms |");
     println!("| write atomically (with `fsync`) | {save:.2} ms | {save_earlier:.2} ms |");
     println!("| parse and check the manifest alone (`Manifest::parse`) | {parse:.2} ms | |");
+    println!(
+        "| index two loaded records' files by content (`LocalFiles::index`) | {index:.2} ms | |"
+    );
     Ok(())
 }

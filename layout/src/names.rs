@@ -260,13 +260,24 @@ impl<'de> Deserialize<'de> for RelativePath {
 /// The key under which case-insensitive or normalising file systems (Windows, macOS) store
 /// `path`: NFC-normalised, then lower-cased. Two paths with the same key are one entry there.
 pub fn portable_key(path: &str) -> String {
+    portable_key_of(path).into_owned()
+}
+
+/// [`portable_key`], borrowing `path` where it is its own key (lower-case ASCII, the common
+/// case: a manifest of 10,000 files is keyed on every parse).
+fn portable_key_of(path: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
     use unicode_normalization::UnicodeNormalization as _;
-    // ASCII is already in NFC and lower-cases byte by byte: the common case, about ten times
-    // cheaper than normalising (a manifest of 10,000 files is keyed on every parse).
+    // ASCII is already in NFC and lower-cases byte by byte, about ten times cheaper than
+    // normalising.
     if path.is_ascii() {
-        return path.to_ascii_lowercase();
+        return if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(path)
+        };
     }
-    path.nfc().collect::<String>().to_lowercase()
+    Cow::Owned(path.nfc().collect::<String>().to_lowercase())
 }
 
 /// Two paths of one release that are one entry on Windows or macOS.
@@ -289,14 +300,24 @@ pub fn check_portable_names<'a>(
 ) -> std::result::Result<(), PortableNameClash> {
     use std::collections::hash_map::Entry;
     let mut spellings = std::collections::HashSet::new();
-    let mut by_key: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    let mut by_key: std::collections::HashMap<std::borrow::Cow<'_, str>, &str> =
+        std::collections::HashMap::new();
+    let mut previous = "";
     for path in paths {
-        for entry in path.parents().chain([path.as_str()]) {
+        // Parents the previous path has were seen with it (in a manifest's sorted order,
+        // most of them): skipped without hashing.
+        let shared = |parent: &str| {
+            previous.len() > parent.len()
+                && previous.as_bytes()[parent.len()] == b'/'
+                && previous.starts_with(parent)
+        };
+        let parents = path.parents().skip_while(|parent| shared(parent));
+        for entry in parents.chain([path.as_str()]) {
             // A parent shared by many files is keyed once.
             if !spellings.insert(entry) {
                 continue;
             }
-            match by_key.entry(portable_key(entry)) {
+            match by_key.entry(portable_key_of(entry)) {
                 Entry::Vacant(vacant) => {
                     vacant.insert(entry);
                 }
@@ -308,6 +329,7 @@ pub fn check_portable_names<'a>(
                 }
             }
         }
+        previous = path.as_str();
     }
     Ok(())
 }
@@ -446,6 +468,10 @@ mod tests {
             (&["Foo", "foo/x"], "Foo", "foo"),
             (&["Lib/a", "lib/b"], "Lib", "lib"),
             (&["x/Lib/a", "x/lib/b/c"], "x/Lib", "x/lib"),
+            // Parents shared with the path before are not keyed again; the rest still are,
+            // in any order.
+            (&["a/b/x", "a/b/y", "a/B/z"], "a/b", "a/B"),
+            (&["q/A/x", "r/y", "q/a/z"], "q/A", "q/a"),
         ] {
             let clash = check(paths).unwrap_err();
             assert_eq!(

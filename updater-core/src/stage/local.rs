@@ -65,25 +65,31 @@ impl LocalFiles {
     /// has a record.
     pub fn index(records: &Records<'_>, versions: &[VersionName]) -> Self {
         let mut local = LocalFiles::default();
-        for version in versions {
-            let Some(record) = records.get(version) else {
-                continue;
-            };
+        let found: Vec<_> = versions
+            .iter()
+            .filter_map(|version| Some((version, records.get(version)?)))
+            .collect();
+        // Sized for the largest version: most content is in every installed version, so
+        // the others mostly add to keys already there.
+        let most = found.iter().map(|(_, r)| r.manifest.files.len()).max();
+        local.by_hash.reserve(most.unwrap_or(0));
+        for (version, record) in &found {
             let dir = records.install().version_dir(version);
             for (index, entry) in record.manifest.files.iter().enumerate() {
                 let path = entry.path.join_to(&dir);
-                local.add(
-                    &entry.blake3,
+                let file = |path| {
                     Source::File(LocalFile {
-                        path: path.clone(),
+                        path,
                         size: entry.size,
                         executable: entry.executable,
                         stat: record.stat(index),
-                    }),
-                );
+                    })
+                };
                 let Some(archive) = &entry.archive else {
+                    local.add(&entry.blake3, file(path));
                     continue;
                 };
+                local.add(&entry.blake3, file(path.clone()));
                 local.add(
                     &archive.skeleton.blake3,
                     Source::Skeleton {
@@ -133,10 +139,14 @@ impl LocalFiles {
     }
 
     fn add(&mut self, hash: &str, source: Source) {
-        self.by_hash
-            .entry(hash.to_string())
-            .or_default()
-            .push(source);
+        // Looked up first: the key is copied only for content not seen yet, about one
+        // version's files out of all installed versions' (two on an app kept updated).
+        match self.by_hash.get_mut(hash) {
+            Some(sources) => sources.push(source),
+            None => {
+                self.by_hash.insert(hash.to_string(), vec![source]);
+            }
+        }
     }
 
     /// Whether some local content has this BLAKE3.
