@@ -624,6 +624,63 @@ pub fn python_with_tuf() -> Option<&'static str> {
     None
 }
 
+/// Runs `mount ARGS AT` (a tmpfs, a bind mount). Returns a guard that unmounts every mount
+/// below `root` (wherever a rename moved it) when dropped, or `None` (with the reason
+/// printed) when this machine cannot mount: not root. In CI (`CI` set), which runs as root,
+/// not being able to mount fails the test instead: `what` says what would go unchecked.
+#[cfg(unix)]
+pub fn mount_or_skip(args: &[&str], at: &Path, root: &Path, what: &str) -> Option<MountsUnder> {
+    let mounted = Command::new("mount").args(args).arg(at).output();
+    if mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        return Some(MountsUnder(root.to_path_buf()));
+    }
+    let reason = mounted
+        .map(|o| text(&o.stderr))
+        .unwrap_or_else(|e| e.to_string());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot mount at {} ({}); CI must run as root to check {what}",
+        at.display(),
+        reason.trim()
+    );
+    eprintln!(
+        "SKIPPED: cannot mount here ({}; run as root) - {what} not checked",
+        reason.trim()
+    );
+    None
+}
+
+/// Unmounts every mount point below its folder when dropped, deepest first.
+#[cfg(unix)]
+pub struct MountsUnder(PathBuf);
+
+#[cfg(unix)]
+impl MountsUnder {
+    /// The mount points below `root` now, deepest first (from `/proc/self/mountinfo`; test
+    /// paths have no characters the kernel escapes but a space, `\040`).
+    pub fn points_under(root: &Path) -> Vec<PathBuf> {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<PathBuf> = table
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(|point| PathBuf::from(point.replace("\\040", " ")))
+            .filter(|point| point.starts_with(&root))
+            .collect();
+        points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+        points
+    }
+}
+
+#[cfg(unix)]
+impl Drop for MountsUnder {
+    fn drop(&mut self) {
+        for point in Self::points_under(&self.0) {
+            let _ = Command::new("umount").arg(&point).status();
+        }
+    }
+}
+
 /// The path of a file in `tests/` (e.g. `interop/make_repo.py`).
 pub fn test_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

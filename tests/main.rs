@@ -87,6 +87,9 @@ mod rollback;
 mod s3;
 #[cfg(unix)]
 mod shortcuts;
+// Mount points are looked up in Linux's mount table; the tests mount with Linux's `mount`.
+#[cfg(target_os = "linux")]
+mod mounts;
 // A spare is set aside on Linux only.
 #[cfg(target_os = "linux")]
 mod spare;

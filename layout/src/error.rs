@@ -62,6 +62,16 @@ pub enum Error {
         /// Why it is refused.
         message: String,
     },
+    /// A folder to remove holds a mounted file system; nothing was removed.
+    #[error(
+        "not removing {path}: a file system is mounted inside it at {mount}, and removing the folder would delete what is on it; unmount it, then try again"
+    )]
+    MountedInside {
+        /// The folder that was to be removed.
+        path: PathBuf,
+        /// The mount point at or below it.
+        mount: PathBuf,
+    },
     /// A name (version, relative path) failed validation.
     #[error("invalid {kind} {value:?}: {reason}")]
     InvalidName {

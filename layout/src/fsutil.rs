@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 
 #[cfg(unix)]
+mod mounts;
+#[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 use unix as platform;
@@ -190,8 +192,26 @@ pub fn remove_file_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+#[cfg(unix)]
+pub use mounts::mount_within;
+
+/// The first mount point at or below the folder `path`: never on Windows, where a volume
+/// mounted in a folder is a reparse point, which `remove_dir_all` removes without entering.
+#[cfg(not(unix))]
+pub fn mount_within(_path: &Path) -> Result<Option<PathBuf>> {
+    Ok(None)
+}
+
 /// Removes a folder tree if it exists, making read-only entries writable first when needed.
+/// Refuses, removing nothing, a tree that holds a mount point ([`mount_within`]): removing
+/// it would delete what is on that other file system.
 pub fn remove_dir_all_if_exists(path: &Path) -> Result<()> {
+    if let Some(mount) = mount_within(path)? {
+        return Err(Error::MountedInside {
+            path: path.to_path_buf(),
+            mount,
+        });
+    }
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

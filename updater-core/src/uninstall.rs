@@ -2,7 +2,8 @@
 //!
 //! Steps:
 //! 1. refuse a folder that is not an install (no `state/install.toml`), touching nothing;
-//! 2. take the install lock, so no update or rollback runs meanwhile;
+//! 2. take the install lock, so no update or rollback runs meanwhile; refuse, touching
+//!    nothing, a folder holding a mount point (removing it would delete what is mounted);
 //! 3. remove the shortcuts recorded in `state/shortcuts.toml` (those already gone are
 //!    skipped); if one cannot be removed, stop here with the folder intact;
 //! 4. remove everything in the folder but `state/`, then everything in `state/` but
@@ -46,6 +47,15 @@ pub fn uninstall(dir: &Path, lock_wait: Duration) -> Result<UninstallReport> {
     }
     // Step 2.
     let lock = InstallLock::acquire(&install, "uninstall", lock_wait)?;
+    // Removing the folder would delete what is on a file system mounted inside it: refused
+    // here, before anything is removed.
+    if let Some(mount) = fsutil::mount_within(dir)? {
+        return Err(appstart_layout::Error::MountedInside {
+            path: dir.to_path_buf(),
+            mount,
+        }
+        .into());
+    }
     // Step 3.
     let shortcuts = shortcut::remove_recorded(&install)?;
     // Step 4.

@@ -17,11 +17,12 @@
 //! (other content, files changed since, names the new version does not have, links, folders
 //! it does not want) is removed before staging goes on, so the folder then holds only proven
 //! files, and step 4 checks the whole tree as always. Folders are kept only if staging could
-//! have made them ([`unfit_folder`]). Versions are set aside on Linux only ([`RECYCLES`]); a
-//! leftover staging folder is started from on every Unix. Nothing here is referenced by
-//! `appstart.toml` or a record, so a crash at any point leaves at worst a `.spare` or a
-//! `.staging-<version>` that the next run starts from again (the same proof applies to a
-//! leftover staging folder) or a prune removes.
+//! have made them ([`unfit_folder`]), and a folder holding a mount point is not swept at all
+//! (a bind mount of this file system has its device). Versions are set aside on Linux only
+//! ([`RECYCLES`]); a leftover staging folder is started from on every Unix. Nothing here is
+//! referenced by `appstart.toml` or a record, so a crash at any point leaves at worst a
+//! `.spare` or a `.staging-<version>` that the next run starts from again (the same proof
+//! applies to a leftover staging folder) or a prune removes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,15 @@ fn sweep(
     folders: &BTreeSet<&str>,
     local: &LocalFiles,
 ) -> Result<Vec<Made>> {
+    // Files not wanted are removed below, and a bind mount of this file system is not told
+    // by its device: a folder holding a mount point is not swept at all.
+    if let Some(mount) = fsutil::mount_within(staging)? {
+        return Err(Error::Invalid(format!(
+            "{}: a file system is mounted inside it at {}",
+            staging.display(),
+            mount.display()
+        )));
+    }
     let reference = made_by_staging(staging)?;
     let root = std::fs::symlink_metadata(staging).map_err(|e| Error::io("reading", staging, e))?;
     if let Some(problem) = unfit_folder(staging, &root, &reference) {
