@@ -193,13 +193,19 @@ pub fn remove_file_if_exists(path: &Path) -> Result<()> {
 }
 
 #[cfg(unix)]
-pub use mounts::mount_within;
+pub use mounts::{mount_points_within, mount_within};
 
 /// The first mount point at or below the folder `path`: never on Windows, where a volume
 /// mounted in a folder is a reparse point, which `remove_dir_all` removes without entering.
 #[cfg(not(unix))]
 pub fn mount_within(_path: &Path) -> Result<Option<PathBuf>> {
     Ok(None)
+}
+
+/// Every mount point at or below the folder `path`: none on Windows ([`mount_within`]).
+#[cfg(not(unix))]
+pub fn mount_points_within(_path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(Vec::new())
 }
 
 /// Removes a folder tree if it exists, making read-only entries writable first when needed.

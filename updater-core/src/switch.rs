@@ -68,6 +68,17 @@ pub fn commit_version(
             )));
         }
     }
+    // A folder in the way that cannot be removed fails the commit before the record is.
+    if let Some(mount) = fsutil::mount_within(&target)? {
+        if let Some(record) = record {
+            record.discard();
+        }
+        return Err(appstart_layout::Error::MountedInside {
+            path: target,
+            mount,
+        }
+        .into());
+    }
     if let Some(record) = record {
         record.commit()?;
         crate::fault::step("recorded");

@@ -4,6 +4,8 @@
 //! 1. refuse a folder that is not an install (no `state/install.toml`), touching nothing;
 //! 2. take the install lock, so no update or rollback runs meanwhile; refuse, touching
 //!    nothing, a folder holding a mount point (removing it would delete what is mounted);
+//!    an install that is itself a mount point (a volume of its own) is emptied in step 5,
+//!    its mount point left;
 //! 3. remove the shortcuts recorded in `state/shortcuts.toml` (those already gone are
 //!    skipped); if one cannot be removed, stop here with the folder intact;
 //! 4. remove everything in the folder but `state/`, then everything in `state/` but
@@ -48,14 +50,18 @@ pub fn uninstall(dir: &Path, lock_wait: Duration) -> Result<UninstallReport> {
     // Step 2.
     let lock = InstallLock::acquire(&install, "uninstall", lock_wait)?;
     // Removing the folder would delete what is on a file system mounted inside it: refused
-    // here, before anything is removed.
-    if let Some(mount) = fsutil::mount_within(dir)? {
+    // here, before anything is removed. `dir` may be a link to the install (followed), or
+    // the mount point of a volume of its own (emptied, not removed).
+    let resolved = std::fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
+    let mounts = fsutil::mount_points_within(&resolved)?;
+    if let Some(mount) = mounts.iter().find(|mount| **mount != resolved) {
         return Err(appstart_layout::Error::MountedInside {
             path: dir.to_path_buf(),
-            mount,
+            mount: mount.clone(),
         }
         .into());
     }
+    let own_volume = !mounts.is_empty();
     // Step 3.
     let shortcuts = shortcut::remove_recorded(&install)?;
     // Step 4.
@@ -69,7 +75,13 @@ pub fn uninstall(dir: &Path, lock_wait: Duration) -> Result<UninstallReport> {
     remove_entries_except(&state, &keep)?;
     // Step 5.
     drop(lock);
-    fsutil::remove_dir_all_if_exists(dir)?;
+    if own_volume {
+        // Its own volume: what is on it was the install; the mount point itself stays.
+        remove_entries_except(dir, &[])?;
+        log::info!("{} is a mount point: emptied, not removed", dir.display());
+    } else {
+        fsutil::remove_dir_all_if_exists(dir)?;
+    }
     Ok(UninstallReport {
         dir: dir.to_path_buf(),
         shortcuts,

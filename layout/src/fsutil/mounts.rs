@@ -16,23 +16,38 @@ use crate::error::{Error, Result};
 /// The first mount point at or below the folder `path`, if any. `None` when `path` does not
 /// exist or is not a folder itself (a link to a folder is removed, not entered).
 pub fn mount_within(path: &Path) -> Result<Option<PathBuf>> {
+    Ok(mount_points_within(path)?.into_iter().next())
+}
+
+/// Every mount point at or below the folder `path` (`path` itself first, if it is one),
+/// spelled as `path` resolves (links followed). Empty when `path` does not exist or is not a
+/// folder itself.
+pub fn mount_points_within(path: &Path) -> Result<Vec<PathBuf>> {
     if !std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir()) {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let folder = match std::fs::canonicalize(path) {
         Ok(folder) => folder,
         // Gone since: nothing to remove.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("resolving", path, e)),
     };
     match mount_points() {
-        Ok(points) => Ok(points.into_iter().find(|point| point.starts_with(&folder))),
+        Ok(points) => {
+            let mut within: Vec<PathBuf> = points
+                .into_iter()
+                .filter(|point| point.starts_with(&folder))
+                .collect();
+            within.sort_by_key(|point| point.components().count());
+            within.dedup();
+            Ok(within)
+        }
         Err(err) => {
             log::debug!(
                 "{err}; looking for mount points under {} by device",
                 path.display()
             );
-            other_device_within(path)
+            other_devices_within(&folder)
         }
     }
 }
@@ -93,25 +108,36 @@ fn mount_points() -> Result<Vec<PathBuf>> {
     if count < 0 {
         return Err(failed("counting"));
     }
-    // Room for a few mounted meanwhile.
-    let room = count as usize + 8;
-    // SAFETY: `statfs` is plain data, for which all zeroes is a valid value.
-    let mut table: Vec<libc::statfs> = vec![unsafe { std::mem::zeroed() }; room];
-    let bytes = (room * std::mem::size_of::<libc::statfs>()) as libc::c_int;
-    // SAFETY: the buffer holds `room` entries, `bytes` long in all.
-    let filled = unsafe { libc::getfsstat(table.as_mut_ptr(), bytes, libc::MNT_NOWAIT) };
-    if filled < 0 {
-        return Err(failed("reading"));
-    }
-    table.truncate(filled as usize);
-    Ok(table
-        .iter()
-        .map(|fs| {
+    // Room for a few mounted meanwhile; asked again with more if it came back full.
+    let mut room = count as usize + 8;
+    loop {
+        // SAFETY: `statfs` is plain data, for which all zeroes is a valid value.
+        let mut table: Vec<libc::statfs> = vec![unsafe { std::mem::zeroed() }; room];
+        let bytes = (room * std::mem::size_of::<libc::statfs>()) as libc::c_int;
+        // SAFETY: the buffer holds `room` entries, `bytes` long in all.
+        let filled = unsafe { libc::getfsstat(table.as_mut_ptr(), bytes, libc::MNT_NOWAIT) };
+        if filled < 0 {
+            return Err(failed("reading"));
+        }
+        if filled as usize == room && room < 1 << 16 {
+            room *= 2;
+            continue;
+        }
+        table.truncate(filled as usize);
+        let mut points = Vec::with_capacity(table.len());
+        for fs in &table {
             // SAFETY: `f_mntonname` is a NUL-terminated string inside the struct.
             let name = unsafe { std::ffi::CStr::from_ptr(fs.f_mntonname.as_ptr()) };
-            PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()))
-        })
-        .collect())
+            let point = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            // Since macOS 10.15 the user's files are on the data volume, which firm links
+            // make appear at `/`: a mount there may be listed under either spelling.
+            if let Ok(rest) = point.strip_prefix("/System/Volumes/Data") {
+                points.push(Path::new("/").join(rest));
+            }
+            points.push(point);
+        }
+        return Ok(points);
+    }
 }
 
 /// Other Unix systems: no table read here; the device walk finds what is mounted.
@@ -124,32 +150,40 @@ fn mount_points() -> Result<Vec<PathBuf>> {
     ))
 }
 
-/// The first folder under `path` on another device than `path` (a mount point), found by
-/// walking the tree without following links. Misses a bind mount of the same file system,
-/// which only the mount table shows.
-fn other_device_within(path: &Path) -> Result<Option<PathBuf>> {
+/// The folders at or below `path` on another device than the folder holding them (mount
+/// points), found by walking the tree without following links; `path` itself counts when it
+/// is on another device than its parent. Misses a bind mount of the same file system, which
+/// only the mount table shows.
+fn other_devices_within(path: &Path) -> Result<Vec<PathBuf>> {
     use std::os::unix::fs::MetadataExt;
-    let device = std::fs::symlink_metadata(path)
-        .map_err(|e| Error::io("reading", path, e))?
-        .dev();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    let device_of = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .map(|meta| meta.dev())
+            .map_err(|e| Error::io("reading", path, e))
+    };
+    let device = device_of(path)?;
+    let mut found = Vec::new();
+    if let Some(parent) = path.parent()
+        && device_of(parent)? != device
+    {
+        found.push(path.to_path_buf());
+    }
+    let mut stack = vec![(path.to_path_buf(), device)];
+    while let Some((dir, device)) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("listing", &dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
             if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .map_err(|e| Error::io("reading", entry.path(), e))?;
-            if meta.dev() != device {
-                return Ok(Some(entry.path()));
+            let inner = device_of(&entry.path())?;
+            if inner != device {
+                found.push(entry.path());
             }
-            stack.push(entry.path());
+            stack.push((entry.path(), inner));
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -183,7 +217,7 @@ mod tests {
         std::fs::write(dir.join("file"), b"x").unwrap();
         assert_eq!(mount_within(&dir.join("file")).unwrap(), None);
         assert_eq!(mount_within(&dir).unwrap(), None);
-        assert_eq!(other_device_within(&dir).unwrap(), None);
+        assert_eq!(other_devices_within(&dir).unwrap(), Vec::<PathBuf>::new());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -233,7 +267,11 @@ mod tests {
             }
         }
         let unmount = Unmount(data.clone());
-        assert_eq!(other_device_within(&dir).unwrap(), None, "one device");
+        assert_eq!(
+            other_devices_within(&dir).unwrap(),
+            Vec::<PathBuf>::new(),
+            "one device"
+        );
         assert_eq!(mount_within(&dir).unwrap(), Some(data.clone()));
         assert_eq!(mount_within(&data).unwrap(), Some(data.clone()), "itself");
         let err = crate::fsutil::remove_dir_all_if_exists(&dir).unwrap_err();
@@ -258,7 +296,16 @@ mod tests {
         std::fs::create_dir_all(&tmpfs).unwrap();
         if mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"], &tmpfs) {
             let _tmpfs = Unmount(tmpfs.clone());
-            assert_eq!(other_device_within(&version).unwrap(), Some(tmpfs.clone()));
+            assert_eq!(other_devices_within(&version).unwrap(), vec![tmpfs.clone()]);
+            assert_eq!(
+                other_devices_within(&tmpfs).unwrap(),
+                vec![tmpfs.clone()],
+                "itself"
+            );
+            assert_eq!(
+                mount_points_within(&version).unwrap(),
+                [data.clone(), tmpfs.clone()]
+            );
         }
         drop(unmount);
         crate::fsutil::remove_dir_all_if_exists(&dir.join("versions")).unwrap();

@@ -11,7 +11,7 @@ use crate::error::Result;
 /// older one) instead of deleting it. Returns whether it did; when not, the caller deletes
 /// the folder as before.
 ///
-/// Not a folder a process still runs from (its executable or its working folder is in it;
+/// Not a folder holding a mount point. Not a folder a process still runs from (its executable or its working folder is in it;
 /// an old app that updates itself may outlive two updates): what it writes there would land
 /// in the next version. Only on Linux, where that can be told ([`super::RECYCLES`]).
 pub(crate) fn set_aside(install: &InstallDir, version_dir: &Path) -> bool {
@@ -23,6 +23,17 @@ pub(crate) fn set_aside(install: &InstallDir, version_dir: &Path) -> bool {
             "not setting {} aside: a process runs from it",
             version_dir.display()
         );
+        return false;
+    }
+    // A mount point stays where the user made it (a rename would carry it along, away
+    // from where the system mounts it again); the prune then leaves the folder, saying why.
+    let why_not = match fsutil::mount_within(version_dir) {
+        Ok(None) => None,
+        Ok(Some(mount)) => Some(format!("{} is mounted in it", mount.display())),
+        Err(err) => Some(err.to_string()),
+    };
+    if let Some(why_not) = why_not {
+        log::info!("not setting {} aside: {why_not}", version_dir.display());
         return false;
     }
     let spare = install.spare_dir();

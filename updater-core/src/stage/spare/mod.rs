@@ -98,7 +98,7 @@ fn take_over(install: &InstallDir, staging: &Path) -> Result<bool> {
     }
     remove_entry(staging)?;
     let spare = install.spare_dir();
-    if RECYCLES && is_real_dir(&spare) {
+    if RECYCLES && is_real_dir(&spare) && !holds_mount(&spare) {
         match std::fs::rename(&spare, staging) {
             // Checked again once it has its new name: only a real folder is swept.
             Ok(()) if is_real_dir(staging) => return Ok(true),
@@ -108,6 +108,18 @@ fn take_over(install: &InstallDir, staging: &Path) -> Result<bool> {
     }
     fsutil::create_dir_all(staging)?;
     Ok(false)
+}
+
+/// Whether `dir` holds a mount point (or cannot be told not to): such a spare is left where
+/// it is, so that the mount stays where the user made it, and is not swept.
+fn holds_mount(dir: &Path) -> bool {
+    let why = match fsutil::mount_within(dir) {
+        Ok(None) => return false,
+        Ok(Some(mount)) => format!("{} is mounted in it", mount.display()),
+        Err(err) => err.to_string(),
+    };
+    log::warn!("not starting from {}: {why}", dir.display());
+    true
 }
 
 /// Removes from `staging` everything the new version cannot use (see the module docs) and
