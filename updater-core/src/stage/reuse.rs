@@ -2,15 +2,15 @@
 //! file is provably untouched, else a verified copy.
 //!
 //! An update that changes 1 % of an app's files spends nearly all of its staging time here
-//! on an app of many small files (one `lstat` and one `link` each: about 5 us apiece on
-//! ext4), and that work needs no network. So it runs on its own threads while the pack
+//! on an app of many small files (an `lstat`, a `link` and an `lstat` of the link each:
+//! about 5 us apiece on ext4), and that work needs no network. So it runs on its own threads while the pack
 //! ranges of the changed files download ([`super::Stager::stage`]), and on several threads,
 //! each taking a run of consecutive manifest entries (the manifest is sorted by path, so each
 //! thread mostly works in its own folders and they do not contend for one folder's lock).
 //!
 //! Why linking is safe: `docs/layout.md` (version folders are read-only, a file is linked
 //! only when its recorded inode, size and modification time match and its mode is the one
-//! the new version wants).
+//! the new version wants, and kept only when the link is that same file).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,12 +84,24 @@ pub(super) fn reuse(
         if candidate.untouched(&meta)
             && candidate.executable == entry.executable
             && (cfg!(not(unix)) || fsutil::is_executable(&meta) == entry.executable)
-            && std::fs::hard_link(&candidate.path, dest).is_ok()
         {
-            // Where the stat is read from an open file (Unix), the link's is the one just
-            // checked; elsewhere the tree check reads it again.
-            let stat = candidate.stat.filter(|_| cfg!(unix));
-            return Ok(Some(stat));
+            #[cfg(test)]
+            tests::between_check_and_link(&candidate.path);
+            if std::fs::hard_link(&candidate.path, dest).is_ok() {
+                // The name may have been given to another file since the check: the link is
+                // kept only if it is the file checked (Unix; elsewhere the tree check reads
+                // every stat again). The link's stat is then the one just checked.
+                if cfg!(not(unix))
+                    || std::fs::symlink_metadata(dest).is_ok_and(|now| candidate.untouched(&now))
+                {
+                    return Ok(Some(candidate.stat.filter(|_| cfg!(unix))));
+                }
+                log::warn!(
+                    "{} changed while it was linked; copying it instead",
+                    candidate.path.display()
+                );
+                fsutil::remove_file_if_exists(dest)?;
+            }
         }
         // Changed since we wrote it, another mode, or another file system: copy, verifying.
         match copy_file_verified(&candidate.path, dest, &entry.expected()) {
@@ -107,6 +119,62 @@ pub(super) fn reuse(
 mod tests {
     use super::*;
     use crate::stage::FileStat;
+    use std::cell::RefCell;
+
+    /// What a test does to an installed file between its check and its link.
+    type Action = Box<dyn FnMut(&Path)>;
+
+    thread_local! {
+        static BETWEEN: RefCell<Option<Action>> = RefCell::new(None);
+    }
+
+    pub(super) fn between_check_and_link(path: &Path) {
+        BETWEEN.with(|between| {
+            if let Some(action) = between.borrow_mut().as_mut() {
+                action(path);
+            }
+        });
+    }
+
+    /// A file renamed over the installed one after its stat was checked and before it was
+    /// linked (same size, other bytes) is not linked into the new version; the verified copy
+    /// tried next refuses its bytes, so with no other candidate the file is left to be
+    /// downloaded and the staging folder holds nothing by that name.
+    #[test]
+    fn a_file_replaced_between_its_check_and_its_link_is_not_linked() {
+        let installed = tempfile::tempdir().unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let full = installed.path().join("data");
+        std::fs::write(&full, "right bytes").unwrap();
+        let hash = blake3::hash(b"right bytes").to_hex().to_string();
+        let meta = std::fs::symlink_metadata(&full).unwrap();
+        let mut local = LocalFiles::default();
+        local.add_verified(
+            &hash,
+            full.clone(),
+            meta.len(),
+            false,
+            FileStat::of(&full, &meta),
+        );
+        let json = format!(
+            r#"{{"format":2,"app":"demo","version":"2.0.0","channel":"stable","platform":"any","executable":"zz/app","files":[{{"path":"data","size":11,"executable":false,"blake3":"{hash}","blob_size":1,"blob_blake3":"{hash}"}},{{"path":"zz/app","size":3,"executable":true,"blake3":"{hash}","blob_size":1,"blob_blake3":"{hash}"}}]}}"#
+        );
+        let manifest = Manifest::parse(json.as_bytes(), "test manifest").unwrap();
+        let entry = &manifest.files[0];
+        BETWEEN.with(|between| {
+            *between.borrow_mut() = Some(Box::new(|path: &Path| {
+                let other = path.with_extension("other");
+                std::fs::write(&other, "wrong bytes").unwrap();
+                std::fs::rename(&other, path).unwrap();
+            }));
+        });
+        let dest = staging.path().join("data");
+        let result = reuse(entry, &dest, &local);
+        BETWEEN.with(|between| between.borrow_mut().take());
+        // Not linked; the copy that follows verifies the changed file and refuses it.
+        assert_eq!(result.unwrap(), None);
+        assert!(!dest.exists(), "no file with the wrong bytes is left");
+    }
 
     /// Enough files for several linking threads: each untouched file is linked (same file),
     /// one changed on disk since it was indexed is not taken (its BLAKE3 no longer matches),
