@@ -39,6 +39,12 @@ fn users_folder(home: &Path) -> std::path::PathBuf {
     bound
 }
 
+/// Binds the user's folder `bound` over `at` (the same file system: only the mount table
+/// tells it); `None` where this machine cannot mount (see `mount_or_skip`).
+fn bind(bound: &Path, at: &Path, home: &Path, what: &str) -> Option<crate::harness::MountsUnder> {
+    mount_or_skip(&["--bind", bound.to_str().unwrap()], at, home, what)
+}
+
 /// Where the file systems mounted under `home` are now, relative to `dir`.
 fn mounted_at(home: &Path, dir: &Path) -> Vec<String> {
     crate::harness::MountsUnder::points_under(home)
@@ -73,8 +79,8 @@ fn a_file_system_mounted_in_an_install_survives_prune_and_sweep() {
     let versions = dir.join("versions");
     let bound = users_folder(home.path());
     let bind = |at: &Path| {
-        mount_or_skip(
-            &["--bind", bound.to_str().unwrap()],
+        bind(
+            &bound,
             at,
             home.path(),
             "that a mounted file system survives a prune",
@@ -162,8 +168,8 @@ fn uninstall_refuses_an_install_holding_a_mount_point_and_removes_nothing() {
     let mount = dir.join("versions/1.0.0/data/linked");
     std::fs::create_dir_all(&mount).unwrap();
     // A bind mount: the same file system, which only the mount table tells.
-    let Some(mounts) = mount_or_skip(
-        &["--bind", bound.to_str().unwrap()],
+    let Some(mounts) = bind(
+        &bound,
         &mount,
         home.path(),
         "that uninstall keeps a mounted file system",
@@ -234,8 +240,8 @@ fn a_mount_in_the_way_of_a_new_version_fails_the_update_cleanly() {
     let bound = users_folder(home.path());
     let in_the_way = dir.join("versions/2.0.0/data");
     std::fs::create_dir_all(&in_the_way).unwrap();
-    let Some(_mounts) = mount_or_skip(
-        &["--bind", bound.to_str().unwrap()],
+    let Some(_mounts) = bind(
+        &bound,
         &in_the_way,
         home.path(),
         "that a mount in the way of a new version is kept",

@@ -38,7 +38,10 @@ pub fn mount_points_within(path: &Path) -> Result<Vec<PathBuf>> {
                 .into_iter()
                 .filter(|point| point.starts_with(&folder))
                 .collect();
-            within.sort_by_key(|point| point.components().count());
+            // Shallowest first; a point mounted on twice is listed once.
+            within.sort_by(|a, b| {
+                (a.components().count(), a.as_path()).cmp(&(b.components().count(), b.as_path()))
+            });
             within.dedup();
             Ok(within)
         }
