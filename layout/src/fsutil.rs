@@ -144,7 +144,11 @@ pub const MAX_STATE_FILE: u64 = 1 << 20;
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
     let file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
-    let mut bytes = Vec::new();
+    // Sized from the file's length (at most the cap), as `fs::read` is: a record of a few
+    // MB read into a growing buffer was copied about twice over.
+    let length = file.metadata().map_or(0, |meta| meta.len());
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(length.min(limit).saturating_add(1)).unwrap_or(0));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("reading", path, e))?;

@@ -96,19 +96,20 @@ pub fn is_windows_device_name(component: &str) -> bool {
     if stem.len() > "CONOUT$".len() {
         return false;
     }
-    let stem = stem.to_ascii_uppercase();
-    if matches!(
-        stem.as_str(),
-        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
-    ) {
+    // Compared ignoring ASCII case, not upper-cased into a new string: a manifest's short
+    // folder names would each cost an allocation.
+    if ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+        .iter()
+        .any(|device| stem.eq_ignore_ascii_case(device))
+    {
         return true;
     }
-    let Some(number) = stem
-        .strip_prefix("COM")
-        .or_else(|| stem.strip_prefix("LPT"))
-    else {
+    let Some((prefix, number)) = stem.split_at_checked(3) else {
         return false;
     };
+    if !prefix.eq_ignore_ascii_case("COM") && !prefix.eq_ignore_ascii_case("LPT") {
+        return false;
+    }
     let mut chars = number.chars();
     matches!(
         (chars.next(), chars.next()),
@@ -155,13 +156,27 @@ impl RelativePath {
         if value.starts_with('/') {
             return Err(invalid("it is absolute"));
         }
-        if value.contains('\\') {
+        // One pass over the bytes finds what is refused anywhere; the checks below keep
+        // their order (the first reason found is the one given) and look again only where
+        // this pass found something. Every path of a manifest is checked.
+        let bytes = value.as_bytes();
+        let (mut backslash, mut control, mut colon, mut forbidden) = (false, false, false, false);
+        let mut after_c2 = false;
+        for &byte in bytes {
+            backslash |= byte == b'\\';
+            // C0 and DEL, and C1 (U+0080 to U+009F: 0xC2 0x80 to 0xC2 0x9F in UTF-8), as
+            // `char::is_control`.
+            control |= byte < 0x20 || byte == 0x7f || (after_c2 && (0x80..=0x9f).contains(&byte));
+            after_c2 = byte == 0xc2;
+            colon |= byte == b':';
+            forbidden |= WINDOWS_FORBIDDEN_CHARS.contains(&char::from(byte));
+        }
+        if backslash {
             return Err(invalid("it contains a backslash"));
         }
-        if value.chars().any(|c| c.is_control()) {
+        if control {
             return Err(invalid("it contains a NUL or control character"));
         }
-        let bytes = value.as_bytes();
         if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
             return Err(invalid("it starts with a drive letter"));
         }
@@ -174,10 +189,10 @@ impl RelativePath {
             if component.ends_with('.') || component.ends_with(' ') {
                 return Err(invalid("a component ends with '.' or a space"));
             }
-            if component.contains(':') {
+            if colon && component.contains(':') {
                 return Err(invalid("it contains ':'"));
             }
-            if component.contains(WINDOWS_FORBIDDEN_CHARS) {
+            if forbidden && component.contains(WINDOWS_FORBIDDEN_CHARS) {
                 return Err(invalid(
                     "it contains a character Windows cannot use in names (< > \" | ? *)",
                 ));
@@ -337,6 +352,118 @@ pub fn check_portable_names<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checks as they were before the one-pass scan and the allocation-free device
+    /// names: the new ones must give the same verdict and the same reason for every path.
+    mod same_as_before {
+        use super::*;
+        use crate::testing::cases;
+        use proptest::prelude::*;
+
+        fn device_before(component: &str) -> bool {
+            let stem = component.split('.').next().unwrap_or(component);
+            let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+            if matches!(
+                stem.as_str(),
+                "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+            ) {
+                return true;
+            }
+            let Some(number) = stem
+                .strip_prefix("COM")
+                .or_else(|| stem.strip_prefix("LPT"))
+            else {
+                return false;
+            };
+            let mut chars = number.chars();
+            matches!(
+                (chars.next(), chars.next()),
+                (Some('0'..='9' | '¹' | '²' | '³'), None)
+            )
+        }
+
+        fn check_before(value: &str) -> std::result::Result<(), &'static str> {
+            if value.is_empty() {
+                return Err("it is empty");
+            }
+            if value.len() > MAX_RELATIVE_PATH_LEN {
+                return Err("it is longer than 4096 bytes");
+            }
+            if value.starts_with('/') {
+                return Err("it is absolute");
+            }
+            if value.contains('\\') {
+                return Err("it contains a backslash");
+            }
+            if value.chars().any(|c| c.is_control()) {
+                return Err("it contains a NUL or control character");
+            }
+            let bytes = value.as_bytes();
+            if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+                return Err("it starts with a drive letter");
+            }
+            for component in value.split('/') {
+                match component {
+                    "" => return Err("it has an empty component"),
+                    "." | ".." => return Err("it has a '.' or '..' component"),
+                    _ => {}
+                }
+                if component.ends_with('.') || component.ends_with(' ') {
+                    return Err("a component ends with '.' or a space");
+                }
+                if component.contains(':') {
+                    return Err("it contains ':'");
+                }
+                if component.contains(WINDOWS_FORBIDDEN_CHARS) {
+                    return Err(
+                        "it contains a character Windows cannot use in names (< > \" | ? *)",
+                    );
+                }
+                if device_before(component) {
+                    return Err(
+                        "a component is a device name on Windows (CON, PRN, AUX, NUL, COM1, LPT1, CONIN$, ..., also with an extension)",
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        fn reason(value: &str) -> std::result::Result<(), &'static str> {
+            match RelativePath::check(value) {
+                Ok(()) => Ok(()),
+                Err(Error::InvalidName { reason, .. }) => Err(reason),
+                Err(other) => panic!("{other}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(cases())]
+
+            /// Paths made of the characters the checks look at (separators, dots, spaces,
+            /// colons, the Windows-forbidden ones, C0 and C1 controls, DEL, letters of the
+            /// device names, superscript digits, other multi-byte letters).
+            #[test]
+            fn same_verdict_and_reason(
+                value in "[a-zA-Z0-9/\\\\.: <>\"|?*\u{0}\u{1f}\u{7f}\u{80}\u{9f}\u{a0}¹²³éCcOoNnMmPpLlTtRrUuXxIi$]{0,24}"
+            ) {
+                prop_assert_eq!(reason(&value), check_before(&value));
+                let parts: Vec<&str> = value.split('/').collect();
+                for part in parts {
+                    prop_assert_eq!(is_windows_device_name(part), device_before(part));
+                }
+            }
+        }
+
+        #[test]
+        fn device_names_in_any_case_with_extensions() {
+            for name in [
+                "con", "CON.txt", "Com1", "lpt9.log", "COM¹", "conout$", "nul ", "aux.a.b",
+                "com10", "lpt", "co", "c", "", "CONIN$x", "é", "éé", "COMé", "LPT²",
+            ] {
+                assert_eq!(is_windows_device_name(name), device_before(name), "{name}");
+            }
+        }
+    }
 
     #[test]
     fn version_names() {

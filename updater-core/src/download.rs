@@ -124,7 +124,10 @@ pub fn fetch_bytes(
                 limit,
             });
         }
-        let mut bytes = Vec::new();
+        // Sized for the announced length (checked against the cap above; a server's word,
+        // so at most 8 MiB at once), not grown to it.
+        let announced = response.content_length.unwrap_or(0).min(8 << 20);
+        let mut bytes = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
         read_capped(response.body, &mut bytes, limit, url)?;
         Ok(bytes)
     })

@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod advanced;
+mod background_drop;
 mod events;
 mod manifest_fetch;
 mod metered;

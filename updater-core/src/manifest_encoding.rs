@@ -202,6 +202,9 @@ pub fn encode(base: &[u8], manifest: &[u8], level: i32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Output [`decode`] makes room for at once; beyond it, the buffer grows as the output comes.
+const MAX_PRESIZE: u64 = 32 << 20;
+
 /// Decodes `encoded` (already checked against its signed hash) with `base` as reference
 /// prefix (empty: none), refusing output over `limit` bytes (the signed manifest length) and
 /// a frame asking for a window beyond what base and output need.
@@ -212,7 +215,9 @@ pub fn decode(base: &[u8], encoded: &[u8], limit: u64, what: &str) -> Result<Vec
     decoder
         .window_log_max(window_log(base.len() as u64 + limit))
         .map_err(invalid)?;
-    let mut out = Vec::new();
+    // `limit` is the manifest's signed length (capped): sized for it, not grown to it.
+    let mut out =
+        Vec::with_capacity(usize::try_from(limit.min(MAX_PRESIZE).saturating_add(1)).unwrap_or(0));
     decoder
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)

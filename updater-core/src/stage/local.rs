@@ -21,6 +21,8 @@ use crate::manifest::Expected;
 #[derive(Debug, Default)]
 pub struct LocalFiles {
     by_hash: HashMap<String, Vec<Source>>,
+    /// How many installed versions were indexed.
+    versions: usize,
 }
 
 /// One place some content can be taken from.
@@ -60,6 +62,15 @@ impl LocalFile {
     }
 }
 
+impl Drop for LocalFiles {
+    /// Freed on another thread (`background_drop`): a path per installed file.
+    fn drop(&mut self) {
+        let by_hash = std::mem::take(&mut self.by_hash);
+        let entries = by_hash.len();
+        crate::background_drop::drop_in_background(by_hash, entries);
+    }
+}
+
 impl LocalFiles {
     /// Indexes the files (and archive parts) of every installed version in `versions` that
     /// has a record.
@@ -73,6 +84,7 @@ impl LocalFiles {
         // the others mostly add to keys already there.
         let most = found.iter().map(|(_, r)| r.manifest.files.len()).max();
         local.by_hash.reserve(most.unwrap_or(0));
+        local.versions = found.len();
         for (version, record) in &found {
             let dir = records.install().version_dir(version);
             for (index, entry) in record.manifest.files.iter().enumerate() {
@@ -144,7 +156,10 @@ impl LocalFiles {
         match self.by_hash.get_mut(hash) {
             Some(sources) => sources.push(source),
             None => {
-                self.by_hash.insert(hash.to_string(), vec![source]);
+                // Room for one source per installed version: most content is in each.
+                let mut sources = Vec::with_capacity(self.versions.max(1));
+                sources.push(source);
+                self.by_hash.insert(hash.to_string(), sources);
             }
         }
     }

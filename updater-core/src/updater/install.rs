@@ -410,21 +410,22 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         &release,
         &transport,
     )?;
-    let manifest = fresh.manifest;
+    let pack_data_start = pack_data_start(&release, &fresh.manifest);
     let mut staged = stage_version(
         &records,
         &settings,
         &transport,
         &retry,
         options.events.as_ref().map(Events::sink),
-        &manifest,
-        pack_data_start(&release, &manifest),
+        fresh.manifest,
+        pack_data_start,
         fresh.opened_pack,
         &release.custom.hooks,
         &|_| {},
     )?;
     staged.manifest_bytes = metered.bytes() + fresh.manifest_bytes_in_pack;
     staged.metadata_bytes = refresh_bytes + staged.manifest_bytes;
+    let manifest = &staged.manifest;
     match &manifest.launcher {
         Some(launcher) => switch::replace_launcher(
             &install,

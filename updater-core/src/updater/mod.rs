@@ -564,14 +564,15 @@ impl Updater {
             release,
         )?;
         crate::fault::step("manifest");
+        let pack_data_start = pack_data_start(release, &manifest);
         let mut staged = stage_version(
             &records,
             &self.settings,
             self.transport.as_ref(),
             &self.retry,
             self.events.as_ref(),
-            &manifest,
-            pack_data_start(release, &manifest),
+            manifest,
+            pack_data_start,
             None,
             &release.custom.hooks,
             &|run| self.record_hook(&config.current, release.version(), run),
@@ -582,7 +583,7 @@ impl Updater {
         // Both receipts in one append: one flush, not two.
         self.record_all(&[ReceiptEvent::Downloaded, ReceiptEvent::Staged], |r| {
             r.from = Some(config.current.to_string());
-            r.to = Some(manifest.version.to_string());
+            r.to = Some(staged.manifest.version.to_string());
             r.bytes = if r.event == ReceiptEvent::Downloaded {
                 staged.content_bytes
             } else {
@@ -591,7 +592,7 @@ impl Updater {
             r.duration_ms = elapsed;
         });
         self.emit(Event::Staged {
-            version: manifest.version.clone(),
+            version: staged.manifest.version.clone(),
         });
         Ok(staged)
     }

@@ -18,7 +18,9 @@ use crate::switch;
 use crate::transport::Transport;
 
 /// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
-/// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too).
+/// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too). The
+/// manifest is taken, not borrowed, and handed back in [`Staged`]: for an app of 10,000 files
+/// a copy of it (for its record) is some 30,000 allocations to make and to free.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stage_version(
     records: &Records<'_>,
@@ -26,24 +28,24 @@ pub(super) fn stage_version(
     transport: &dyn Transport,
     retry: &RetryPolicy,
     events: Option<&Arc<EventSink>>,
-    manifest: &Manifest,
+    manifest: Manifest,
     pack_data_start: u64,
     opened_pack: Option<OpenedPack>,
     hooks: &Hooks,
     on_hook: &dyn Fn(&HookRun),
 ) -> Result<Staged> {
     let install = records.install();
-    super::hooks::check_paths(manifest, hooks)?;
+    super::hooks::check_paths(&manifest, hooks)?;
     let target = install.version_dir(&manifest.version);
     // The record names the hooks only once `post-install` succeeded: a folder whose hook
     // did not run to the end is staged again.
     if let Some(record) = records.get(&manifest.version)
-        && record.manifest == *manifest
+        && record.manifest == manifest
         && record.hooks == *hooks
         && record.matches_by_stat(&target)
     {
         return Ok(Staged {
-            manifest: manifest.clone(),
+            manifest,
             report: StageReport::default(),
             manifest_bytes: 0,
             metadata_bytes: 0,
@@ -72,31 +74,29 @@ pub(super) fn stage_version(
         pack_data_start,
         opened_pack: std::sync::Mutex::new(opened_pack),
     };
-    let staged = stager.stage(manifest, &local).and_then(|mut staged| {
-        let record = InstalledRecord {
-            manifest: manifest.clone(),
-            stats: std::mem::take(&mut staged.stats),
-            hooks: Hooks::default(),
-        };
-        let pending = staged.make_durable(install, Some(&record))?;
-        Ok((staged, record, pending))
-    });
-    let (staged, mut record, pending) = match staged {
-        Ok(staged) => staged,
-        Err(err) => {
-            // Leave the install as it was; verified downloads stay in the cache for next time.
-            if let Err(cleanup) = appstart_layout::fsutil::remove_dir_all_if_exists(
-                &install.staging_dir(&manifest.version),
-            ) {
-                log::warn!("{cleanup}");
-            }
-            return Err(err);
+    let staging = install.staging_dir(&manifest.version);
+    // Leave the install as it was; verified downloads stay in the cache for next time.
+    let discard = |err| {
+        if let Err(cleanup) = appstart_layout::fsutil::remove_dir_all_if_exists(&staging) {
+            log::warn!("{cleanup}");
         }
+        err
     };
-    switch::commit_version(install, &staged.path, &manifest.version, pending)?;
+    let mut staged = stager.stage(&manifest, &local).map_err(discard)?;
+    drop(local);
+    // The record owns the manifest while it is written, and gives it back after.
+    let mut record = InstalledRecord {
+        stats: std::mem::take(&mut staged.stats),
+        manifest,
+        hooks: Hooks::default(),
+    };
+    let pending = staged
+        .make_durable(install, Some(&record))
+        .map_err(discard)?;
+    switch::commit_version(install, &staged.path, &record.manifest.version, pending)?;
     let report = staged.report;
     if let Some(hook) = &hooks.post_install {
-        let version = &manifest.version;
+        let version = &record.manifest.version;
         if let Err(err) =
             super::hooks::run_checked(install, version, HookKind::PostInstall, hook, on_hook)
         {
@@ -109,7 +109,7 @@ pub(super) fn stage_version(
         record.save(install)?;
     }
     Ok(Staged {
-        manifest: manifest.clone(),
+        manifest: record.manifest,
         report,
         manifest_bytes: 0,
         metadata_bytes: 0,
