@@ -216,11 +216,17 @@ impl PendingRecord {
 
 /// The records of one install, each read at most once: for one operation (an update), not
 /// kept across operations (another process may install or remove versions in between).
+/// Threads may read different records at once (an update indexes the installed versions'
+/// files while it fetches the manifest): the lock is held only to find a record's slot, and
+/// a second asker of the same record waits for the first one's read.
 #[derive(Debug)]
 pub struct Records<'i> {
     install: &'i InstallDir,
-    loaded: Mutex<HashMap<VersionName, Option<Arc<InstalledRecord>>>>,
+    loaded: Mutex<HashMap<VersionName, Slot>>,
 }
+
+/// A record read once, by whichever thread asks for it first.
+type Slot = Arc<std::sync::OnceLock<Option<Arc<InstalledRecord>>>>;
 
 impl<'i> Records<'i> {
     /// Nothing read yet.
@@ -239,13 +245,14 @@ impl<'i> Records<'i> {
     /// The record of `version` ([`InstalledRecord::load`]), read the first time it is asked
     /// for.
     pub fn get(&self, version: &VersionName) -> Option<Arc<InstalledRecord>> {
-        let mut loaded = match self.loaded.lock() {
-            Ok(loaded) => loaded,
-            Err(poisoned) => poisoned.into_inner(),
+        let slot = {
+            let mut loaded = match self.loaded.lock() {
+                Ok(loaded) => loaded,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            Arc::clone(loaded.entry(version.clone()).or_default())
         };
-        loaded
-            .entry(version.clone())
-            .or_insert_with(|| InstalledRecord::load(self.install, version).map(Arc::new))
+        slot.get_or_init(|| InstalledRecord::load(self.install, version).map(Arc::new))
             .clone()
     }
 }
@@ -260,7 +267,7 @@ impl Drop for Records<'_> {
         });
         let files = loaded
             .values()
-            .flatten()
+            .filter_map(|slot| slot.get().cloned().flatten())
             .map(|record| record.manifest.files.len())
             .sum();
         crate::background_drop::drop_in_background(loaded, files);
@@ -319,6 +326,50 @@ mod tests {
         assert_eq!(record.stats, vec![FileStat::UNKNOWN, stat(12)]);
         assert_eq!(record.stat(0), None);
         assert_eq!(record.stat(1), Some(stat(12)));
+    }
+
+    /// Threads asking for records at once each get them, read once per version: the same
+    /// record for the same version, `None` for a version without one.
+    #[test]
+    fn records_are_read_once_whatever_thread_asks() {
+        let root = tempfile::tempdir().unwrap();
+        let install = InstallDir::new(root.path());
+        let one = VersionName::parse("1.0.0").unwrap();
+        let two = VersionName::parse("2.0.0").unwrap();
+        let missing = VersionName::parse("3.0.0").unwrap();
+        for version in [&one, &two] {
+            let mut manifest = manifest();
+            manifest.version = version.clone();
+            let record = InstalledRecord {
+                manifest,
+                stats: vec![stat(11), stat(12)],
+                hooks: Default::default(),
+            };
+            record.save(&install).unwrap();
+        }
+        let owned = Records::new(&install);
+        let records = &owned;
+        let asked: Vec<_> = std::thread::scope(|scope| {
+            let threads: Vec<_> = [&one, &two, &one, &missing, &two, &one]
+                .into_iter()
+                .map(|version| scope.spawn(move || (version, records.get(version))))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (version, record) in &asked {
+            match record {
+                Some(record) => {
+                    assert_eq!(record.manifest.version, **version);
+                    let again = records.get(version).unwrap();
+                    assert!(Arc::ptr_eq(record, &again), "{version} read twice");
+                }
+                None => assert_eq!(*version, &missing),
+            }
+        }
+        // Read once: a record changed on disk since is not read again.
+        std::fs::remove_file(InstalledRecord::path(&install, &one)).unwrap();
+        assert!(records.get(&one).is_some());
+        assert!(Records::new(&install).get(&one).is_none());
     }
 
     /// Stats that do not line up with the files are dropped (the manifest is kept, no stat

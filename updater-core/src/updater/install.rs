@@ -7,7 +7,7 @@ use appstart_layout::{InstallDir, LauncherConfig, history};
 
 use super::UpdateReport;
 use super::find::{Chooser, refresh};
-use super::stage::stage_version;
+use super::stage::{local_files, stage_version};
 use crate::cancel::CancelToken;
 use crate::control::install_id::InstallId;
 use crate::control::policy::Policy;
@@ -411,8 +411,10 @@ fn install_into(options: &InstallOptions, trust: &TlsTrust) -> Result<UpdateRepo
         &transport,
     )?;
     let pack_data_start = pack_data_start(&release, &fresh.manifest);
+    let local = local_files(&records, &fresh.manifest.version)?;
     let mut staged = stage_version(
         &records,
+        local,
         &settings,
         &transport,
         &retry,

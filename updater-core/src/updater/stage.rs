@@ -17,13 +17,25 @@ use crate::stage::{InstalledRecord, LocalFiles, OpenedPack, Records, StageReport
 use crate::switch;
 use crate::transport::Transport;
 
+/// The files of every installed version but `target`, by content: what staging `target` may
+/// take from disk. It needs no manifest, so an update builds it while it fetches one.
+pub(super) fn local_files(records: &Records<'_>, target: &VersionName) -> Result<LocalFiles> {
+    let sources: Vec<VersionName> = switch::installed_versions(records.install())?
+        .into_iter()
+        .filter(|v| v != target)
+        .collect();
+    Ok(LocalFiles::index(records, &sources))
+}
+
 /// Stages `manifest` and moves it into `versions/` (steps 1-6), reusing a complete folder left
-/// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too). The
-/// manifest is taken, not borrowed, and handed back in [`Staged`]: for an app of 10,000 files
-/// a copy of it (for its record) is some 30,000 allocations to make and to free.
+/// by an interrupted run, then runs its `post-install` hook (given to `on_hook` too). `local`
+/// is [`local_files`] for its version. The manifest is taken, not borrowed, and handed back
+/// in [`Staged`]: for an app of 10,000 files a copy of it (for its record) is some 30,000
+/// allocations to make and to free.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stage_version(
     records: &Records<'_>,
+    local: LocalFiles,
     settings: &InstallSettings,
     transport: &dyn Transport,
     retry: &RetryPolicy,
@@ -52,12 +64,6 @@ pub(super) fn stage_version(
             content_bytes: 0,
         });
     }
-    let installed = switch::installed_versions(install)?;
-    let sources: Vec<VersionName> = installed
-        .into_iter()
-        .filter(|v| *v != manifest.version)
-        .collect();
-    let local = LocalFiles::index(records, &sources);
     // Every content byte received counts into the download phase's progress.
     let progress = Arc::new(ProgressMeter::new(events.cloned(), Phase::Download));
     let metered = Metered::with_progress(transport, Arc::clone(&progress));
