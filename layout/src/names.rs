@@ -437,7 +437,8 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(cases())]
+            // Cheap cases (a few microseconds each): many more than the default.
+            #![proptest_config(ProptestConfig { cases: cases().cases.max(4_000), ..cases() })]
 
             /// Paths made of the characters the checks look at (separators, dots, spaces,
             /// colons, the Windows-forbidden ones, C0 and C1 controls, DEL, letters of the

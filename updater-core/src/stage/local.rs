@@ -156,8 +156,9 @@ impl LocalFiles {
         match self.by_hash.get_mut(hash) {
             Some(sources) => sources.push(source),
             None => {
-                // Room for one source per installed version: most content is in each.
-                let mut sources = Vec::with_capacity(self.versions.max(1));
+                // Room for a source in each of two installed versions (the usual `keep`):
+                // most content is in both.
+                let mut sources = Vec::with_capacity(self.versions.clamp(1, 2));
                 sources.push(source);
                 self.by_hash.insert(hash.to_string(), sources);
             }

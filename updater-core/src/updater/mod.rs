@@ -570,7 +570,7 @@ impl Updater {
             );
             let local = indexer
                 .join()
-                .unwrap_or_else(|_| Err(Error::Invalid("the file indexer panicked".into())));
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (manifest, local)
         });
         let (manifest, local) = (manifest?, local?);
