@@ -11,7 +11,8 @@
 //!   + 64 KiB);
 //! - staging time (building v2 beside v1) against `cp -a` of the v1 folder, run in the same
 //!   process right after, as a ratio, and against `cp -al` (hard links: the floor for any
-//!   staging that keeps whole version folders);
+//!   staging that keeps whole version folders), and against one `lstat` per file of the v1
+//!   folder (the floor for any staging that checks each unchanged file by its stat);
 //! - with `RTT_MS`, the update goes through [`DelayRelay`], which adds that round trip to
 //!   every request (the pack's range requests then show what running them at once saves);
 //! - requests and body bytes of a no-op check;
@@ -195,6 +196,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // `cp -a` and a `sync` after it, timed together: a copy as durable as a staged folder
     // (staging ends with a `syncfs`). Shown beside the goal's reference, not instead of it.
     let durable_copy = median_of_3_then(&v1_dir, &root.join("durable"), "-a", true)?;
+    // One `lstat` per file: what any staging that checks each unchanged file by its stat
+    // (as keeping a file of the spare, or linking an installed one, does) pays at least.
+    let stat_floor = lstat_each_file(&v1_dir)?;
     let compressed_changed: u64 = v2_report.new_blob_bytes;
     println!();
     println!("| measurement | result |");
@@ -265,6 +269,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| `cp -a` then `sync` of the v1 folder (median of 3) | {:.3} s |",
         durable_copy.as_secs_f64()
+    );
+    println!(
+        "| one `lstat` per file of the v1 folder (a walk, then the files on 2 threads; median of 3) | {:.3} s ({:.3} x cp -a) |",
+        stat_floor.as_secs_f64(),
+        stat_floor.as_secs_f64() / copy.as_secs_f64()
     );
 
     // No-op check: requests and body bytes.
@@ -346,6 +355,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| steady-state staging / (cp -a then sync) (medians) | {:.3} |",
         median.as_secs_f64() / durable_copy.as_secs_f64()
+    );
+    println!(
+        "| steady-state staging / one `lstat` per file (medians) | {:.3} |",
+        median.as_secs_f64() / stat_floor.as_secs_f64()
     );
     drop(server);
     Ok(())
@@ -549,6 +562,42 @@ fn median_of_3(
     flag: &str,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
     median_of_3_then(source, dest, flag, false)
+}
+
+/// One `lstat` of each file below `dir`: a walk lists them, then two threads (the cores of
+/// the machines these numbers come from) `lstat` half each, as staging spreads its checks.
+/// Median of 3.
+fn lstat_each_file(dir: &Path) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(folder) = stack.pop() {
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    files.push(entry.path());
+                }
+            }
+        }
+        let (first, second) = files.split_at(files.len() / 2);
+        let each = |part: &[std::path::PathBuf]| {
+            part.iter()
+                .try_for_each(|path| std::fs::symlink_metadata(path).map(drop))
+        };
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| each(first));
+            each(second)?;
+            other
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a thread panicked")))
+        })?;
+        times.push(start.elapsed());
+    }
+    Ok(appstart_bench::median(&mut times))
 }
 
 /// [`median_of_3`], each copy timed with a `sync` after it when `then_sync`.
