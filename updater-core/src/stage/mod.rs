@@ -6,8 +6,8 @@
 //!    files proven to be untouched installed files with the wanted content, mode and path
 //!    (`spare`; Unix; downloaded blobs survive in `state/cache`, so nothing is fetched
 //!    twice).
-//! 2. Plan ([`Stager::plan`]): for each file the cheapest route, fewest bytes first, then fewest
-//!    requests:
+//! 2. Plan ([`Stager::plan`], `plan`): for each file the cheapest route, fewest bytes first,
+//!    then fewest requests:
 //!    - a file of an installed version with the same BLAKE3 (free): hard-linked when its
 //!      recorded inode, size and mtime show it untouched since we wrote it and its mode
 //!      matches, else copied and verified while copying (why linking is safe:
@@ -24,7 +24,7 @@
 //!    files made from it, or kept in `state/cache` (`pack`).
 //! 3. Carry the plan out, file by file (every written file is made read-only).
 //!    Deltas and blobs go to `state/cache/` as `.partial` files (resumable, capped at their
-//!    signed size), then are applied or decompressed and verified while streaming. A delta or
+//!    signed size), then are applied or decompressed and verified while streaming (`remote`). A delta or
 //!    archive rebuild that fails falls back to the blob, never to a broken file.
 //! 4. Verify the tree against the manifest: exactly the listed files and folders, right
 //!    sizes and modes, nothing else (`verify`; the stats of the files made in bulk were
@@ -47,14 +47,19 @@ mod file_stat;
 mod local;
 mod pack;
 mod parallel;
+mod plan;
 mod record;
+mod remote;
 mod reuse;
 mod seal;
 mod spare;
 pub(crate) mod verify;
 mod writers;
 pub use pack::OpenedPack;
+use plan::usable_deltas;
+pub use plan::{Route, Slice, cost};
 pub use record::{InstalledRecord, PendingRecord, Records};
+use remote::Obtained;
 pub(crate) use spare::{RECYCLES, set_aside};
 pub use verify::verify_tree;
 
@@ -64,11 +69,11 @@ use seal::{seal, set_read_only};
 pub use local::LocalFiles;
 
 use crate::blob;
-use crate::download::{CachedFile, RetryPolicy, fetch_authenticated};
+use crate::download::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::manifest::{Content, Expected, Manifest};
+use crate::manifest::{Expected, Manifest};
 use crate::progress::ProgressMeter;
-use crate::transport::{Transport, join_url};
+use crate::transport::Transport;
 
 /// Fetch blobs from the pack only when at least this many are needed.
 pub const PACK_MIN_BLOBS: usize = 4;
@@ -112,37 +117,6 @@ pub struct StageReport {
     pub pack_requests: usize,
 }
 
-/// How one file of the target version will be made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// From an installed file with the same content.
-    Local,
-    /// A zip archive rebuilt from its parts.
-    Archive,
-    /// The whole file, from a delta or its blob.
-    Whole,
-}
-
-/// One blob's place in the release's pack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Slice<'m> {
-    /// Where it starts in the pack.
-    pub offset: u64,
-    /// Its length (the blob's signed size).
-    pub size: u64,
-    /// The BLAKE3 of the blob (what the slice is checked against).
-    pub blob_blake3: &'m str,
-    /// The BLAKE3 of its content (what the cache names it by).
-    pub content: &'m str,
-}
-
-/// How a piece of content was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Obtained {
-    Delta(u64),
-    Blob(u64),
-}
-
 /// Everything staging needs.
 pub struct Stager<'a> {
     /// The install.
@@ -172,97 +146,7 @@ impl std::fmt::Debug for Stager<'_> {
     }
 }
 
-/// The bytes it costs to get `content`: nothing if it is on disk, else its smallest usable
-/// delta (one whose base is on disk), else its blob.
-pub fn cost(content: &dyn Content, local: &LocalFiles) -> u64 {
-    if local.has(content.expected().blake3) {
-        return 0;
-    }
-    usable_deltas(content, local)
-        .first()
-        .map_or(content.blob_size(), |d| d.size)
-}
-
-/// Deltas smaller than the blob whose base is on disk, smallest first.
-fn usable_deltas<'c>(
-    content: &'c dyn Content,
-    local: &LocalFiles,
-) -> Vec<&'c crate::manifest::DeltaEntry> {
-    let mut deltas: Vec<_> = content
-        .deltas()
-        .iter()
-        .filter(|d| {
-            d.size < content.blob_size()
-                && crate::manifest::is_blake3_hex(&d.blake3)
-                && local.has(&d.base)
-        })
-        .collect();
-    deltas.sort_by_key(|d| d.size);
-    deltas
-}
-
 impl Stager<'_> {
-    /// Step 2: the route of each file, and the blobs (pack offset, size, BLAKE3) that route
-    /// needs from the network.
-    pub fn plan<'m>(
-        &self,
-        manifest: &'m Manifest,
-        local: &LocalFiles,
-    ) -> (Vec<Route>, Vec<Slice<'m>>) {
-        self.plan_keeping(manifest, local, &[])
-    }
-
-    /// [`Stager::plan`] where the files `kept` marks made are already in place (routed
-    /// [`Route::Local`], needing nothing).
-    fn plan_keeping<'m>(
-        &self,
-        manifest: &'m Manifest,
-        local: &LocalFiles,
-        kept: &[Made],
-    ) -> (Vec<Route>, Vec<Slice<'m>>) {
-        let mut routes = Vec::with_capacity(manifest.files.len());
-        let mut blobs = Vec::new();
-        let mut need_blob = |content: &'m dyn Content| {
-            if !local.has(content.expected().blake3)
-                && usable_deltas(content, local).is_empty()
-                && let Some(offset) = content.pack_offset()
-            {
-                blobs.push(Slice {
-                    offset: offset.saturating_add(self.pack_data_start),
-                    size: content.blob_size(),
-                    blob_blake3: content.blob_blake3(),
-                    content: content.expected().blake3,
-                });
-            }
-        };
-        for (index, entry) in manifest.files.iter().enumerate() {
-            if local.has_file(&entry.blake3) || kept.get(index).is_some_and(|k| k.is_done()) {
-                routes.push(Route::Local);
-                continue;
-            }
-            let whole = cost(entry, local);
-            let rebuild = entry.archive.as_ref().map(|a| archive::cost(a, local));
-            if let (Some(archive), Some(rebuild)) = (&entry.archive, rebuild)
-                && rebuild < whole
-            {
-                routes.push(Route::Archive);
-                need_blob(&archive.skeleton);
-                for member in &archive.members {
-                    if local
-                        .raw_member(&member.blake3, member.method, member.stream_size)
-                        .is_none()
-                    {
-                        need_blob(member);
-                    }
-                }
-            } else {
-                routes.push(Route::Whole);
-                need_blob(entry);
-            }
-        }
-        (routes, blobs)
-    }
-
     /// Builds `manifest` in its staging folder and checks it (steps 1 to 4). Returns the
     /// folder, not yet durable: [`StagedFolder::make_durable`] is step 5.
     pub fn stage(&self, manifest: &Manifest, local: &LocalFiles) -> Result<StagedFolder> {
@@ -410,150 +294,6 @@ impl Stager<'_> {
     /// Where archive parts and extracted bases are kept while staging.
     fn scratch_dir(&self) -> PathBuf {
         self.install.cache_dir().join("scratch")
-    }
-
-    /// Makes `content` at `dest` from a delta, or else from its blob.
-    fn obtain_remote(
-        &self,
-        content: &dyn Content,
-        dest: &Path,
-        local: &LocalFiles,
-        scratch: &Path,
-    ) -> Result<Obtained> {
-        if let Some(received) = self.patch(content, dest, local, scratch)? {
-            return Ok(Obtained::Delta(received));
-        }
-        Ok(Obtained::Blob(self.fetch_blob(content, dest)?))
-    }
-
-    /// Rebuilds `content` at `dest` from a local base and a delta, smallest delta first.
-    /// Returns the bytes received, or `None` when no delta applies (no base on disk, or every
-    /// delta failed: then the caller falls back to the blob, never to a broken file).
-    fn patch(
-        &self,
-        content: &dyn Content,
-        dest: &Path,
-        local: &LocalFiles,
-        scratch: &Path,
-    ) -> Result<Option<u64>> {
-        let expected = content.expected();
-        for delta in usable_deltas(content, local) {
-            let base_expected = Expected {
-                name: "delta base",
-                size: delta.base_size,
-                blake3: &delta.base,
-            };
-            let Some(base_path) = local.materialize(&base_expected, scratch) else {
-                continue;
-            };
-            let path = crate::delta::delta_path(&delta.base, expected.blake3, delta.algorithm);
-            let url = join_url(self.repo_url, &path);
-            let cache = self.install.cache_dir();
-            fsutil::create_dir_all(&cache)?;
-            let name = format!(
-                "{}-{}.{}",
-                delta.base,
-                expected.blake3,
-                delta.algorithm.extension()
-            );
-            let cached = cache.join(&name);
-            let partial = cache.join(format!("{name}.partial"));
-            let attempt = (|| -> Result<u64> {
-                // Authenticated before it is cached or applied: a crafted delta from a mirror
-                // never reaches the decoder, and a bad cached one is deleted, not retried.
-                let received = fetch_authenticated(
-                    self.transport,
-                    &url,
-                    &CachedFile {
-                        path: &cached,
-                        partial: &partial,
-                        size: delta.size,
-                        blake3: &delta.blake3,
-                    },
-                    &self.retry,
-                )?;
-                let mut base = std::io::BufReader::new(
-                    File::open(&base_path).map_err(|e| Error::io("opening", &base_path, e))?,
-                );
-                let mut output = std::io::BufWriter::new(
-                    File::create(dest).map_err(|e| Error::io("creating", dest, e))?,
-                );
-                crate::delta::apply_file(
-                    delta.algorithm,
-                    &mut base,
-                    &cached,
-                    delta.size,
-                    &mut output,
-                    &expected,
-                    &url,
-                    dest,
-                )?;
-                let output = output
-                    .into_inner()
-                    .map_err(|e| Error::io("writing", dest, e.into_error()))?;
-                durable::file_written(&output, dest)?;
-                Ok(received)
-            })();
-            match attempt {
-                Ok(received) => return Ok(Some(received)),
-                // The delta's verified bytes stay cached for the next run.
-                Err(err) if err.ends_operation() => return Err(err),
-                Err(err) => {
-                    log::warn!(
-                        "delta {url} failed, using the whole file instead: {}",
-                        crate::error::chain(&err)
-                    );
-                    fsutil::remove_file_if_exists(&cached)?;
-                    fsutil::remove_file_if_exists(dest)?;
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Downloads (or finds in the cache) the blob of `content`, authenticated by its signed
-    /// size and BLAKE3, and decompresses it to `dest`, verifying the output. Returns the
-    /// bytes received over the network.
-    fn fetch_blob(&self, content: &dyn Content, dest: &Path) -> Result<u64> {
-        let expected = content.expected();
-        let cache = self.install.cache_dir();
-        fsutil::create_dir_all(&cache)?;
-        let blob_file = cache.join(format!("{}.zst", expected.blake3));
-        let partial = cache.join(format!("{}.zst.partial", expected.blake3));
-        let url = join_url(self.repo_url, &blob::blob_path(expected.blake3));
-        let received = fetch_authenticated(
-            self.transport,
-            &url,
-            &CachedFile {
-                path: &blob_file,
-                partial: &partial,
-                size: content.blob_size(),
-                blake3: content.blob_blake3(),
-            },
-            &self.retry,
-        )?;
-        let written = blob::decompress_to_file(&blob_file, dest, &expected)
-            .and_then(|file| durable::file_written(&file, dest));
-        if let Err(err) = written {
-            // Signed, yet not the content the manifest describes (a publisher's fault): never
-            // kept, so the next run fetches it again once the repository is fixed.
-            fsutil::remove_file_if_exists(&blob_file)?;
-            return Err(match err {
-                Error::Mismatch {
-                    kind,
-                    expected,
-                    actual,
-                    ..
-                } => Error::Mismatch {
-                    what: url,
-                    kind,
-                    expected,
-                    actual,
-                },
-                other => other,
-            });
-        }
-        Ok(received)
     }
 }
 
