@@ -316,20 +316,7 @@ pub fn fetch_authenticated(
             log::warn!("{url}: {err}; downloading it from the next repository URL");
             continue;
         }
-        return Err(match err {
-            Error::Mismatch {
-                kind,
-                expected,
-                actual,
-                ..
-            } => Error::Mismatch {
-                what: url.to_string(),
-                kind,
-                expected,
-                actual,
-            },
-            other => other,
-        });
+        return Err(err.mismatch_of(url));
     }
 }
 

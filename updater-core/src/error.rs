@@ -206,6 +206,25 @@ impl Error {
         }
     }
 
+    /// This error, a [`Error::Mismatch`] naming `what` instead (the URL the bytes came
+    /// from, where the check only knew a local file); any other error as it is.
+    pub(crate) fn mismatch_of(self, what: &str) -> Self {
+        match self {
+            Error::Mismatch {
+                kind,
+                expected,
+                actual,
+                ..
+            } => Error::Mismatch {
+                what: what.to_string(),
+                kind,
+                expected,
+                actual,
+            },
+            other => other,
+        }
+    }
+
     /// A stable code for receipts and scripts (`docs/receipts.md`): one per kind of failure,
     /// never a message (messages name local paths).
     pub fn code(&self) -> &'static str {

@@ -24,16 +24,26 @@ use crate::manifest::{Archive, Content, FileEntry};
 pub(super) fn cost(archive: &Archive, local: &LocalFiles) -> u64 {
     let mut seen = std::collections::HashSet::new();
     let mut total = super::cost(&archive.skeleton, local);
-    for member in &archive.members {
-        if seen.insert(member.blake3.as_str())
-            && local
-                .raw_member(&member.blake3, member.method, member.stream_size)
-                .is_none()
-        {
+    for member in parts_to_make(archive, local).skip(1) {
+        if seen.insert(member.expected().blake3) {
             total += super::cost(member, local);
         }
     }
     total
+}
+
+/// The parts of `archive` a rebuild has to make (from a file on disk, a delta or the blob):
+/// its skeleton first, then each member whose data no installed archive holds as it is.
+pub(super) fn parts_to_make<'m>(
+    archive: &'m Archive,
+    local: &LocalFiles,
+) -> impl Iterator<Item = &'m dyn Content> {
+    let members = archive.members.iter().filter(move |member| {
+        local
+            .raw_member(&member.blake3, member.method, member.stream_size)
+            .is_none()
+    });
+    std::iter::once(&archive.skeleton as &dyn Content).chain(members.map(|m| m as &dyn Content))
 }
 
 /// Where one member's data comes from.

@@ -48,15 +48,7 @@ pub(super) fn download_size(
             Route::Whole => add(entry),
             Route::Archive => {
                 if let Some(archive) = &entry.archive {
-                    add(&archive.skeleton);
-                    for member in &archive.members {
-                        if local
-                            .raw_member(&member.blake3, member.method, member.stream_size)
-                            .is_none()
-                        {
-                            add(member);
-                        }
-                    }
+                    super::archive::parts_to_make(archive, local).for_each(&mut add);
                 }
             }
         }

@@ -102,15 +102,7 @@ impl Stager<'_> {
                 && rebuild < whole
             {
                 routes.push(Route::Archive);
-                need_blob(&archive.skeleton);
-                for member in &archive.members {
-                    if local
-                        .raw_member(&member.blake3, member.method, member.stream_size)
-                        .is_none()
-                    {
-                        need_blob(member);
-                    }
-                }
+                archive::parts_to_make(archive, local).for_each(&mut need_blob);
             } else {
                 routes.push(Route::Whole);
                 need_blob(entry);

@@ -148,20 +148,7 @@ impl Stager<'_> {
             // Signed, yet not the content the manifest describes (a publisher's fault): never
             // kept, so the next run fetches it again once the repository is fixed.
             fsutil::remove_file_if_exists(&blob_file)?;
-            return Err(match err {
-                Error::Mismatch {
-                    kind,
-                    expected,
-                    actual,
-                    ..
-                } => Error::Mismatch {
-                    what: url,
-                    kind,
-                    expected,
-                    actual,
-                },
-                other => other,
-            });
+            return Err(err.mismatch_of(&url));
         }
         Ok(received)
     }
