@@ -205,7 +205,7 @@ fn runnable_version(
             version: current,
             path,
             reason,
-            installed: list(&install.version_folders()),
+            installed: VersionName::list(&install.version_folders()),
             config: install.config_path(),
         });
     }
@@ -330,17 +330,6 @@ fn load_bad_versions(path: &Path) -> BadVersions {
         log::warn!("ignoring {}: {err}", path.display());
         BadVersions::default()
     })
-}
-
-fn list(versions: &[VersionName]) -> String {
-    if versions.is_empty() {
-        return "none".into();
-    }
-    versions
-        .iter()
-        .map(VersionName::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Ends probation: the version proved itself.

@@ -57,7 +57,7 @@ pub mod settings;
 pub mod shortcut;
 #[path = "stage/mod.rs"]
 pub mod stage;
-#[path = "switch.rs"]
+#[path = "switch/mod.rs"]
 pub mod switch;
 #[path = "tls.rs"]
 pub mod tls;

@@ -5,26 +5,26 @@
 //!    `state/manifests/<version>.json` and made durable with the staging folder) into place;
 //!    `fsync` `state/manifests/`.
 //! 6. Rename `versions/.staging-<version>` to `versions/<version>`; `fsync` `versions/`.
-//! 7. If the release ships a launcher, replace `DIR/appstart` atomically. On Windows a
-//!    running `.exe` cannot be replaced or deleted, only renamed: the old launcher is first
-//!    renamed aside to `appstart.exe.old-<n>`, and step 9 deletes it once it has exited.
+//! 7. If the release ships a launcher, replace `DIR/appstart` atomically (`launcher`). On
+//!    Windows a running `.exe` cannot be replaced or deleted, only renamed: the old launcher
+//!    is first renamed aside to `appstart.exe.old-<n>`, and step 9 deletes it once it has
+//!    exited.
 //! 8. Write `state/probation.toml` for the new version, then switch `appstart.toml`
 //!    atomically (`current` = new, `previous` = old). This rename is the commit point. Then
 //!    record the switch in `state/switched.toml`.
-//! 9. Remove versions beyond `keep` (never current or previous; the newest of them is set
-//!    aside as `versions/.spare` for the next staging to start from, on Unix), stale staging folders,
-//!    launchers renamed aside and cached blobs. A folder or launcher still in use (Windows
-//!    refuses to delete open files) is left for the next prune, with a warning: it must not
-//!    fail an update that has already switched.
+//! 9. Remove versions beyond `keep` (`prune`; never current or previous; the newest of them
+//!    is set aside as `versions/.spare` for the next staging to start from, on Unix), stale
+//!    staging folders, launchers renamed aside and cached blobs. A folder or launcher still
+//!    in use (Windows refuses to delete open files) is left for the next prune, with a
+//!    warning: it must not fail an update that has already switched.
 //!
 //! Hand edits: rolling back by hand is editing `current` in `appstart.toml`. Before every
 //! check, update and rollback, [`notice_hand_edit`] compares it with `state/switched.toml`
 //! (the `current` appstart itself last wrote) and treats a move to an older version like
 //! `appupdate rollback`, so the next update does not undo it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use appstart_layout::paths::{DAMAGED_PREFIX, SPARE_DIR, STAGING_PREFIX};
 use appstart_layout::state::{BadVersions, Probation, Switched};
 use appstart_layout::{InstallDir, LauncherConfig, VersionName, fsutil};
 
@@ -32,6 +32,13 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::release::case_conflict;
 use crate::stage::{InstalledRecord, PendingRecord};
+
+mod launcher;
+mod prune;
+
+pub use launcher::replace_launcher;
+pub(crate) use prune::free_damaged_dir;
+pub use prune::{installed_versions, prune, prune_keeping, running_versions};
 
 /// Steps 5 and 6: renames the version's record (written and made durable with the staging
 /// folder) into place, then the folder. A record is discarded if the folder may not
@@ -115,113 +122,6 @@ pub fn switch_to(install: &InstallDir, manifest: &Manifest) -> Result<VersionNam
     Ok(old)
 }
 
-/// Replaces `DIR/appstart` with `source`: copy beside it, `fsync`, rename over, `fsync`. On
-/// Windows the running launcher is renamed aside first (`move_launcher_aside`).
-pub fn replace_launcher(install: &InstallDir, source: &Path) -> Result<()> {
-    let target = install.launcher_path();
-    let temp = install.root().join(fsutil::temp_name("appstart"));
-    let result = (|| {
-        // Copied through a new file, not `fs::copy`: on Windows that would carry over the
-        // installed file's read-only attribute, and flushing needs a handle opened for
-        // writing (`FlushFileBuffers`).
-        let mut input = std::fs::File::open(source).map_err(|e| Error::io("opening", source, e))?;
-        let mut output =
-            std::fs::File::create(&temp).map_err(|e| Error::io("creating", &temp, e))?;
-        std::io::copy(&mut input, &mut output)
-            .map_err(|e| Error::io("copying the launcher to", &temp, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            output
-                .set_permissions(std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::io("setting permissions of", &temp, e))?;
-        }
-        output
-            .sync_all()
-            .map_err(|e| Error::io("syncing", &temp, e))?;
-        drop(output);
-        #[cfg(windows)]
-        let aside = move_launcher_aside(install)?;
-        let renamed = fsutil::rename(&temp, &target);
-        #[cfg(windows)]
-        if let (Err(_), Some(aside)) = (&renamed, &aside) {
-            // Put the old one back: an install must never be left without a launcher.
-            fsutil::rename(aside, &target)?;
-        }
-        renamed?;
-        fsutil::sync_dir(install.root())?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
-/// The file name prefix of launchers renamed aside, e.g. `appstart.exe.old-`.
-fn launcher_aside_prefix(install: &InstallDir) -> String {
-    let launcher = install.launcher_path();
-    let name = launcher
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{name}.old-")
-}
-
-/// Windows: renames the (possibly running) launcher aside; `None` when there is none. A
-/// running `.exe` can be renamed but not replaced or deleted.
-#[cfg(windows)]
-fn move_launcher_aside(install: &InstallDir) -> Result<Option<std::path::PathBuf>> {
-    let target = install.launcher_path();
-    if !target.exists() {
-        return Ok(None);
-    }
-    // `DIR/appstart.exe.old-<n>`, n unique (pid and clock, as in temporary names).
-    let unique = fsutil::temp_name("launcher").replace(fsutil::TEMP_PREFIX, "");
-    let aside = install
-        .root()
-        .join(format!("{}{unique}", launcher_aside_prefix(install)));
-    fsutil::rename(&target, &aside)?;
-    Ok(Some(aside))
-}
-
-/// Step 9 for launchers renamed aside: deletes them, leaving any still running for the next
-/// prune. Restores the newest one first if a crash between the two renames of
-/// [`replace_launcher`] left the install without a launcher.
-fn remove_launchers_aside(install: &InstallDir) {
-    let prefix = launcher_aside_prefix(install);
-    let Ok(entries) = std::fs::read_dir(install.root()) else {
-        return;
-    };
-    let mut aside: Vec<_> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect();
-    if aside.is_empty() {
-        return;
-    }
-    let launcher = install.launcher_path();
-    if !launcher.exists() {
-        aside.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        if let Some(newest) = aside.pop() {
-            match fsutil::rename(&newest, &launcher) {
-                Ok(()) => log::warn!(
-                    "restored the launcher {} from {}",
-                    launcher.display(),
-                    newest.display()
-                ),
-                Err(err) => log::warn!("the launcher {} is missing: {err}", launcher.display()),
-            }
-        }
-    }
-    for path in aside {
-        if let Err(err) = fsutil::remove_file_if_exists(&path) {
-            log::warn!("{err}; it is removed at the next update once it no longer runs");
-        }
-    }
-}
-
 /// Switches back to `to` (default: `previous`). A version rolled back from (to an older one)
 /// is recorded in `state/bad-versions.toml` so that the updater does not bring it straight
 /// back; a newer release still installs. Returns (from, to).
@@ -237,7 +137,7 @@ pub fn rollback(
         None => {
             return Err(Error::NothingToDo(format!(
                 "no previous version to roll back to (installed: {}); name one with --to",
-                list(&installed_versions(install)?)
+                VersionName::list(&installed_versions(install)?)
             )));
         }
     };
@@ -255,7 +155,7 @@ pub fn rollback(
         return Err(Error::Invalid(format!(
             "cannot roll back to {target}: {} is missing or not executable (installed: {})",
             exe_path.display(),
-            list(&installed_versions(install)?)
+            VersionName::list(&installed_versions(install)?)
         )));
     }
     if is_older(&target, &from) {
@@ -337,194 +237,9 @@ fn is_older(a: &VersionName, b: &VersionName) -> bool {
     }
 }
 
-fn list(versions: &[VersionName]) -> String {
-    if versions.is_empty() {
-        return "none".into();
-    }
-    versions
-        .iter()
-        .map(VersionName::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Installed version folders, newest first (SemVer order; other names last).
-pub fn installed_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
-    let dir = install.versions_dir();
-    let mut versions = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(versions),
-        Err(e) => return Err(Error::io("listing", &dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Some(name) = entry.file_name().to_str()
-            && let Ok(version) = VersionName::parse(name)
-        {
-            versions.push(version);
-        }
-    }
-    versions.sort_by(|a, b| {
-        match (
-            semver::Version::parse(a.as_str()),
-            semver::Version::parse(b.as_str()),
-        ) {
-            (Ok(x), Ok(y)) => y.cmp(&x),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            _ => b.cmp(a),
-        }
-    });
-    Ok(versions)
-}
-
-/// `current` and `previous` of `appstart.toml`, the versions that may be running; none
-/// before the config exists (during an install).
-pub fn running_versions(install: &InstallDir) -> Result<Vec<VersionName>> {
-    let path = install.config_path();
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let config = LauncherConfig::load(&path)?;
-    let mut running = vec![config.current];
-    running.extend(config.previous);
-    Ok(running)
-}
-
-/// Step 9: removes versions beyond `keep` (never current or previous, compared ignoring ASCII
-/// case, as a case-insensitive file system does), staging leftovers, temporary files and
-/// cached blobs. Returns the versions removed.
-pub fn prune(install: &InstallDir, keep: usize) -> Result<Vec<VersionName>> {
-    prune_keeping(install, keep, None)
-}
-
-/// [`prune`], also keeping `also` (the version a chain of updates started from: the process
-/// that ran the chain may still be running it).
-pub fn prune_keeping(
-    install: &InstallDir,
-    keep: usize,
-    also: Option<&VersionName>,
-) -> Result<Vec<VersionName>> {
-    let config = LauncherConfig::load(&install.config_path())?;
-    // A version `update --download-only` staged waits for `update --apply`; an unreadable
-    // record keeps nothing (it is rewritten by the next download).
-    let staged = crate::updater::later::StagedRecord::load(&install.staged_path())
-        .ok()
-        .flatten()
-        .map(|record| record.version);
-    let running = [
-        Some(config.current.clone()),
-        config.previous.clone(),
-        also.cloned(),
-        staged,
-    ];
-    let mut kept: Vec<VersionName> = running.iter().flatten().cloned().collect();
-    let mut removed = Vec::new();
-    // The newest version removed is set aside for the next staging to start from
-    // (`stage::spare`), not deleted: the next release shares nearly all of its files.
-    let mut set_aside = false;
-    for version in installed_versions(install)? {
-        if kept.contains(&version) {
-            continue;
-        }
-        if running
-            .iter()
-            .flatten()
-            .any(|r| r.as_str().eq_ignore_ascii_case(version.as_str()))
-        {
-            // Possibly the very folder of a running version.
-            continue;
-        }
-        if kept.len() < keep {
-            kept.push(version);
-            continue;
-        }
-        let dir = install.version_dir(&version);
-        // The record goes first: a folder without one is still removed by the next prune,
-        // while a record whose folder is gone (set aside or deleted, then a crash) would
-        // stay forever.
-        let record = InstalledRecord::path(install, &version);
-        let had_record = record.exists();
-        fsutil::remove_file_if_exists(&record)?;
-        if !set_aside && had_record {
-            set_aside = crate::stage::set_aside(install, &dir);
-        }
-        // Windows refuses to delete files that are open (a version still running, an
-        // antivirus scan): leave the folder for the next prune rather than fail the update.
-        if let Err(err) = fsutil::remove_dir_all_if_exists(&dir) {
-            log::warn!("{err}; it is removed at the next update");
-            continue;
-        }
-        removed.push(version);
-    }
-    let versions_dir = install.versions_dir();
-    if let Ok(entries) = std::fs::read_dir(&versions_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // Damaged folders a repair moved aside: the app may still run from one (Windows
-            // then refuses, and the next prune tries again).
-            // A spare is used on Linux only (`stage::spare`).
-            let unused_spare = !crate::stage::RECYCLES && name == SPARE_DIR;
-            if (name.starts_with(STAGING_PREFIX)
-                || name.starts_with(DAMAGED_PREFIX)
-                || unused_spare)
-                && let Err(err) = fsutil::remove_dir_all_if_exists(&entry.path())
-            {
-                log::warn!("{err}; it is removed at the next update");
-            }
-        }
-    }
-    // Every folder the updater and launcher write into with `write_atomic`.
-    for folder in [
-        install.root().to_path_buf(),
-        install.state_dir(),
-        install.metadata_dir(),
-        install.manifests_dir(),
-        install.versions_dir(),
-    ] {
-        remove_temp_files(&folder)?;
-    }
-    remove_launchers_aside(install);
-    fsutil::remove_dir_all_if_exists(&install.cache_dir())?;
-    Ok(removed)
-}
-
-/// The first free `versions/.damaged-<version>-<n>`: where a repair moves a damaged folder
-/// and staging a folder it could not clean; never run, removed by the next prune.
-pub(crate) fn free_damaged_dir(install: &InstallDir, version: &VersionName) -> Result<PathBuf> {
-    (0..1000)
-        .map(|n| install.damaged_dir(version, n))
-        .find(|path| std::fs::symlink_metadata(path).is_err())
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{} holds 1000 damaged folders of {version}; remove them",
-                install.versions_dir().display()
-            ))
-        })
-}
-
-fn remove_temp_files(dir: &Path) -> Result<()> {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(fsutil::TEMP_PREFIX)
-            {
-                fsutil::remove_file_if_exists(&entry.path())?;
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::launcher::launcher_aside_prefix;
     use super::*;
     use appstart_layout::RelativePath;
 
