@@ -205,7 +205,7 @@ fn runnable_version(
             version: current,
             path,
             reason,
-            installed: VersionName::list(&install.version_folders()),
+            installed: appstart_layout::names::list_versions(&install.version_folders()),
             config: install.config_path(),
         });
     }

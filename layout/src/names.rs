@@ -59,18 +59,18 @@ impl VersionName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
 
-    /// `versions` for a message: `1.0.0, 2.0.0`, or `none`.
-    pub fn list(versions: &[VersionName]) -> String {
-        if versions.is_empty() {
-            return "none".into();
-        }
-        versions
-            .iter()
-            .map(VersionName::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+/// `versions` for a message: `1.0.0, 2.0.0`, or `none`.
+pub fn list_versions(versions: &[VersionName]) -> String {
+    if versions.is_empty() {
+        return "none".into();
     }
+    versions
+        .iter()
+        .map(VersionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for VersionName {

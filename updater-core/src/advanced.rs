@@ -33,7 +33,7 @@ pub mod error;
 pub mod fault;
 #[path = "lock.rs"]
 pub mod lock;
-#[path = "manifest.rs"]
+#[path = "manifest/mod.rs"]
 pub mod manifest;
 #[path = "manifest_encoding.rs"]
 pub mod manifest_encoding;

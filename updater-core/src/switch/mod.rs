@@ -137,7 +137,7 @@ pub fn rollback(
         None => {
             return Err(Error::NothingToDo(format!(
                 "no previous version to roll back to (installed: {}); name one with --to",
-                VersionName::list(&installed_versions(install)?)
+                appstart_layout::names::list_versions(&installed_versions(install)?)
             )));
         }
     };
@@ -155,7 +155,7 @@ pub fn rollback(
         return Err(Error::Invalid(format!(
             "cannot roll back to {target}: {} is missing or not executable (installed: {})",
             exe_path.display(),
-            VersionName::list(&installed_versions(install)?)
+            appstart_layout::names::list_versions(&installed_versions(install)?)
         )));
     }
     if is_older(&target, &from) {
