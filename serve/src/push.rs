@@ -300,10 +300,14 @@ mod tests {
         assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
         assert!(refused.contains("Retry-After: 30"), "{refused}");
         // The first hangs up and drops out at a write; the watcher sees the new version.
+        // Written as the publisher writes it (a new file renamed over the old): the same
+        // size rewritten in place within one tick of the file system's clock (a few ms, the
+        // time of the three requests above) would keep the size, time and inode the watcher
+        // compares, and it would wait for a change it cannot see.
         drop(first);
-        std::fs::write(
+        updater_core::advanced::fsutil::write_atomic(
             &timestamp,
-            r#"{"signed":{"_type":"timestamp","version":4}}"#,
+            br#"{"signed":{"_type":"timestamp","version":4}}"#,
         )
         .unwrap();
         let start = Instant::now();
