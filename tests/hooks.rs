@@ -140,6 +140,45 @@ fn post_install_runs_with_the_hook_environment_and_its_output_goes_to_history() 
     assert_eq!(run_app(&dir), "app 2.0.0");
 }
 
+/// Regression (exploratory test): with the install named by a relative `--dir`, the hook's
+/// path was relative to the caller's folder while the hook ran in its version folder, so it
+/// could not be started and every update with a hook failed. Hooks get absolute paths.
+#[test]
+fn hooks_run_when_the_install_is_named_by_a_relative_path() {
+    let (publisher, _server, home, dir) = installed();
+    publish(
+        &publisher,
+        "2.0.0",
+        &[
+            ("hooks/post", REPORT_HOOK, true),
+            ("hooks/pre", REPORT_HOOK, true),
+        ],
+        &[
+            "--hook",
+            "post-install=hooks/post",
+            "--hook",
+            "pre-switch=hooks/pre",
+        ],
+    );
+    let out = run(Command::new(crate::harness::bin("appupdate"))
+        .current_dir(home.path())
+        .args(["update", "--dir", "app"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = hook_lines(&dir);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let absolute = std::path::absolute(&dir).unwrap();
+    for (line, kind) in lines.iter().zip(["post-install", "pre-switch"]) {
+        for expected in [
+            format!("kind={kind} version=2.0.0 result=ok exit_code=0"),
+            format!("version_dir={}", absolute.join("versions/2.0.0").display()),
+            format!("install_dir={}", absolute.display()),
+        ] {
+            assert!(line.contains(&expected), "{expected:?} not in {line}");
+        }
+    }
+    assert_eq!(run_app(&dir), "app 2.0.0");
+}
+
 #[test]
 fn a_failing_post_install_hook_fails_the_update_and_removes_the_version_folder() {
     let (publisher, _server, _home, dir) = installed();

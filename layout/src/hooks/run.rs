@@ -108,7 +108,12 @@ fn output_tail(output: &str, limit: usize) -> &str {
 /// Runs `hook` of `version` in `install` (see the module docs). Never fails: a hook that
 /// cannot be started is a [`HookOutcome::NotStarted`].
 pub fn run(kind: HookKind, hook: &Hook, install: &InstallDir, version: &VersionName) -> HookRun {
-    let version_dir = install.version_dir(version);
+    // Absolute: the hook runs in its version folder, so a path relative to ours (an install
+    // opened as `--dir inst`) would name the wrong file, for the program and in the
+    // environment the hook is given.
+    let absolute = |path: std::path::PathBuf| std::path::absolute(&path).unwrap_or(path);
+    let version_dir = absolute(install.version_dir(version));
+    let install_dir = absolute(install.root().to_path_buf());
     let program = hook.path.join_to(&version_dir);
     let started = Instant::now();
     let ended = |outcome, exit_code, output| HookRun {
@@ -129,7 +134,7 @@ pub fn run(kind: HookKind, hook: &Hook, install: &InstallDir, version: &VersionN
         .env("APPSTART_HOOK", kind.as_str())
         .env("APPSTART_VERSION", version.as_str())
         .env("APPSTART_VERSION_DIR", &version_dir)
-        .env("APPSTART_INSTALL_DIR", install.root())
+        .env("APPSTART_INSTALL_DIR", &install_dir)
         .stdin(Stdio::null())
         .stdout(writer.0)
         .stderr(writer.1);
