@@ -231,3 +231,40 @@ fn a_held_lock_names_its_live_holder_and_never_a_finished_one() {
     let output = appupdate(&["check", "--dir", s(&dir), "--lock-timeout", "0"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
+
+/// Regression (exploratory test): output that cannot be written (a full disk, a pipe whose
+/// reader has gone) aborted the process with a panic (exit 134). It is an error like any
+/// other: exit 1, saying what failed.
+#[test]
+#[cfg(target_os = "linux")]
+fn output_that_cannot_be_written_is_an_error_not_a_panic() {
+    let (_publisher, _server, _home, dir) = installed();
+    for args in [
+        vec!["status", "--dir", s(&dir)],
+        vec!["status", "--dir", s(&dir), "--json"],
+        vec!["completions", "bash"],
+    ] {
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        // Not through the harness's `run`, which pipes standard output.
+        let out = Command::new(bin("appupdate"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("appupdate: error: writing"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("No space left on device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -10,9 +10,13 @@ use anyhow::{Context, Result};
 /// Writes the completion script for `shell` to stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
     let mut command = crate::help::command();
+    // Generated into memory first: `generate` panics when it cannot write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "appupdate", &mut script);
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut command, "appupdate", &mut out);
-    out.flush().context("writing the completion script")?;
+    out.write_all(&script)
+        .and_then(|()| out.flush())
+        .context("writing the completion script")?;
     Ok(())
 }
 

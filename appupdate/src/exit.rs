@@ -72,6 +72,35 @@ fn for_error_code(code: &str) -> u8 {
     }
 }
 
+/// Makes a failed write to standard output an error like any other (exit [`FAILURE`] with
+/// `appupdate: error: writing to standard output: ...`) instead of an abort (exit 134).
+///
+/// `println!` panics when it cannot write: `appupdate status | head -c 10` closes the pipe,
+/// `> /dev/full` fills the disk; with `panic = "abort"` the process then died with a panic
+/// message. The command has done its work by the time it prints its result; only the
+/// saying failed. Any other panic is left to the default hook.
+pub fn exit_on_output_errors() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if let Some(reason) = message.strip_prefix("failed printing to stdout: ") {
+            use std::io::Write;
+            // Standard error may be closed too: nothing more can be said then.
+            let _ = writeln!(
+                std::io::stderr(),
+                "appupdate: error: writing to standard output: {reason}"
+            );
+            std::process::exit(i32::from(FAILURE));
+        }
+        default(info);
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use anyhow::Context;

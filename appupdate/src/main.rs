@@ -28,6 +28,7 @@ mod verify_cmd;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    exit::exit_on_output_errors();
     // A copy of appupdate with an installer payload appended is an installer (installer.rs).
     let payload = installer::embedded_payload();
     let cli = matches!(payload, Ok(None)).then(help::parse);
