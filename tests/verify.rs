@@ -106,6 +106,35 @@ fn verify_of_a_clean_install_is_ok() {
     assert!(names(&report, "damaged").is_empty());
 }
 
+/// Regression (exploratory test): with `state/metadata/targets.json` unreadable or gone,
+/// `verify` said the targets did not list the release, skipped the record's check and
+/// reported an install whose record had been doctored as intact. It fails, naming the file.
+#[test]
+fn verify_without_readable_trusted_targets_fails_naming_the_file() {
+    let client = Installed::new();
+    let targets = client.dir.join("state/metadata/targets.json");
+    for damage in ["junk", "missing"] {
+        if damage == "junk" {
+            std::fs::write(&targets, "junk").unwrap();
+        } else {
+            std::fs::remove_file(&targets).unwrap();
+        }
+        let output = appupdate(&["verify", "--dir", client.dir(), "--json"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{damage}: {stderr}");
+        assert!(
+            stderr.contains(&targets.display().to_string())
+                && stderr.contains("missing or unreadable"),
+            "{damage}: {stderr}"
+        );
+    }
+    // `check` fetches the targets again, and the record is checked once more.
+    crate::harness::appupdate_ok(&["check", "--dir", client.dir()]);
+    let (report, code) = client.verify();
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["record_checked"], true);
+}
+
 #[test]
 fn verify_names_changed_deleted_and_extra_files_and_fails() {
     let client = Installed::new();

@@ -302,7 +302,15 @@ impl Updater {
             &manifest.platform,
             &manifest.version,
         );
-        let Some(target) = trusted.targets().and_then(|t| t.targets.get(&name)) else {
+        // Without the trusted targets nothing can be checked: that is not "not listed".
+        let Some(targets) = trusted.targets() else {
+            return Err(Error::Invalid(format!(
+                "{}: the trusted targets metadata is missing or unreadable, so the record of {} cannot be checked (`appupdate check` fetches it again)",
+                self.install.metadata_dir().join("targets.json").display(),
+                manifest.version
+            )));
+        };
+        let Some(target) = targets.targets.get(&name) else {
             log::warn!("the trusted targets do not list {name}: its record is not checked");
             return Ok(false);
         };
