@@ -376,7 +376,19 @@ impl Publisher {
         source: &Path,
         extra: &[&str],
     ) -> Output {
-        let args = self.publish_args(&self.keys(), app, version, source, extra);
+        self.publish_folder_with_keys(&self.keys(), app, version, source, extra)
+    }
+
+    /// [`Publisher::publish_folder`] signing with the keys in `keys`.
+    pub fn publish_folder_with_keys(
+        &self,
+        keys: &Path,
+        app: &str,
+        version: &str,
+        source: &Path,
+        extra: &[&str],
+    ) -> Output {
+        let args = self.publish_args(keys, app, version, source, extra);
         appupdate(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 

@@ -780,3 +780,95 @@ fn a_second_publisher_waits_for_the_first() {
         "published once the lock was free"
     );
 }
+
+/// Regression (exploratory test): publishing or refreshing with keys the repository's root
+/// does not list (another `keys generate`, or the keys from before a `repo rotate`) signed
+/// metadata every client refuses, and exited 0. Refused, naming the role and the root,
+/// before anything a client reads has changed.
+#[test]
+fn keys_the_root_does_not_list_are_refused_before_anything_is_visible() {
+    let publisher = Publisher::new();
+    publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    let foreign = publisher.dir.path().join("foreign-keys");
+    appupdate_ok(&["keys", "generate", "--out", foreign.to_str().unwrap()]);
+    let source = publisher.dir.path().join("src-1.1.0");
+    std::fs::create_dir_all(source.join("bin")).unwrap();
+    std::fs::write(source.join("bin/app"), APP_SCRIPT).unwrap();
+    crate::harness::set_mode(&source.join("bin/app"), 0o755);
+    let repo = publisher.repo();
+    let timestamp = repo.join("metadata/timestamp.json");
+    let before = std::fs::read(&timestamp).unwrap();
+    let refresh = || {
+        appupdate(&[
+            "repo",
+            "refresh",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--keys",
+            foreign.to_str().unwrap(),
+        ])
+    };
+    for (what, output) in [
+        (
+            "publish",
+            publisher.publish_folder_with_keys(&foreign, "sample", "1.1.0", &source, &[]),
+        ),
+        ("refresh", refresh()),
+    ] {
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.contains("are not the repository's") && stderr.contains("root.json"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(std::fs::read(&timestamp).unwrap(), before, "{what}");
+    }
+    // The repository's own keys still publish.
+    publisher.publish("sample", "1.1.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+    assert_ne!(std::fs::read(&timestamp).unwrap(), before);
+}
+
+/// Regression (exploratory test): a file (or a link) where the new version's folder goes,
+/// `versions/2.0.0`, failed every update ("Not a directory") after committing the record,
+/// leaving the record and the staging folder behind. It is removed, never followed.
+#[test]
+fn a_stray_file_where_the_new_version_goes_does_not_block_updates() {
+    for stray in ["file", "link"] {
+        let publisher = Publisher::new();
+        publisher.publish("sample", "1.0.0", &[("bin/app", APP_SCRIPT, true)], &[]);
+        let server = Server::start(&publisher.repo());
+        let home = crate::harness::temp_dir();
+        let dir = home.path().join("app");
+        crate::harness::install(&publisher, &server.url, "sample", &dir);
+        publisher.publish(
+            "sample",
+            "2.0.0",
+            &[("bin/app", APP_SCRIPT, true), ("data", b"2", false)],
+            &[],
+        );
+        let outside = home.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "keep").unwrap();
+        let target = dir.join("versions/2.0.0");
+        if stray == "file" {
+            std::fs::write(&target, "a note").unwrap();
+        } else {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&outside, &target).unwrap();
+            #[cfg(windows)]
+            std::os::windows::fs::symlink_dir(&outside, &target).unwrap();
+        }
+        let update = appupdate_json(&["update", "--dir", dir_arg(&dir)]);
+        assert_eq!(update["to"], "2.0.0", "{stray}: {update}");
+        assert_eq!(run_app(&dir).trim(), "app 2.0.0", "{stray}");
+        assert!(
+            std::fs::symlink_metadata(&target).unwrap().is_dir(),
+            "{stray}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "keep"
+        );
+        drop(server);
+    }
+}

@@ -71,6 +71,50 @@ pub(super) fn sign_role<T: serde::Serialize>(
     sign_metadata(value, &refs)
 }
 
+impl Repository {
+    /// KEYDIR's keys for the top-level `role` (not root), once the repository's root is
+    /// known to count enough of them: signatures from keys the root
+    /// does not list would publish metadata every client refuses (say after `repo rotate`,
+    /// with the keys from before it). Checked before any role is written, so the timestamp,
+    /// and what clients see, stay as they were.
+    fn trusted_signers(&self, keys: &KeyDir, role: &str) -> Result<Vec<tuf::keys::SigningKey>> {
+        let root_path = self.metadata_dir().join("root.json");
+        let root: Root = read_role(&root_path)?;
+        let signers = keys.role_keys(role)?;
+        if let Some(wanted) = root.roles.get(role) {
+            let mut listed: Vec<String> = signers
+                .iter()
+                .map(|key| key.key_id())
+                .filter(|id| wanted.keyids.contains(id))
+                .collect();
+            listed.sort();
+            listed.dedup();
+            if (listed.len() as u64) < wanted.threshold.max(1) {
+                return Err(Error::Invalid(format!(
+                    "the {role} key(s) in {} are not the repository's: its root ({}, version {}) lists {} of them for {role}, and needs {} (sign with the keys of `repo init` or of the last `repo rotate`)",
+                    keys.path(role)
+                        .parent()
+                        .map_or_else(|| keys.path(role), Path::to_path_buf)
+                        .display(),
+                    root_path.display(),
+                    root.version,
+                    listed.len(),
+                    wanted.threshold
+                )));
+            }
+        }
+        Ok(signers)
+    }
+
+    /// Checks KEYDIR's keys for each of `roles` ([`Repository::trusted_signers`]) before
+    /// anything is written.
+    fn check_signers(&self, keys: &KeyDir, roles: &[&str]) -> Result<()> {
+        roles
+            .iter()
+            .try_for_each(|role| self.trusted_signers(keys, role).map(drop))
+    }
+}
+
 pub(super) fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {
     let mut hashes = BTreeMap::new();
     hashes.insert(
@@ -122,6 +166,7 @@ impl Repository {
         targets: &Targets,
         previous_snapshot: Option<&Snapshot>,
     ) -> Result<()> {
+        self.check_signers(keys, &["targets", "snapshot", "timestamp"])?;
         let metadata = self.metadata_dir();
         let targets_bytes = sign_role(keys, "targets", targets)?;
         fsutil::write_atomic(
@@ -153,6 +198,7 @@ impl Repository {
         expiry: &Expiry,
         snapshot: &Snapshot,
     ) -> Result<u64> {
+        self.check_signers(keys, &["snapshot", "timestamp"])?;
         let metadata = self.metadata_dir();
         let snapshot_bytes = sign_role(keys, "snapshot", snapshot)?;
         fsutil::write_atomic(

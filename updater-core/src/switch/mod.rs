@@ -75,6 +75,20 @@ pub fn commit_version(
             )));
         }
     }
+    // Anything but a folder in the way (a stray file, a link) is no version and never
+    // followed: removed before the record is committed, so it cannot fail every update.
+    if std::fs::symlink_metadata(&target).is_ok_and(|meta| !meta.is_dir()) {
+        let removed = std::fs::remove_file(&target).or_else(|err| {
+            // A link to a folder is removed as a folder on Windows.
+            std::fs::remove_dir(&target).map_err(|_| err)
+        });
+        if let Err(err) = removed {
+            if let Some(record) = record {
+                record.discard();
+            }
+            return Err(Error::io("removing", &target, err));
+        }
+    }
     // A folder in the way that cannot be removed fails the commit before the record is.
     if let Some(mount) = fsutil::mount_within(&target)? {
         if let Some(record) = record {
