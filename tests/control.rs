@@ -256,11 +256,12 @@ fn a_rollout_reaches_its_percentage_of_twenty_installs_then_all() {
         }
         in_wave.push(took);
     }
+    // Each install followed its documented bucket (above); the ids are random, so how many
+    // took it is a draw of 20 at 25 %. The bound fails once in millions of runs: the earlier
+    // 1 to 11 failed about once in 250 (no install at all 0.3 %, twelve or more 0.1 %; seen
+    // once, 12 of 20).
     let taken = in_wave.iter().filter(|t| **t).count();
-    assert!(
-        (1..=11).contains(&taken),
-        "{taken} of 20 took a 25 % rollout"
-    );
+    assert!(taken <= 15, "{taken} of 20 took a 25 % rollout");
 
     fleet.release("rollout", "2.0.0", &["--percent", "100"]);
     for client in &clients {
