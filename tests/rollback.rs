@@ -193,6 +193,47 @@ fn a_hand_rollback_is_noticed_and_not_undone_by_the_next_update() {
     assert_eq!(client.run_app(), "app 3.0.0\n");
 }
 
+/// Regression (exploratory test): a hand edit naming a version that is not installed was
+/// taken for a rollback: `update` marked the version left as bad, pruned it, and wrote a
+/// `previous` that was not installed either, while the launcher refused to start. Refused
+/// by `check`, `update` and `rollback` alike, naming the file and what is installed,
+/// changing nothing; once `current` names an installed version again, updates go on.
+#[test]
+#[cfg(unix)]
+fn a_hand_edit_to_a_version_that_is_not_installed_is_refused_and_changes_nothing() {
+    let client = Installed::new("1.0.0");
+    client.publish("1.1.0");
+    appupdate_ok(&["update", "--dir", client.dir()]);
+    client.publish("1.2.0");
+    edit_current(&client.dir, "1.0.5");
+    // The failure itself is logged (history, a `failed` receipt); nothing else changes.
+    let snapshot = || {
+        let mut tree = crate::harness::tree_snapshot(&client.dir);
+        tree.retain(|path, _| path != "state/history.log" && !path.starts_with("state/receipts"));
+        tree
+    };
+    let before = snapshot();
+    for command in ["check", "update", "rollback"] {
+        let output = appupdate(&[command, "--dir", client.dir()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        for expected in [
+            "appstart.toml: `current` names version 1.0.5, which is not installed",
+            "installed: 1.1.0, 1.0.0",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{command}: {expected:?} not in {stderr}"
+            );
+        }
+        assert_eq!(snapshot(), before, "{command} changed the install");
+    }
+    edit_current(&client.dir, "1.1.0");
+    let report = appupdate_json(&["update", "--dir", client.dir()]);
+    assert_eq!(report["to"], "1.2.0", "{report}");
+    assert_eq!(client.run_app(), "app 1.2.0\n");
+}
+
 /// Regression: a version deleted locally after it had proved itself was recorded as bad and
 /// never installed again. The launcher falls back without blaming the release, records its
 /// own switch, and the next update (which must not take that fallback for a hand rollback)

@@ -217,13 +217,28 @@ pub fn notice_hand_edit(install: &InstallDir) -> Result<Option<HandEdit>> {
         log::warn!("ignoring {}: {err}", path.display());
         None
     });
+    if record
+        .as_ref()
+        .is_some_and(|record| record.current == config.current)
+    {
+        return Ok(None);
+    }
+    // A `current` the launcher cannot run is no rollback to follow: updating from it would
+    // mark the version left as bad and prune it. Refused, changing nothing.
+    let folder = install.version_dir(&config.current);
+    if !folder.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: `current` names version {}, which is not installed ({} is not a folder); installed: {}. Set `current` to an installed version (the launcher refuses this one too)",
+            install.config_path().display(),
+            config.current,
+            folder.display(),
+            appstart_layout::names::list_versions(&installed_versions(install)?)
+        )));
+    }
     let Some(record) = record else {
         record_switch(install, &config.current, "first check")?;
         return Ok(None);
     };
-    if record.current == config.current {
-        return Ok(None);
-    }
     let skipped = is_older(&config.current, &record.current);
     if skipped {
         // Skip first: a crash before the record below just repeats this at the next check.
@@ -270,10 +285,32 @@ mod tests {
         (dir, install)
     }
 
+    /// Edits `current` by hand, to an installed version (its folder is made).
     fn set_current(install: &InstallDir, current: &str) {
+        std::fs::create_dir_all(install.version_dir(&v(current))).unwrap();
         let mut config = LauncherConfig::load(&install.config_path()).unwrap();
         config.current = v(current);
         config.save(&install.config_path()).unwrap();
+    }
+
+    /// A `current` with no version folder is no hand rollback: refused, nothing recorded.
+    #[test]
+    fn a_current_that_is_not_installed_is_refused_and_nothing_is_recorded() {
+        let (_dir, install) = install_with("3.0.0", Some("2.0.0"));
+        std::fs::create_dir_all(install.version_dir(&v("3.0.0"))).unwrap();
+        record_switch(&install, &v("3.0.0"), "update").unwrap();
+        let mut config = LauncherConfig::load(&install.config_path()).unwrap();
+        config.current = v("1.0.0");
+        config.save(&install.config_path()).unwrap();
+        let err = notice_hand_edit(&install).unwrap_err().to_string();
+        assert!(
+            err.contains("`current` names version 1.0.0, which is not installed")
+                && err.contains("installed: 3.0.0"),
+            "{err}"
+        );
+        assert!(!install.bad_versions_path().exists());
+        let switched = Switched::load(&install.switched_path()).unwrap().unwrap();
+        assert_eq!(switched.current, v("3.0.0"));
     }
 
     /// Launchers renamed aside on Windows (a running .exe cannot be replaced) are deleted by
@@ -410,6 +447,7 @@ mod tests {
     fn a_forward_move_or_a_missing_record_skips_nothing() {
         // An install older than the record: nothing to compare with.
         let (_dir, install) = install_with("2.0.0", None);
+        std::fs::create_dir_all(install.version_dir(&v("2.0.0"))).unwrap();
         assert_eq!(notice_hand_edit(&install).unwrap(), None);
         // A crash between writing appstart.toml (3.0.0) and the record (still 2.0.0) looks
         // like a forward move: nothing is skipped.
