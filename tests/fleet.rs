@@ -195,8 +195,8 @@ fn check_guard(publisher: &Publisher, db: &str, app: &str) {
     );
     let repo = publisher.repo();
     let keys = publisher.keys();
-    let guard = |min: &str| {
-        appupdate_json(&[
+    let run_guard = |version: &str, extra: &[&str]| {
+        let mut args = vec![
             "release",
             "guard",
             "--repo",
@@ -208,13 +208,34 @@ fn check_guard(publisher: &Publisher, db: &str, app: &str) {
             "--app",
             app,
             "--version",
-            "3.0.0",
+            version,
             "--max-fallback-rate",
             "2%",
-            "--min-installs",
-            min,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        crate::harness::appupdate(&args)
     };
+    let guard = |min: &str| {
+        let output = run_guard("3.0.0", &["--min-installs", min, "--json"]);
+        let stdout = crate::harness::text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            crate::harness::text(&output.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()
+    };
+    // Regression (exploratory test): a version never published (a typo in a cron line) was
+    // "left as it is" with exit 0, guarding nothing. Refused, as `release pause` refuses it.
+    let typo = run_guard("3.0.1", &[]);
+    let stderr = crate::harness::text(&typo.stderr);
+    assert_eq!(typo.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no release of {app} 3.0.1 on channel stable is published"
+        )),
+        "{stderr}"
+    );
     let waiting = guard("10");
     assert_eq!(waiting["paused"], false, "{waiting}");
     let decided = guard("5");

@@ -118,6 +118,28 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
 pub fn guard(args: GuardArgs) -> Result<()> {
     let threshold =
         parse_percent(&args.max_fallback_rate).map_err(|e| anyhow!("--max-fallback-rate: {e}"))?;
+    // A guard of a release that is not published (a typo in a cron line) would guard
+    // nothing, and say nothing: refused, as `release pause` refuses it.
+    let published = Repository::new(&args.repo)
+        .list_releases(Some(&args.app))?
+        .iter()
+        .any(|listed| {
+            listed.version == args.version
+                && listed.channel == args.channel
+                && args.platform.as_ref().is_none_or(|p| *p == listed.platform)
+        });
+    if !published {
+        return Err(anyhow!(
+            "no release of {} {} on channel {}{} is published in {}",
+            args.app,
+            args.version,
+            args.channel,
+            args.platform
+                .as_ref()
+                .map_or(String::new(), |p| format!(" for {p}")),
+            args.repo.display()
+        ));
+    }
     let health = open(&args.db)?
         .release_health(&appstart_fleet::ReleaseQuery {
             app: args.app.clone(),
