@@ -164,13 +164,22 @@ fn linux_start_menu_shortcut_defaults_to_local_share_applications() {
         !home.path().join("Desktop").exists(),
         "no desktop shortcut asked for"
     );
+    // Through a link to the install (docs/cli.md: "DIR may be a link to the install").
+    // Regression (exploratory test): that removed the link's entries and left the folder
+    // with `state/install.toml` and `state/lock`, an install that was not one.
+    let link = home.path().join("sample-link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
     succeeded(&appupdate_at(
         home.path(),
         None,
-        &["uninstall", "--dir", dir.to_str().unwrap()],
+        &["uninstall", "--dir", link.to_str().unwrap()],
     ));
     assert!(!menu.exists());
-    assert!(!dir.exists());
+    assert!(!dir.exists(), "the install's folder is removed");
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "and the link to it"
+    );
 }
 
 /// A shortcut that exists already belongs to someone else: install fails, leaves it as it

@@ -80,7 +80,15 @@ pub fn uninstall(dir: &Path, lock_wait: Duration) -> Result<UninstallReport> {
         remove_entries_except(dir, &[])?;
         log::info!("{} is a mount point: emptied, not removed", dir.display());
     } else {
-        fsutil::remove_dir_all_if_exists(dir)?;
+        // The folder itself: removing a link to it would remove the link only, leaving
+        // `state/install.toml` (an install that is not one) behind.
+        fsutil::remove_dir_all_if_exists(&resolved)?;
+        if std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            // Dangling now. A link to a folder is removed as a folder on Windows.
+            std::fs::remove_file(dir)
+                .or_else(|_| std::fs::remove_dir(dir))
+                .map_err(|e| Error::io("removing the link", dir, e))?;
+        }
     }
     Ok(UninstallReport {
         dir: dir.to_path_buf(),
