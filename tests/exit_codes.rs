@@ -268,3 +268,21 @@ fn output_that_cannot_be_written_is_an_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Regression (exploratory test): `serve --repo` given a file (or nothing at all) started
+/// serving a "repository" that answered 404 to everything. Refused before listening.
+#[test]
+fn serve_refuses_a_repository_that_is_not_a_folder() {
+    let home = temp_dir();
+    let file = home.path().join("root.json");
+    std::fs::write(&file, "{}").unwrap();
+    for repo in [file, home.path().join("missing")] {
+        let output = appupdate(&["serve", "--repo", s(&repo), "--listen", "127.0.0.1:0"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--repo {}: not a folder", repo.display())),
+            "{stderr}"
+        );
+    }
+}

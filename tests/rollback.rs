@@ -370,3 +370,36 @@ fn unskip_lets_updates_take_a_rolled_back_version_again() {
     let history = std::fs::read_to_string(client.dir.join("state/history.log")).unwrap();
     assert!(history.contains("unskip version=2.0.0"), "{history}");
 }
+
+/// Regressions (exploratory test) in the install's state files:
+/// - `status` failed on a torn `state/probation.toml`, which the launcher ignores (logged):
+///   it reads it the same way now;
+/// - `stall_secs = 0` in `state/install.toml` made every request fail after "0 s", where
+///   `--timeout 0` is refused: it is refused too, naming the file and the field.
+#[test]
+fn torn_probation_is_ignored_and_a_zero_stall_timeout_is_refused() {
+    let client = Installed::new("1.0.0");
+    std::fs::write(client.dir.join("state/probation.toml"), "\u{0}junk[[").unwrap();
+    let status = appupdate_json(&["status", "--dir", client.dir()]);
+    assert_eq!(status["current"], "1.0.0", "{status}");
+    assert_eq!(status["probation"], serde_json::Value::Null, "{status}");
+    assert_eq!(client.run_app(), "app 1.0.0\n");
+
+    let settings = client.dir.join("state/install.toml");
+    let text_before = std::fs::read_to_string(&settings).unwrap();
+    let edited: String = text_before
+        .lines()
+        .filter(|line| !line.starts_with("stall_secs"))
+        .map(|line| format!("{line}\n"))
+        .collect::<String>()
+        + "stall_secs = 0\n";
+    std::fs::write(&settings, &edited).unwrap();
+    let output = appupdate(&["check", "--dir", client.dir()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("install.toml") && stderr.contains("`stall_secs` is 0"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), edited);
+}

@@ -74,6 +74,14 @@ fn open(db: &str) -> Result<Box<dyn appstart_fleet::Store>> {
 /// receiver's routes when `--receipts-db` is.
 pub fn serve(args: &crate::cli::ServeArgs) -> Result<()> {
     let (repo, listen) = (&args.repo, args.listen.as_str());
+    // A file, or a folder that does not exist, would be served as a repository that answers
+    // 404 to everything: refused before listening.
+    if !repo.is_dir() {
+        return Err(anyhow!(
+            "--repo {}: not a folder (give the repository's folder, the one holding metadata/)",
+            repo.display()
+        ));
+    }
     let mut server = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some((cert, key)) => RepoServer::bind_tls(repo, listen, cert, key)?,
         None => RepoServer::bind(repo, listen)?,

@@ -132,6 +132,13 @@ impl InstallSettings {
     }
 
     fn check(&self, path: &Path) -> Result<()> {
+        if self.stall_secs == 0 {
+            // Every request would fail at once, as `--timeout 0` would: refused as it is.
+            return Err(Error::format(
+                path.display().to_string(),
+                "field `stall_secs` is 0: it must be at least 1 (seconds without data before a request fails)",
+            ));
+        }
         for (field, value) in [
             ("app", &self.app),
             ("channel", &self.channel),

@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use appstart_layout::state::{BadVersions, Probation};
+use appstart_layout::state::BadVersions;
 use appstart_layout::{InstallDir, LauncherConfig, VersionName};
 
 use super::Skipped;
@@ -226,7 +226,7 @@ impl Chooser<'_> {
         // probation once it ran long enough or exited cleanly.
         let stop_pending = match (current, current_release) {
             (Some(current), Some(release)) if release.custom.control.stop => {
-                Probation::load(&install.probation_path())?.is_some_and(|p| &p.version == current)
+                super::load_probation(install).is_some_and(|p| &p.version == current)
             }
             _ => false,
         };

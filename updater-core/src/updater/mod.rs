@@ -141,7 +141,8 @@ impl Updater {
     pub fn status(&self) -> Result<Status> {
         let config = LauncherConfig::load(&self.install.config_path())?;
         let bad = BadVersions::load(&self.install.bad_versions_path())?;
-        let probation = Probation::load(&self.install.probation_path())?
+        // As the launcher reads it: a torn probation file is no probation (logged).
+        let probation = load_probation(&self.install)
             .filter(|p| p.version == config.current)
             .map(|p| p.version);
         let (settings, policy) = self.settings_now()?;
@@ -436,4 +437,14 @@ impl Updater {
         self.record_failure(err, to);
         self.emit(Event::Failed { message });
     }
+}
+
+/// `state/probation.toml`, read as the launcher reads it: a missing or unreadable file means
+/// no probation (logged), so a torn state file never fails a command.
+pub(super) fn load_probation(install: &InstallDir) -> Option<Probation> {
+    let path = install.probation_path();
+    Probation::load(&path).unwrap_or_else(|err| {
+        log::warn!("ignoring {}: {err}", path.display());
+        None
+    })
 }
