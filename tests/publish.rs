@@ -258,3 +258,78 @@ fn files_under_4_kib_get_no_delta() {
         assert_eq!(deltas, usize::from(file["path"] == "large.bin"), "{file}");
     }
 }
+
+/// Regression (exploratory test): a publish refused at the end (an `--exe` that is not among
+/// the files or not executable, two names one folder on macOS and Windows, keys the root
+/// does not list) had already written blobs, the pack and manifest files no release names.
+/// Refused before anything is written: the repository is as it was.
+#[test]
+#[cfg(unix)]
+fn a_refused_publish_writes_nothing() {
+    let publisher = Publisher::new();
+    let app: &[u8] = b"#!/bin/sh\necho app\n";
+    publisher.publish("demo", "1.0.0", &[("bin/app", app, true)], &[]);
+    let foreign = publisher.dir.path().join("foreign-keys");
+    crate::harness::appupdate_ok(&["keys", "generate", "--out", foreign.to_str().unwrap()]);
+    let repo_tree = || {
+        let mut tree = crate::harness::tree_snapshot(&publisher.repo());
+        tree.remove(".publish.lock");
+        tree
+    };
+    let before = repo_tree();
+    let source = |name: &str, files: &[(&str, &[u8], u32)]| {
+        let dir = publisher.dir.path().join(name);
+        for (path, content, mode) in files {
+            let full = dir.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, content).unwrap();
+            crate::harness::set_mode(&full, *mode);
+        }
+        dir
+    };
+    let big = noise(7, 200_000);
+    let cases = [
+        (
+            "missing-exe",
+            source(
+                "missing-exe",
+                &[("bin/other", app, 0o755), ("data", &big, 0o644)],
+            ),
+            publisher.keys(),
+        ),
+        (
+            "not-executable",
+            source(
+                "not-executable",
+                &[("bin/app", app, 0o644), ("data", &big, 0o644)],
+            ),
+            publisher.keys(),
+        ),
+        (
+            "case-clash",
+            source(
+                "case-clash",
+                &[
+                    ("bin/app", app, 0o755),
+                    ("Data", &big, 0o644),
+                    ("data", b"x", 0o644),
+                ],
+            ),
+            publisher.keys(),
+        ),
+        (
+            "foreign-keys",
+            source(
+                "foreign-keys",
+                &[("bin/app", app, 0o755), ("data", &big, 0o644)],
+            ),
+            foreign,
+        ),
+    ];
+    for (what, dir, keys) in &cases {
+        let output = publisher.publish_folder_with_keys(keys, "demo", "1.1.0", dir, &[]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+        assert_eq!(repo_tree(), before, "{what}: {stderr}");
+    }
+}

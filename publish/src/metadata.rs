@@ -108,7 +108,7 @@ impl Repository {
 
     /// Checks KEYDIR's keys for each of `roles` ([`Repository::trusted_signers`]) before
     /// anything is written.
-    fn check_signers(&self, keys: &KeyDir, roles: &[&str]) -> Result<()> {
+    pub(super) fn check_signers(&self, keys: &KeyDir, roles: &[&str]) -> Result<()> {
         roles
             .iter()
             .try_for_each(|role| self.trusted_signers(keys, role).map(drop))

@@ -88,6 +88,12 @@ impl Repository {
         // Step 1: blobs, deltas, the pack, then the manifest target; then one sync.
         let (files, directories) = scan_source(&request.source)?;
         check_hooks(request, &files)?;
+        check_before_writing(request, &files, &directories)?;
+        let mut roles = vec!["snapshot", "timestamp"];
+        if delegated.is_none() {
+            roles.push("targets");
+        }
+        self.check_signers(keys, &roles)?;
         // The releases before this one: deltas are made against them, and their blobs are
         // reused without being checked again (a signed manifest names only durable blobs).
         let previous = self.previous_manifests(&published, request, request.delta_depth.max(1))?;
@@ -143,23 +149,10 @@ impl Repository {
         }
         let deltas = self.add_deltas(&previous, request, &mut entries)?;
         let pack = self.write_pack(request, &mut entries, &run.pending)?;
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            app: request.app.clone(),
-            version: request.version.clone(),
-            channel: request.channel.clone(),
-            platform: request.platform.clone(),
-            executable: request.executable.clone(),
-            launcher: request.launcher.clone(),
-            files: entries,
-            directories,
-            pack: Some(pack),
-        };
+        let manifest = manifest_of(request, entries, directories, Some(pack));
         manifest
             .validate(&request.source.display().to_string())
-            .map_err(|e| {
-                Error::Invalid(format!("{e} (check --exe, --launcher and the file modes)"))
-            })?;
+            .map_err(manifest_refused)?;
         let bytes = manifest.to_bytes();
         let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
         let (dir, base) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
@@ -334,6 +327,63 @@ fn check_same_precedence(
         }
     }
     Ok(())
+}
+
+/// What the manifest's checks say of the release, as the publisher says it.
+fn manifest_refused(err: Error) -> Error {
+    Error::Invalid(format!(
+        "{err} (check --exe, --launcher and the file modes)"
+    ))
+}
+
+/// The manifest's checks that need only the files' names and modes (the executable, the
+/// launcher, names that clash on case-insensitive systems), made on a stand-in manifest
+/// before any blob or pack is written: the same checks refuse the real one at the end, but
+/// by then the repository would hold files no release names.
+fn check_before_writing(
+    request: &PublishRequest,
+    files: &[(appstart_layout::RelativePath, Option<bool>)],
+    directories: &[appstart_layout::RelativePath],
+) -> Result<()> {
+    let placeholder = "0".repeat(64);
+    let files = files
+        .iter()
+        .map(|(path, execute_bit)| FileEntry {
+            path: path.clone(),
+            size: 1,
+            executable: marks_executable(request, path, *execute_bit),
+            blake3: placeholder.clone(),
+            blob_size: 1,
+            blob_blake3: placeholder.clone(),
+            deltas: Vec::new(),
+            pack_offset: None,
+            archive: None,
+        })
+        .collect();
+    manifest_of(request, files, directories.to_vec(), None)
+        .validate(&request.source.display().to_string())
+        .map_err(manifest_refused)
+}
+
+/// The manifest of `request` with these files, folders and pack.
+fn manifest_of(
+    request: &PublishRequest,
+    files: Vec<FileEntry>,
+    directories: Vec<appstart_layout::RelativePath>,
+    pack: Option<updater_core::advanced::manifest::PackRef>,
+) -> Manifest {
+    Manifest {
+        format: MANIFEST_FORMAT,
+        app: request.app.clone(),
+        version: request.version.clone(),
+        channel: request.channel.clone(),
+        platform: request.platform.clone(),
+        executable: request.executable.clone(),
+        launcher: request.launcher.clone(),
+        files,
+        directories,
+        pack,
+    }
 }
 
 #[cfg(test)]
