@@ -77,17 +77,13 @@ pub fn commit_version(
     }
     // Anything but a folder in the way (a stray file, a link) is no version and never
     // followed: removed before the record is committed, so it cannot fail every update.
-    if std::fs::symlink_metadata(&target).is_ok_and(|meta| !meta.is_dir()) {
-        let removed = std::fs::remove_file(&target).or_else(|err| {
-            // A link to a folder is removed as a folder on Windows.
-            std::fs::remove_dir(&target).map_err(|_| err)
-        });
-        if let Err(err) = removed {
-            if let Some(record) = record {
-                record.discard();
-            }
-            return Err(Error::io("removing", &target, err));
+    if std::fs::symlink_metadata(&target).is_ok_and(|meta| !meta.is_dir())
+        && let Err(err) = fsutil::remove_non_folder(&target)
+    {
+        if let Some(record) = record {
+            record.discard();
         }
+        return Err(err.into());
     }
     // A folder in the way that cannot be removed fails the commit before the record is.
     if let Some(mount) = fsutil::mount_within(&target)? {
@@ -223,12 +219,30 @@ pub fn notice_hand_edit(install: &InstallDir) -> Result<Option<HandEdit>> {
     {
         return Ok(None);
     }
-    // A `current` the launcher cannot run is no rollback to follow: updating from it would
-    // mark the version left as bad and prune it. Refused, changing nothing.
     let folder = install.version_dir(&config.current);
     if !folder.is_dir() {
+        if let Some(record) = &record
+            && config.previous.as_ref() == Some(&record.current)
+            && install.version_dir(&record.current).is_dir()
+        {
+            // The launcher's fallback writes the record first, then the config: a crash
+            // between the two leaves exactly this. Finish it as the launcher would have (it
+            // already recorded any blame before the record).
+            let mut config = config;
+            config.fall_back();
+            config.save(&install.config_path())?;
+            log::warn!(
+                "{}: finished the launcher's fallback to {}: version folder {} is missing",
+                install.config_path().display(),
+                record.current,
+                folder.display()
+            );
+            return Ok(None);
+        }
+        // A `current` that cannot run is no rollback to follow: updating from it would mark
+        // the version left as bad and prune it. Refused, changing nothing.
         return Err(Error::Invalid(format!(
-            "{}: `current` names version {}, which is not installed ({} is not a folder); installed: {}. Set `current` to an installed version (the launcher refuses this one too)",
+            "{}: `current` names version {}, which is not installed ({} is not a folder); installed: {}. Set `current` to an installed version (the launcher falls back to `previous` when that one can run, and refuses to start otherwise)",
             install.config_path().display(),
             config.current,
             folder.display(),
@@ -311,6 +325,28 @@ mod tests {
         assert!(!install.bad_versions_path().exists());
         let switched = Switched::load(&install.switched_path()).unwrap().unwrap();
         assert_eq!(switched.current, v("3.0.0"));
+    }
+
+    /// The launcher's fallback writes `state/switched.toml` before `appstart.toml`: a crash
+    /// between them, with the failed version's folder gone, is finished here, not refused.
+    #[test]
+    fn a_fallback_torn_by_a_crash_is_finished_not_refused() {
+        let (_dir, install) = install_with("3.0.0", Some("2.0.0"));
+        std::fs::create_dir_all(install.version_dir(&v("2.0.0"))).unwrap();
+        record_switch(&install, &v("2.0.0"), "launcher fallback").unwrap();
+        assert_eq!(notice_hand_edit(&install).unwrap(), None);
+        let config = LauncherConfig::load(&install.config_path()).unwrap();
+        assert_eq!(config.current, v("2.0.0"));
+        assert_eq!(config.previous, None);
+        assert!(!install.bad_versions_path().exists());
+        assert_eq!(notice_hand_edit(&install).unwrap(), None);
+
+        // Without the previous folder it is no fallback the launcher could have made.
+        let (_dir, install) = install_with("3.0.0", Some("2.0.0"));
+        record_switch(&install, &v("2.0.0"), "launcher fallback").unwrap();
+        assert!(notice_hand_edit(&install).is_err());
+        let config = LauncherConfig::load(&install.config_path()).unwrap();
+        assert_eq!(config.current, v("3.0.0"));
     }
 
     /// Launchers renamed aside on Windows (a running .exe cannot be replaced) are deleted by

@@ -223,7 +223,10 @@ impl Chooser<'_> {
                 .max_by_key(|r| r.custom.platform != crate::release::ANY_PLATFORM)
         });
         // A `stop` release holds back newer ones until it has run: the launcher ends its
-        // probation once it ran long enough or exited cleanly.
+        // probation once it ran long enough or exited cleanly. An unreadable probation file
+        // (it is written by rename, so only damage from outside makes one) counts as none,
+        // as the launcher reads it: the launcher then never clears it, so holding the stop
+        // release on it would hold it for good.
         let stop_pending = match (current, current_release) {
             (Some(current), Some(release)) if release.custom.control.stop => {
                 super::load_probation(install).is_some_and(|p| &p.version == current)

@@ -10,7 +10,9 @@
 //!    (`state/metadata`): its manifest, serialized as the publisher writes it, must have the
 //!    signed length and hashes, so a tampered record is refused. A release the top-level
 //!    targets do not list (delegated, or removed since) is reported as `record_checked:
-//!    false`; its blobs are still authenticated by the record's BLAKE3s.
+//!    false`; its blobs are still authenticated by the record's BLAKE3s. The stored metadata
+//!    is checked for its signatures only: this finds damage, not someone who can write the
+//!    install folder (they could put back an older, validly signed set).
 //! 3. Read and hash every listed file ([`check`]); name damaged, missing and extra ones.
 //! 4. Stage the same manifest into `versions/.staging-<version>` with the [`Stager`], whose
 //!    only local source is the files step 3 just hashed (hard-linked when unchanged since);
