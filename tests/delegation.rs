@@ -300,3 +300,92 @@ fn delegating_and_publishing_refuse_what_clients_could_not_use() {
     assert!(!repo.join("targets/demo").exists());
     assert!(!repo.join("targets/other").exists());
 }
+
+/// Review finding: `release` on a delegated release and `repo delegate` wrote the role's new
+/// metadata (`N.ROLE.json`) before finding that KEYDIR's snapshot key is not the one the
+/// root lists. Both are refused now with nothing written.
+#[test]
+fn foreign_top_level_keys_are_refused_before_delegated_metadata_is_written() {
+    let publisher = Publisher::new();
+    let team = delegate(&publisher, "demo-team", "demo/*");
+    publisher.publish_with_keys(
+        &team,
+        "demo",
+        "1.0.0",
+        &[("bin/app", APP_V1, true)],
+        &["--role", "demo-team"],
+    );
+    let repo = publisher.repo();
+    let foreign = publisher.dir.path().join("foreign-keys");
+    appupdate_ok(&["keys", "generate", "--out", s(&foreign)]);
+    // The team's folder with a snapshot key the root does not list.
+    let bad_team = publisher.dir.path().join("bad-team-keys");
+    std::fs::create_dir_all(&bad_team).unwrap();
+    for entry in std::fs::read_dir(&team).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bad_team.join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(foreign.join("snapshot.key"), bad_team.join("snapshot.key")).unwrap();
+    // The publisher's folder with the same foreign snapshot key.
+    let bad_keys = publisher.dir.path().join("bad-keys");
+    std::fs::create_dir_all(&bad_keys).unwrap();
+    for entry in std::fs::read_dir(publisher.keys()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bad_keys.join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(foreign.join("snapshot.key"), bad_keys.join("snapshot.key")).unwrap();
+    let other_team = publisher.dir.path().join("other-team");
+    appupdate_ok(&[
+        "keys",
+        "generate",
+        "--out",
+        s(&other_team),
+        "--role",
+        "other",
+    ]);
+
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(repo.join("metadata"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let pause = appupdate(&[
+        "release",
+        "pause",
+        "--repo",
+        s(&repo),
+        "--keys",
+        s(&bad_team),
+        "--app",
+        "demo",
+        "--version",
+        "1.0.0",
+    ]);
+    let delegate_other = appupdate(&[
+        "repo",
+        "delegate",
+        "--repo",
+        s(&repo),
+        "--keys",
+        s(&bad_keys),
+        "--role",
+        "other",
+        "--paths",
+        "other/*",
+        "--key-file",
+        s(&other_team.join("other.pub")),
+    ]);
+    for (what, output) in [("release pause", pause), ("repo delegate", delegate_other)] {
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.contains("snapshot") && stderr.contains("root.json"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(listing(), before, "{what} wrote metadata");
+    }
+}

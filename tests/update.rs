@@ -852,6 +852,11 @@ fn a_stray_file_where_the_new_version_goes_does_not_block_updates() {
         let target = dir.join("versions/2.0.0");
         if stray == "file" {
             std::fs::write(&target, "a note").unwrap();
+            // Read-only, as a copied installed file would be (Windows refuses to delete one
+            // as is).
+            let mut permissions = std::fs::metadata(&target).unwrap().permissions();
+            permissions.set_readonly(true);
+            std::fs::set_permissions(&target, permissions).unwrap();
         } else {
             #[cfg(unix)]
             std::os::unix::fs::symlink(&outside, &target).unwrap();

@@ -196,6 +196,26 @@ pub fn remove_file_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Removes what is at `path` that is not a folder: a file, or a link (to a file or to a
+/// folder; never followed). Windows refuses to delete a read-only file: its attribute is
+/// cleared and the removal tried again.
+pub fn remove_non_folder(path: &Path) -> Result<()> {
+    let first = match fs::remove_file(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => e,
+    };
+    // A link to a folder is removed as a folder on Windows.
+    if fs::remove_dir(path).is_ok() {
+        return Ok(());
+    }
+    #[cfg(windows)]
+    if first.kind() == std::io::ErrorKind::PermissionDenied && windows::clear_read_only_file(path) {
+        return fs::remove_file(path).map_err(|e| Error::io("removing", path, e));
+    }
+    Err(Error::io("removing", path, first))
+}
+
 #[cfg(unix)]
 pub use mounts::{mount_points_within, mount_within};
 
@@ -284,6 +304,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["file.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A read-only file (Windows refuses to delete one as is) and links are removed; what a
+    /// link points to is left alone.
+    #[test]
+    fn remove_non_folder_removes_read_only_files_and_links_not_their_targets() {
+        let dir = std::env::temp_dir().join(temp_name("fsutil-remove"));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("stray");
+        fs::write(&file, b"x").unwrap();
+        let mut permissions = fs::metadata(&file).unwrap().permissions();
+        permissions.set_readonly(true);
+        fs::set_permissions(&file, permissions).unwrap();
+        remove_non_folder(&file).unwrap();
+        assert!(fs::symlink_metadata(&file).is_err());
+        remove_non_folder(&file).unwrap(); // Nothing there: nothing to do.
+        #[cfg(unix)]
+        {
+            let folder = dir.join("folder");
+            fs::create_dir_all(&folder).unwrap();
+            fs::write(folder.join("kept"), b"k").unwrap();
+            let link = dir.join("link");
+            std::os::unix::fs::symlink(&folder, &link).unwrap();
+            remove_non_folder(&link).unwrap();
+            assert!(fs::symlink_metadata(&link).is_err());
+            assert_eq!(fs::read(folder.join("kept")).unwrap(), b"k");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -210,12 +210,13 @@ impl Repository {
         if report.changed.is_empty() {
             return Ok(report);
         }
-        // Step 3, for the top-level roles (keys().role_keys names the missing file).
+        // Step 3, for the top-level roles: KEYDIR must hold keys the root lists for them
+        // (check_signers names the missing file or the foreign key) before any delegated
+        // metadata is written below.
         if top_changed {
-            keys.role_keys("targets")?;
+            self.check_signers(keys, &["targets"])?;
         }
-        keys.role_keys("snapshot")?;
-        keys.role_keys("timestamp")?;
+        self.check_signers(keys, &["snapshot", "timestamp"])?;
         // Step 5.
         let now = SystemTime::now();
         for (role, role_targets, signers) in &mut delegated {

@@ -176,6 +176,9 @@ impl Repository {
             delegations: None,
             extra: Map::new(),
         };
+        // The top-level keys are checked against the root before the role's first metadata
+        // is written: a refusal leaves the repository as it was.
+        self.check_signers(keys, &["targets", "snapshot", "timestamp"])?;
         let role_bytes = sign_metadata(&role_targets, &signers.iter().collect::<Vec<_>>())?;
         let metadata = self.metadata_dir();
         fsutil::write_atomic(

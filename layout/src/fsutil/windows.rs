@@ -100,6 +100,24 @@ pub fn is_executable(_metadata: &Metadata) -> bool {
     true
 }
 
+/// Clears the read-only attribute of the regular file `path` (not of a link, nor through
+/// one). Returns whether it was set and is now cleared.
+pub fn clear_read_only_file(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || !meta.permissions().readonly() {
+        return false;
+    }
+    let mut permissions = meta.permissions();
+    #[expect(
+        clippy::permissions_set_readonly_false,
+        reason = "this file is Windows-only: it clears FILE_ATTRIBUTE_READONLY; the lint's concern (world-writable on Unix) does not apply"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(path, permissions).is_ok()
+}
+
 /// Clears the read-only attribute of every file below `path` (links are not followed), so
 /// the tree can be deleted. Best effort: what cannot be changed makes the delete fail, and
 /// that error names the path.
