@@ -231,6 +231,7 @@ pub fn notice_hand_edit(install: &InstallDir) -> Result<Option<HandEdit>> {
             let mut config = config;
             config.fall_back();
             config.save(&install.config_path())?;
+            Probation::clear(&install.probation_path())?;
             log::warn!(
                 "{}: finished the launcher's fallback to {}: version folder {} is missing",
                 install.config_path().display(),
@@ -334,7 +335,11 @@ mod tests {
         let (_dir, install) = install_with("3.0.0", Some("2.0.0"));
         std::fs::create_dir_all(install.version_dir(&v("2.0.0"))).unwrap();
         record_switch(&install, &v("2.0.0"), "launcher fallback").unwrap();
+        Probation::start(v("3.0.0"))
+            .save(&install.probation_path())
+            .unwrap();
         assert_eq!(notice_hand_edit(&install).unwrap(), None);
+        assert!(!install.probation_path().exists(), "probation is ended too");
         let config = LauncherConfig::load(&install.config_path()).unwrap();
         assert_eq!(config.current, v("2.0.0"));
         assert_eq!(config.previous, None);
